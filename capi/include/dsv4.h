@@ -1,0 +1,118 @@
+/*
+ * dsv4.h — the C ABI of dsv4, a DeepSeek-V4 inference library.
+ *
+ * Stability: everything in this header is the stable ABI. Enum values and struct fields are only
+ * ever appended. Parameter structs begin with `struct_size`; initialise them with the matching
+ * *_default_params() function (or *_INIT macro), which records the size you compiled against.
+ *
+ * Errors: every function returns a dsv4_status. On failure, dsv4_last_error() returns a message
+ * with context (file, tensor, expected vs found) that stays valid on the calling thread until its
+ * next dsv4 call. Out-parameters are set to NULL/0 on failure. No C++ exception crosses this ABI.
+ *
+ * Ownership: *_load / *_create pair with *_free; *_free accepts NULL. A dsv4_model is immutable
+ * after loading and may be shared by threads; a dsv4_session is used by one thread at a time.
+ */
+#ifndef DSV4_H
+#define DSV4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsv4_version.h"
+
+#if defined(_WIN32)
+#  if defined(DSV4_BUILDING_LIBRARY)
+#    define DSV4_API __declspec(dllexport)
+#  else
+#    define DSV4_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__)
+#  define DSV4_API __attribute__((visibility("default")))
+#else
+#  define DSV4_API
+#endif
+
+#if defined(__GNUC__)
+#  define DSV4_NODISCARD __attribute__((warn_unused_result))
+#else
+#  define DSV4_NODISCARD
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. Values are pinned; new codes are appended. */
+typedef enum dsv4_status {
+  DSV4_OK = 0,
+  DSV4_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, bad size, bad value from the caller */
+  DSV4_ERR_IO = 2,               /* missing file, permission, mmap failure */
+  DSV4_ERR_CORRUPT_FILE = 3,     /* malformed file: truncated, bad header, bad JSON, bad offsets */
+  DSV4_ERR_INVALID_CONFIG = 4,   /* config.json describes an impossible or unsupported model */
+  DSV4_ERR_MODEL_MISMATCH = 5,   /* checkpoint tensor missing or of the wrong dtype or shape */
+  DSV4_ERR_UNSUPPORTED = 6,      /* valid request this build or backend cannot serve */
+  DSV4_ERR_OUT_OF_MEMORY = 7,
+  DSV4_ERR_BUFFER_TOO_SMALL = 8, /* a caller buffer is too small; the needed size is reported */
+  DSV4_ERR_OUT_OF_RANGE = 9,     /* an index (token id, layer) outside its range */
+  DSV4_ERR_CANCELLED = 10,
+  DSV4_ERR_INTERNAL = 11
+} dsv4_status;
+
+/* ---- version ---- */
+
+/* "MAJOR.MINOR.PATCH" of the library actually loaded (compare with DSV4_VERSION_*). Static. */
+DSV4_API const char* dsv4_version(void);
+/* MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded. */
+DSV4_API uint32_t dsv4_version_number(void);
+
+/* ---- errors ---- */
+
+/* Static name of a status ("DSV4_ERR_IO"); "DSV4_ERR_UNKNOWN" for unknown values. */
+DSV4_API const char* dsv4_status_name(dsv4_status status);
+/* Message of the last failed call on this thread ("" if none). Valid until the thread's next call. */
+DSV4_API const char* dsv4_last_error(void);
+
+/* ---- backends ---- */
+
+/* *available = 1 if backend `name` ("cpu", "cuda") is compiled in and has a device, else 0. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_backend_available(const char* name, int32_t* available);
+
+/* ---- model ---- */
+
+typedef struct dsv4_model dsv4_model;
+
+typedef struct dsv4_model_params {
+  size_t struct_size;  /* sizeof(dsv4_model_params) as compiled by the caller */
+  const char* backend; /* "cpu", "cuda", "best"; NULL = "cpu" */
+  int32_t n_threads;   /* CPU threads; 0 = all cores */
+} dsv4_model_params;
+
+/* Defaults with struct_size filled in. */
+DSV4_API dsv4_model_params dsv4_model_default_params(void);
+
+/*
+ * Loads a checkpoint directory (config.json + model.safetensors or model.safetensors.index.json
+ * with its shards). `params` may be NULL for defaults. Validates the config and every tensor the
+ * model needs before returning. On failure *out is NULL.
+ * Errors: INVALID_ARGUMENT (NULL dir/out, bad params), IO, CORRUPT_FILE, INVALID_CONFIG,
+ * MODEL_MISMATCH, UNSUPPORTED (backend), OUT_OF_MEMORY.
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* params,
+                                                    dsv4_model** out);
+/* Frees a model (NULL is fine). Sessions of the model must be freed first. */
+DSV4_API void dsv4_model_free(dsv4_model* model);
+
+/* Config queries. Each writes its answer to the out-pointer; INVALID_ARGUMENT on NULL. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_vocab(const dsv4_model* model, int64_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_layers(const dsv4_model* model, int64_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_embd(const dsv4_model* model, int64_t* out);
+/* Compress ratio of decoder layer `layer`: 0 (sliding window only), 4 (CSA) or another value (HCA).
+ * OUT_OF_RANGE when layer is not in [0, n_layers). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model, int64_t layer,
+                                                                    int64_t* out);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* DSV4_H */

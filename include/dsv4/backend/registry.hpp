@@ -1,0 +1,36 @@
+// Backend registry: which backends this build has and which can run here.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dsv4/backend/backend.hpp"
+
+namespace dsv4 {
+
+// Names compiled into this build ("cpu", and "cuda" when built with DSV4_CUDA).
+std::vector<std::string> compiled_backends();
+// True when the backend is compiled in and a device for it is present.
+bool backend_available(std::string_view name) noexcept;
+// Why `name` is unavailable ("" when it is available).
+std::string backend_unavailable_reason(std::string_view name);
+// "cpu", "cuda", or "best" (the first available of cuda, cpu).
+Result<std::unique_ptr<Backend>> create_backend(std::string_view name);
+
+namespace cpu {
+std::unique_ptr<Backend> make_cpu_backend();
+// The instruction set the CPU kernels were dispatched to ("avx512", "avx2", "baseline"),
+// capped by DSV4_CPU_ISA.
+std::string_view active_isa() noexcept;
+}  // namespace cpu
+
+namespace cuda {
+// Number of usable CUDA devices (0 without a driver or device, or in a build without CUDA).
+int device_count() noexcept;
+std::string unavailable_reason();
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device);
+}  // namespace cuda
+
+}  // namespace dsv4

@@ -1,0 +1,53 @@
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli.hpp"
+#include "dsv4/version.hpp"
+
+namespace {
+
+void print_usage() {
+  std::printf(
+      "dsv4 %s — DeepSeek-V4 inference\n\n"
+      "usage:\n"
+      "  dsv4 info --model DIR       print the config, a per-layer table and parameter/byte counts\n"
+      "  dsv4 version                print the library version\n",
+      dsv4::kVersionString);
+}
+
+bool parse_args(int argc, char** argv, dsv4::cli::Args* out) {
+  for (int i = 2; i < argc; ++i) {
+    std::string key = argv[i];
+    if (key.rfind("--", 0) != 0) {
+      std::fprintf(stderr, "dsv4: unexpected argument \"%s\"\n", argv[i]);
+      return false;
+    }
+    key = key.substr(2);
+    if (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) {
+      out->options[key] = argv[++i];
+    } else {
+      out->options[key] = "";
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  dsv4::cli::Args args;
+  if (!parse_args(argc, argv, &args)) return 2;
+  if (command == "info") return dsv4::cli::command_info(args);
+  if (command == "version") {
+    std::printf("%s\n", dsv4::kVersionString);
+    return 0;
+  }
+  std::fprintf(stderr, "dsv4: unknown command \"%s\" (try dsv4 --help)\n", command.c_str());
+  return 2;
+}

@@ -1,0 +1,64 @@
+#include <cstdlib>
+#include <string>
+
+#include "cpu_kernels.hpp"
+#include "dsv4/backend/registry.hpp"
+
+namespace dsv4::cpu {
+namespace {
+
+Isa best_supported_isa() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  return Isa::kSse2;
+#else
+  return Isa::kScalar;
+#endif
+}
+
+Isa cap_from_env(Isa best) noexcept {
+  const char* cap = std::getenv("DSV4_CPU_ISA");
+  if (!cap) return best;
+  const std::string s(cap);
+  Isa wanted = best;
+  if (s == "scalar") wanted = Isa::kScalar;
+  else if (s == "sse2") wanted = Isa::kSse2;
+  else if (s == "avx2") wanted = Isa::kAvx2;
+  else if (s == "avx512") wanted = Isa::kAvx512;
+  return wanted < best ? wanted : best;
+}
+
+}  // namespace
+
+Isa detect_isa() noexcept { return cap_from_env(best_supported_isa()); }
+
+std::string_view isa_name(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kSse2: return "sse2";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+KernelTable kernels_for(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::kAvx512: return {isa, &gemm_f32_avx512};
+    case Isa::kAvx2: return {isa, &gemm_f32_avx2};
+    case Isa::kSse2: return {isa, &gemm_f32_sse2};
+    case Isa::kScalar: break;
+  }
+  return {Isa::kScalar, &gemm_f32_reference};
+}
+
+const KernelTable& kernels() noexcept {
+  static const KernelTable table = kernels_for(detect_isa());
+  return table;
+}
+
+std::string_view active_isa() noexcept { return isa_name(kernels().isa); }
+
+}  // namespace dsv4::cpu

@@ -1,0 +1,31 @@
+// The CPU kernel table: one entry per operator, filled once at start-up from the best instruction
+// set this CPU supports (capped by the DSV4_CPU_ISA environment variable: scalar|sse2|avx2|avx512).
+#pragma once
+
+#include <string_view>
+
+#include "dsv4/backend/backend.hpp"
+
+namespace dsv4::cpu {
+
+enum class Isa { kScalar, kSse2, kAvx2, kAvx512 };
+
+struct KernelTable {
+  Isa isa;
+  void (*gemm_f32)(const GemmArgs&) noexcept;
+};
+
+// Reference (scalar, always compiled, the oracle) and per-ISA kernels.
+void gemm_f32_reference(const GemmArgs& args) noexcept;
+void gemm_f32_sse2(const GemmArgs& args) noexcept;
+void gemm_f32_avx2(const GemmArgs& args) noexcept;
+void gemm_f32_avx512(const GemmArgs& args) noexcept;
+
+// The best supported ISA, capped by DSV4_CPU_ISA.
+Isa detect_isa() noexcept;
+std::string_view isa_name(Isa isa) noexcept;
+KernelTable kernels_for(Isa isa) noexcept;
+// The table in use (initialised on first call).
+const KernelTable& kernels() noexcept;
+
+}  // namespace dsv4::cpu

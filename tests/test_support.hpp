@@ -1,0 +1,94 @@
+// Helpers shared by the tests: golden paths, temporary folders, and a small safetensors writer
+// (an independent writer, so reader tests do not check the reader against itself).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dsv4/core/dtype.hpp"
+#include "dsv4/core/tensor_view.hpp"
+
+namespace dsv4::test {
+
+inline std::filesystem::path golden_dir(const std::string& name) {
+  return std::filesystem::path(DSV4_GOLDEN_DIR) / name;
+}
+inline std::filesystem::path source_dir() { return std::filesystem::path(DSV4_SOURCE_DIR); }
+
+// A fresh, empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    static std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("dsv4-" + tag + "-" + std::to_string(rd()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct RawTensor {
+  std::string name;
+  std::string dtype;  // safetensors spelling
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+inline RawTensor f32_tensor(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
+  RawTensor t{name, "F32", std::move(shape), std::vector<uint8_t>(values.size() * 4)};
+  if (!values.empty()) std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+  return t;
+}
+
+inline std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<RawTensor>& tensors) {
+  std::string header = "{";
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const RawTensor& t = tensors[i];
+    if (i) header += ",";
+    header += "\"" + json_escape(t.name) + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+    for (size_t d = 0; d < t.shape.size(); ++d) header += (d ? "," : "") + std::to_string(t.shape[d]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.bytes.size()) + "]}";
+    offset += t.bytes.size();
+  }
+  header += "}";
+  while (header.size() % 8) header += ' ';
+  std::ofstream out(path, std::ios::binary);
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.put(char((n >> (8 * i)) & 0xff));
+  out.write(header.data(), std::streamsize(header.size()));
+  for (const RawTensor& t : tensors) out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
+}
+
+inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace dsv4::test
