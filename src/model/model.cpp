@@ -1,29 +1,60 @@
 #include "dsv4/model/model.hpp"
 
-#include <omp.h>
-
 #include "dsv4/backend/registry.hpp"
+#include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/checkpoint_schema.hpp"
+#include "dsv4/ops/rope.hpp"
 
 namespace dsv4 {
 
-Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const ModelLoadOptions& options) {
+Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model, const ModelLoadOptions& options) {
   return capture_result([&]() -> std::shared_ptr<const Model> {
     if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
-    auto model = std::shared_ptr<Model>(new Model());
+    throw_if_error(validate_model_config(model->config_));
+    auto backend = create_backend(options.backend);
+    throw_if_error(backend.status());
+    model->backend_ = std::move(backend.value());
+    model->n_threads_ = options.n_threads;
+    const ModelConfig& c = model->config_;
+    ops::RopeParams window{c.qk_rope_head_dim, c.rope_theta};
+    ops::RopeParams compressed{c.qk_rope_head_dim, c.compress_rope_theta};
+    if (c.has_rope_scaling) {
+      compressed.yarn = true;
+      compressed.factor = c.rope_scaling.factor;
+      compressed.original_max_position = c.rope_scaling.original_max_position_embeddings;
+      compressed.beta_fast = c.rope_scaling.beta_fast;
+      compressed.beta_slow = c.rope_scaling.beta_slow;
+    }
+    model->theta_window_ = ops::rope_frequencies(window);
+    model->theta_compressed_ = ops::rope_frequencies(compressed);
+    return model;
+  });
+}
+
+Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const ModelLoadOptions& options) {
+  auto model = std::shared_ptr<Model>(new Model());
+  Status loaded = capture_status([&] {
+    if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
     auto config = load_model_config(dir);
     throw_if_error(config.status());
     model->config_ = std::move(config.value());
     auto checkpoint = Checkpoint::open(dir);
     throw_if_error(checkpoint.status());
-    model->checkpoint_ = std::move(checkpoint.value());
-    throw_if_error(check_checkpoint(model->checkpoint_, model->config_));
-    auto backend = create_backend(options.backend);
-    throw_if_error(backend.status());
-    model->backend_ = std::move(backend.value());
-    if (options.n_threads > 0) omp_set_num_threads(options.n_threads);
-    return model;
+    throw_if_error(check_checkpoint(checkpoint.value(), model->config_));
+    auto weights = load_weights(checkpoint.value(), model->config_);
+    throw_if_error(weights.status());
+    model->weights_ = std::move(weights.value());
   });
+  if (!loaded) return loaded;
+  return finish(std::move(model), options);
+}
+
+Result<std::shared_ptr<const Model>> Model::from_weights(ModelConfig config, ModelWeights weights,
+                                                         const ModelLoadOptions& options) {
+  auto model = std::shared_ptr<Model>(new Model());
+  model->config_ = std::move(config);
+  model->weights_ = std::move(weights);
+  return finish(std::move(model), options);
 }
 
 }  // namespace dsv4

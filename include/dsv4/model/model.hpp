@@ -1,13 +1,15 @@
-// A loaded model: validated config + checkpoint (+ weights in the forward-pass layout).
+// A loaded model: validated config, weights in the forward-pass layout, and the backend it runs on.
+// Immutable after loading; share it between sessions and threads.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dsv4/backend/backend.hpp"
 #include "dsv4/core/status.hpp"
 #include "dsv4/formats/model_config.hpp"
-#include "dsv4/formats/safetensors.hpp"
+#include "dsv4/model/weights.hpp"
 
 namespace dsv4 {
 
@@ -18,17 +20,28 @@ struct ModelLoadOptions {
 
 class Model {
  public:
-  // Reads DIR/config.json and the checkpoint, and checks every tensor the config needs.
+  // Reads DIR/config.json and the checkpoint, checks every tensor, and loads (dequantises) weights.
   static Result<std::shared_ptr<const Model>> load(const std::string& dir, const ModelLoadOptions& options = {});
+  // A model from weights built in memory (e.g. random_weights for the demo).
+  static Result<std::shared_ptr<const Model>> from_weights(ModelConfig config, ModelWeights weights,
+                                                           const ModelLoadOptions& options = {});
 
   const ModelConfig& config() const noexcept { return config_; }
-  const Checkpoint& checkpoint() const noexcept { return checkpoint_; }
+  const ModelWeights& weights() const noexcept { return weights_; }
   Backend& backend() const noexcept { return *backend_; }
+  int n_threads() const noexcept { return n_threads_; }
+  // RoPE frequencies θ_i of window-only layers and of compressed (CSA/HCA) layers.
+  const std::vector<double>& rope_theta(bool compressed_layer) const noexcept {
+    return compressed_layer ? theta_compressed_ : theta_window_;
+  }
 
  private:
+  static Result<std::shared_ptr<const Model>> finish(std::shared_ptr<Model> model, const ModelLoadOptions& options);
   ModelConfig config_;
-  Checkpoint checkpoint_;
+  ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
+  int n_threads_ = 0;
+  std::vector<double> theta_window_, theta_compressed_;
 };
 
 }  // namespace dsv4

@@ -1,0 +1,185 @@
+// Attention sub-layer (spec section 3): low-rank query, shared-KV key, compressors, the lightning
+// indexer, sink attention over window + compressed entries, inverse RoPE and the grouped output.
+#include <cmath>
+#include <vector>
+
+#include "dsv4/ops/attention.hpp"
+#include "dsv4/ops/attention_variants.hpp"
+#include "dsv4/ops/compressor.hpp"
+#include "dsv4/ops/lightning_indexer.hpp"
+#include "dsv4/ops/rms_norm.hpp"
+#include "dsv4/ops/rope.hpp"
+#include "layer_forward.hpp"
+
+namespace dsv4::detail {
+namespace {
+
+// RoPE on the last `rope_dim` values of each of `n_heads` vectors of `head_dim` in row t.
+void rope_heads(float* row, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const std::vector<double>& theta,
+                int64_t pos, bool inverse) {
+  const int64_t half = rope_dim / 2;
+  std::vector<float> cos_a(static_cast<size_t>(half)), sin_a(static_cast<size_t>(half));
+  ops::rope_cos_sin(theta, pos, cos_a.data(), sin_a.data());
+  for (int64_t h = 0; h < n_heads; ++h)
+    ops::rope_rotate(row + h * head_dim + head_dim - rope_dim, half, cos_a.data(), sin_a.data(), inverse);
+}
+
+// Feeds T tokens' input rows through a compressor; every completed window appends one entry
+// (pooled, RMSNorm'ed, RoPE'd at the window's first position) to `store`.
+void compress_chunk(const Model& model, const CompressorWeights& w, CompressorState& state, EntryStore& store,
+                    const float* h, int64_t n_tokens, int64_t start) {
+  const ModelConfig& c = model.config();
+  const int64_t width = state.width, m = state.compress_ratio, out_dim = w.out_dim;
+  std::vector<float> kv(size_t(n_tokens * width)), gate(size_t(n_tokens * width));
+  linear(model.backend(), h, n_tokens, w.wkv, kv.data());
+  linear(model.backend(), h, n_tokens, w.wgate, gate.data());
+  std::vector<float> entry(static_cast<size_t>(out_dim));
+  const auto& theta = model.rope_theta(true);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t pos = start + t, slot = pos % m;
+    float* kv_row = state.kv.data() + slot * width;
+    float* gate_row = state.gate.data() + slot * width;
+    for (int64_t i = 0; i < width; ++i) {
+      kv_row[i] = kv[size_t(t * width + i)];
+      gate_row[i] = gate[size_t(t * width + i)] + w.ape[size_t(slot * width + i)];
+    }
+    if (slot != m - 1) continue;
+    const int64_t window_index = pos / m;
+    if (state.overlap) {
+      const bool has_prev = state.has_prev;
+      ops::csa_pool(has_prev ? state.prev_kv_a.data() : nullptr, has_prev ? state.prev_gate_a.data() : nullptr,
+                    state.kv.data(), state.gate.data(), m, out_dim, entry.data());
+      // This window's A halves become the next entry's previous-window slots.
+      for (int64_t s = 0; s < m; ++s)
+        for (int64_t i = 0; i < out_dim; ++i) {
+          state.prev_kv_a[size_t(s * out_dim + i)] = state.kv[size_t(s * width + i)];
+          state.prev_gate_a[size_t(s * out_dim + i)] = state.gate[size_t(s * width + i)];
+        }
+      state.has_prev = true;
+    } else {
+      ops::hca_pool(state.kv.data(), state.gate.data(), m, width, entry.data());
+    }
+    ops::rms_norm(entry.data(), w.norm.data(), entry.data(), out_dim, float(c.rms_norm_eps));
+    rope_heads(entry.data(), 1, out_dim, c.qk_rope_head_dim, theta, window_index * m, false);
+    store.append(entry.data());
+  }
+}
+
+struct IndexerQueries {
+  std::vector<float> q;        // [T, H_I, c], RoPE'd
+  std::vector<float> weights;  // [T, H_I], divided by sqrt(H_I)
+};
+
+IndexerQueries indexer_queries(const Model& model, const IndexerWeights& ix, const float* cq, const float* h,
+                               int64_t n_tokens, int64_t start) {
+  const ModelConfig& c = model.config();
+  const int64_t nh = c.index_n_heads, dim = c.index_head_dim;
+  IndexerQueries out{std::vector<float>(size_t(n_tokens * nh * dim)), std::vector<float>(size_t(n_tokens * nh))};
+  linear(model.backend(), cq, n_tokens, ix.wq_b, out.q.data());
+  linear(model.backend(), h, n_tokens, ix.weights_proj, out.weights.data());
+  const float inv_sqrt_heads = 1.0f / std::sqrt(float(nh));
+  for (auto& u : out.weights) u *= inv_sqrt_heads;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n_tokens; ++t)
+    rope_heads(out.q.data() + t * nh * dim, nh, dim, c.qk_rope_head_dim, model.rope_theta(true), start + t, false);
+  return out;
+}
+
+}  // namespace
+
+void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h, int64_t n_tokens,
+                       int64_t start, float* out) {
+  const ModelConfig& c = model.config();
+  const LayerWeights& L = model.weights().layers[size_t(layer)];
+  Backend& backend = model.backend();
+  const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim, W = c.sliding_window;
+  const int64_t m = c.compress_ratio(layer);
+  const bool compressed_layer = m > 0, csa = m == kCsaCompressRatio;
+  const auto& theta = model.rope_theta(compressed_layer);
+  const float eps = float(c.rms_norm_eps);
+
+  // Query: c_q = RMSNorm(wq_a·x); q = wq_b·c_q per head, unweighted RMSNorm, RoPE at t.
+  std::vector<float> cq(size_t(n_tokens * c.q_lora_rank)), q(size_t(n_tokens * H * d));
+  linear(backend, h, n_tokens, L.wq_a, cq.data());
+  ops::rms_norm_rows(cq.data(), L.q_norm.data(), cq.data(), n_tokens, c.q_lora_rank, eps);
+  linear(backend, cq.data(), n_tokens, L.wq_b, q.data());
+  // Key (= value): RMSNorm(wkv·x), RoPE at t.
+  std::vector<float> kv(size_t(n_tokens * d));
+  linear(backend, h, n_tokens, L.wkv, kv.data());
+  ops::rms_norm_rows(kv.data(), L.kv_norm.data(), kv.data(), n_tokens, d, eps);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float* qt = q.data() + t * H * d;
+    for (int64_t hh = 0; hh < H; ++hh) ops::rms_norm(qt + hh * d, static_cast<const float*>(nullptr), qt + hh * d, d, eps);
+    rope_heads(qt, H, d, r, theta, start + t, false);
+    rope_heads(kv.data() + t * d, 1, d, r, theta, start + t, false);
+  }
+
+  if (compressed_layer) compress_chunk(model, *L.compressor, cache.compressor, cache.compressed, h, n_tokens, start);
+  IndexerQueries iq;
+  if (csa) {
+    compress_chunk(model, L.indexer->compressor, cache.indexer_compressor, cache.indexer, h, n_tokens, start);
+    iq = indexer_queries(model, *L.indexer, cq.data(), h, n_tokens, start);
+  }
+
+  std::vector<float> o(size_t(n_tokens * H * d));
+#pragma omp parallel
+  {
+    std::vector<const float*> keys;
+    std::vector<float> scores, index_scores;
+    std::vector<int32_t> selected;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const int64_t pos = start + t;
+      keys.clear();
+      for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
+        keys.push_back(s >= start ? kv.data() + (s - start) * d : cache.window.entry(s));
+      if (compressed_layer) {
+        const int64_t n_visible = ops::compressed_visible_count(pos, m);
+        if (csa && n_visible > c.index_topk) {
+          index_scores.resize(static_cast<size_t>(n_visible));
+          const float* qt = iq.q.data() + t * c.index_n_heads * c.index_head_dim;
+          const float* ut = iq.weights.data() + t * c.index_n_heads;
+          for (int64_t w = 0; w < n_visible; ++w)
+            index_scores[size_t(w)] = ops::indexer_score(qt, ut, c.index_n_heads, c.index_head_dim, cache.indexer.entry(w));
+          ops::select_topk(index_scores.data(), n_visible, c.index_topk, selected);
+          for (int32_t w : selected) keys.push_back(cache.compressed.entry(w));
+        } else {
+          for (int64_t w = 0; w < n_visible; ++w) keys.push_back(cache.compressed.entry(w));
+        }
+      }
+      scores.resize(keys.size());
+      float* ot = o.data() + t * H * d;
+      ops::attention_with_sink(q.data() + t * H * d, H, d, keys.data(), int64_t(keys.size()), L.attn_sink.data(), ot,
+                               scores.data());
+      rope_heads(ot, H, d, r, theta, pos, true);
+    }
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) cache.window.append(kv.data() + t * d);
+
+  // Grouped low-rank output: group g's heads (H·d/G values) through rows [g·R, (g+1)·R) of wo_a.
+  const int64_t G = c.o_groups, R = c.o_lora_rank, group_in = H * d / G;
+  std::vector<float> oa(size_t(n_tokens * G * R));
+  for (int64_t g = 0; g < G; ++g) {
+    GemmArgs args;
+    args.m = n_tokens, args.n = R, args.k = group_in;
+    args.a = o.data() + g * group_in, args.lda = H * d;
+    args.w = L.wo_a.w.data() + g * R * group_in, args.ldw = group_in;
+    args.c = oa.data() + g * R, args.ldc = G * R;
+    throw_if_error(backend.gemm(args));
+  }
+  linear(backend, oa.data(), n_tokens, L.wo_b, out);
+}
+
+void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out, int64_t in, float* y) {
+  GemmArgs args;
+  args.m = rows, args.n = out, args.k = in;
+  args.a = x, args.lda = in, args.w = w, args.ldw = in, args.c = y, args.ldc = out;
+  throw_if_error(backend.gemm(args));
+}
+
+void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y) {
+  matmul_transposed(backend, x, rows, w.w.data(), w.out, w.in, y);
+}
+
+}  // namespace dsv4::detail

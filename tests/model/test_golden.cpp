@@ -1,0 +1,123 @@
+// The whole model against the independent reference outputs in ../shared/golden.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "dsv4/formats/safetensors.hpp"
+#include "dsv4/model/session.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+struct Golden {
+  std::vector<int32_t> input_ids;
+  std::vector<float> prefill_logits, decode_logits, hidden_states, final_hidden;
+  int64_t prompt_len = 0;
+};
+
+std::vector<float> read_f32(const dsv4::Checkpoint& file, const std::string& name) {
+  const auto entry = file.find(name);
+  if (!entry.info) return {};
+  const auto view = file.view(entry);
+  std::vector<float> out(size_t(view.numel()));
+  dsv4::decode_to_float(view, out);
+  return out;
+}
+
+Golden load_golden(const std::string& name) {
+  auto file = dsv4::Checkpoint::open((dsv4::test::golden_dir(name) / "golden.safetensors").string());
+  REQUIRE(file.is_ok());
+  Golden g;
+  for (float id : read_f32(file.value(), "input_ids")) g.input_ids.push_back(int32_t(id));
+  g.prefill_logits = read_f32(file.value(), "prefill_logits");
+  g.decode_logits = read_f32(file.value(), "decode_logits");
+  g.hidden_states = read_f32(file.value(), "hidden_states");
+  g.final_hidden = read_f32(file.value(), "final_hidden");
+  g.prompt_len = int64_t(g.prefill_logits.size() / 256);
+  return g;
+}
+
+float max_abs_diff(const float* a, const float* b, size_t n) {
+  float worst = 0.0f;
+  for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  return worst;
+}
+
+std::shared_ptr<const dsv4::Model> load_model(const std::string& name) {
+  auto model = dsv4::Model::load(dsv4::test::golden_dir(name).string());
+  REQUIRE(model.is_ok());
+  return model.value();
+}
+
+void check_prefill_and_decode(const std::string& name) {
+  const Golden g = load_golden(name);
+  auto model = load_model(name);
+  const int64_t V = model->config().vocab_size;
+  REQUIRE(g.prefill_logits.size() == size_t(g.prompt_len * V));
+  auto session = dsv4::Session::create(model).value();
+  std::vector<float> logits(size_t(g.prompt_len * V));
+  dsv4::ForwardTrace trace;
+  REQUIRE(session->append({g.input_ids.data(), size_t(g.prompt_len)}, logits.data(), &trace).is_ok());
+  const float prefill_err = max_abs_diff(logits.data(), g.prefill_logits.data(), logits.size());
+  WARN(name << ": prefill logits max |diff| = " << prefill_err);
+  CHECK(prefill_err < 1e-3f);
+  if (!g.hidden_states.empty()) {
+    REQUIRE(trace.layer_inputs.size() == g.hidden_states.size());
+    const size_t per_layer = g.hidden_states.size() / size_t(model->config().num_hidden_layers);
+    for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
+      const float err = max_abs_diff(trace.layer_inputs.data() + l * per_layer, g.hidden_states.data() + l * per_layer, per_layer);
+      INFO(name << ": hidden_states[" << l << "] max |diff| = " << err);
+      CHECK(err < 1e-3f);
+    }
+  }
+  const int64_t n_decode = int64_t(g.decode_logits.size()) / V;
+  REQUIRE(n_decode > 0);
+  float decode_err = 0.0f;
+  std::vector<float> step(static_cast<size_t>(V));
+  for (int64_t i = 0; i < n_decode; ++i) {
+    REQUIRE(session->append({&g.input_ids[size_t(g.prompt_len + i)], 1}, step.data()).is_ok());
+    decode_err = std::max(decode_err, max_abs_diff(step.data(), g.decode_logits.data() + i * V, size_t(V)));
+  }
+  WARN(name << ": decode logits max |diff| over " << n_decode << " steps = " << decode_err);
+  CHECK(decode_err < 1e-3f);
+  CHECK(session->position() == g.prompt_len + n_decode);
+}
+
+}  // namespace
+
+TEST_CASE("golden tiny-a: prefill, hidden states and decode match the reference", "[golden]") {
+  check_prefill_and_decode("tiny-a");
+}
+
+TEST_CASE("golden tiny-a-q: FP8/FP4 checkpoint matches the reference", "[golden]") {
+  check_prefill_and_decode("tiny-a-q");
+}
+
+TEST_CASE("golden tiny-a: final hidden state matches", "[golden]") {
+  const Golden g = load_golden("tiny-a");
+  auto model = load_model("tiny-a");
+  auto session = dsv4::Session::create(model).value();
+  dsv4::ForwardTrace trace;
+  REQUIRE(session->append({g.input_ids.data(), size_t(g.prompt_len)}, nullptr, &trace).is_ok());
+  REQUIRE(trace.final_hidden.size() == g.final_hidden.size());
+  const float err = max_abs_diff(trace.final_hidden.data(), g.final_hidden.data(), g.final_hidden.size());
+  INFO("final_hidden max |diff| = " << err);
+  CHECK(err < 1e-3f);
+}
+
+TEST_CASE("golden tiny-a: chunked prefill with chunks of 1, 7 and 64 gives the same logits", "[golden][chunked]") {
+  const Golden g = load_golden("tiny-a");
+  auto model = load_model("tiny-a");
+  const int64_t V = model->config().vocab_size, S = g.prompt_len;
+  for (int64_t chunk : {1, 7, 64}) {
+    auto session = dsv4::Session::create(model).value();
+    std::vector<float> logits(size_t(S * V));
+    for (int64_t begin = 0; begin < S; begin += chunk) {
+      const int64_t n = std::min(chunk, S - begin);
+      REQUIRE(session->append({g.input_ids.data() + begin, size_t(n)}, logits.data() + begin * V).is_ok());
+    }
+    const float err = max_abs_diff(logits.data(), g.prefill_logits.data(), logits.size());
+    INFO("chunk " << chunk << ": max |diff| = " << err);
+    CHECK(err < 1e-3f);
+  }
+}
