@@ -99,7 +99,8 @@ DSV4_API dsv4_model_params dsv4_model_default_params(void);
  */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* params,
                                                     dsv4_model** out);
-/* Frees a model (NULL is fine). Sessions of the model must be freed first. */
+/* Frees a model handle (NULL is fine). Sessions keep their model alive, so this is safe while
+ * sessions created from it still exist. */
 DSV4_API void dsv4_model_free(dsv4_model* model);
 
 /* Config queries. Each writes its answer to the out-pointer; INVALID_ARGUMENT on NULL. */
@@ -110,6 +111,56 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_embd(const dsv4_model* model, i
  * OUT_OF_RANGE when layer is not in [0, n_layers). */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model, int64_t layer,
                                                                     int64_t* out);
+
+/* ---- session ---- */
+
+typedef struct dsv4_session dsv4_session;
+
+typedef struct dsv4_session_params {
+  size_t struct_size;    /* sizeof(dsv4_session_params) as compiled by the caller */
+  int64_t max_positions; /* refuse to grow past this many tokens; 0 = unlimited */
+  int64_t max_chunk;     /* tokens per internal forward step (bounds activation memory); 0 = 1024 */
+} dsv4_session_params;
+
+DSV4_API dsv4_session_params dsv4_session_default_params(void);
+
+/* Creates a session (its own KV cache) over `model`; params may be NULL. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_create(dsv4_model* model, const dsv4_session_params* params,
+                                                        dsv4_session** out);
+DSV4_API void dsv4_session_free(dsv4_session* session);
+
+/*
+ * Appends n_tokens token ids (a prompt, a chunk of one, or a single decode step; the library
+ * picks the path) and, when `logits` is not NULL, writes n_tokens x vocab floats: the logits
+ * after each appended position. `logits` must hold n_tokens * vocab floats; prefer
+ * dsv4_session_append_checked, which verifies the capacity.
+ * Every token id is checked before anything changes: on error the session is unchanged.
+ * Errors: INVALID_ARGUMENT (NULL session, NULL tokens with n_tokens > 0), OUT_OF_RANGE (a token id
+ * outside [0, vocab), or past max_positions), OUT_OF_MEMORY.
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append(dsv4_session* session, const int32_t* tokens,
+                                                        size_t n_tokens, float* logits);
+/* As dsv4_session_append, with the capacity of `logits` in floats: BUFFER_TOO_SMALL (and nothing
+ * appended) when logits_capacity < n_tokens * vocab. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append_checked(dsv4_session* session, const int32_t* tokens,
+                                                                size_t n_tokens, float* logits,
+                                                                size_t logits_capacity);
+/* Number of tokens appended so far. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_position(const dsv4_session* session, int64_t* out);
+/* Drops every cached token: the session starts again at position 0. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_reset(dsv4_session* session);
+
+/* KV-cache kinds for dsv4_session_cache_bytes. */
+typedef enum dsv4_cache_kind {
+  DSV4_CACHE_WINDOW = 0,     /* sliding-window keys (the last W tokens) */
+  DSV4_CACHE_COMPRESSED = 1, /* CSA/HCA compressed entries */
+  DSV4_CACHE_INDEXER = 2,    /* lightning-indexer keys (CSA layers) */
+  DSV4_CACHE_STATE = 3       /* compressor state of the incomplete window */
+} dsv4_cache_kind;
+
+/* Bytes the session's cache holds for `kind` in `layer` (layer = -1: all layers). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64_t layer,
+                                                             dsv4_cache_kind kind, size_t* out);
 
 #ifdef __cplusplus
 } /* extern "C" */

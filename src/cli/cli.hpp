@@ -18,5 +18,8 @@ struct Args {
 };
 
 int command_info(const Args& args);
+int command_eval(const Args& args);
+int command_generate(const Args& args);
+int command_demo(const Args& args);
 
 }  // namespace dsv4::cli

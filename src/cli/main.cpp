@@ -12,6 +12,13 @@ void print_usage() {
       "dsv4 %s — DeepSeek-V4 inference\n\n"
       "usage:\n"
       "  dsv4 info --model DIR       print the config, a per-layer table and parameter/byte counts\n"
+      "  dsv4 eval --model DIR --tokens FILE --prompt-len S --out OUT.safetensors [--threads N]\n"
+      "                              prefill S tokens, decode the rest one by one; write logits,\n"
+      "                              print mean NLL and tokens/s\n"
+      "  dsv4 generate --model DIR --tokens FILE [-n N] [--temperature T] [--top-k K] [--seed S]\n"
+      "                              sample N tokens after the prompt (greedy when T = 0)\n"
+      "  dsv4 demo [--tokens N] [--decode N] [--threads N]\n"
+      "                              long-context session on an embedded V4-shaped model\n"
       "  dsv4 version                print the library version\n",
       dsv4::kVersionString);
 }
@@ -19,12 +26,13 @@ void print_usage() {
 bool parse_args(int argc, char** argv, dsv4::cli::Args* out) {
   for (int i = 2; i < argc; ++i) {
     std::string key = argv[i];
+    if (key == "-n") key = "--n";
     if (key.rfind("--", 0) != 0) {
       std::fprintf(stderr, "dsv4: unexpected argument \"%s\"\n", argv[i]);
       return false;
     }
     key = key.substr(2);
-    if (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) {
+    if (i + 1 < argc && (std::strncmp(argv[i + 1], "--", 2) != 0 || std::strcmp(argv[i + 1], "--") == 0)) {
       out->options[key] = argv[++i];
     } else {
       out->options[key] = "";
@@ -44,6 +52,9 @@ int main(int argc, char** argv) {
   dsv4::cli::Args args;
   if (!parse_args(argc, argv, &args)) return 2;
   if (command == "info") return dsv4::cli::command_info(args);
+  if (command == "eval") return dsv4::cli::command_eval(args);
+  if (command == "generate") return dsv4::cli::command_generate(args);
+  if (command == "demo") return dsv4::cli::command_demo(args);
   if (command == "version") {
     std::printf("%s\n", dsv4::kVersionString);
     return 0;

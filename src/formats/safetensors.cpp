@@ -277,6 +277,40 @@ Result<Checkpoint> Checkpoint::open(const std::string& path) {
   });
 }
 
+Status write_safetensors(const std::string& path, const std::vector<SafetensorsWriteItem>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  return capture_status([&] {
+    json header = json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    uint64_t offset = 0;
+    for (const auto& t : tensors) {
+      const int64_t expected = dtype_bytes_for(t.dtype, shape_numel(t.shape));
+      if (expected < 0 || uint64_t(expected) != t.bytes.size())
+        fail(StatusCode::kInvalidArgument, "write_safetensors: tensor \"" + t.name + "\" has " +
+                                               std::to_string(t.bytes.size()) + " bytes for shape " + shape_to_string(t.shape));
+      header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape},
+                        {"data_offsets", {offset, offset + t.bytes.size()}}};
+      offset += t.bytes.size();
+    }
+    std::string text = header.dump();
+    while (text.size() % 8) text += ' ';
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      if (!out) fail(StatusCode::kIo, tmp + ": cannot open for writing");
+      const uint64_t n = text.size();
+      for (int i = 0; i < 8; ++i) out.put(char((n >> (8 * i)) & 0xff));
+      out.write(text.data(), std::streamsize(text.size()));
+      for (const auto& t : tensors) out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
+      out.flush();
+      if (!out) fail(StatusCode::kIo, tmp + ": write failed");
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) fail(StatusCode::kIo, path + ": " + ec.message());
+  });
+}
+
 Checkpoint::Entry Checkpoint::find(std::string_view name) const noexcept {
   auto it = index_.find(name);
   return it == index_.end() ? Entry{nullptr, nullptr} : it->second;

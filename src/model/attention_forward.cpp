@@ -85,6 +85,37 @@ IndexerQueries indexer_queries(const Model& model, const IndexerWeights& ix, con
   return out;
 }
 
+// Lightning-indexer scores of queries [t0, t0 + nq) against every compressed entry any of them can
+// see: scores[tq, w] (row stride n_entries), one GEMM per block of cached keys, then
+// Σ_h u_h · ReLU(q_h · K_w) / sqrt(c) per query. Entries a query cannot see are scored too; the caller
+// only reads w < its visible count.
+void indexer_scores(const Model& model, const IndexerQueries& iq, const EntryStore& keys, int64_t t0, int64_t nq,
+                    int64_t n_entries, std::vector<float>& scores, std::vector<float>& dots) {
+  const ModelConfig& c = model.config();
+  const int64_t nh = c.index_n_heads, dim = c.index_head_dim, block = EntryStore::kBlockEntries;
+  const float inv_sqrt_dim = 1.0f / std::sqrt(float(dim));
+  scores.assign(size_t(nq * n_entries), 0.0f);
+  dots.resize(size_t(nq * nh * block));
+  for (int64_t b0 = 0; b0 < n_entries; b0 += block) {
+    const int64_t nb = std::min(block, n_entries - b0);
+    GemmArgs g;
+    g.m = nq * nh, g.n = nb, g.k = dim;
+    g.a = iq.q.data() + t0 * nh * dim, g.lda = dim;
+    g.w = keys.entry(b0), g.ldw = dim;
+    g.c = dots.data(), g.ldc = nb;
+    throw_if_error(model.backend().gemm(g));
+    for (int64_t tq = 0; tq < nq; ++tq) {
+      const float* u = iq.weights.data() + (t0 + tq) * nh;
+      float* out = scores.data() + tq * n_entries + b0;
+      for (int64_t h = 0; h < nh; ++h) {
+        const float* row = dots.data() + (tq * nh + h) * nb;
+        for (int64_t j = 0; j < nb; ++j) out[j] += u[h] * std::max(row[j], 0.0f);
+      }
+      for (int64_t j = 0; j < nb; ++j) out[j] *= inv_sqrt_dim;
+    }
+  }
+}
+
 }  // namespace
 
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h, int64_t n_tokens,
@@ -123,36 +154,39 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   }
 
   std::vector<float> o(size_t(n_tokens * H * d));
+  // Queries go in blocks so the indexer's score matrix stays small at any context length.
+  constexpr int64_t kQueryBlock = 64;
+  std::vector<float> block_scores, dots;
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kQueryBlock) {
+    const int64_t nq = std::min(kQueryBlock, n_tokens - t0);
+    const int64_t n_scored = csa ? ops::compressed_visible_count(start + t0 + nq - 1, m) : 0;
+    if (csa && n_scored > c.index_topk) indexer_scores(model, iq, cache.indexer, t0, nq, n_scored, block_scores, dots);
 #pragma omp parallel
-  {
-    std::vector<const float*> keys;
-    std::vector<float> scores, index_scores;
-    std::vector<int32_t> selected;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const int64_t pos = start + t;
-      keys.clear();
-      for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
-        keys.push_back(s >= start ? kv.data() + (s - start) * d : cache.window.entry(s));
-      if (compressed_layer) {
-        const int64_t n_visible = ops::compressed_visible_count(pos, m);
-        if (csa && n_visible > c.index_topk) {
-          index_scores.resize(static_cast<size_t>(n_visible));
-          const float* qt = iq.q.data() + t * c.index_n_heads * c.index_head_dim;
-          const float* ut = iq.weights.data() + t * c.index_n_heads;
-          for (int64_t w = 0; w < n_visible; ++w)
-            index_scores[size_t(w)] = ops::indexer_score(qt, ut, c.index_n_heads, c.index_head_dim, cache.indexer.entry(w));
-          ops::select_topk(index_scores.data(), n_visible, c.index_topk, selected);
-          for (int32_t w : selected) keys.push_back(cache.compressed.entry(w));
-        } else {
-          for (int64_t w = 0; w < n_visible; ++w) keys.push_back(cache.compressed.entry(w));
+    {
+      std::vector<const float*> keys;
+      std::vector<float> scores;
+      std::vector<int32_t> selected;
+#pragma omp for schedule(dynamic, 2)
+      for (int64_t t = t0; t < t0 + nq; ++t) {
+        const int64_t pos = start + t;
+        keys.clear();
+        for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
+          keys.push_back(s >= start ? kv.data() + (s - start) * d : cache.window.entry(s));
+        if (compressed_layer) {
+          const int64_t n_visible = ops::compressed_visible_count(pos, m);
+          if (csa && n_visible > c.index_topk) {
+            ops::select_topk(block_scores.data() + (t - t0) * n_scored, n_visible, c.index_topk, selected);
+            for (int32_t w : selected) keys.push_back(cache.compressed.entry(w));
+          } else {
+            for (int64_t w = 0; w < n_visible; ++w) keys.push_back(cache.compressed.entry(w));
+          }
         }
+        scores.resize(keys.size());
+        float* ot = o.data() + t * H * d;
+        ops::attention_with_sink(q.data() + t * H * d, H, d, keys.data(), int64_t(keys.size()), L.attn_sink.data(),
+                                 ot, scores.data());
+        rope_heads(ot, H, d, r, theta, pos, true);
       }
-      scores.resize(keys.size());
-      float* ot = o.data() + t * H * d;
-      ops::attention_with_sink(q.data() + t * H * d, H, d, keys.data(), int64_t(keys.size()), L.attn_sink.data(), ot,
-                               scores.data());
-      rope_heads(ot, H, d, r, theta, pos, true);
     }
   }
   for (int64_t t = 0; t < n_tokens; ++t) cache.window.append(kv.data() + t * d);

@@ -51,7 +51,7 @@ TEST_CASE("cpu gemm: every ISA level matches the scalar reference", "[backend][g
       continue;
     }
     const auto table = dsv4::cpu::kernels_for(isa);
-    for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {1, 33, 67}, {5, 7, 16}, {17, 9, 130}, {64, 64, 64}, {3, 300, 257}}) {
+    for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {1, 33, 67}, {5, 7, 16}, {17, 9, 130}, {64, 64, 64}, {3, 300, 257}, {4, 1, 3}, {200, 70, 33}, {7, 64, 1}, {97, 33, 100}}) {
       std::vector<float> a(size_t(m * k)), w(size_t(n * k)), c(size_t(m * n), 0.5f), ref(size_t(m * n), 0.5f);
       for (auto& x : a) x = dist(rng);
       for (auto& x : w) x = dist(rng);

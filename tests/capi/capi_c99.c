@@ -115,6 +115,101 @@ static void test_bad_files(const char* corrupt_dir) {
   EXPECT(model == NULL);
 }
 
+static float max_abs_diff(const float* a, const float* b, size_t n) {
+  float worst = 0.0f;
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    const float d = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+    if (d > worst) worst = d;
+  }
+  return worst;
+}
+
+#define N_TOKENS 40
+#define VOCAB 256
+
+static void test_session(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model* model = NULL;
+  dsv4_session* prefill = NULL;
+  dsv4_session* decode = NULL;
+  int32_t tokens[N_TOKENS];
+  static float logits_prefill[N_TOKENS * VOCAB];
+  static float logits_decode[N_TOKENS * VOCAB];
+  int64_t position = -1;
+  size_t bytes = 0, window_bytes = 0;
+  int32_t bad_token;
+  int i;
+  dsv4_session_params params = dsv4_session_default_params();
+  path_join(dir, sizeof dir, golden_dir, "tiny-a");
+  if (dsv4_model_load(dir, NULL, &model) != DSV4_OK) {
+    EXPECT(0);
+    return;
+  }
+  for (i = 0; i < N_TOKENS; ++i) tokens[i] = (int32_t)((i * 37 + 11) % VOCAB);
+
+  EXPECT(dsv4_session_create(NULL, NULL, &prefill) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_create(model, NULL, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  params.max_positions = -3;
+  EXPECT(dsv4_session_create(model, &params, &prefill) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(prefill == NULL);
+  EXPECT(dsv4_session_create(model, NULL, &prefill) == DSV4_OK);
+  EXPECT(dsv4_session_create(model, NULL, &decode) == DSV4_OK);
+  if (!prefill || !decode) return;
+
+  /* Bad input leaves the session untouched. */
+  bad_token = VOCAB;
+  EXPECT(dsv4_session_append(prefill, &bad_token, 1, NULL) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(strstr(dsv4_last_error(), "256") != NULL);
+  bad_token = -1;
+  EXPECT(dsv4_session_append(prefill, &bad_token, 1, NULL) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_session_append(prefill, NULL, 3, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_append(NULL, tokens, 1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_append_checked(prefill, tokens, N_TOKENS, logits_prefill, N_TOKENS * VOCAB - 1) ==
+         DSV4_ERR_BUFFER_TOO_SMALL);
+  EXPECT(strstr(dsv4_last_error(), "10240") != NULL);
+  EXPECT(dsv4_session_position(prefill, &position) == DSV4_OK && position == 0);
+  EXPECT(dsv4_session_position(prefill, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+
+  /* Prefill at once vs one token at a time: the same logits. */
+  EXPECT(dsv4_session_append_checked(prefill, tokens, N_TOKENS, logits_prefill, N_TOKENS * VOCAB) == DSV4_OK);
+  for (i = 0; i < N_TOKENS; ++i)
+    EXPECT(dsv4_session_append(decode, &tokens[i], 1, &logits_decode[i * VOCAB]) == DSV4_OK);
+  EXPECT(max_abs_diff(logits_prefill, logits_decode, N_TOKENS * VOCAB) < 1e-4f);
+  EXPECT(dsv4_session_position(decode, &position) == DSV4_OK && position == N_TOKENS);
+
+  /* Memory accounting: window of layer 0 holds min(T, W=16) keys of d=32 fp32 values. */
+  EXPECT(dsv4_session_cache_bytes(prefill, 0, DSV4_CACHE_WINDOW, &window_bytes) == DSV4_OK);
+  EXPECT(window_bytes == 16 * 32 * 4);
+  EXPECT(dsv4_session_cache_bytes(prefill, 1, DSV4_CACHE_COMPRESSED, &bytes) == DSV4_OK && bytes == 10 * 32 * 4);
+  EXPECT(dsv4_session_cache_bytes(prefill, 1, DSV4_CACHE_INDEXER, &bytes) == DSV4_OK && bytes == 10 * 16 * 4);
+  EXPECT(dsv4_session_cache_bytes(prefill, -1, DSV4_CACHE_WINDOW, &bytes) == DSV4_OK && bytes == 6 * window_bytes);
+  EXPECT(dsv4_session_cache_bytes(prefill, 6, DSV4_CACHE_WINDOW, &bytes) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_session_cache_bytes(prefill, 0, (dsv4_cache_kind)9, &bytes) == DSV4_ERR_INVALID_ARGUMENT);
+
+  /* max_positions is enforced. */
+  dsv4_session_free(decode);
+  decode = NULL;
+  params = dsv4_session_default_params();
+  params.max_positions = 4;
+  EXPECT(dsv4_session_create(model, &params, &decode) == DSV4_OK);
+  EXPECT(dsv4_session_append(decode, tokens, 5, NULL) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_session_append(decode, tokens, 4, NULL) == DSV4_OK);
+
+  /* Reset starts over and reproduces the first logits. */
+  EXPECT(dsv4_session_reset(prefill) == DSV4_OK);
+  EXPECT(dsv4_session_position(prefill, &position) == DSV4_OK && position == 0);
+  EXPECT(dsv4_session_append(prefill, tokens, 1, logits_decode) == DSV4_OK);
+  EXPECT(max_abs_diff(logits_prefill, logits_decode, VOCAB) < 1e-5f);
+
+  /* The model handle may go first: sessions keep the weights alive. */
+  dsv4_model_free(model);
+  EXPECT(dsv4_session_append(prefill, tokens + 1, 1, logits_decode) == DSV4_OK);
+  dsv4_session_free(prefill);
+  dsv4_session_free(decode);
+  dsv4_session_free(NULL);
+}
+
 int main(int argc, char** argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s GOLDEN_DIR CORRUPT_DIR\n", argv[0]);
@@ -125,6 +220,7 @@ int main(int argc, char** argv) {
   test_load_and_query(argv[1]);
   test_params_versioning(argv[1]);
   test_bad_files(argv[2]);
+  test_session(argv[1]);
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

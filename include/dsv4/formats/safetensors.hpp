@@ -46,6 +46,19 @@ struct SafetensorsHeader {
 Result<SafetensorsHeader> parse_safetensors_header(std::span<const std::byte> file,
                                                    std::string_view source = "<memory>");
 
+// A tensor to write: `bytes` must hold shape × dtype bytes.
+struct SafetensorsWriteItem {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  std::span<const std::byte> bytes;
+};
+
+// Writes a safetensors file (header padded to 8 bytes, tensors in the given order). Written to a
+// temporary name first and renamed, so a failure never leaves a truncated file behind.
+Status write_safetensors(const std::string& path, const std::vector<SafetensorsWriteItem>& tensors,
+                         const std::map<std::string, std::string>& metadata = {});
+
 // A read-only memory map of a whole file.
 class MappedFile {
  public:

@@ -40,7 +40,9 @@ class EntryStore {
 
   // Appends one entry (entry_dim fp32 values); returns its logical index.
   int64_t append(const float* values);
-  // The fp32 values of logical entry i (must be resident). Valid until the next append.
+  // The fp32 values of logical entry i (must be resident). Pointers stay valid as the store grows.
+  // In a non-ring store the entries of one block (i / kBlockEntries) are contiguous, so a block can
+  // be handed to a GEMM as one [kBlockEntries, entry_dim] matrix.
   const float* entry(int64_t i) const;
 
   int64_t size() const noexcept { return size_; }  // entries ever appended

@@ -1,0 +1,171 @@
+// dsv4 eval: teacher-forced prefill + decode, logits to a safetensors file, NLL and throughput.
+// dsv4 generate: greedy or temperature sampling from a prompt of token ids.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "cli.hpp"
+#include "dsv4/formats/safetensors.hpp"
+#include "dsv4/model/session.hpp"
+#include "token_file.hpp"
+
+namespace dsv4::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int report(const Status& status, const char* command) {
+  std::fprintf(stderr, "dsv4 %s: %s\n", command, status.to_string().c_str());
+  return 1;
+}
+
+// −log softmax(logits)[target], computed in double.
+double negative_log_likelihood(const float* logits, int64_t vocab, int32_t target) {
+  double max_logit = logits[0];
+  for (int64_t i = 1; i < vocab; ++i) max_logit = std::max(max_logit, double(logits[i]));
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - max_logit);
+  return std::log(sum) + max_logit - double(logits[target]);
+}
+
+bool parse_int(const std::string& text, int64_t* out) {
+  try {
+    size_t used = 0;
+    *out = std::stoll(text, &used);
+    return used == text.size();
+  } catch (...) {
+    return false;
+  }
+}
+
+struct Loaded {
+  std::shared_ptr<const Model> model;
+  std::vector<int32_t> tokens;
+};
+
+Result<Loaded> load_inputs(const Args& args) {
+  if (args.get("model").empty()) return Status(StatusCode::kInvalidArgument, "--model DIR is required");
+  if (args.get("tokens").empty()) return Status(StatusCode::kInvalidArgument, "--tokens FILE is required");
+  auto tokens = read_token_file(args.get("tokens"));
+  if (!tokens) return tokens.status();
+  ModelLoadOptions options;
+  int64_t threads = 0;
+  if (args.has("threads") && (!parse_int(args.get("threads"), &threads) || threads < 0))
+    return Status(StatusCode::kInvalidArgument, "--threads must be a non-negative integer");
+  options.n_threads = int(threads);
+  auto model = Model::load(args.get("model"), options);
+  if (!model) return model.status();
+  return Loaded{model.value(), std::move(tokens.value())};
+}
+
+std::span<const std::byte> as_bytes(const std::vector<float>& v) {
+  return {reinterpret_cast<const std::byte*>(v.data()), v.size() * sizeof(float)};
+}
+
+}  // namespace
+
+int command_eval(const Args& args) {
+  auto inputs = load_inputs(args);
+  if (!inputs) return report(inputs.status(), "eval");
+  const std::vector<int32_t>& tokens = inputs->tokens;
+  const int64_t n = int64_t(tokens.size()), vocab = inputs->model->config().vocab_size;
+  int64_t prompt_len = 0;
+  if (!parse_int(args.get("prompt-len"), &prompt_len) || prompt_len < 1 || prompt_len > n)
+    return report(Status(StatusCode::kInvalidArgument, "--prompt-len must be in [1, " + std::to_string(n) + "]"), "eval");
+  if (args.get("out").empty()) return report(Status(StatusCode::kInvalidArgument, "--out FILE is required"), "eval");
+
+  auto session = Session::create(inputs->model);
+  if (!session) return report(session.status(), "eval");
+  std::vector<float> prefill(size_t(prompt_len * vocab)), decode(size_t((n - prompt_len) * vocab));
+  const auto t0 = Clock::now();
+  if (Status s = session.value()->append({tokens.data(), size_t(prompt_len)}, prefill.data()); !s)
+    return report(s, "eval");
+  const double prefill_seconds = seconds_since(t0);
+  const auto t1 = Clock::now();
+  for (int64_t i = prompt_len; i < n; ++i) {
+    if (Status s = session.value()->append({&tokens[size_t(i)], 1}, decode.data() + (i - prompt_len) * vocab); !s)
+      return report(s, "eval");
+  }
+  const double decode_seconds = seconds_since(t1);
+
+  double nll = 0.0;
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const float* row = i < prompt_len ? prefill.data() + i * vocab : decode.data() + (i - prompt_len) * vocab;
+    nll += negative_log_likelihood(row, vocab, tokens[size_t(i + 1)]);
+  }
+  const Status written = write_safetensors(
+      args.get("out"), {{"prefill_logits", DType::kF32, {prompt_len, vocab}, as_bytes(prefill)},
+                        {"decode_logits", DType::kF32, {n - prompt_len, vocab}, as_bytes(decode)}});
+  if (!written) return report(written, "eval");
+  std::printf("tokens: %lld (prompt %lld, decode %lld)\n", static_cast<long long>(n),
+              static_cast<long long>(prompt_len), static_cast<long long>(n - prompt_len));
+  if (n > 1) std::printf("mean NLL: %.6f nats/token (perplexity %.3f)\n", nll / double(n - 1), std::exp(nll / double(n - 1)));
+  std::printf("prefill: %.1f tokens/s (%.3f s)\n", double(prompt_len) / prefill_seconds, prefill_seconds);
+  if (n > prompt_len)
+    std::printf("decode:  %.1f tokens/s (%.3f s)\n", double(n - prompt_len) / decode_seconds, decode_seconds);
+  std::printf("wrote %s\n", args.get("out").c_str());
+  return 0;
+}
+
+int command_generate(const Args& args) {
+  auto inputs = load_inputs(args);
+  if (!inputs) return report(inputs.status(), "generate");
+  int64_t n_new = 16, seed = 0, top_k = 0;
+  if (args.has("n") && (!parse_int(args.get("n"), &n_new) || n_new < 0))
+    return report(Status(StatusCode::kInvalidArgument, "-n must be a non-negative integer"), "generate");
+  if (args.has("seed") && !parse_int(args.get("seed"), &seed))
+    return report(Status(StatusCode::kInvalidArgument, "--seed must be an integer"), "generate");
+  if (args.has("top-k") && (!parse_int(args.get("top-k"), &top_k) || top_k < 0))
+    return report(Status(StatusCode::kInvalidArgument, "--top-k must be a non-negative integer"), "generate");
+  double temperature = 0.0;
+  if (args.has("temperature")) {
+    try {
+      temperature = std::stod(args.get("temperature"));
+    } catch (...) {
+      temperature = -1.0;
+    }
+    if (!(temperature >= 0.0)) return report(Status(StatusCode::kInvalidArgument, "--temperature must be >= 0"), "generate");
+  }
+  const int64_t vocab = inputs->model->config().vocab_size;
+  auto session = Session::create(inputs->model);
+  if (!session) return report(session.status(), "generate");
+  const std::vector<int32_t>& prompt = inputs->tokens;
+  std::vector<float> logits(prompt.size() * size_t(vocab));
+  const auto t0 = Clock::now();
+  if (Status s = session.value()->append(prompt, logits.data()); !s) return report(s, "generate");
+  std::vector<float> last(logits.end() - vocab, logits.end());
+  std::mt19937_64 rng{static_cast<uint64_t>(seed)};
+  std::vector<int32_t> generated;
+  const auto t1 = Clock::now();
+  for (int64_t step = 0; step < n_new; ++step) {
+    int32_t next = 0;
+    if (temperature == 0.0) {
+      next = int32_t(std::max_element(last.begin(), last.end()) - last.begin());
+    } else {
+      std::vector<double> weights(last.size());
+      const double max_logit = *std::max_element(last.begin(), last.end());
+      double kth = -INFINITY;
+      if (top_k > 0 && top_k < vocab) {
+        std::vector<float> sorted(last);
+        std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<float>());
+        kth = sorted[size_t(top_k - 1)];
+      }
+      for (size_t i = 0; i < last.size(); ++i)
+        weights[i] = last[i] >= kth ? std::exp((double(last[i]) - max_logit) / temperature) : 0.0;
+      next = int32_t(std::discrete_distribution<int32_t>(weights.begin(), weights.end())(rng));
+    }
+    generated.push_back(next);
+    std::printf("%d%s", next, step + 1 == n_new ? "\n" : " ");
+    std::fflush(stdout);
+    if (Status s = session.value()->append({&next, 1}, last.data()); !s) return report(s, "generate");
+  }
+  std::fprintf(stderr, "prompt %zu tokens in %.3f s; %lld tokens generated at %.1f tokens/s\n", prompt.size(),
+               std::chrono::duration<double>(t1 - t0).count(), static_cast<long long>(n_new),
+               double(n_new) / std::max(seconds_since(t1), 1e-9));
+  return 0;
+}
+
+}  // namespace dsv4::cli
