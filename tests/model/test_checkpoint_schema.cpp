@@ -4,6 +4,7 @@
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/checkpoint_schema.hpp"
 #include "dsv4/model/model_summary.hpp"
+#include "dsv4/model/weights.hpp"
 #include "test_support.hpp"
 
 using dsv4::StatusCode;
@@ -120,4 +121,32 @@ TEST_CASE("schema: FP4 is accepted for routed experts only", "[schema]") {
   const auto status = check_dir(dir.path());
   CHECK(status.code() == StatusCode::kModelMismatch);
   CHECK(status.message().find("layers.1.attn.wq_a.weight") != std::string::npos);
+}
+
+TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the right scale", "[schema][quant]") {
+  // FP8: [130, 2] weight; scales [2, 1] = {2^1, 2^-3}: rows 0..127 use the first, rows 128.. the second.
+  std::vector<uint8_t> fp8(130 * 2);
+  for (size_t i = 0; i < fp8.size(); ++i) fp8[i] = dsv4::float_to_fp8_e4m3(i % 2 ? -1.5f : 3.0f);
+  const uint8_t fp8_scales[2] = {128, 124};
+  const dsv4::ConstTensorView w8{reinterpret_cast<const std::byte*>(fp8.data()), dsv4::DType::kF8E4M3, {130, 2}};
+  const dsv4::ConstTensorView s8{reinterpret_cast<const std::byte*>(fp8_scales), dsv4::DType::kF8E8M0, {2, 1}};
+  const auto d8 = dsv4::dequantize_fp8_block(w8, s8);
+  CHECK(d8[0] == 6.0f);
+  CHECK(d8[1] == -3.0f);
+  CHECK(d8[127 * 2] == 6.0f);
+  CHECK(d8[128 * 2] == 3.0f / 8.0f);
+  CHECK(d8[129 * 2 + 1] == -1.5f / 8.0f);
+
+  // FP4: one row of 64 inputs, bytes hold (even = low nibble); scales per 32 inputs {2^0, 2^2}.
+  std::vector<uint8_t> fp4(32);
+  for (size_t b = 0; b < fp4.size(); ++b) fp4[b] = uint8_t(0x2 | (0xB << 4));  // 1.0 then -1.5
+  const uint8_t fp4_scales[2] = {127, 129};
+  const dsv4::ConstTensorView w4{reinterpret_cast<const std::byte*>(fp4.data()), dsv4::DType::kI8, {1, 32}};
+  const dsv4::ConstTensorView s4{reinterpret_cast<const std::byte*>(fp4_scales), dsv4::DType::kF8E8M0, {1, 2}};
+  const auto d4 = dsv4::dequantize_fp4_block(w4, s4, 64);
+  CHECK(d4[0] == 1.0f);
+  CHECK(d4[1] == -1.5f);
+  CHECK(d4[31] == -1.5f);
+  CHECK(d4[32] == 4.0f);
+  CHECK(d4[63] == -6.0f);
 }

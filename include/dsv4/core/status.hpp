@@ -116,16 +116,10 @@ auto capture_result(F&& body) -> Result<decltype(body())> {
 
 template <class F>
 Status capture_status(F&& body) {
-  try {
+  return capture_result([&] {
     body();
-    return Status::ok();
-  } catch (const Error& e) {
-    return e.status();
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "out of memory");
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kInternal, e.what());
-  }
+    return true;
+  }).status();
 }
 
 }  // namespace dsv4

@@ -13,26 +13,21 @@ inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // Sinkhorn–Knopp on a positive n×n matrix already softmaxed along rows (+ eps):
 // one column normalisation, then (iters − 1) × (rows, then columns), each dividing by (sum + eps).
 inline void sinkhorn_normalize(float* c, int64_t n, int64_t iters, float eps) {
-  auto normalize_columns = [&] {
-    for (int64_t k = 0; k < n; ++k) {
+  // Divides each of the n lines (rows: line stride n, element stride 1; columns: the transpose)
+  // by its sum + eps.
+  auto normalize_lines = [&](int64_t line_stride, int64_t element_stride) {
+    for (int64_t line = 0; line < n; ++line) {
+      float* v = c + line * line_stride;
       double sum = 0.0;
-      for (int64_t i = 0; i < n; ++i) sum += c[i * n + k];
+      for (int64_t i = 0; i < n; ++i) sum += v[i * element_stride];
       const float inv = float(1.0 / (sum + eps));
-      for (int64_t i = 0; i < n; ++i) c[i * n + k] *= inv;
+      for (int64_t i = 0; i < n; ++i) v[i * element_stride] *= inv;
     }
   };
-  auto normalize_rows = [&] {
-    for (int64_t i = 0; i < n; ++i) {
-      double sum = 0.0;
-      for (int64_t k = 0; k < n; ++k) sum += c[i * n + k];
-      const float inv = float(1.0 / (sum + eps));
-      for (int64_t k = 0; k < n; ++k) c[i * n + k] *= inv;
-    }
-  };
-  normalize_columns();
+  normalize_lines(1, n);  // columns
   for (int64_t it = 1; it < iters; ++it) {
-    normalize_rows();
-    normalize_columns();
+    normalize_lines(n, 1);  // rows
+    normalize_lines(1, n);  // columns
   }
 }
 
