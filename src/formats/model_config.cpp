@@ -159,6 +159,12 @@ void check_positive(int64_t value, const char* key) {
     invalid_field(std::string("\"") + key + "\" must be in [1, 2^31], got " + std::to_string(value));
 }
 
+void check_at_most(int64_t value, int64_t limit, const char* key) {
+  if (value > limit)
+    invalid_field(std::string("\"") + key + "\" = " + std::to_string(value) + " exceeds the supported maximum " +
+                  std::to_string(limit));
+}
+
 void validate_or_throw(const ModelConfig& c) {
   check_positive(c.vocab_size, "vocab_size");
   check_positive(c.hidden_size, "hidden_size");
@@ -176,6 +182,17 @@ void validate_or_throw(const ModelConfig& c) {
   check_positive(c.hc_mult, "hc_mult");
   check_positive(c.hc_sinkhorn_iters, "hc_sinkhorn_iters");
   if (c.hc_mult > 64) invalid_field("\"hc_mult\" above 64 is not supported");
+  // Generous ceilings (V4-Pro is far below each) that keep a hostile config from sizing
+  // allocations before any tensor is read.
+  check_at_most(c.num_hidden_layers, 4096, "num_hidden_layers");
+  check_at_most(c.n_routed_experts, 1 << 16, "n_routed_experts");
+  check_at_most(c.num_experts_per_tok, 1024, "num_experts_per_tok");
+  check_at_most(c.num_attention_heads, 1 << 14, "num_attention_heads");
+  check_at_most(c.vocab_size, 1 << 24, "vocab_size");
+  check_at_most(c.hidden_size, 1 << 20, "hidden_size");
+  check_at_most(c.head_dim, 1 << 16, "head_dim");
+  check_at_most(c.hc_sinkhorn_iters, 10000, "hc_sinkhorn_iters");
+  for (int64_t m : c.compress_ratios) check_at_most(m, 1 << 16, "compress_ratios entry");
   if (c.num_key_value_heads != 1)
     invalid_field("\"num_key_value_heads\" must be 1 (V4 attention shares one KV head), got " +
                           std::to_string(c.num_key_value_heads));

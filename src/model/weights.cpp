@@ -16,7 +16,7 @@ std::vector<float> to_float(const ConstTensorView& v) {
 
 class WeightReader {
  public:
-  WeightReader(const Checkpoint& checkpoint, const ModelConfig& config) : checkpoint_(checkpoint), config_(config) {}
+  explicit WeightReader(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
 
   ConstTensorView view(const std::string& name) const {
     const auto entry = checkpoint_.find(name);
@@ -45,7 +45,6 @@ class WeightReader {
 
  private:
   const Checkpoint& checkpoint_;
-  const ModelConfig& config_;
 };
 
 MhcWeights read_mhc(const WeightReader& r, const std::string& prefix) {
@@ -145,7 +144,7 @@ std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const Con
 
 Result<ModelWeights> load_weights(const Checkpoint& checkpoint, const ModelConfig& config) {
   return capture_result([&] {
-    WeightReader r(checkpoint, config);
+    WeightReader r(checkpoint);
     ModelWeights w;
     w.embed = r.vec("embed.weight");
     w.layers.resize(size_t(config.num_hidden_layers));

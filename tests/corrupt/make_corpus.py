@@ -105,3 +105,16 @@ if os.path.isdir(golden):
     json.dump(c, open("model_truncated/config.json", "w"), indent=1)
     blob = open(os.path.join(golden, "model.safetensors"), "rb").read()
     open("model_truncated/model.safetensors", "wb").write(blob[:40000])
+
+# Sizes that would make the loader allocate absurd amounts before reading a tensor.
+extra = {
+    "experts_absurd.json": (cfg(n_routed_experts=2**30), "INVALID_CONFIG"),
+    "layers_absurd.json": (cfg(num_hidden_layers=100000, compress_ratios=[0] * 100000), "INVALID_CONFIG"),
+    "compress_ratio_absurd.json": (cfg(compress_ratios=[4, 2**30]), "INVALID_CONFIG"),
+    # Found by fuzz_config: 1.1M experts made checkpoint_schema() allocate gigabytes.
+    "fuzz_oom_many_experts.json": (b'{"vocab_size": 1, "hidden_size": 64, "num_hidden_layers": 2, "num": 8, "q_lora_rank": 32, "o_lora_rank": 16, "o_groups": 2,"sliding_window": 1, "n_routed_experts": 1111334, "num_experts_per_tok": 21, "moe_intermediate_size": 32, "": 2, "num_attention_heads": 4, "head_dim": 32, "qk_rope_head_dim": 6, "o_groupww": 1, "compress_ratios": [0, 128],"":  {"tpl": 0}}', "INVALID_CONFIG"),
+}
+for name, (blob, status) in sorted(extra.items()):
+    open(os.path.join("config", name), "wb").write(blob)
+    manifest.append(f"config/{name}\t{status}")
+open("MANIFEST", "w").write("\n".join(manifest) + "\n")
