@@ -6,6 +6,7 @@
 #include "dsv4/ops/attention.hpp"
 #include "dsv4/ops/attention_variants.hpp"
 #include "dsv4/ops/compressor.hpp"
+#include "dsv4/ops/grouped_output.hpp"
 #include "dsv4/ops/lightning_indexer.hpp"
 #include "dsv4/ops/rms_norm.hpp"
 #include "dsv4/ops/rope.hpp"
@@ -191,17 +192,9 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   }
   for (int64_t t = 0; t < n_tokens; ++t) cache.window.append(kv.data() + t * d);
 
-  // Grouped low-rank output: group g's heads (H·d/G values) through rows [g·R, (g+1)·R) of wo_a.
-  const int64_t G = c.o_groups, R = c.o_lora_rank, group_in = H * d / G;
+  const int64_t G = c.o_groups, R = c.o_lora_rank;
   std::vector<float> oa(size_t(n_tokens * G * R));
-  for (int64_t g = 0; g < G; ++g) {
-    GemmArgs args;
-    args.m = n_tokens, args.n = R, args.k = group_in;
-    args.a = o.data() + g * group_in, args.lda = H * d;
-    args.w = L.wo_a.w.data() + g * R * group_in, args.ldw = group_in;
-    args.c = oa.data() + g * R, args.ldc = G * R;
-    throw_if_error(backend.gemm(args));
-  }
+  throw_if_error(ops::grouped_output_projection(backend, o.data(), n_tokens, G, H * d / G, L.wo_a.w.data(), R, oa.data()));
   linear(backend, oa.data(), n_tokens, L.wo_b, out);
 }
 

@@ -7,7 +7,9 @@
 #include <random>
 
 #include "dsv4/ops/attention.hpp"
+#include "dsv4/backend/registry.hpp"
 #include "dsv4/ops/compressor.hpp"
+#include "dsv4/ops/grouped_output.hpp"
 #include "dsv4/ops/hyper_connection.hpp"
 #include "dsv4/ops/lightning_indexer.hpp"
 #include "dsv4/ops/moe.hpp"
@@ -280,4 +282,19 @@ TEST_CASE("moe: scoring functions, bias-only selection, weights and clamped SwiG
   CHECK(out[2] == Approx(silu(10.0) * -10.0));  // gate clamped above only, up clamped both ways
   dsv4::ops::swiglu_clamped(gate.data(), up.data(), 3, 0.0f, out.data());
   CHECK(out[2] == Approx(silu(12.0) * -20.0));  // limit 0: no clamp
+}
+
+TEST_CASE("grouped output projection: each group of heads meets its own rows of wo_a", "[ops][attention]") {
+  const int64_t T = 5, H = 6, d = 4, G = 3, R = 2, gin = H * d / G;
+  const auto o = random_vector(T * H * d, 17), wo_a = random_vector(G * R * gin, 18);
+  std::vector<float> out(T * G * R);
+  auto cpu = dsv4::create_backend("cpu").value();
+  REQUIRE(dsv4::ops::grouped_output_projection(*cpu, o.data(), T, G, gin, wo_a.data(), R, out.data()).is_ok());
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t r = 0; r < R; ++r) {
+        double expected = 0.0;  // heads g·H/G .. (g+1)·H/G − 1, concatenated
+        for (int64_t i = 0; i < gin; ++i) expected += double(o[t * H * d + g * gin + i]) * wo_a[(g * R + r) * gin + i];
+        CHECK(out[t * G * R + g * R + r] == Approx(expected).margin(1e-5));
+      }
 }
