@@ -60,6 +60,23 @@ void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, i
   }
 }
 
+// Applies the model's thread count to this thread's OpenMP regions for one call, and restores it.
+class ThreadCountScope {
+ public:
+  explicit ThreadCountScope(int n) : previous_(omp_get_max_threads()), active_(n > 0) {
+    if (active_) omp_set_num_threads(n);
+  }
+  ~ThreadCountScope() {
+    if (active_) omp_set_num_threads(previous_);
+  }
+  ThreadCountScope(const ThreadCountScope&) = delete;
+  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
+
+ private:
+  int previous_;
+  bool active_;
+};
+
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options)
@@ -75,10 +92,13 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
 void Session::reset() {
   cache_.clear();
   position_ = 0;
+  broken_ = false;
 }
 
 Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace) {
   const ModelConfig& c = model_->config();
+  if (broken_)
+    return Status(StatusCode::kInternal, "the session's cache is inconsistent after a failed append; reset it first");
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
       return Status(StatusCode::kOutOfRange, "token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
@@ -92,9 +112,8 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
     trace->layer_inputs.assign(size_t(c.num_hidden_layers * int64_t(tokens.size()) * c.hc_mult * c.hidden_size), 0.0f);
     trace->final_hidden.assign(tokens.size() * size_t(c.hidden_size), 0.0f);
   }
-  return capture_status([&] {
-    const int previous_threads = omp_get_max_threads();
-    if (model_->n_threads() > 0) omp_set_num_threads(model_->n_threads());
+  Status status = capture_status([&] {
+    const ThreadCountScope threads(model_->n_threads());
     const int64_t total = int64_t(tokens.size());
     for (int64_t begin = 0; begin < total; begin += options_.max_chunk) {
       const int64_t n = std::min(options_.max_chunk, total - begin);
@@ -109,8 +128,9 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
         std::copy_n(chunk_trace.final_hidden.data(), n * c.hidden_size, trace->final_hidden.data() + begin * c.hidden_size);
       }
     }
-    if (model_->n_threads() > 0) omp_set_num_threads(previous_threads);
   });
+  if (!status) broken_ = true;
+  return status;
 }
 
 void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logits, ForwardTrace* trace) {

@@ -30,7 +30,9 @@ class Session {
   static Result<std::unique_ptr<Session>> create(std::shared_ptr<const Model> model, const SessionOptions& options = {});
 
   // Appends tokens and, when `logits` is not null, writes [tokens.size(), vocab] logits.
-  // Token ids are checked before any state changes; on error the session is unchanged.
+  // Token ids and limits are checked before any state changes; on such errors the session is
+  // unchanged. If the forward pass itself fails (e.g. out of memory) part of the cache may already
+  // be updated: the session then refuses further appends until reset().
   Status append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace = nullptr);
 
   int64_t position() const noexcept { return position_; }
@@ -47,6 +49,7 @@ class Session {
   SessionOptions options_;
   KvCache cache_;
   int64_t position_ = 0;
+  bool broken_ = false;  // a forward pass failed midway; only reset() recovers
 };
 
 }  // namespace dsv4
