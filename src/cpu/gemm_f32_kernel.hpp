@@ -57,9 +57,12 @@ struct GemmF32Kernel {
     }
   }
 
+  // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
+  static constexpr int64_t kParallelMacs = int64_t(1) << 18;
+
   static void run_dot(const GemmArgs& g) {
     const int64_t n_tiles = (g.n + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (g.m * g.n * g.k > (1 << 16))
+#pragma omp parallel for schedule(static) if (g.m * g.n * g.k > kParallelMacs)
     for (int64_t jt = 0; jt < n_tiles; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
@@ -126,7 +129,7 @@ struct GemmF32Kernel {
   static void run_packed(const GemmArgs& g) {
     const int64_t n_panels = (g.n + kNr - 1) / kNr;
     const int64_t n_row_blocks = (g.m + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel if (g.m * g.n * g.k > (1 << 16))
+#pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
     {
       float* panel = static_cast<float*>(std::aligned_alloc(64, size_t((g.k * kNr * 4 + 63) / 64 * 64)));
       int64_t packed_for = -1;

@@ -80,7 +80,7 @@ IndexerQueries indexer_queries(const Model& model, const IndexerWeights& ix, con
   linear(model.backend(), h, n_tokens, ix.weights_proj, out.weights.data());
   const float inv_sqrt_heads = 1.0f / std::sqrt(float(nh));
   for (auto& u : out.weights) u *= inv_sqrt_heads;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t)
     rope_heads(out.q.data() + t * nh * dim, nh, dim, c.qk_rope_head_dim, model.rope_theta(true), start + t, false);
   return out;
@@ -139,7 +139,7 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   std::vector<float> kv(size_t(n_tokens * d));
   linear(backend, h, n_tokens, L.wkv, kv.data());
   ops::rms_norm_rows(kv.data(), L.kv_norm.data(), kv.data(), n_tokens, d, eps);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
   for (int64_t t = 0; t < n_tokens; ++t) {
     float* qt = q.data() + t * H * d;
     for (int64_t hh = 0; hh < H; ++hh) ops::rms_norm(qt + hh * d, static_cast<const float*>(nullptr), qt + hh * d, d, eps);
@@ -162,7 +162,7 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
     const int64_t nq = std::min(kQueryBlock, n_tokens - t0);
     const int64_t n_scored = csa ? ops::compressed_visible_count(start + t0 + nq - 1, m) : 0;
     if (csa && n_scored > c.index_topk) indexer_scores(model, iq, cache.indexer, t0, nq, n_scored, block_scores, dots);
-#pragma omp parallel
+#pragma omp parallel if (nq > 1)
     {
       std::vector<const float*> keys;
       std::vector<float> scores;
