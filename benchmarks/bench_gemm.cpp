@@ -19,7 +19,8 @@ void bench_gemm(benchmark::State& state) {
   for (auto& x : a) x = dist(rng);
   for (auto& x : w) x = dist(rng);
   dsv4::GemmArgs g;
-  g.m = m, g.n = n, g.k = k, g.a = a.data(), g.lda = k, g.w = w.data(), g.ldw = k, g.c = c.data(), g.ldc = n;
+  g.m = m, g.n = n, g.k = k, g.a = a.data(), g.lda = k, g.w = w.data(), g.ldw = k, g.c = c.data(),
+  g.ldc = n;
   for (auto _ : state) {
     if (!backend->gemm(g)) state.SkipWithError("gemm failed");
     benchmark::DoNotOptimize(c.data());
@@ -28,8 +29,10 @@ void bench_gemm(benchmark::State& state) {
   (void)seconds_per_iter;
   const double flops = 2.0 * double(m * n * k);
   const double bytes = double(n * k) * sizeof(float);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["roofline_bw_GB/s"] = dsv4::bench::measure_read_bandwidth() / 1e9;
   state.counters["roofline_fma_GFLOP/s"] = dsv4::bench::measure_fma_peak() / 1e9;
 }
@@ -39,5 +42,8 @@ void bench_gemm(benchmark::State& state) {
 // Decode shapes (weights streamed once): compare GB/s with roofline_bw_GB/s.
 BENCHMARK(bench_gemm)->Args({1, 4096, 4096})->Args({1, 1024, 4096})->Unit(benchmark::kMicrosecond);
 // Prefill shapes: compare GFLOP/s with roofline_fma_GFLOP/s.
-BENCHMARK(bench_gemm)->Args({256, 1024, 1024})->Args({512, 512, 2048})->Unit(benchmark::kMillisecond);
+BENCHMARK(bench_gemm)
+    ->Args({256, 1024, 1024})
+    ->Args({512, 512, 2048})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

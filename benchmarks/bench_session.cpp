@@ -20,26 +20,33 @@ size_t linear_bytes(const dsv4::Linear& l) { return l.w.size() * sizeof(float); 
 double decode_weight_bytes(const dsv4::ModelConfig& c, const dsv4::ModelWeights& w) {
   double bytes = double(linear_bytes(w.head)) + double(c.hidden_size) * sizeof(float);
   for (const auto& L : w.layers) {
-    for (const dsv4::Linear* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate}) bytes += double(linear_bytes(*l));
+    for (const dsv4::Linear* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate})
+      bytes += double(linear_bytes(*l));
     bytes += double((L.hc_attn.fn.size() + L.hc_ffn.fn.size()) * sizeof(float));
-    if (L.compressor) bytes += double(linear_bytes(L.compressor->wkv) + linear_bytes(L.compressor->wgate));
+    if (L.compressor)
+      bytes += double(linear_bytes(L.compressor->wkv) + linear_bytes(L.compressor->wgate));
     if (L.indexer)
       bytes += double(linear_bytes(L.indexer->wq_b) + linear_bytes(L.indexer->weights_proj) +
-                      linear_bytes(L.indexer->compressor.wkv) + linear_bytes(L.indexer->compressor.wgate));
+                      linear_bytes(L.indexer->compressor.wkv) +
+                      linear_bytes(L.indexer->compressor.wgate));
     if (L.shared_expert) bytes += 3.0 * double(linear_bytes(L.shared_expert->w1));
     bytes += double(c.num_experts_per_tok) * 3.0 * double(linear_bytes(L.experts[0].w1));
   }
   return bytes;
 }
 
-// KV bytes one decode token reads at context T: window + (HCA: all entries; CSA: indexer keys + top-k).
+// KV bytes one decode token reads at context T: window + (HCA: all entries; CSA: indexer keys +
+// top-k).
 double decode_kv_bytes(const dsv4::ModelConfig& c, int64_t T) {
   double entries = 0.0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const int64_t m = c.compress_ratio(l);
     entries += double(std::min(T, c.sliding_window)) * double(c.head_dim);
-    if (m == 4) entries += double(T / m) * double(c.index_head_dim) + double(std::min(T / m, c.index_topk)) * double(c.head_dim);
-    else if (m > 0) entries += double(T / m) * double(c.head_dim);
+    if (m == 4)
+      entries += double(T / m) * double(c.index_head_dim) +
+                 double(std::min(T / m, c.index_topk)) * double(c.head_dim);
+    else if (m > 0)
+      entries += double(T / m) * double(c.head_dim);
   }
   return entries * sizeof(float);
 }
@@ -74,8 +81,10 @@ void bench_decode(benchmark::State& state) {
     token = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   const double bytes = decode_weight_bytes(c, model->weights()) + decode_kv_bytes(c, context);
-  state.counters["tokens/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["roofline_GB/s"] = dsv4::bench::measure_read_bandwidth() / 1e9;
 }
 
@@ -87,7 +96,8 @@ void bench_prefill(benchmark::State& state) {
     auto session = dsv4::Session::create(model).value();
     if (!session->append(prompt, nullptr)) state.SkipWithError("prefill failed");
   }
-  state.counters["tokens/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace

@@ -26,7 +26,8 @@ inline double measure_read_bandwidth() {
       for (size_t j = 0; j < 16; ++j) s += data[i + j];
       total += s;
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (total < 0.0f) return 0.0;  // keeps the loop alive
     best = std::max(best, double(n * sizeof(float)) / seconds);
   }
@@ -54,7 +55,8 @@ inline double measure_fma_peak() {
   double sink = 0.0;
 #pragma omp parallel reduction(+ : sink)
   sink += fma_loop_avx512(iters);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (sink == 12345.0) return 0.0;
   return cached = double(iters) * 8 * 16 * 2 * omp_get_max_threads() / seconds;
 }

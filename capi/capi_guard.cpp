@@ -41,7 +41,8 @@ static_assert(DSV4_ERR_BUFFER_TOO_SMALL == int(dsv4::StatusCode::kBufferTooSmall
 static_assert(DSV4_ERR_OUT_OF_RANGE == int(dsv4::StatusCode::kOutOfRange));
 static_assert(DSV4_ERR_CANCELLED == int(dsv4::StatusCode::kCancelled));
 static_assert(DSV4_ERR_INTERNAL == int(dsv4::StatusCode::kInternal));
-static_assert(DSV4_VERSION_MAJOR == dsv4::kVersionMajor && DSV4_VERSION_MINOR == dsv4::kVersionMinor &&
+static_assert(DSV4_VERSION_MAJOR == dsv4::kVersionMajor &&
+              DSV4_VERSION_MINOR == dsv4::kVersionMinor &&
               DSV4_VERSION_PATCH == dsv4::kVersionPatch);
 
 extern "C" {
@@ -51,18 +52,30 @@ DSV4_API uint32_t dsv4_version_number(void) { return DSV4_VERSION_NUMBER; }
 
 DSV4_API const char* dsv4_status_name(dsv4_status status) {
   switch (status) {
-    case DSV4_OK: return "DSV4_OK";
-    case DSV4_ERR_INVALID_ARGUMENT: return "DSV4_ERR_INVALID_ARGUMENT";
-    case DSV4_ERR_IO: return "DSV4_ERR_IO";
-    case DSV4_ERR_CORRUPT_FILE: return "DSV4_ERR_CORRUPT_FILE";
-    case DSV4_ERR_INVALID_CONFIG: return "DSV4_ERR_INVALID_CONFIG";
-    case DSV4_ERR_MODEL_MISMATCH: return "DSV4_ERR_MODEL_MISMATCH";
-    case DSV4_ERR_UNSUPPORTED: return "DSV4_ERR_UNSUPPORTED";
-    case DSV4_ERR_OUT_OF_MEMORY: return "DSV4_ERR_OUT_OF_MEMORY";
-    case DSV4_ERR_BUFFER_TOO_SMALL: return "DSV4_ERR_BUFFER_TOO_SMALL";
-    case DSV4_ERR_OUT_OF_RANGE: return "DSV4_ERR_OUT_OF_RANGE";
-    case DSV4_ERR_CANCELLED: return "DSV4_ERR_CANCELLED";
-    case DSV4_ERR_INTERNAL: return "DSV4_ERR_INTERNAL";
+    case DSV4_OK:
+      return "DSV4_OK";
+    case DSV4_ERR_INVALID_ARGUMENT:
+      return "DSV4_ERR_INVALID_ARGUMENT";
+    case DSV4_ERR_IO:
+      return "DSV4_ERR_IO";
+    case DSV4_ERR_CORRUPT_FILE:
+      return "DSV4_ERR_CORRUPT_FILE";
+    case DSV4_ERR_INVALID_CONFIG:
+      return "DSV4_ERR_INVALID_CONFIG";
+    case DSV4_ERR_MODEL_MISMATCH:
+      return "DSV4_ERR_MODEL_MISMATCH";
+    case DSV4_ERR_UNSUPPORTED:
+      return "DSV4_ERR_UNSUPPORTED";
+    case DSV4_ERR_OUT_OF_MEMORY:
+      return "DSV4_ERR_OUT_OF_MEMORY";
+    case DSV4_ERR_BUFFER_TOO_SMALL:
+      return "DSV4_ERR_BUFFER_TOO_SMALL";
+    case DSV4_ERR_OUT_OF_RANGE:
+      return "DSV4_ERR_OUT_OF_RANGE";
+    case DSV4_ERR_CANCELLED:
+      return "DSV4_ERR_CANCELLED";
+    case DSV4_ERR_INTERNAL:
+      return "DSV4_ERR_INTERNAL";
   }
   return "DSV4_ERR_UNKNOWN";
 }

@@ -29,12 +29,14 @@ Params read_params(const Params* in, Params defaults, size_t v1_size, const char
   if (!in) return defaults;
   const size_t caller_size = in->struct_size;
   if (caller_size < v1_size)
-    fail(StatusCode::kInvalidArgument, std::string(what) + ".struct_size " + std::to_string(caller_size) +
-                                           " is smaller than any released version (" + std::to_string(v1_size) + ")");
+    fail(StatusCode::kInvalidArgument,
+         std::string(what) + ".struct_size " + std::to_string(caller_size) +
+             " is smaller than any released version (" + std::to_string(v1_size) + ")");
   const unsigned char* bytes = reinterpret_cast<const unsigned char*>(in);
   for (size_t i = sizeof(Params); i < caller_size; ++i)
     if (bytes[i] != 0)
-      fail(StatusCode::kUnsupported, std::string(what) + " sets fields this library version does not know");
+      fail(StatusCode::kUnsupported,
+           std::string(what) + " sets fields this library version does not know");
   Params out{};
   std::memcpy(&out, in, caller_size < sizeof(Params) ? caller_size : sizeof(Params));
   out.struct_size = sizeof(Params);
@@ -52,11 +54,13 @@ Params read_params(const Params* in, Params defaults, size_t v1_size, const char
     return ::dsv4::capi::report(e.status());                                              \
   }                                                                                       \
   catch (const std::bad_alloc&) {                                                         \
-    return ::dsv4::capi::report(::dsv4::Status(::dsv4::StatusCode::kOutOfMemory, "out of memory")); \
+    return ::dsv4::capi::report(                                                          \
+        ::dsv4::Status(::dsv4::StatusCode::kOutOfMemory, "out of memory"));               \
   }                                                                                       \
   catch (const std::exception& e) {                                                       \
     return ::dsv4::capi::report(::dsv4::Status(::dsv4::StatusCode::kInternal, e.what())); \
   }                                                                                       \
   catch (...) {                                                                           \
-    return ::dsv4::capi::report(::dsv4::Status(::dsv4::StatusCode::kInternal, "unknown exception")); \
+    return ::dsv4::capi::report(                                                          \
+        ::dsv4::Status(::dsv4::StatusCode::kInternal, "unknown exception"));              \
   }

@@ -33,13 +33,14 @@ DSV4_API dsv4_model_params dsv4_model_default_params(void) {
   return p;
 }
 
-DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* params, dsv4_model** out) {
+DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* params,
+                                     dsv4_model** out) {
   DSV4_CAPI_BEGIN
   if (out) *out = nullptr;
   require(dir != nullptr, "dsv4_model_load: dir is NULL");
   require(out != nullptr, "dsv4_model_load: out is NULL");
-  const dsv4_model_params p =
-      dsv4::capi::read_params(params, dsv4_model_default_params(), kModelParamsV1Size, "dsv4_model_params");
+  const dsv4_model_params p = dsv4::capi::read_params(params, dsv4_model_default_params(),
+                                                      kModelParamsV1Size, "dsv4_model_params");
   dsv4::ModelLoadOptions options;
   if (p.backend) options.backend = p.backend;
   options.n_threads = p.n_threads;
@@ -53,20 +54,25 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
 DSV4_API void dsv4_model_free(dsv4_model* model) { delete model; }
 
 DSV4_API dsv4_status dsv4_model_n_vocab(const dsv4_model* model, int64_t* out) {
-  return query(model, out, "dsv4_model_n_vocab", [](const dsv4::ModelConfig& c) { return c.vocab_size; });
+  return query(model, out, "dsv4_model_n_vocab",
+               [](const dsv4::ModelConfig& c) { return c.vocab_size; });
 }
 DSV4_API dsv4_status dsv4_model_n_layers(const dsv4_model* model, int64_t* out) {
-  return query(model, out, "dsv4_model_n_layers", [](const dsv4::ModelConfig& c) { return c.num_hidden_layers; });
+  return query(model, out, "dsv4_model_n_layers",
+               [](const dsv4::ModelConfig& c) { return c.num_hidden_layers; });
 }
 DSV4_API dsv4_status dsv4_model_n_embd(const dsv4_model* model, int64_t* out) {
-  return query(model, out, "dsv4_model_n_embd", [](const dsv4::ModelConfig& c) { return c.hidden_size; });
+  return query(model, out, "dsv4_model_n_embd",
+               [](const dsv4::ModelConfig& c) { return c.hidden_size; });
 }
 
-DSV4_API dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model, int64_t layer, int64_t* out) {
+DSV4_API dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model, int64_t layer,
+                                                     int64_t* out) {
   return query(model, out, "dsv4_model_layer_compress_ratio", [layer](const dsv4::ModelConfig& c) {
     if (layer < 0 || layer >= c.num_hidden_layers)
-      dsv4::fail(dsv4::StatusCode::kOutOfRange, "dsv4_model_layer_compress_ratio: layer " + std::to_string(layer) +
-                                                    " is not in [0, " + std::to_string(c.num_hidden_layers) + ")");
+      dsv4::fail(dsv4::StatusCode::kOutOfRange, "dsv4_model_layer_compress_ratio: layer " +
+                                                    std::to_string(layer) + " is not in [0, " +
+                                                    std::to_string(c.num_hidden_layers) + ")");
     return c.compress_ratio(layer);
   });
 }

@@ -46,7 +46,8 @@ struct RawTensor {
   std::vector<uint8_t> bytes;
 };
 
-inline RawTensor f32_tensor(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
+inline RawTensor f32_tensor(const std::string& name, std::vector<int64_t> shape,
+                            const std::vector<float>& values) {
   RawTensor t{name, "F32", std::move(shape), std::vector<uint8_t>(values.size() * 4)};
   if (!values.empty()) std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
   return t;
@@ -61,15 +62,18 @@ inline std::string json_escape(const std::string& s) {
   return out;
 }
 
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<RawTensor>& tensors) {
+inline void write_safetensors(const std::filesystem::path& path,
+                              const std::vector<RawTensor>& tensors) {
   std::string header = "{";
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const RawTensor& t = tensors[i];
     if (i) header += ",";
     header += "\"" + json_escape(t.name) + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
-    for (size_t d = 0; d < t.shape.size(); ++d) header += (d ? "," : "") + std::to_string(t.shape[d]);
-    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.bytes.size()) + "]}";
+    for (size_t d = 0; d < t.shape.size(); ++d)
+      header += (d ? "," : "") + std::to_string(t.shape[d]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," +
+              std::to_string(offset + t.bytes.size()) + "]}";
     offset += t.bytes.size();
   }
   header += "}";
@@ -78,7 +82,8 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
   const uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out.put(char((n >> (8 * i)) & 0xff));
   out.write(header.data(), std::streamsize(header.size()));
-  for (const RawTensor& t : tensors) out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
+  for (const RawTensor& t : tensors)
+    out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
 }
 
 inline void write_text(const std::filesystem::path& path, const std::string& text) {

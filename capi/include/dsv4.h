@@ -21,21 +21,21 @@
 #include "dsv4_version.h"
 
 #if defined(_WIN32)
-#  if defined(DSV4_BUILDING_LIBRARY)
-#    define DSV4_API __declspec(dllexport)
-#  else
-#    define DSV4_API __declspec(dllimport)
-#  endif
-#elif defined(__GNUC__)
-#  define DSV4_API __attribute__((visibility("default")))
+#if defined(DSV4_BUILDING_LIBRARY)
+#define DSV4_API __declspec(dllexport)
 #else
-#  define DSV4_API
+#define DSV4_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define DSV4_API __attribute__((visibility("default")))
+#else
+#define DSV4_API
 #endif
 
 #if defined(__GNUC__)
-#  define DSV4_NODISCARD __attribute__((warn_unused_result))
+#define DSV4_NODISCARD __attribute__((warn_unused_result))
 #else
-#  define DSV4_NODISCARD
+#define DSV4_NODISCARD
 #endif
 
 #ifdef __cplusplus
@@ -69,7 +69,8 @@ DSV4_API uint32_t dsv4_version_number(void);
 
 /* Static name of a status ("DSV4_ERR_IO"); "DSV4_ERR_UNKNOWN" for unknown values. */
 DSV4_API const char* dsv4_status_name(dsv4_status status);
-/* Message of the last failed call on this thread ("" if none). Valid until the thread's next call. */
+/* Message of the last failed call on this thread ("" if none). Valid until the thread's next call.
+ */
 DSV4_API const char* dsv4_last_error(void);
 
 /* ---- backends ---- */
@@ -97,7 +98,8 @@ DSV4_API dsv4_model_params dsv4_model_default_params(void);
  * Errors: INVALID_ARGUMENT (NULL dir/out, bad params), IO, CORRUPT_FILE, INVALID_CONFIG,
  * MODEL_MISMATCH, UNSUPPORTED (backend), OUT_OF_MEMORY.
  */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* params,
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_load(const char* dir,
+                                                    const dsv4_model_params* params,
                                                     dsv4_model** out);
 /* Frees a model handle (NULL is fine). Sessions keep their model alive, so this is safe while
  * sessions created from it still exist. */
@@ -109,8 +111,8 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_layers(const dsv4_model* model,
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_embd(const dsv4_model* model, int64_t* out);
 /* Compress ratio of decoder layer `layer`: 0 (sliding window only), 4 (CSA) or another value (HCA).
  * OUT_OF_RANGE when layer is not in [0, n_layers). */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model, int64_t layer,
-                                                                    int64_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model,
+                                                                    int64_t layer, int64_t* out);
 
 /* ---- session ---- */
 
@@ -125,7 +127,8 @@ typedef struct dsv4_session_params {
 DSV4_API dsv4_session_params dsv4_session_default_params(void);
 
 /* Creates a session (its own KV cache) over `model`; params may be NULL. */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_create(dsv4_model* model, const dsv4_session_params* params,
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_create(dsv4_model* model,
+                                                        const dsv4_session_params* params,
                                                         dsv4_session** out);
 DSV4_API void dsv4_session_free(dsv4_session* session);
 
@@ -138,15 +141,18 @@ DSV4_API void dsv4_session_free(dsv4_session* session);
  * Errors: INVALID_ARGUMENT (NULL session, NULL tokens with n_tokens > 0), OUT_OF_RANGE (a token id
  * outside [0, vocab), or past max_positions), OUT_OF_MEMORY.
  */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append(dsv4_session* session, const int32_t* tokens,
-                                                        size_t n_tokens, float* logits);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append(dsv4_session* session,
+                                                        const int32_t* tokens, size_t n_tokens,
+                                                        float* logits);
 /* As dsv4_session_append, with the capacity of `logits` in floats: BUFFER_TOO_SMALL (and nothing
  * appended) when logits_capacity < n_tokens * vocab. */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append_checked(dsv4_session* session, const int32_t* tokens,
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append_checked(dsv4_session* session,
+                                                                const int32_t* tokens,
                                                                 size_t n_tokens, float* logits,
                                                                 size_t logits_capacity);
 /* Number of tokens appended so far. */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_position(const dsv4_session* session, int64_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_position(const dsv4_session* session,
+                                                          int64_t* out);
 /* Drops every cached token: the session starts again at position 0. */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_reset(dsv4_session* session);
 
@@ -159,8 +165,9 @@ typedef enum dsv4_cache_kind {
 } dsv4_cache_kind;
 
 /* Bytes the session's cache holds for `kind` in `layer` (layer = -1: all layers). */
-DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64_t layer,
-                                                             dsv4_cache_kind kind, size_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session* session,
+                                                             int64_t layer, dsv4_cache_kind kind,
+                                                             size_t* out);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
     return 2;
   }
-  printf("dsv4 %s (header %d.%d.%d)\n", dsv4_version(), DSV4_VERSION_MAJOR, DSV4_VERSION_MINOR, DSV4_VERSION_PATCH);
+  printf("dsv4 %s (header %d.%d.%d)\n", dsv4_version(), DSV4_VERSION_MAJOR, DSV4_VERSION_MINOR,
+         DSV4_VERSION_PATCH);
   status = dsv4_model_load(argv[1], NULL, &model);
   if (status != DSV4_OK) {
     fprintf(stderr, "load failed: %s: %s\n", dsv4_status_name(status), dsv4_last_error());

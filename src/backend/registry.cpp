@@ -26,7 +26,9 @@ Result<std::unique_ptr<Backend>> create_backend(std::string_view name) {
   if (name == "best") name = backend_available("cuda") ? "cuda" : "cpu";
   if (name == "cpu") return cpu::make_cpu_backend();
   if (name == "cuda") {
-    if (!backend_available("cuda")) return Status(StatusCode::kUnsupported, "cuda backend unavailable: " + cuda::unavailable_reason());
+    if (!backend_available("cuda"))
+      return Status(StatusCode::kUnsupported,
+                    "cuda backend unavailable: " + cuda::unavailable_reason());
     return cuda::make_cuda_backend(0);
   }
   return Status(StatusCode::kInvalidArgument, backend_unavailable_reason(name));

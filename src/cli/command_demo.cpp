@@ -17,7 +17,9 @@ namespace dsv4::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 int64_t int_option(const Args& args, const char* key, int64_t fallback) {
   if (!args.has(key)) return fallback;
@@ -38,17 +40,20 @@ void print_cache_table(const ModelConfig& c, const CacheMemory& mem, int64_t n_t
   }
   const size_t total = mem.total_used();
   // A dense cache keeps one d-wide key per token in every layer.
-  const double dense = double(n_tokens) * double(c.head_dim) * double(c.num_hidden_layers) * sizeof(float);
+  const double dense =
+      double(n_tokens) * double(c.head_dim) * double(c.num_hidden_layers) * sizeof(float);
   std::printf("  %-12s %14zu %14.1f\n", "total", total, double(total) / double(n_tokens));
   std::printf("  %-12s %14.0f %14.1f   (every token, every layer, d = %lld)\n", "dense", dense,
               dense / double(n_tokens), static_cast<long long>(c.head_dim));
-  std::printf("  compressed cache / dense cache = %.3f (%.1fx smaller)\n", double(total) / dense, dense / double(total));
-  std::printf("\nper layer\n  %5s  %-4s  %12s  %12s  %12s  %10s\n", "layer", "attn", "window", "compressed", "indexer",
-              "state");
+  std::printf("  compressed cache / dense cache = %.3f (%.1fx smaller)\n", double(total) / dense,
+              dense / double(total));
+  std::printf("\nper layer\n  %5s  %-4s  %12s  %12s  %12s  %10s\n", "layer", "attn", "window",
+              "compressed", "indexer", "state");
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& b = mem.bytes_used[size_t(l)];
     std::printf("  %5lld  %-4s  %12zu  %12zu  %12zu  %10zu\n", static_cast<long long>(l),
-                std::string(attention_kind_name(c.attention_kind(l))).c_str(), b[0], b[1], b[2], b[3]);
+                std::string(attention_kind_name(c.attention_kind(l))).c_str(), b[0], b[1], b[2],
+                b[3]);
   }
 }
 
@@ -60,7 +65,8 @@ int command_demo(const Args& args) {
   const int64_t n_layers = int_option(args, "layers", 12);
   const int64_t threads = int_option(args, "threads", 0);
   if (n_prompt < 1 || n_decode < 0 || n_layers < 3 || threads < 0) {
-    std::fprintf(stderr, "dsv4 demo: --tokens >= 1, --decode >= 0, --layers >= 3, --threads >= 0\n");
+    std::fprintf(stderr,
+                 "dsv4 demo: --tokens >= 1, --decode >= 0, --layers >= 3, --threads >= 0\n");
     return 2;
   }
   const ModelConfig config = demo_model_config(n_layers);
@@ -80,13 +86,16 @@ int command_demo(const Args& args) {
               seconds_since(t_build));
   std::printf("  %lld layers [", static_cast<long long>(n_layers));
   for (int64_t l = 0; l < n_layers; ++l)
-    std::printf("%s%s", l ? " " : "", std::string(attention_kind_name(config.attention_kind(l))).c_str());
-  std::printf("], D=%lld, %lld heads x %lld, window %lld, top-%lld of 1/4, 1/128\n",
-              static_cast<long long>(config.hidden_size), static_cast<long long>(config.num_attention_heads),
-              static_cast<long long>(config.head_dim), static_cast<long long>(config.sliding_window),
-              static_cast<long long>(config.index_topk));
+    std::printf("%s%s", l ? " " : "",
+                std::string(attention_kind_name(config.attention_kind(l))).c_str());
+  std::printf(
+      "], D=%lld, %lld heads x %lld, window %lld, top-%lld of 1/4, 1/128\n",
+      static_cast<long long>(config.hidden_size),
+      static_cast<long long>(config.num_attention_heads), static_cast<long long>(config.head_dim),
+      static_cast<long long>(config.sliding_window), static_cast<long long>(config.index_topk));
   std::printf("  %lld experts (top-%lld) + shared, %lld mHC streams; cpu kernels: %s, %d threads\n",
-              static_cast<long long>(config.n_routed_experts), static_cast<long long>(config.num_experts_per_tok),
+              static_cast<long long>(config.n_routed_experts),
+              static_cast<long long>(config.num_experts_per_tok),
               static_cast<long long>(config.hc_mult), std::string(cpu::active_isa()).c_str(),
               threads > 0 ? int(threads) : omp_get_max_threads());
 
@@ -116,11 +125,13 @@ int command_demo(const Args& args) {
   }
   const double decode_seconds = seconds_since(t_decode);
 
-  std::printf("\nprefill: %lld tokens in %.2f s = %.0f tokens/s\n", static_cast<long long>(n_prompt), prefill_seconds,
+  std::printf("\nprefill: %lld tokens in %.2f s = %.0f tokens/s\n",
+              static_cast<long long>(n_prompt), prefill_seconds,
               double(n_prompt) / prefill_seconds);
   if (n_decode > 0) {
-    std::printf("decode:  %lld tokens in %.3f s = %.1f tokens/s (at context %lld)\n", static_cast<long long>(n_decode),
-                decode_seconds, double(n_decode) / decode_seconds, static_cast<long long>(n_prompt));
+    std::printf("decode:  %lld tokens in %.3f s = %.1f tokens/s (at context %lld)\n",
+                static_cast<long long>(n_decode), decode_seconds, double(n_decode) / decode_seconds,
+                static_cast<long long>(n_prompt));
     std::printf("greedy tokens:");
     for (int32_t t : generated) std::printf(" %d", t);
     std::printf("\n");

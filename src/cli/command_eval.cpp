@@ -15,7 +15,9 @@ namespace dsv4::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 int report(const Status& status, const char* command) {
   std::fprintf(stderr, "dsv4 %s: %s\n", command, status.to_string().c_str());
@@ -47,8 +49,10 @@ struct Loaded {
 };
 
 Result<Loaded> load_inputs(const Args& args) {
-  if (args.get("model").empty()) return Status(StatusCode::kInvalidArgument, "--model DIR is required");
-  if (args.get("tokens").empty()) return Status(StatusCode::kInvalidArgument, "--tokens FILE is required");
+  if (args.get("model").empty())
+    return Status(StatusCode::kInvalidArgument, "--model DIR is required");
+  if (args.get("tokens").empty())
+    return Status(StatusCode::kInvalidArgument, "--tokens FILE is required");
   auto tokens = read_token_file(args.get("tokens"));
   if (!tokens) return tokens.status();
   ModelLoadOptions options;
@@ -74,8 +78,11 @@ int command_eval(const Args& args) {
   const int64_t n = int64_t(tokens.size()), vocab = inputs->model->config().vocab_size;
   int64_t prompt_len = 0;
   if (!parse_int(args.get("prompt-len"), &prompt_len) || prompt_len < 1 || prompt_len > n)
-    return report(Status(StatusCode::kInvalidArgument, "--prompt-len must be in [1, " + std::to_string(n) + "]"), "eval");
-  if (args.get("out").empty()) return report(Status(StatusCode::kInvalidArgument, "--out FILE is required"), "eval");
+    return report(Status(StatusCode::kInvalidArgument,
+                         "--prompt-len must be in [1, " + std::to_string(n) + "]"),
+                  "eval");
+  if (args.get("out").empty())
+    return report(Status(StatusCode::kInvalidArgument, "--out FILE is required"), "eval");
 
   auto session = Session::create(inputs->model);
   if (!session) return report(session.status(), "eval");
@@ -86,14 +93,17 @@ int command_eval(const Args& args) {
   const double prefill_seconds = seconds_since(t0);
   const auto t1 = Clock::now();
   for (int64_t i = prompt_len; i < n; ++i) {
-    if (Status s = session.value()->append({&tokens[size_t(i)], 1}, decode.data() + (i - prompt_len) * vocab); !s)
+    if (Status s = session.value()->append({&tokens[size_t(i)], 1},
+                                           decode.data() + (i - prompt_len) * vocab);
+        !s)
       return report(s, "eval");
   }
   const double decode_seconds = seconds_since(t1);
 
   double nll = 0.0;
   for (int64_t i = 0; i + 1 < n; ++i) {
-    const float* row = i < prompt_len ? prefill.data() + i * vocab : decode.data() + (i - prompt_len) * vocab;
+    const float* row =
+        i < prompt_len ? prefill.data() + i * vocab : decode.data() + (i - prompt_len) * vocab;
     nll += negative_log_likelihood(row, vocab, tokens[size_t(i + 1)]);
   }
   const Status written = write_safetensors(
@@ -102,10 +112,14 @@ int command_eval(const Args& args) {
   if (!written) return report(written, "eval");
   std::printf("tokens: %lld (prompt %lld, decode %lld)\n", static_cast<long long>(n),
               static_cast<long long>(prompt_len), static_cast<long long>(n - prompt_len));
-  if (n > 1) std::printf("mean NLL: %.6f nats/token (perplexity %.3f)\n", nll / double(n - 1), std::exp(nll / double(n - 1)));
-  std::printf("prefill: %.1f tokens/s (%.3f s)\n", double(prompt_len) / prefill_seconds, prefill_seconds);
+  if (n > 1)
+    std::printf("mean NLL: %.6f nats/token (perplexity %.3f)\n", nll / double(n - 1),
+                std::exp(nll / double(n - 1)));
+  std::printf("prefill: %.1f tokens/s (%.3f s)\n", double(prompt_len) / prefill_seconds,
+              prefill_seconds);
   if (n > prompt_len)
-    std::printf("decode:  %.1f tokens/s (%.3f s)\n", double(n - prompt_len) / decode_seconds, decode_seconds);
+    std::printf("decode:  %.1f tokens/s (%.3f s)\n", double(n - prompt_len) / decode_seconds,
+                decode_seconds);
   std::printf("wrote %s\n", args.get("out").c_str());
   return 0;
 }
@@ -115,11 +129,13 @@ int command_generate(const Args& args) {
   if (!inputs) return report(inputs.status(), "generate");
   int64_t n_new = 16, seed = 0, top_k = 0;
   if (args.has("n") && (!parse_int(args.get("n"), &n_new) || n_new < 0))
-    return report(Status(StatusCode::kInvalidArgument, "-n must be a non-negative integer"), "generate");
+    return report(Status(StatusCode::kInvalidArgument, "-n must be a non-negative integer"),
+                  "generate");
   if (args.has("seed") && !parse_int(args.get("seed"), &seed))
     return report(Status(StatusCode::kInvalidArgument, "--seed must be an integer"), "generate");
   if (args.has("top-k") && (!parse_int(args.get("top-k"), &top_k) || top_k < 0))
-    return report(Status(StatusCode::kInvalidArgument, "--top-k must be a non-negative integer"), "generate");
+    return report(Status(StatusCode::kInvalidArgument, "--top-k must be a non-negative integer"),
+                  "generate");
   double temperature = 0.0;
   if (args.has("temperature")) {
     try {
@@ -127,7 +143,8 @@ int command_generate(const Args& args) {
     } catch (...) {
       temperature = -1.0;
     }
-    if (!(temperature >= 0.0)) return report(Status(StatusCode::kInvalidArgument, "--temperature must be >= 0"), "generate");
+    if (!(temperature >= 0.0))
+      return report(Status(StatusCode::kInvalidArgument, "--temperature must be >= 0"), "generate");
   }
   const int64_t vocab = inputs->model->config().vocab_size;
   auto session = Session::create(inputs->model);
@@ -150,7 +167,8 @@ int command_generate(const Args& args) {
       double kth = -INFINITY;
       if (top_k > 0 && top_k < vocab) {
         std::vector<float> sorted(last);
-        std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(), std::greater<float>());
+        std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(),
+                         std::greater<float>());
         kth = sorted[size_t(top_k - 1)];
       }
       for (size_t i = 0; i < last.size(); ++i)
@@ -160,11 +178,12 @@ int command_generate(const Args& args) {
     generated.push_back(next);
     std::printf("%d%s", next, step + 1 == n_new ? "\n" : " ");
     std::fflush(stdout);
-    if (Status s = session.value()->append({&next, 1}, last.data()); !s) return report(s, "generate");
+    if (Status s = session.value()->append({&next, 1}, last.data()); !s)
+      return report(s, "generate");
   }
-  std::fprintf(stderr, "prompt %zu tokens in %.3f s; %lld tokens generated at %.1f tokens/s\n", prompt.size(),
-               std::chrono::duration<double>(t1 - t0).count(), static_cast<long long>(n_new),
-               double(n_new) / std::max(seconds_since(t1), 1e-9));
+  std::fprintf(stderr, "prompt %zu tokens in %.3f s; %lld tokens generated at %.1f tokens/s\n",
+               prompt.size(), std::chrono::duration<double>(t1 - t0).count(),
+               static_cast<long long>(n_new), double(n_new) / std::max(seconds_since(t1), 1e-9));
   return 0;
 }
 

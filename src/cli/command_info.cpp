@@ -11,10 +11,14 @@ namespace {
 
 std::string human_count(int64_t n) {
   char buf[32];
-  if (n >= 1000000000) std::snprintf(buf, sizeof buf, "%.2fB", double(n) / 1e9);
-  else if (n >= 1000000) std::snprintf(buf, sizeof buf, "%.2fM", double(n) / 1e6);
-  else if (n >= 1000) std::snprintf(buf, sizeof buf, "%.2fK", double(n) / 1e3);
-  else std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  if (n >= 1000000000)
+    std::snprintf(buf, sizeof buf, "%.2fB", double(n) / 1e9);
+  else if (n >= 1000000)
+    std::snprintf(buf, sizeof buf, "%.2fM", double(n) / 1e6);
+  else if (n >= 1000)
+    std::snprintf(buf, sizeof buf, "%.2fK", double(n) / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
   return buf;
 }
 
@@ -22,7 +26,8 @@ void print_config(const ModelConfig& c) {
   std::printf("config\n");
   std::printf("  vocab_size            %lld\n", static_cast<long long>(c.vocab_size));
   std::printf("  hidden_size (D)       %lld\n", static_cast<long long>(c.hidden_size));
-  std::printf("  layers                %lld (+%lld MTP)\n", static_cast<long long>(c.num_hidden_layers),
+  std::printf("  layers                %lld (+%lld MTP)\n",
+              static_cast<long long>(c.num_hidden_layers),
               static_cast<long long>(c.num_nextn_predict_layers));
   std::printf("  heads x head_dim      %lld x %lld (rope %lld), 1 shared KV head\n",
               static_cast<long long>(c.num_attention_heads), static_cast<long long>(c.head_dim),
@@ -31,18 +36,22 @@ void print_config(const ModelConfig& c) {
   std::printf("  output groups x rank  %lld x %lld\n", static_cast<long long>(c.o_groups),
               static_cast<long long>(c.o_lora_rank));
   std::printf("  sliding_window        %lld\n", static_cast<long long>(c.sliding_window));
-  std::printf("  indexer               %lld heads x %lld, top-%lld\n", static_cast<long long>(c.index_n_heads),
-              static_cast<long long>(c.index_head_dim), static_cast<long long>(c.index_topk));
-  std::printf("  experts               %lld routed (top-%lld, %s, scale %g) + %lld shared, width %lld\n",
-              static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.num_experts_per_tok),
-              std::string(scoring_func_name(c.scoring_func)).c_str(), c.routed_scaling_factor,
-              static_cast<long long>(c.n_shared_experts), static_cast<long long>(c.moe_intermediate_size));
+  std::printf("  indexer               %lld heads x %lld, top-%lld\n",
+              static_cast<long long>(c.index_n_heads), static_cast<long long>(c.index_head_dim),
+              static_cast<long long>(c.index_topk));
+  std::printf(
+      "  experts               %lld routed (top-%lld, %s, scale %g) + %lld shared, width %lld\n",
+      static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.num_experts_per_tok),
+      std::string(scoring_func_name(c.scoring_func)).c_str(), c.routed_scaling_factor,
+      static_cast<long long>(c.n_shared_experts), static_cast<long long>(c.moe_intermediate_size));
   std::printf("  hash-routed layers    %lld\n", static_cast<long long>(c.num_hash_layers));
   std::printf("  swiglu_limit          %g\n", c.swiglu_limit);
   std::printf("  mHC                   %lld streams, %lld Sinkhorn iterations, eps %g\n",
-              static_cast<long long>(c.hc_mult), static_cast<long long>(c.hc_sinkhorn_iters), c.hc_eps);
-  std::printf("  rope_theta            %g (SWA layers), %g + YaRN x%g (compressed layers)\n", c.rope_theta,
-              c.compress_rope_theta, c.has_rope_scaling ? c.rope_scaling.factor : 1.0);
+              static_cast<long long>(c.hc_mult), static_cast<long long>(c.hc_sinkhorn_iters),
+              c.hc_eps);
+  std::printf("  rope_theta            %g (SWA layers), %g + YaRN x%g (compressed layers)\n",
+              c.rope_theta, c.compress_rope_theta,
+              c.has_rope_scaling ? c.rope_scaling.factor : 1.0);
   std::printf("  rms_norm_eps          %g\n", c.rms_norm_eps);
   if (c.quantization.present)
     std::printf("  quantization          %s weights, %s scales, blocks %lldx%lld, experts %s\n",
@@ -54,8 +63,8 @@ void print_config(const ModelConfig& c) {
 
 void print_layers(const ModelSummary& s) {
   std::printf("\nlayers\n");
-  std::printf("  %5s  %-4s  %8s  %-7s  %10s  %-14s  %-14s\n", "layer", "attn", "compress", "routing", "params",
-              "attn weights", "expert weights");
+  std::printf("  %5s  %-4s  %8s  %-7s  %10s  %-14s  %-14s\n", "layer", "attn", "compress",
+              "routing", "params", "attn weights", "expert weights");
   for (const LayerSummary& l : s.layers) {
     std::printf("  %5d  %-4s  %8s  %-7s  %10s  %-14s  %-14s\n", l.layer,
                 std::string(attention_kind_name(l.attention)).c_str(),
@@ -67,17 +76,19 @@ void print_layers(const ModelSummary& s) {
 }
 
 void print_totals(const ModelSummary& s, const Checkpoint& checkpoint) {
-  std::printf("\nparameters: %s total (%lld), %s in embed + head\n", human_count(s.n_params_total).c_str(),
-              static_cast<long long>(s.n_params_total), human_count(s.n_params_embedding).c_str());
-  std::printf("\nstorage by dtype (%zu tensors in %zu file%s)\n", checkpoint.n_tensors(), checkpoint.n_files(),
-              checkpoint.n_files() == 1 ? "" : "s");
+  std::printf("\nparameters: %s total (%lld), %s in embed + head\n",
+              human_count(s.n_params_total).c_str(), static_cast<long long>(s.n_params_total),
+              human_count(s.n_params_embedding).c_str());
+  std::printf("\nstorage by dtype (%zu tensors in %zu file%s)\n", checkpoint.n_tensors(),
+              checkpoint.n_files(), checkpoint.n_files() == 1 ? "" : "s");
   std::printf("  %-8s  %8s  %14s  %14s\n", "dtype", "tensors", "elements", "bytes");
   for (const auto& [dtype, usage] : s.by_dtype) {
     std::printf("  %-8s  %8lld  %14lld  %14lld\n", std::string(dtype_name(dtype)).c_str(),
                 static_cast<long long>(usage.n_tensors), static_cast<long long>(usage.n_elements),
                 static_cast<long long>(usage.n_bytes));
   }
-  std::printf("  %-8s  %8s  %14s  %14lld\n", "total", "", "", static_cast<long long>(s.n_bytes_total));
+  std::printf("  %-8s  %8s  %14s  %14lld\n", "total", "", "",
+              static_cast<long long>(s.n_bytes_total));
   if (s.n_unused_tensors > 0)
     std::printf("  (%lld stored tensors are not used by the decoder stack, e.g. MTP layers)\n",
                 static_cast<long long>(s.n_unused_tensors));

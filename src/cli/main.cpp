@@ -11,7 +11,8 @@ void print_usage() {
   std::printf(
       "dsv4 %s — DeepSeek-V4 inference\n\n"
       "usage:\n"
-      "  dsv4 info --model DIR       print the config, a per-layer table and parameter/byte counts\n"
+      "  dsv4 info --model DIR       print the config, a per-layer table and parameter/byte "
+      "counts\n"
       "  dsv4 eval --model DIR --tokens FILE --prompt-len S --out OUT.safetensors [--threads N]\n"
       "                              prefill S tokens, decode the rest one by one; write logits,\n"
       "                              print mean NLL and tokens/s\n"
@@ -32,7 +33,8 @@ bool parse_args(int argc, char** argv, dsv4::cli::Args* out) {
       return false;
     }
     key = key.substr(2);
-    if (i + 1 < argc && (std::strncmp(argv[i + 1], "--", 2) != 0 || std::strcmp(argv[i + 1], "--") == 0)) {
+    if (i + 1 < argc &&
+        (std::strncmp(argv[i + 1], "--", 2) != 0 || std::strcmp(argv[i + 1], "--") == 0)) {
       out->options[key] = argv[++i];
     } else {
       out->options[key] = "";

@@ -23,7 +23,9 @@ class CpuBackend final : public Backend {
   Result<Buffer> allocate(size_t bytes, BufferUse) noexcept override {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-    if (!p) return Status(StatusCode::kOutOfMemory, "cpu backend: cannot allocate " + std::to_string(bytes) + " bytes");
+    if (!p)
+      return Status(StatusCode::kOutOfMemory,
+                    "cpu backend: cannot allocate " + std::to_string(bytes) + " bytes");
     return Buffer(p, bytes, DeviceKind::kCpu, &free_host);
   }
   Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept override {
@@ -36,8 +38,11 @@ class CpuBackend final : public Backend {
   }
   Status gemm(const GemmArgs& g) noexcept override {
     if (g.w_format != WeightFormat::kF32)
-      return Status(StatusCode::kUnsupported, "cpu backend: gemm supports fp32 weights only (quantised weights are dequantised at load)");
-    if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !g.w || !g.c || g.lda < g.k || g.ldw < g.k || g.ldc < g.n)
+      return Status(StatusCode::kUnsupported,
+                    "cpu backend: gemm supports fp32 weights only (quantised weights are "
+                    "dequantised at load)");
+    if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !g.w || !g.c || g.lda < g.k || g.ldw < g.k ||
+        g.ldc < g.n)
       return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent gemm arguments");
     if (g.m == 0 || g.n == 0) return Status::ok();
     kernels().gemm_f32(g);

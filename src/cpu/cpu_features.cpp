@@ -23,10 +23,14 @@ Isa cap_from_env(Isa best) noexcept {
   if (!cap) return best;
   const std::string s(cap);
   Isa wanted = best;
-  if (s == "scalar") wanted = Isa::kScalar;
-  else if (s == "sse2") wanted = Isa::kSse2;
-  else if (s == "avx2") wanted = Isa::kAvx2;
-  else if (s == "avx512") wanted = Isa::kAvx512;
+  if (s == "scalar")
+    wanted = Isa::kScalar;
+  else if (s == "sse2")
+    wanted = Isa::kSse2;
+  else if (s == "avx2")
+    wanted = Isa::kAvx2;
+  else if (s == "avx512")
+    wanted = Isa::kAvx512;
   return wanted < best ? wanted : best;
 }
 
@@ -36,20 +40,28 @@ Isa detect_isa() noexcept { return cap_from_env(best_supported_isa()); }
 
 std::string_view isa_name(Isa isa) noexcept {
   switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kSse2: return "sse2";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kSse2:
+      return "sse2";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
 
 KernelTable kernels_for(Isa isa) noexcept {
   switch (isa) {
-    case Isa::kAvx512: return {isa, &gemm_f32_avx512};
-    case Isa::kAvx2: return {isa, &gemm_f32_avx2};
-    case Isa::kSse2: return {isa, &gemm_f32_sse2};
-    case Isa::kScalar: break;
+    case Isa::kAvx512:
+      return {isa, &gemm_f32_avx512};
+    case Isa::kAvx2:
+      return {isa, &gemm_f32_avx2};
+    case Isa::kSse2:
+      return {isa, &gemm_f32_sse2};
+    case Isa::kScalar:
+      break;
   }
   return {Isa::kScalar, &gemm_f32_reference};
 }

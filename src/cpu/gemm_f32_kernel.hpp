@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-
 #include <xsimd/xsimd.hpp>
 
 #include "dsv4/backend/backend.hpp"
@@ -66,7 +65,8 @@ struct GemmF32Kernel {
     for (int64_t jt = 0; jt < n_tiles; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
-      for (int64_t i0 = 0; i0 < g.m; i0 += kTile) dot_tile(g, i0, std::min(kTile, g.m - i0), j0, nj);
+      for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
+        dot_tile(g, i0, std::min(kTile, g.m - i0), j0, nj);
     }
   }
 
@@ -113,16 +113,28 @@ struct GemmF32Kernel {
     }
   }
 
-  static void packed_rows(const GemmArgs& g, const float* panel, int64_t i0, int64_t rows, int64_t j0) {
+  static void packed_rows(const GemmArgs& g, const float* panel, int64_t i0, int64_t rows,
+                          int64_t j0) {
     int64_t i = i0;
     for (; i + kMr <= i0 + rows; i += kMr) packed_tile<kMr>(g, panel, i, j0);
     switch (i0 + rows - i) {
-      case 5: packed_tile<5>(g, panel, i, j0); break;
-      case 4: packed_tile<4>(g, panel, i, j0); break;
-      case 3: packed_tile<3>(g, panel, i, j0); break;
-      case 2: packed_tile<2>(g, panel, i, j0); break;
-      case 1: packed_tile<1>(g, panel, i, j0); break;
-      default: break;
+      case 5:
+        packed_tile<5>(g, panel, i, j0);
+        break;
+      case 4:
+        packed_tile<4>(g, panel, i, j0);
+        break;
+      case 3:
+        packed_tile<3>(g, panel, i, j0);
+        break;
+      case 2:
+        packed_tile<2>(g, panel, i, j0);
+        break;
+      case 1:
+        packed_tile<1>(g, panel, i, j0);
+        break;
+      default:
+        break;
     }
   }
 
@@ -131,7 +143,8 @@ struct GemmF32Kernel {
     const int64_t n_row_blocks = (g.m + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
     {
-      float* panel = static_cast<float*>(std::aligned_alloc(64, size_t((g.k * kNr * 4 + 63) / 64 * 64)));
+      float* panel =
+          static_cast<float*>(std::aligned_alloc(64, size_t((g.k * kNr * 4 + 63) / 64 * 64)));
       int64_t packed_for = -1;
 #pragma omp for collapse(2) schedule(static)
       for (int64_t jp = 0; jp < n_panels; ++jp) {

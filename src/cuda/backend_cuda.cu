@@ -38,7 +38,9 @@ class CudaBackend final : public Backend {
   Status gemm(const GemmArgs&) noexcept override {
     return Status(StatusCode::kUnsupported, "cuda backend: gemm kernels are not implemented yet");
   }
-  Status synchronize() noexcept override { return cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+  Status synchronize() noexcept override {
+    return cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  }
 
  private:
   int device_;

@@ -65,7 +65,8 @@ ScoringFunc parse_scoring_func(const std::string& name, const std::string& sourc
   if (name == "sqrtsoftplus") return ScoringFunc::kSqrtSoftplus;
   if (name == "sigmoid") return ScoringFunc::kSigmoid;
   if (name == "softmax") return ScoringFunc::kSoftmax;
-  invalid(source, "unknown scoring_func \"" + name + "\" (expected sqrtsoftplus, sigmoid or softmax)");
+  invalid(source,
+          "unknown scoring_func \"" + name + "\" (expected sqrtsoftplus, sigmoid or softmax)");
 }
 
 void parse_rope_scaling(const ConfigReader& reader, ModelConfig& c, const std::string& source) {
@@ -76,7 +77,8 @@ void parse_rope_scaling(const ConfigReader& reader, ModelConfig& c, const std::s
   c.has_rope_scaling = true;
   c.rope_scaling.type = sub.optional_string("type", sub.optional_string("rope_type", "yarn"));
   c.rope_scaling.factor = sub.optional_double("factor", 1.0);
-  c.rope_scaling.original_max_position_embeddings = sub.optional_int("original_max_position_embeddings", 0);
+  c.rope_scaling.original_max_position_embeddings =
+      sub.optional_int("original_max_position_embeddings", 0);
   c.rope_scaling.beta_fast = sub.optional_double("beta_fast", 32.0);
   c.rope_scaling.beta_slow = sub.optional_double("beta_slow", 1.0);
 }
@@ -102,13 +104,15 @@ ModelConfig parse_or_throw(std::string_view text, const std::string& source) {
   json root;
   try {
     root = json::parse(text.begin(), text.end(), [&](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxJsonDepth) fail(StatusCode::kCorruptFile, source + ": JSON nested too deeply");
+      if (depth > kMaxJsonDepth)
+        fail(StatusCode::kCorruptFile, source + ": JSON nested too deeply");
       return true;
     });
   } catch (const json::exception& e) {
     fail(StatusCode::kCorruptFile, source + ": invalid JSON: " + e.what());
   }
-  if (!root.is_object()) fail(StatusCode::kCorruptFile, source + ": top level is not a JSON object");
+  if (!root.is_object())
+    fail(StatusCode::kCorruptFile, source + ": top level is not a JSON object");
   ConfigReader r(root, source);
   ModelConfig c;
   c.vocab_size = r.required_int("vocab_size");
@@ -124,7 +128,8 @@ ModelConfig parse_or_throw(std::string_view text, const std::string& source) {
   c.sliding_window = r.required_int("sliding_window");
   if (!r.present("compress_ratios") || !r.at("compress_ratios").is_array())
     invalid(source, "missing required array \"compress_ratios\"");
-  for (const json& m : r.at("compress_ratios")) c.compress_ratios.push_back(r.as_int("compress_ratios", m));
+  for (const json& m : r.at("compress_ratios"))
+    c.compress_ratios.push_back(r.as_int("compress_ratios", m));
   c.index_n_heads = r.optional_int("index_n_heads", 0);
   c.index_head_dim = r.optional_int("index_head_dim", 0);
   c.index_topk = r.optional_int("index_topk", 0);
@@ -156,13 +161,14 @@ ModelConfig parse_or_throw(std::string_view text, const std::string& source) {
 
 void check_positive(int64_t value, const char* key) {
   if (value <= 0 || value > kMaxDim)
-    invalid_field(std::string("\"") + key + "\" must be in [1, 2^31], got " + std::to_string(value));
+    invalid_field(std::string("\"") + key + "\" must be in [1, 2^31], got " +
+                  std::to_string(value));
 }
 
 void check_at_most(int64_t value, int64_t limit, const char* key) {
   if (value > limit)
-    invalid_field(std::string("\"") + key + "\" = " + std::to_string(value) + " exceeds the supported maximum " +
-                  std::to_string(limit));
+    invalid_field(std::string("\"") + key + "\" = " + std::to_string(value) +
+                  " exceeds the supported maximum " + std::to_string(limit));
 }
 
 void validate_or_throw(const ModelConfig& c) {
@@ -195,15 +201,16 @@ void validate_or_throw(const ModelConfig& c) {
   for (int64_t m : c.compress_ratios) check_at_most(m, 1 << 16, "compress_ratios entry");
   if (c.num_key_value_heads != 1)
     invalid_field("\"num_key_value_heads\" must be 1 (V4 attention shares one KV head), got " +
-                          std::to_string(c.num_key_value_heads));
+                  std::to_string(c.num_key_value_heads));
   if (c.qk_rope_head_dim % 2 != 0 || c.qk_rope_head_dim > c.head_dim)
     invalid_field("\"qk_rope_head_dim\" must be even and at most head_dim");
   if (c.num_attention_heads % c.o_groups != 0)
     invalid_field("num_attention_heads (" + std::to_string(c.num_attention_heads) +
-                          ") must be divisible by o_groups (" + std::to_string(c.o_groups) + ")");
+                  ") must be divisible by o_groups (" + std::to_string(c.o_groups) + ")");
   if (int64_t(c.compress_ratios.size()) < c.num_hidden_layers)
     invalid_field("\"compress_ratios\" has " + std::to_string(c.compress_ratios.size()) +
-                          " entries, fewer than num_hidden_layers (" + std::to_string(c.num_hidden_layers) + ")");
+                  " entries, fewer than num_hidden_layers (" + std::to_string(c.num_hidden_layers) +
+                  ")");
   for (size_t i = 0; i < c.compress_ratios.size(); ++i) {
     if (c.compress_ratios[i] < 0 || c.compress_ratios[i] > kMaxDim)
       invalid_field("compress_ratios[" + std::to_string(i) + "] must be >= 0");
@@ -212,34 +219,43 @@ void validate_or_throw(const ModelConfig& c) {
     invalid_field("num_experts_per_tok exceeds n_routed_experts");
   if (c.num_hash_layers < 0 || c.num_hash_layers > c.num_hidden_layers)
     invalid_field("\"num_hash_layers\" must be in [0, num_hidden_layers]");
-  if (c.n_shared_experts < 0 || c.n_shared_experts > 64) invalid_field("\"n_shared_experts\" must be in [0, 64]");
+  if (c.n_shared_experts < 0 || c.n_shared_experts > 64)
+    invalid_field("\"n_shared_experts\" must be in [0, 64]");
   if (c.has_csa_layer()) {
     check_positive(c.index_n_heads, "index_n_heads");
     check_positive(c.index_head_dim, "index_head_dim");
     check_positive(c.index_topk, "index_topk");
     if (c.index_head_dim < c.qk_rope_head_dim)
-      invalid_field("\"index_head_dim\" must be at least qk_rope_head_dim (indexer keys carry RoPE)");
+      invalid_field(
+          "\"index_head_dim\" must be at least qk_rope_head_dim (indexer keys carry RoPE)");
   }
   auto positive_finite = [](double v) { return std::isfinite(v) && v > 0.0; };
   if (!positive_finite(c.rms_norm_eps)) invalid_field("\"rms_norm_eps\" must be positive");
   if (!(std::isfinite(c.hc_eps) && c.hc_eps >= 0.0)) invalid_field("\"hc_eps\" must be >= 0");
   if (!positive_finite(c.rope_theta)) invalid_field("\"rope_theta\" must be positive");
-  if (!positive_finite(c.compress_rope_theta)) invalid_field("\"compress_rope_theta\" must be positive");
-  if (!positive_finite(c.routed_scaling_factor)) invalid_field("\"routed_scaling_factor\" must be positive");
-  if (!(std::isfinite(c.swiglu_limit) && c.swiglu_limit >= 0.0)) invalid_field("\"swiglu_limit\" must be >= 0");
+  if (!positive_finite(c.compress_rope_theta))
+    invalid_field("\"compress_rope_theta\" must be positive");
+  if (!positive_finite(c.routed_scaling_factor))
+    invalid_field("\"routed_scaling_factor\" must be positive");
+  if (!(std::isfinite(c.swiglu_limit) && c.swiglu_limit >= 0.0))
+    invalid_field("\"swiglu_limit\" must be >= 0");
   if (c.has_rope_scaling) {
     const RopeScaling& rs = c.rope_scaling;
-    if (rs.type != "yarn") invalid_field("rope_scaling type \"" + rs.type + "\" is not supported (only yarn)");
-    if (!(std::isfinite(rs.factor) && rs.factor >= 1.0)) invalid_field("rope_scaling.factor must be >= 1");
+    if (rs.type != "yarn")
+      invalid_field("rope_scaling type \"" + rs.type + "\" is not supported (only yarn)");
+    if (!(std::isfinite(rs.factor) && rs.factor >= 1.0))
+      invalid_field("rope_scaling.factor must be >= 1");
     if (rs.original_max_position_embeddings <= 0)
       invalid_field("rope_scaling.original_max_position_embeddings must be positive");
     if (!positive_finite(rs.beta_fast) || !positive_finite(rs.beta_slow))
       invalid_field("rope_scaling beta_fast and beta_slow must be positive");
   }
-  if (!c.expert_dtype.empty() && c.expert_dtype != "fp4" && c.expert_dtype != "fp8" && c.expert_dtype != "bf16")
+  if (!c.expert_dtype.empty() && c.expert_dtype != "fp4" && c.expert_dtype != "fp8" &&
+      c.expert_dtype != "bf16")
     invalid_field("unknown expert_dtype \"" + c.expert_dtype + "\"");
   if (c.quantization.present) {
-    if (c.quantization.fmt != "e4m3") invalid_field("quantization fmt \"" + c.quantization.fmt + "\" is not supported");
+    if (c.quantization.fmt != "e4m3")
+      invalid_field("quantization fmt \"" + c.quantization.fmt + "\" is not supported");
     if (c.quantization.scale_fmt != "ue8m0")
       invalid_field("quantization scale_fmt \"" + c.quantization.scale_fmt + "\" is not supported");
     if (c.quantization.weight_block_out <= 0 || c.quantization.weight_block_in <= 0)
@@ -247,7 +263,8 @@ void validate_or_throw(const ModelConfig& c) {
   }
   // Products that size tensors must stay far from overflow.
   const int64_t hd = c.num_attention_heads * c.head_dim;
-  if (hd > kMaxDim || c.vocab_size * c.hidden_size > (int64_t(1) << 40) || c.hc_mult * c.hidden_size > kMaxDim)
+  if (hd > kMaxDim || c.vocab_size * c.hidden_size > (int64_t(1) << 40) ||
+      c.hc_mult * c.hidden_size > kMaxDim)
     invalid_field("tensor sizes implied by the config are too large");
 }
 
@@ -255,18 +272,24 @@ void validate_or_throw(const ModelConfig& c) {
 
 std::string_view scoring_func_name(ScoringFunc f) noexcept {
   switch (f) {
-    case ScoringFunc::kSqrtSoftplus: return "sqrtsoftplus";
-    case ScoringFunc::kSigmoid: return "sigmoid";
-    case ScoringFunc::kSoftmax: return "softmax";
+    case ScoringFunc::kSqrtSoftplus:
+      return "sqrtsoftplus";
+    case ScoringFunc::kSigmoid:
+      return "sigmoid";
+    case ScoringFunc::kSoftmax:
+      return "softmax";
   }
   return "?";
 }
 
 std::string_view attention_kind_name(AttentionKind k) noexcept {
   switch (k) {
-    case AttentionKind::kSlidingWindow: return "SWA";
-    case AttentionKind::kCompressedSparse: return "CSA";
-    case AttentionKind::kHeavilyCompressed: return "HCA";
+    case AttentionKind::kSlidingWindow:
+      return "SWA";
+    case AttentionKind::kCompressedSparse:
+      return "CSA";
+    case AttentionKind::kHeavilyCompressed:
+      return "HCA";
   }
   return "?";
 }
@@ -274,7 +297,8 @@ std::string_view attention_kind_name(AttentionKind k) noexcept {
 AttentionKind ModelConfig::attention_kind(int64_t layer) const {
   const int64_t m = compress_ratio(layer);
   if (m == 0) return AttentionKind::kSlidingWindow;
-  return m == kCsaCompressRatio ? AttentionKind::kCompressedSparse : AttentionKind::kHeavilyCompressed;
+  return m == kCsaCompressRatio ? AttentionKind::kCompressedSparse
+                                : AttentionKind::kHeavilyCompressed;
 }
 
 bool ModelConfig::has_csa_layer() const {
@@ -295,7 +319,8 @@ Result<ModelConfig> load_model_config(const std::string& path) {
   return capture_result([&] {
     namespace fs = std::filesystem;
     std::error_code ec;
-    const std::string file = fs::is_directory(path, ec) ? (fs::path(path) / "config.json").string() : path;
+    const std::string file =
+        fs::is_directory(path, ec) ? (fs::path(path) / "config.json").string() : path;
     const auto size = fs::file_size(file, ec);
     if (ec) fail(StatusCode::kIo, file + ": " + ec.message());
     if (size > kMaxConfigBytes) fail(StatusCode::kCorruptFile, file + ": larger than 4 MiB");

@@ -34,7 +34,8 @@ constexpr size_t kMaxIndexBytes = 64u << 20;
 json parse_json_strict(std::string_view text, std::string_view source) {
   std::set<std::string> top_keys;
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth > kMaxJsonDepth) corrupt(source, "JSON nested deeper than " + std::to_string(kMaxJsonDepth));
+    if (depth > kMaxJsonDepth)
+      corrupt(source, "JSON nested deeper than " + std::to_string(kMaxJsonDepth));
     if (event == json::parse_event_t::key && depth == 1 && parsed.is_string()) {
       if (!top_keys.insert(parsed.get<std::string>()).second)
         corrupt(source, "duplicate key \"" + parsed.get<std::string>() + "\"");
@@ -74,13 +75,16 @@ SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& en
   SafetensorsTensorInfo info;
   info.name = name;
   const std::string dtype = entry["dtype"].get<std::string>();
-  if (!parse_dtype(dtype, &info.dtype)) corrupt(source, where + ": unknown dtype \"" + dtype + "\"");
+  if (!parse_dtype(dtype, &info.dtype))
+    corrupt(source, where + ": unknown dtype \"" + dtype + "\"");
 
   int64_t numel = 1;
   for (const json& dim : entry["shape"]) {
-    if (!dim.is_number_unsigned()) corrupt(source, where + ": shape entries must be non-negative integers");
+    if (!dim.is_number_unsigned())
+      corrupt(source, where + ": shape entries must be non-negative integers");
     const uint64_t d = dim.get<uint64_t>();
-    if (d > uint64_t(kMaxDim)) corrupt(source, where + ": dimension " + std::to_string(d) + " too large");
+    if (d > uint64_t(kMaxDim))
+      corrupt(source, where + ": dimension " + std::to_string(d) + " too large");
     info.shape.push_back(int64_t(d));
     if (__builtin_mul_overflow(numel, int64_t(d), &numel) || numel > kMaxDim)
       corrupt(source, where + ": shape " + shape_to_string(info.shape) + " has too many elements");
@@ -108,27 +112,31 @@ SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& en
 }
 
 void check_no_overlap(std::vector<SafetensorsTensorInfo> tensors, std::string_view source) {
-  std::sort(tensors.begin(), tensors.end(),
-            [](const auto& a, const auto& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   for (size_t i = 1; i < tensors.size(); ++i) {
     const auto& prev = tensors[i - 1];
     const auto& cur = tensors[i];
     if (cur.begin < prev.end && cur.begin != cur.end && prev.begin != prev.end)
-      corrupt(source, "tensors \"" + prev.name + "\" and \"" + cur.name + "\" overlap in the data section");
+      corrupt(source,
+              "tensors \"" + prev.name + "\" and \"" + cur.name + "\" overlap in the data section");
   }
 }
 
 SafetensorsHeader parse_header_or_throw(std::span<const std::byte> file, std::string_view source) {
   if (file.size() < 8)
-    corrupt(source, "file is " + std::to_string(file.size()) + " bytes, shorter than the 8-byte header length");
+    corrupt(source, "file is " + std::to_string(file.size()) +
+                        " bytes, shorter than the 8-byte header length");
   SafetensorsHeader header;
   header.header_bytes = read_u64_le(file.data());
   if (header.header_bytes > kSafetensorsMaxHeaderBytes)
     corrupt(source, "header length " + std::to_string(header.header_bytes) + " exceeds the " +
                         std::to_string(kSafetensorsMaxHeaderBytes) + "-byte limit");
   if (header.header_bytes > file.size() - 8)
-    corrupt(source, "header length " + std::to_string(header.header_bytes) + " is past the end of the " +
-                        std::to_string(file.size()) + "-byte file (truncated?)");
+    corrupt(source, "header length " + std::to_string(header.header_bytes) +
+                        " is past the end of the " + std::to_string(file.size()) +
+                        "-byte file (truncated?)");
   header.data_offset = 8 + header.header_bytes;
   const uint64_t data_size = file.size() - header.data_offset;
   std::string_view text(reinterpret_cast<const char*>(file.data() + 8), header.header_bytes);
@@ -140,7 +148,8 @@ SafetensorsHeader parse_header_or_throw(std::span<const std::byte> file, std::st
     if (name == "__metadata__") {
       if (!entry.is_object()) corrupt(source, "__metadata__ is not an object");
       for (const auto& [key, value] : entry.items()) {
-        if (!value.is_string()) corrupt(source, "__metadata__ value of \"" + key + "\" is not a string");
+        if (!value.is_string())
+          corrupt(source, "__metadata__ value of \"" + key + "\" is not a string");
         header.metadata[key] = value.get<std::string>();
       }
       continue;
@@ -157,7 +166,9 @@ std::string read_small_file(const std::string& path, size_t limit) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) fail(StatusCode::kIo, path + ": " + ec.message());
-  if (size > limit) fail(StatusCode::kCorruptFile, path + ": file of " + std::to_string(size) + " bytes is too large");
+  if (size > limit)
+    fail(StatusCode::kCorruptFile,
+         path + ": file of " + std::to_string(size) + " bytes is too large");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(StatusCode::kIo, path + ": cannot open");
   std::ostringstream buffer;
@@ -167,14 +178,15 @@ std::string read_small_file(const std::string& path, size_t limit) {
 
 // A shard name from an index must be a plain file name inside the checkpoint directory.
 void check_shard_name(const std::string& shard, const std::string& index_path) {
-  if (shard.empty() || shard.find('/') != std::string::npos || shard.find('\\') != std::string::npos ||
-      shard == "." || shard == "..")
+  if (shard.empty() || shard.find('/') != std::string::npos ||
+      shard.find('\\') != std::string::npos || shard == "." || shard == "..")
     corrupt(index_path, "shard name \"" + shard + "\" is not a plain file name");
 }
 
 }  // namespace
 
-Result<SafetensorsHeader> parse_safetensors_header(std::span<const std::byte> file, std::string_view source) {
+Result<SafetensorsHeader> parse_safetensors_header(std::span<const std::byte> file,
+                                                   std::string_view source) {
   return capture_result([&] { return parse_header_or_throw(file, source); });
 }
 
@@ -217,13 +229,15 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
 }
 
 const SafetensorsTensorInfo* SafetensorsFile::find(std::string_view name) const noexcept {
-  auto it = std::lower_bound(header_.tensors.begin(), header_.tensors.end(), name,
-                             [](const SafetensorsTensorInfo& t, std::string_view n) { return t.name < n; });
+  auto it = std::lower_bound(
+      header_.tensors.begin(), header_.tensors.end(), name,
+      [](const SafetensorsTensorInfo& t, std::string_view n) { return t.name < n; });
   return it != header_.tensors.end() && it->name == name ? &*it : nullptr;
 }
 
 ConstTensorView SafetensorsFile::view(const SafetensorsTensorInfo& info) const noexcept {
-  return ConstTensorView{file_->bytes().data() + header_.data_offset + info.begin, info.dtype, info.shape};
+  return ConstTensorView{file_->bytes().data() + header_.data_offset + info.begin, info.dtype,
+                         info.shape};
 }
 
 Result<Checkpoint> Checkpoint::open(const std::string& path) {
@@ -256,7 +270,8 @@ Result<Checkpoint> Checkpoint::open(const std::string& path) {
         corrupt(index_path, "missing object \"weight_map\"");
       std::map<std::string, const SafetensorsFile*> shards;
       for (const auto& [name, shard_json] : index["weight_map"].items()) {
-        if (!shard_json.is_string()) corrupt(index_path, "weight_map entry \"" + name + "\" is not a string");
+        if (!shard_json.is_string())
+          corrupt(index_path, "weight_map entry \"" + name + "\" is not a string");
         const std::string shard = shard_json.get<std::string>();
         check_shard_name(shard, index_path);
         auto it = shards.find(shard);
@@ -273,7 +288,8 @@ Result<Checkpoint> Checkpoint::open(const std::string& path) {
       for (const auto& info : file->header().tensors) add_tensor(file, info);
       return checkpoint;
     }
-    fail(StatusCode::kIo, path + ": neither model.safetensors.index.json nor model.safetensors found");
+    fail(StatusCode::kIo,
+         path + ": neither model.safetensors.index.json nor model.safetensors found");
   });
 }
 
@@ -287,8 +303,10 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsW
       const int64_t expected = dtype_bytes_for(t.dtype, shape_numel(t.shape));
       if (expected < 0 || uint64_t(expected) != t.bytes.size())
         fail(StatusCode::kInvalidArgument, "write_safetensors: tensor \"" + t.name + "\" has " +
-                                               std::to_string(t.bytes.size()) + " bytes for shape " + shape_to_string(t.shape));
-      header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape},
+                                               std::to_string(t.bytes.size()) +
+                                               " bytes for shape " + shape_to_string(t.shape));
+      header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                        {"shape", t.shape},
                         {"data_offsets", {offset, offset + t.bytes.size()}}};
       offset += t.bytes.size();
     }
@@ -301,7 +319,8 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsW
       const uint64_t n = text.size();
       for (int i = 0; i < 8; ++i) out.put(char((n >> (8 * i)) & 0xff));
       out.write(text.data(), std::streamsize(text.size()));
-      for (const auto& t : tensors) out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
+      for (const auto& t : tensors)
+        out.write(reinterpret_cast<const char*>(t.bytes.data()), std::streamsize(t.bytes.size()));
       out.flush();
       if (!out) fail(StatusCode::kIo, tmp + ": write failed");
     }

@@ -6,7 +6,9 @@ namespace {
 bool is_float_dtype(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
 
 WeightFormat float_format(DType t) {
-  return t == DType::kF32 ? WeightFormat::kF32 : t == DType::kBF16 ? WeightFormat::kBF16 : WeightFormat::kF16;
+  return t == DType::kF32    ? WeightFormat::kF32
+         : t == DType::kBF16 ? WeightFormat::kBF16
+                             : WeightFormat::kF16;
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -23,7 +25,8 @@ ConstTensorView require(const Checkpoint& checkpoint, const std::string& name) {
 
 void expect_shape(const std::string& name, const ConstTensorView& view, const Shape& expected) {
   if (view.shape != expected)
-    mismatch(name, "shape " + shape_to_string(view.shape) + ", expected " + shape_to_string(expected));
+    mismatch(name,
+             "shape " + shape_to_string(view.shape) + ", expected " + shape_to_string(expected));
 }
 
 void expect_scale(const Checkpoint& checkpoint, const std::string& name, const Shape& expected) {
@@ -50,24 +53,29 @@ WeightFormat check_matrix(const Checkpoint& checkpoint, const TensorSpec& spec) 
   }
   const bool packed_bytes = w.dtype == DType::kI8 || w.dtype == DType::kU8;
   if (spec.role == TensorRole::kExpert && (packed_bytes || w.dtype == DType::kF4E2M1)) {
-    if (in % 2 != 0) mismatch(weight_name, "FP4 weights need an even input size, got " + std::to_string(in));
+    if (in % 2 != 0)
+      mismatch(weight_name, "FP4 weights need an even input size, got " + std::to_string(in));
     expect_shape(weight_name, w, packed_bytes ? Shape{out, in / 2} : spec.shape);
     expect_scale(checkpoint, scale_name, {out, ceil_div(in, 32)});
     return WeightFormat::kFp4Block;
   }
-  mismatch(weight_name, "dtype " + std::string(dtype_name(w.dtype)) + " is not accepted here (expected " +
-                            (spec.role == TensorRole::kExpert ? "F32/BF16/F16, F8_E4M3 or packed FP4 (I8)"
-                                                              : "F32/BF16/F16 or F8_E4M3") + ")");
+  mismatch(weight_name,
+           "dtype " + std::string(dtype_name(w.dtype)) + " is not accepted here (expected " +
+               (spec.role == TensorRole::kExpert ? "F32/BF16/F16, F8_E4M3 or packed FP4 (I8)"
+                                                 : "F32/BF16/F16 or F8_E4M3") +
+               ")");
 }
 
 WeightFormat check_tensor_or_throw(const Checkpoint& checkpoint, const TensorSpec& spec) {
   switch (spec.role) {
     case TensorRole::kLinear:
-    case TensorRole::kExpert: return check_matrix(checkpoint, spec);
+    case TensorRole::kExpert:
+      return check_matrix(checkpoint, spec);
     case TensorRole::kFloat: {
       const ConstTensorView v = require(checkpoint, spec.name);
       if (!is_float_dtype(v.dtype))
-        mismatch(spec.name, "dtype " + std::string(dtype_name(v.dtype)) + ", expected F32, BF16 or F16");
+        mismatch(spec.name,
+                 "dtype " + std::string(dtype_name(v.dtype)) + ", expected F32, BF16 or F16");
       expect_shape(spec.name, v, spec.shape);
       return float_format(v.dtype);
     }
@@ -121,7 +129,8 @@ void add_layer(SchemaBuilder& b, const ModelConfig& c, int layer) {
   b.add(p + "attn.wq_b", {H * d, c.q_lora_rank}, TensorRole::kLinear, layer);
   b.add(p + "attn.wkv", {d, D}, TensorRole::kLinear, layer);
   b.add(p + "attn.kv_norm.weight", {d}, TensorRole::kFloat, layer);
-  b.add(p + "attn.wo_a", {c.o_groups * c.o_lora_rank, H * d / c.o_groups}, TensorRole::kLinear, layer);
+  b.add(p + "attn.wo_a", {c.o_groups * c.o_lora_rank, H * d / c.o_groups}, TensorRole::kLinear,
+        layer);
   b.add(p + "attn.wo_b", {D, c.o_groups * c.o_lora_rank}, TensorRole::kLinear, layer);
   b.add(p + "attn.attn_sink", {H}, TensorRole::kFloat, layer);
   if (m > 0) {
@@ -129,8 +138,10 @@ void add_layer(SchemaBuilder& b, const ModelConfig& c, int layer) {
     add_compressor(b, p + "attn.compressor", csa ? 2 * d : d, d, m, D, layer);
     if (csa) {
       const int64_t ci = c.index_head_dim;
-      b.add(p + "attn.indexer.wq_b", {c.index_n_heads * ci, c.q_lora_rank}, TensorRole::kLinear, layer);
-      b.add(p + "attn.indexer.weights_proj.weight", {c.index_n_heads, D}, TensorRole::kFloat, layer);
+      b.add(p + "attn.indexer.wq_b", {c.index_n_heads * ci, c.q_lora_rank}, TensorRole::kLinear,
+            layer);
+      b.add(p + "attn.indexer.weights_proj.weight", {c.index_n_heads, D}, TensorRole::kFloat,
+            layer);
       add_compressor(b, p + "attn.indexer.compressor", 2 * ci, ci, m, D, layer);
     }
   }
@@ -138,7 +149,8 @@ void add_layer(SchemaBuilder& b, const ModelConfig& c, int layer) {
   const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size;
   b.add(p + "ffn.gate.weight", {E, D}, TensorRole::kFloat, layer);
   if (c.is_hash_layer(layer)) {
-    b.add(p + "ffn.gate.tid2eid", {c.vocab_size, c.num_experts_per_tok}, TensorRole::kTokenTable, layer);
+    b.add(p + "ffn.gate.tid2eid", {c.vocab_size, c.num_experts_per_tok}, TensorRole::kTokenTable,
+          layer);
   } else {
     b.add(p + "ffn.gate.bias", {E}, TensorRole::kFloat, layer);
   }
@@ -159,7 +171,9 @@ void add_layer(SchemaBuilder& b, const ModelConfig& c, int layer) {
 }  // namespace
 
 std::string stored_weight_name(const TensorSpec& spec) {
-  return spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert ? spec.name + ".weight" : spec.name;
+  return spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert
+             ? spec.name + ".weight"
+             : spec.name;
 }
 
 std::vector<TensorSpec> checkpoint_schema(const ModelConfig& c) {
@@ -182,7 +196,8 @@ Result<WeightFormat> check_tensor(const Checkpoint& checkpoint, const TensorSpec
 
 Status check_checkpoint(const Checkpoint& checkpoint, const ModelConfig& config) {
   return capture_status([&] {
-    for (const TensorSpec& spec : checkpoint_schema(config)) (void)check_tensor_or_throw(checkpoint, spec);
+    for (const TensorSpec& spec : checkpoint_schema(config))
+      (void)check_tensor_or_throw(checkpoint, spec);
   });
 }
 

@@ -7,17 +7,22 @@ namespace dsv4 {
 
 std::string_view cache_kind_name(CacheKind kind) noexcept {
   switch (kind) {
-    case CacheKind::kWindow: return "window";
-    case CacheKind::kCompressed: return "compressed";
-    case CacheKind::kIndexer: return "indexer";
-    case CacheKind::kCompressorState: return "state";
+    case CacheKind::kWindow:
+      return "window";
+    case CacheKind::kCompressed:
+      return "compressed";
+    case CacheKind::kIndexer:
+      return "indexer";
+    case CacheKind::kCompressorState:
+      return "state";
   }
   return "?";
 }
 
 size_t cache_format_entry_bytes(CacheFormat format, int64_t entry_dim) noexcept {
   switch (format) {
-    case CacheFormat::kF32: return size_t(entry_dim) * sizeof(float);
+    case CacheFormat::kF32:
+      return size_t(entry_dim) * sizeof(float);
   }
   return 0;
 }
@@ -26,7 +31,8 @@ EntryStore::EntryStore(CacheFormat format, int64_t entry_dim, int64_t ring_capac
     : format_(format), entry_dim_(entry_dim), ring_capacity_(ring_capacity) {}
 
 float* EntryStore::slot(int64_t slot_index) const {
-  return blocks_[size_t(slot_index / kBlockEntries)].get() + (slot_index % kBlockEntries) * entry_dim_;
+  return blocks_[size_t(slot_index / kBlockEntries)].get() +
+         (slot_index % kBlockEntries) * entry_dim_;
 }
 
 int64_t EntryStore::append(const float* values) {
@@ -111,9 +117,10 @@ CacheMemory KvCache::memory() const {
   CacheMemory mem;
   for (const LayerCache& lc : layers_) {
     const size_t state = lc.compressor.bytes() + lc.indexer_compressor.bytes();
-    mem.bytes_used.push_back({lc.window.bytes_used(), lc.compressed.bytes_used(), lc.indexer.bytes_used(), state});
-    mem.bytes_reserved.push_back(
-        {lc.window.bytes_reserved(), lc.compressed.bytes_reserved(), lc.indexer.bytes_reserved(), state});
+    mem.bytes_used.push_back(
+        {lc.window.bytes_used(), lc.compressed.bytes_used(), lc.indexer.bytes_used(), state});
+    mem.bytes_reserved.push_back({lc.window.bytes_reserved(), lc.compressed.bytes_reserved(),
+                                  lc.indexer.bytes_reserved(), state});
   }
   return mem;
 }

@@ -12,14 +12,16 @@ namespace dsv4::detail {
 // y[rows, out] = x[rows, in] · wᵀ on the model's backend.
 void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y);
 // The same with a raw [out, in] weight matrix.
-void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out, int64_t in, float* y);
+void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out,
+                       int64_t in, float* y);
 
 // Attention sub-layer: h [T, D] (already attn_norm'ed) at positions [start, start+T) -> out [T, D].
 // Reads and extends the layer's cache.
-void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h, int64_t n_tokens,
-                       int64_t start, float* out);
+void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
+                       int64_t n_tokens, int64_t start, float* out);
 
 // MoE sub-layer: h [T, D] (already ffn_norm'ed) -> out [T, D]; tokens are needed by hash routing.
-void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens, int64_t n_tokens, float* out);
+void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens,
+                 int64_t n_tokens, float* out);
 
 }  // namespace dsv4::detail

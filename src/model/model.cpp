@@ -7,7 +7,8 @@
 
 namespace dsv4 {
 
-Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model, const ModelLoadOptions& options) {
+Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
+                                                   const ModelLoadOptions& options) {
   return capture_result([&]() -> std::shared_ptr<const Model> {
     if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
     throw_if_error(validate_model_config(model->config_));
@@ -31,7 +32,8 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
   });
 }
 
-Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const ModelLoadOptions& options) {
+Result<std::shared_ptr<const Model>> Model::load(const std::string& dir,
+                                                 const ModelLoadOptions& options) {
   auto model = std::shared_ptr<Model>(new Model());
   Status loaded = capture_status([&] {
     if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");

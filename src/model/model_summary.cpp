@@ -22,9 +22,11 @@ Result<ModelSummary> summarize_model(const ModelConfig& config, const Checkpoint
       const int64_t n = shape_numel(spec.shape);
       summary.n_params_total += n;
       used.insert(stored_weight_name(spec));
-      if (spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert) used.insert(spec.name + ".scale");
+      if (spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert)
+        used.insert(spec.name + ".scale");
       if (spec.layer < 0) {
-        if (spec.name == "embed.weight" || spec.name == "head.weight") summary.n_params_embedding += n;
+        if (spec.name == "embed.weight" || spec.name == "head.weight")
+          summary.n_params_embedding += n;
         continue;
       }
       LayerSummary& ls = summary.layers[size_t(spec.layer)];

@@ -9,7 +9,8 @@ namespace dsv4::detail {
 namespace {
 
 // y[rows, D] = w2 · swiglu(w1·x, w3·x) for `rows` gathered input rows.
-void expert_forward(Backend& backend, const ExpertWeights& e, const float* x, int64_t rows, float limit, float* y) {
+void expert_forward(Backend& backend, const ExpertWeights& e, const float* x, int64_t rows,
+                    float limit, float* y) {
   const int64_t width = e.w1.out;
   std::vector<float> gate(size_t(rows * width)), up(size_t(rows * width));
   linear(backend, x, rows, e.w1, gate.data());
@@ -20,7 +21,8 @@ void expert_forward(Backend& backend, const ExpertWeights& e, const float* x, in
 
 }  // namespace
 
-void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens, int64_t n_tokens, float* out) {
+void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens,
+                 int64_t n_tokens, float* out) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
   Backend& backend = model.backend();
@@ -41,13 +43,15 @@ void moe_forward(const Model& model, int layer, const float* h, const int32_t* t
     } else {
       ops::select_experts(scores.data(), L.gate_bias.data(), E, k, sel);
     }
-    ops::routing_weights(scores.data(), sel, k, c.scoring_func, float(c.routed_scaling_factor), weights.data() + t * k);
+    ops::routing_weights(scores.data(), sel, k, c.scoring_func, float(c.routed_scaling_factor),
+                         weights.data() + t * k);
   }
 
   // Group (token, weight) pairs by expert.
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));
   for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t j = 0; j < k; ++j) routed[size_t(selected[size_t(t * k + j)])].push_back({t, weights[size_t(t * k + j)]});
+    for (int64_t j = 0; j < k; ++j)
+      routed[size_t(selected[size_t(t * k + j)])].push_back({t, weights[size_t(t * k + j)]});
 
   if (L.shared_expert) {
     expert_forward(backend, *L.shared_expert, h, n_tokens, limit, out);
@@ -61,7 +65,9 @@ void moe_forward(const Model& model, int layer, const float* h, const int32_t* t
     const int64_t n = int64_t(rows.size());
     x.resize(size_t(n * D));
     y.resize(size_t(n * D));
-    for (int64_t i = 0; i < n; ++i) std::copy(h + rows[size_t(i)].first * D, h + (rows[size_t(i)].first + 1) * D, x.data() + i * D);
+    for (int64_t i = 0; i < n; ++i)
+      std::copy(h + rows[size_t(i)].first * D, h + (rows[size_t(i)].first + 1) * D,
+                x.data() + i * D);
     expert_forward(backend, L.experts[size_t(e)], x.data(), n, limit, y.data());
     for (int64_t i = 0; i < n; ++i) {
       float* dst = out + rows[size_t(i)].first * D;

@@ -21,8 +21,8 @@ struct MhcCoefficients {
 };
 
 // mix[T, rows] = (fn · x_t) / rms(x_t) for the flattened streams x_t [n·D].
-std::vector<float> mhc_mix(const Model& model, const std::vector<float>& fn, int64_t rows, const float* x,
-                           int64_t n_tokens) {
+std::vector<float> mhc_mix(const Model& model, const std::vector<float>& fn, int64_t rows,
+                           const float* x, int64_t n_tokens) {
   const ModelConfig& c = model.config();
   const int64_t nd = c.hc_mult * c.hidden_size;
   std::vector<float> mix(size_t(n_tokens * rows));
@@ -35,28 +35,32 @@ std::vector<float> mhc_mix(const Model& model, const std::vector<float>& fn, int
 }
 
 // Collapses the streams into the sub-layer input y[T, D] and returns the update coefficients.
-MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x, int64_t n_tokens, float* y) {
+MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x, int64_t n_tokens,
+                        float* y) {
   const ModelConfig& c = model.config();
   const int64_t n = c.hc_mult, D = c.hidden_size, rows = (2 + n) * n;
   const std::vector<float> mix = mhc_mix(model, w.fn, rows, x, n_tokens);
-  MhcCoefficients coef{std::vector<float>(size_t(n_tokens * n)), std::vector<float>(size_t(n_tokens * n * n))};
+  MhcCoefficients coef{std::vector<float>(size_t(n_tokens * n)),
+                       std::vector<float>(size_t(n_tokens * n * n))};
 #pragma omp parallel for schedule(static) if (n_tokens > 16)
   for (int64_t t = 0; t < n_tokens; ++t) {
     std::vector<float> pre(static_cast<size_t>(n));
-    ops::mhc_coefficients(mix.data() + t * rows, w.base.data(), w.scale.data(), n, c.hc_sinkhorn_iters,
-                          float(c.hc_eps), pre.data(), coef.post.data() + t * n, coef.comb.data() + t * n * n);
+    ops::mhc_coefficients(mix.data() + t * rows, w.base.data(), w.scale.data(), n,
+                          c.hc_sinkhorn_iters, float(c.hc_eps), pre.data(),
+                          coef.post.data() + t * n, coef.comb.data() + t * n * n);
     ops::mhc_collapse(x + t * n * D, pre.data(), n, D, y + t * D);
   }
   return coef;
 }
 
-void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, int64_t n_tokens, float* x) {
+void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, int64_t n_tokens,
+              float* x) {
   const int64_t n = model.config().hc_mult, D = model.config().hidden_size;
 #pragma omp parallel for schedule(static) if (n_tokens > 16)
   for (int64_t t = 0; t < n_tokens; ++t) {
     std::vector<float> scratch(size_t(n * D));
-    ops::mhc_update(x + t * n * D, z + t * D, coef.post.data() + t * n, coef.comb.data() + t * n * n, n, D,
-                    scratch.data());
+    ops::mhc_update(x + t * n * D, z + t * D, coef.post.data() + t * n,
+                    coef.comb.data() + t * n * n, n, D, scratch.data());
   }
 }
 
@@ -82,11 +86,15 @@ class ThreadCountScope {
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options)
     : model_(std::move(model)), options_(options), cache_(model_->config()) {}
 
-Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model, const SessionOptions& options) {
+Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model,
+                                                 const SessionOptions& options) {
   if (!model) return Status(StatusCode::kInvalidArgument, "Session::create: model is null");
-  if (options.max_positions < 0) return Status(StatusCode::kInvalidArgument, "max_positions must be >= 0");
-  if (options.max_chunk <= 0) return Status(StatusCode::kInvalidArgument, "max_chunk must be positive");
-  return capture_result([&] { return std::unique_ptr<Session>(new Session(std::move(model), options)); });
+  if (options.max_positions < 0)
+    return Status(StatusCode::kInvalidArgument, "max_positions must be >= 0");
+  if (options.max_chunk <= 0)
+    return Status(StatusCode::kInvalidArgument, "max_chunk must be positive");
+  return capture_result(
+      [&] { return std::unique_ptr<Session>(new Session(std::move(model), options)); });
 }
 
 void Session::reset() {
@@ -98,18 +106,22 @@ void Session::reset() {
 Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace) {
   const ModelConfig& c = model_->config();
   if (broken_)
-    return Status(StatusCode::kInternal, "the session's cache is inconsistent after a failed append; reset it first");
+    return Status(StatusCode::kInternal,
+                  "the session's cache is inconsistent after a failed append; reset it first");
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
-      return Status(StatusCode::kOutOfRange, "token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
-                                                 ", outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+      return Status(StatusCode::kOutOfRange,
+                    "token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
+                        ", outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   }
   if (options_.max_positions > 0 && position_ + int64_t(tokens.size()) > options_.max_positions)
-    return Status(StatusCode::kOutOfRange, "appending " + std::to_string(tokens.size()) + " tokens at position " +
-                                               std::to_string(position_) + " exceeds max_positions " +
+    return Status(StatusCode::kOutOfRange, "appending " + std::to_string(tokens.size()) +
+                                               " tokens at position " + std::to_string(position_) +
+                                               " exceeds max_positions " +
                                                std::to_string(options_.max_positions));
   if (trace) {
-    trace->layer_inputs.assign(size_t(c.num_hidden_layers * int64_t(tokens.size()) * c.hc_mult * c.hidden_size), 0.0f);
+    trace->layer_inputs.assign(
+        size_t(c.num_hidden_layers * int64_t(tokens.size()) * c.hc_mult * c.hidden_size), 0.0f);
     trace->final_hidden.assign(tokens.size() * size_t(c.hidden_size), 0.0f);
   }
   Status status = capture_status([&] {
@@ -125,7 +137,8 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
         for (int64_t l = 0; l < c.num_hidden_layers; ++l)
           std::copy_n(chunk_trace.layer_inputs.data() + l * n * stream, n * stream,
                       trace->layer_inputs.data() + (l * total + begin) * stream);
-        std::copy_n(chunk_trace.final_hidden.data(), n * c.hidden_size, trace->final_hidden.data() + begin * c.hidden_size);
+        std::copy_n(chunk_trace.final_hidden.data(), n * c.hidden_size,
+                    trace->final_hidden.data() + begin * c.hidden_size);
       }
     }
   });
@@ -133,7 +146,8 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
   return status;
 }
 
-void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logits, ForwardTrace* trace) {
+void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logits,
+                            ForwardTrace* trace) {
   const Model& model = *model_;
   const ModelConfig& c = model.config();
   const ModelWeights& w = model.weights();
@@ -143,17 +157,20 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logi
   // Every stream starts as the token embedding.
   std::vector<float> x(size_t(n_tokens * stream));
   for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t j = 0; j < n; ++j) std::copy_n(w.embed.data() + tokens[t] * D, D, x.data() + t * stream + j * D);
+    for (int64_t j = 0; j < n; ++j)
+      std::copy_n(w.embed.data() + tokens[t] * D, D, x.data() + t * stream + j * D);
   if (trace) trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
 
   std::vector<float> y(size_t(n_tokens * D)), z(size_t(n_tokens * D));
   for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
     const LayerWeights& L = w.layers[size_t(layer)];
-    if (trace) std::copy(x.begin(), x.end(), trace->layer_inputs.begin() + layer * n_tokens * stream);
+    if (trace)
+      std::copy(x.begin(), x.end(), trace->layer_inputs.begin() + layer * n_tokens * stream);
 
     MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data());
     ops::rms_norm_rows(y.data(), L.attn_norm.data(), y.data(), n_tokens, D, eps);
-    detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position_, z.data());
+    detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position_,
+                              z.data());
     mhc_post(model, coef, z.data(), n_tokens, x.data());
 
     coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data());
@@ -166,7 +183,8 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logi
   const std::vector<float> mix = mhc_mix(model, w.hc_head.fn, n, x.data(), n_tokens);
   for (int64_t t = 0; t < n_tokens; ++t) {
     std::vector<float> pre(static_cast<size_t>(n));
-    ops::mhc_head_weights(mix.data() + t * n, w.hc_head.base.data(), w.hc_head.scale[0], n, float(c.hc_eps), pre.data());
+    ops::mhc_head_weights(mix.data() + t * n, w.hc_head.base.data(), w.hc_head.scale[0], n,
+                          float(c.hc_eps), pre.data());
     ops::mhc_collapse(x.data() + t * stream, pre.data(), n, D, y.data() + t * D);
   }
   ops::rms_norm_rows(y.data(), w.norm.data(), y.data(), n_tokens, D, eps);

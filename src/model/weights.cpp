@@ -20,7 +20,8 @@ class WeightReader {
 
   ConstTensorView view(const std::string& name) const {
     const auto entry = checkpoint_.find(name);
-    if (!entry.info) fail(StatusCode::kModelMismatch, "tensor \"" + name + "\": missing from the checkpoint");
+    if (!entry.info)
+      fail(StatusCode::kModelMismatch, "tensor \"" + name + "\": missing from the checkpoint");
     return checkpoint_.view(entry);
   }
   std::vector<float> vec(const std::string& name) const { return to_float(view(name)); }
@@ -33,9 +34,15 @@ class WeightReader {
     Linear l{out, in, {}};
     const ConstTensorView w = view(prefix + ".weight");
     switch (format.value()) {
-      case WeightFormat::kFp8Block: l.w = dequantize_fp8_block(w, view(prefix + ".scale")); break;
-      case WeightFormat::kFp4Block: l.w = dequantize_fp4_block(w, view(prefix + ".scale"), in); break;
-      default: l.w = to_float(w); break;
+      case WeightFormat::kFp8Block:
+        l.w = dequantize_fp8_block(w, view(prefix + ".scale"));
+        break;
+      case WeightFormat::kFp4Block:
+        l.w = dequantize_fp4_block(w, view(prefix + ".scale"), in);
+        break;
+      default:
+        l.w = to_float(w);
+        break;
     }
     return l;
   }
@@ -51,8 +58,8 @@ MhcWeights read_mhc(const WeightReader& r, const std::string& prefix) {
   return {r.vec(prefix + "_fn"), r.vec(prefix + "_base"), r.vec(prefix + "_scale")};
 }
 
-CompressorWeights read_compressor(const WeightReader& r, const std::string& prefix, int64_t out_dim, bool overlap,
-                                  int64_t D) {
+CompressorWeights read_compressor(const WeightReader& r, const std::string& prefix, int64_t out_dim,
+                                  bool overlap, int64_t D) {
   const int64_t width = overlap ? 2 * out_dim : out_dim;
   CompressorWeights c;
   c.wkv = r.dense(prefix + ".wkv.weight", width, D);
@@ -64,13 +71,16 @@ CompressorWeights read_compressor(const WeightReader& r, const std::string& pref
   return c;
 }
 
-ExpertWeights read_expert(const WeightReader& r, const std::string& prefix, int64_t I, int64_t D, TensorRole role) {
-  return {r.linear(prefix + "w1", I, D, role), r.linear(prefix + "w2", D, I, role), r.linear(prefix + "w3", I, D, role)};
+ExpertWeights read_expert(const WeightReader& r, const std::string& prefix, int64_t I, int64_t D,
+                          TensorRole role) {
+  return {r.linear(prefix + "w1", I, D, role), r.linear(prefix + "w2", D, I, role),
+          r.linear(prefix + "w3", I, D, role)};
 }
 
 LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) {
   const std::string p = "layers." + std::to_string(layer) + ".";
-  const int64_t D = c.hidden_size, H = c.num_attention_heads, d = c.head_dim, m = c.compress_ratio(layer);
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, d = c.head_dim,
+                m = c.compress_ratio(layer);
   LayerWeights L;
   L.attn_norm = r.vec(p + "attn_norm.weight");
   L.ffn_norm = r.vec(p + "ffn_norm.weight");
@@ -81,7 +91,8 @@ LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) 
   L.wq_b = r.linear(p + "attn.wq_b", H * d, c.q_lora_rank, TensorRole::kLinear);
   L.wkv = r.linear(p + "attn.wkv", d, D, TensorRole::kLinear);
   L.kv_norm = r.vec(p + "attn.kv_norm.weight");
-  L.wo_a = r.linear(p + "attn.wo_a", c.o_groups * c.o_lora_rank, H * d / c.o_groups, TensorRole::kLinear);
+  L.wo_a = r.linear(p + "attn.wo_a", c.o_groups * c.o_lora_rank, H * d / c.o_groups,
+                    TensorRole::kLinear);
   L.wo_b = r.linear(p + "attn.wo_b", D, c.o_groups * c.o_lora_rank, TensorRole::kLinear);
   L.attn_sink = r.vec(p + "attn.attn_sink");
   if (m > 0) {
@@ -89,7 +100,8 @@ LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) 
     L.compressor = read_compressor(r, p + "attn.compressor", d, csa, D);
     if (csa) {
       IndexerWeights ix;
-      ix.wq_b = r.linear(p + "attn.indexer.wq_b", c.index_n_heads * c.index_head_dim, c.q_lora_rank, TensorRole::kLinear);
+      ix.wq_b = r.linear(p + "attn.indexer.wq_b", c.index_n_heads * c.index_head_dim, c.q_lora_rank,
+                         TensorRole::kLinear);
       ix.weights_proj = r.dense(p + "attn.indexer.weights_proj.weight", c.index_n_heads, D);
       ix.compressor = read_compressor(r, p + "attn.indexer.compressor", c.index_head_dim, true, D);
       L.indexer = std::move(ix);
@@ -102,8 +114,9 @@ LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) 
     for (int64_t i = 0; i < t.numel(); ++i) {
       const float e = element_as_float(t, i);
       if (!(e >= 0.0f && e < float(c.n_routed_experts)))
-        fail(StatusCode::kModelMismatch, "tensor \"" + p + "ffn.gate.tid2eid\": expert id " + std::to_string(e) +
-                                             " out of range [0, " + std::to_string(c.n_routed_experts) + ")");
+        fail(StatusCode::kModelMismatch, "tensor \"" + p + "ffn.gate.tid2eid\": expert id " +
+                                             std::to_string(e) + " out of range [0, " +
+                                             std::to_string(c.n_routed_experts) + ")");
       L.tid2eid[size_t(i)] = int32_t(e);
     }
   } else {
@@ -111,9 +124,11 @@ LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) 
   }
   const int64_t I = c.moe_intermediate_size;
   for (int64_t e = 0; e < c.n_routed_experts; ++e)
-    L.experts.push_back(read_expert(r, p + "ffn.experts." + std::to_string(e) + ".", I, D, TensorRole::kExpert));
+    L.experts.push_back(
+        read_expert(r, p + "ffn.experts." + std::to_string(e) + ".", I, D, TensorRole::kExpert));
   if (c.n_shared_experts > 0)
-    L.shared_expert = read_expert(r, p + "ffn.shared_experts.", I * c.n_shared_experts, D, TensorRole::kLinear);
+    L.shared_expert =
+        read_expert(r, p + "ffn.shared_experts.", I * c.n_shared_experts, D, TensorRole::kLinear);
   return L;
 }
 
@@ -122,23 +137,27 @@ size_t vec_bytes(const std::vector<float>& v) { return v.size() * sizeof(float);
 
 }  // namespace
 
-std::vector<float> dequantize_fp8_block(const ConstTensorView& weight, const ConstTensorView& scale) {
+std::vector<float> dequantize_fp8_block(const ConstTensorView& weight,
+                                        const ConstTensorView& scale) {
   const int64_t out = weight.shape[0], in = weight.shape[1], scale_cols = scale.shape[1];
   std::vector<float> w(size_t(out * in));
   const auto* codes = reinterpret_cast<const uint8_t*>(weight.data);
   for (int64_t o = 0; o < out; ++o)
     for (int64_t i = 0; i < in; ++i)
-      w[size_t(o * in + i)] = fp8_e4m3_to_float(codes[o * in + i]) * element_as_float(scale, (o / 128) * scale_cols + i / 128);
+      w[size_t(o * in + i)] = fp8_e4m3_to_float(codes[o * in + i]) *
+                              element_as_float(scale, (o / 128) * scale_cols + i / 128);
   return w;
 }
 
-std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const ConstTensorView& scale, int64_t in) {
+std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const ConstTensorView& scale,
+                                        int64_t in) {
   const int64_t out = weight.shape[0], scale_cols = scale.shape[1];
   std::vector<float> w(size_t(out * in));
   const auto* packed = reinterpret_cast<const uint8_t*>(weight.data);
   for (int64_t o = 0; o < out; ++o)
     for (int64_t i = 0; i < in; ++i)
-      w[size_t(o * in + i)] = fp4_e2m1_packed_at(packed + o * (in / 2), size_t(i)) * element_as_float(scale, o * scale_cols + i / 32);
+      w[size_t(o * in + i)] = fp4_e2m1_packed_at(packed + o * (in / 2), size_t(i)) *
+                              element_as_float(scale, o * scale_cols + i / 32);
   return w;
 }
 
@@ -168,11 +187,14 @@ size_t ModelWeights::bytes() const {
   size_t total = vec_bytes(embed) + vec_bytes(norm) + linear_bytes(head) + vec_bytes(hc_head.fn);
   for (const LayerWeights& L : layers) {
     total += vec_bytes(L.hc_attn.fn) + vec_bytes(L.hc_ffn.fn);
-    for (const Linear* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate}) total += linear_bytes(*l);
+    for (const Linear* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate})
+      total += linear_bytes(*l);
     if (L.compressor) total += linear_bytes(L.compressor->wkv) + linear_bytes(L.compressor->wgate);
     if (L.indexer)
-      total += linear_bytes(L.indexer->wq_b) + linear_bytes(L.indexer->compressor.wkv) * 2 + linear_bytes(L.indexer->weights_proj);
-    for (const ExpertWeights& e : L.experts) total += linear_bytes(e.w1) + linear_bytes(e.w2) + linear_bytes(e.w3);
+      total += linear_bytes(L.indexer->wq_b) + linear_bytes(L.indexer->compressor.wkv) * 2 +
+               linear_bytes(L.indexer->weights_proj);
+    for (const ExpertWeights& e : L.experts)
+      total += linear_bytes(e.w1) + linear_bytes(e.w2) + linear_bytes(e.w3);
     if (L.shared_expert) total += linear_bytes(L.shared_expert->w1) * 3;
   }
   return total;
@@ -190,14 +212,18 @@ class RandomFill {
     for (auto& x : v) x = dist(rng_);
     return v;
   }
-  std::vector<float> constant(int64_t n, float value) { return std::vector<float>(size_t(n), value); }
+  std::vector<float> constant(int64_t n, float value) {
+    return std::vector<float>(size_t(n), value);
+  }
   std::vector<float> around_one(int64_t n) {
     auto v = normal(n, 0.05f);
     for (auto& x : v) x += 1.0f;
     return v;
   }
   // Scaled so outputs keep roughly unit variance: stddev 1/sqrt(in).
-  Linear linear(int64_t out, int64_t in) { return {out, in, normal(out * in, 1.0f / std::sqrt(float(in)))}; }
+  Linear linear(int64_t out, int64_t in) {
+    return {out, in, normal(out * in, 1.0f / std::sqrt(float(in)))};
+  }
   std::mt19937_64& rng() { return rng_; }
 
  private:
@@ -208,9 +234,15 @@ MhcWeights random_mhc(RandomFill& f, int64_t rows, int64_t cols, int64_t n_scale
   return {f.normal(rows * cols, 0.02f), f.normal(rows, 0.5f), f.constant(n_scales, 1.0f)};
 }
 
-CompressorWeights random_compressor(RandomFill& f, int64_t out_dim, bool overlap, int64_t m, int64_t D) {
+CompressorWeights random_compressor(RandomFill& f, int64_t out_dim, bool overlap, int64_t m,
+                                    int64_t D) {
   const int64_t width = overlap ? 2 * out_dim : out_dim;
-  return {f.linear(width, D), f.linear(width, D), f.normal(m * width, 0.1f), f.around_one(out_dim), out_dim, overlap};
+  return {f.linear(width, D),
+          f.linear(width, D),
+          f.normal(m * width, 0.1f),
+          f.around_one(out_dim),
+          out_dim,
+          overlap};
 }
 
 }  // namespace
@@ -249,12 +281,13 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
       L.tid2eid.resize(size_t(c.vocab_size * c.num_experts_per_tok));
       for (int64_t t = 0; t < c.vocab_size; ++t)
         for (int64_t j = 0; j < c.num_experts_per_tok; ++j)
-          L.tid2eid[size_t(t * c.num_experts_per_tok + j)] =
-              int32_t((t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) % c.n_routed_experts);
+          L.tid2eid[size_t(t * c.num_experts_per_tok + j)] = int32_t(
+              (t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) % c.n_routed_experts);
     } else {
       L.gate_bias = f.normal(c.n_routed_experts, 0.1f);
     }
-    for (int64_t e = 0; e < c.n_routed_experts; ++e) L.experts.push_back({f.linear(I, D), f.linear(D, I), f.linear(I, D)});
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      L.experts.push_back({f.linear(I, D), f.linear(D, I), f.linear(I, D)});
     if (c.n_shared_experts > 0) {
       const int64_t Is = I * c.n_shared_experts;
       L.shared_expert = ExpertWeights{f.linear(Is, D), f.linear(D, Is), f.linear(Is, D)};

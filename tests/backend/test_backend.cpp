@@ -1,6 +1,5 @@
 // Backend registry and the CPU backend's kernels at every ISA level against the scalar oracle.
 #include <catch2/catch.hpp>
-
 #include <random>
 
 #include "../../src/cpu/cpu_kernels.hpp"
@@ -47,12 +46,23 @@ TEST_CASE("cpu gemm: every ISA level matches the scalar reference", "[backend][g
   const Isa best = dsv4::cpu::detect_isa();
   for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
     if (isa > best) {
-      WARN("skipped ISA " << dsv4::cpu::isa_name(isa) << ": not supported by this CPU or capped by DSV4_CPU_ISA");
+      WARN("skipped ISA " << dsv4::cpu::isa_name(isa)
+                          << ": not supported by this CPU or capped by DSV4_CPU_ISA");
       continue;
     }
     const auto table = dsv4::cpu::kernels_for(isa);
-    for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {1, 33, 67}, {5, 7, 16}, {17, 9, 130}, {64, 64, 64}, {3, 300, 257}, {4, 1, 3}, {200, 70, 33}, {7, 64, 1}, {97, 33, 100}}) {
-      std::vector<float> a(size_t(m * k)), w(size_t(n * k)), c(size_t(m * n), 0.5f), ref(size_t(m * n), 0.5f);
+    for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1},
+                           {1, 33, 67},
+                           {5, 7, 16},
+                           {17, 9, 130},
+                           {64, 64, 64},
+                           {3, 300, 257},
+                           {4, 1, 3},
+                           {200, 70, 33},
+                           {7, 64, 1},
+                           {97, 33, 100}}) {
+      std::vector<float> a(size_t(m * k)), w(size_t(n * k)), c(size_t(m * n), 0.5f),
+          ref(size_t(m * n), 0.5f);
       for (auto& x : a) x = dist(rng);
       for (auto& x : w) x = dist(rng);
       dsv4::GemmArgs g;
@@ -63,7 +73,8 @@ TEST_CASE("cpu gemm: every ISA level matches the scalar reference", "[backend][g
       g.c = c.data();
       table.gemm_f32(g);
       for (size_t i = 0; i < c.size(); ++i) {
-        INFO("isa " << dsv4::cpu::isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " i=" << i);
+        INFO("isa " << dsv4::cpu::isa_name(isa) << " m=" << m << " n=" << n << " k=" << k
+                    << " i=" << i);
         REQUIRE(c[i] == Approx(ref[i]).margin(1e-5 * double(k)));
       }
     }

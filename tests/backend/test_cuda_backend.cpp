@@ -27,6 +27,7 @@ int main() {
     std::printf("FAIL: device round trip\n");
     return 1;
   }
-  std::printf("cuda backend %s: allocation and copies OK\n", std::string(backend.value()->name()).c_str());
+  std::printf("cuda backend %s: allocation and copies OK\n",
+              std::string(backend.value()->name()).c_str());
   return 0;
 }

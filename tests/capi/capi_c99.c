@@ -5,21 +5,24 @@
 #include <string.h>
 
 static int g_passed = 0, g_failed = 0;
-#define EXPECT(cond)                                                       \
-  do {                                                                     \
-    if (cond) {                                                            \
-      ++g_passed;                                                          \
-    } else {                                                               \
-      ++g_failed;                                                          \
-      fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);  \
-    }                                                                      \
+#define EXPECT(cond)                                                     \
+  do {                                                                   \
+    if (cond) {                                                          \
+      ++g_passed;                                                        \
+    } else {                                                             \
+      ++g_failed;                                                        \
+      fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                    \
   } while (0)
 
-static void path_join(char* out, size_t cap, const char* a, const char* b) { snprintf(out, cap, "%s/%s", a, b); }
+static void path_join(char* out, size_t cap, const char* a, const char* b) {
+  snprintf(out, cap, "%s/%s", a, b);
+}
 
 static void test_version(void) {
   char expected[32];
-  snprintf(expected, sizeof expected, "%d.%d.%d", DSV4_VERSION_MAJOR, DSV4_VERSION_MINOR, DSV4_VERSION_PATCH);
+  snprintf(expected, sizeof expected, "%d.%d.%d", DSV4_VERSION_MAJOR, DSV4_VERSION_MINOR,
+           DSV4_VERSION_PATCH);
   EXPECT(strcmp(dsv4_version(), expected) == 0);
   EXPECT(dsv4_version_number() == DSV4_VERSION_NUMBER);
   EXPECT(strcmp(dsv4_status_name(DSV4_OK), "DSV4_OK") == 0);
@@ -60,7 +63,8 @@ static void test_load_and_query(const char* golden_dir) {
   EXPECT(dsv4_model_n_layers(model, &value) == DSV4_OK && value == 6);
   EXPECT(dsv4_model_n_embd(model, &value) == DSV4_OK && value == 64);
   for (layer = 0; layer < 6; ++layer) {
-    EXPECT(dsv4_model_layer_compress_ratio(model, layer, &value) == DSV4_OK && value == expected_ratios[layer]);
+    EXPECT(dsv4_model_layer_compress_ratio(model, layer, &value) == DSV4_OK &&
+           value == expected_ratios[layer]);
   }
   EXPECT(dsv4_model_layer_compress_ratio(model, 6, &value) == DSV4_ERR_OUT_OF_RANGE);
   EXPECT(strstr(dsv4_last_error(), "layer 6") != NULL);
@@ -165,14 +169,15 @@ static void test_session(const char* golden_dir) {
   EXPECT(dsv4_session_append(prefill, &bad_token, 1, NULL) == DSV4_ERR_OUT_OF_RANGE);
   EXPECT(dsv4_session_append(prefill, NULL, 3, NULL) == DSV4_ERR_INVALID_ARGUMENT);
   EXPECT(dsv4_session_append(NULL, tokens, 1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
-  EXPECT(dsv4_session_append_checked(prefill, tokens, N_TOKENS, logits_prefill, N_TOKENS * VOCAB - 1) ==
-         DSV4_ERR_BUFFER_TOO_SMALL);
+  EXPECT(dsv4_session_append_checked(prefill, tokens, N_TOKENS, logits_prefill,
+                                     N_TOKENS * VOCAB - 1) == DSV4_ERR_BUFFER_TOO_SMALL);
   EXPECT(strstr(dsv4_last_error(), "10240") != NULL);
   EXPECT(dsv4_session_position(prefill, &position) == DSV4_OK && position == 0);
   EXPECT(dsv4_session_position(prefill, NULL) == DSV4_ERR_INVALID_ARGUMENT);
 
   /* Prefill at once vs one token at a time: the same logits. */
-  EXPECT(dsv4_session_append_checked(prefill, tokens, N_TOKENS, logits_prefill, N_TOKENS * VOCAB) == DSV4_OK);
+  EXPECT(dsv4_session_append_checked(prefill, tokens, N_TOKENS, logits_prefill, N_TOKENS * VOCAB) ==
+         DSV4_OK);
   for (i = 0; i < N_TOKENS; ++i)
     EXPECT(dsv4_session_append(decode, &tokens[i], 1, &logits_decode[i * VOCAB]) == DSV4_OK);
   EXPECT(max_abs_diff(logits_prefill, logits_decode, N_TOKENS * VOCAB) < 1e-4f);
@@ -181,11 +186,15 @@ static void test_session(const char* golden_dir) {
   /* Memory accounting: window of layer 0 holds min(T, W=16) keys of d=32 fp32 values. */
   EXPECT(dsv4_session_cache_bytes(prefill, 0, DSV4_CACHE_WINDOW, &window_bytes) == DSV4_OK);
   EXPECT(window_bytes == 16 * 32 * 4);
-  EXPECT(dsv4_session_cache_bytes(prefill, 1, DSV4_CACHE_COMPRESSED, &bytes) == DSV4_OK && bytes == 10 * 32 * 4);
-  EXPECT(dsv4_session_cache_bytes(prefill, 1, DSV4_CACHE_INDEXER, &bytes) == DSV4_OK && bytes == 10 * 16 * 4);
-  EXPECT(dsv4_session_cache_bytes(prefill, -1, DSV4_CACHE_WINDOW, &bytes) == DSV4_OK && bytes == 6 * window_bytes);
+  EXPECT(dsv4_session_cache_bytes(prefill, 1, DSV4_CACHE_COMPRESSED, &bytes) == DSV4_OK &&
+         bytes == 10 * 32 * 4);
+  EXPECT(dsv4_session_cache_bytes(prefill, 1, DSV4_CACHE_INDEXER, &bytes) == DSV4_OK &&
+         bytes == 10 * 16 * 4);
+  EXPECT(dsv4_session_cache_bytes(prefill, -1, DSV4_CACHE_WINDOW, &bytes) == DSV4_OK &&
+         bytes == 6 * window_bytes);
   EXPECT(dsv4_session_cache_bytes(prefill, 6, DSV4_CACHE_WINDOW, &bytes) == DSV4_ERR_OUT_OF_RANGE);
-  EXPECT(dsv4_session_cache_bytes(prefill, 0, (dsv4_cache_kind)9, &bytes) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_cache_bytes(prefill, 0, (dsv4_cache_kind)9, &bytes) ==
+         DSV4_ERR_INVALID_ARGUMENT);
 
   /* max_positions is enforced. */
   dsv4_session_free(decode);

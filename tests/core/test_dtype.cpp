@@ -1,7 +1,6 @@
 // Every bit pattern of the 8- and 4-bit formats and a dense sweep of bf16/fp16, checked against
 // arithmetic written independently here (field formulas, brute-force nearest search, _Float16).
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <vector>
 
@@ -13,7 +12,8 @@ namespace {
 // value = (-1)^s * 2^(e - bias) * (1 + m / 2^M), subnormal when e == 0 — written out by hand.
 double field_value(unsigned s, unsigned e, unsigned m, int man_bits, int bias) {
   const double frac = double(m) / double(1u << man_bits);
-  const double mag = e == 0 ? std::pow(2.0, 1 - bias) * frac : std::pow(2.0, int(e) - bias) * (1.0 + frac);
+  const double mag =
+      e == 0 ? std::pow(2.0, 1 - bias) * frac : std::pow(2.0, int(e) - bias) * (1.0 + frac);
   return s ? -mag : mag;
 }
 
@@ -115,12 +115,12 @@ TEST_CASE("ue8m0: every code is a power of two; 0xff is NaN", "[dtype][ue8m0]") 
     CHECK(dsv4::float_to_ue8m0(dsv4::ue8m0_to_float(uint8_t(c))) == c);
   }
   CHECK(std::isnan(dsv4::ue8m0_to_float(0xff)));
-  CHECK(dsv4::float_to_ue8m0(3.0f) == 128 + 1);   // 3 -> 4 (midpoint 1.5*2 ties to even code 129)
-  CHECK(dsv4::float_to_ue8m0(1.4f) == 127);       // nearer 1
-  CHECK(dsv4::float_to_ue8m0(1.6f) == 128);       // nearer 2
+  CHECK(dsv4::float_to_ue8m0(3.0f) == 128 + 1);  // 3 -> 4 (midpoint 1.5*2 ties to even code 129)
+  CHECK(dsv4::float_to_ue8m0(1.4f) == 127);      // nearer 1
+  CHECK(dsv4::float_to_ue8m0(1.6f) == 128);      // nearer 2
   CHECK(dsv4::float_to_ue8m0(0.0f) == 0xff);
   CHECK(dsv4::float_to_ue8m0(-1.0f) == 0xff);
-  CHECK(dsv4::float_to_ue8m0(1e-45f) == 0);       // clamps to 2^-127
+  CHECK(dsv4::float_to_ue8m0(1e-45f) == 0);  // clamps to 2^-127
 }
 
 TEST_CASE("fp4 e2m1: every code, packing order, rounding", "[dtype][fp4]") {
@@ -146,7 +146,8 @@ TEST_CASE("fp4 e2m1: every code, packing order, rounding", "[dtype][fp4]") {
   CHECK(dsv4::fp4_e2m1_packed_at(packed, 3) == -6.0f);
 }
 
-TEST_CASE("bf16: every pattern decodes; encoding is nearest-even over a dense sweep", "[dtype][bf16]") {
+TEST_CASE("bf16: every pattern decodes; encoding is nearest-even over a dense sweep",
+          "[dtype][bf16]") {
   for (uint32_t c = 0; c < 65536; ++c) {
     const unsigned s = c >> 15, e = (c >> 7) & 0xff, m = c & 0x7f;
     double expected = field_value(s, e, m, 7, 127);
@@ -172,7 +173,8 @@ TEST_CASE("bf16: every pattern decodes; encoding is nearest-even over a dense sw
   }
 }
 
-TEST_CASE("fp16: matches the compiler's _Float16 on every pattern and a dense sweep", "[dtype][fp16]") {
+TEST_CASE("fp16: matches the compiler's _Float16 on every pattern and a dense sweep",
+          "[dtype][fp16]") {
   for (uint32_t c = 0; c < 65536; ++c) {
     const _Float16 h = std::bit_cast<_Float16>(uint16_t(c));
     REQUIRE(same_value(dsv4::fp16_to_float(uint16_t(c)), double(float(h))));
@@ -190,8 +192,8 @@ TEST_CASE("fp16: matches the compiler's _Float16 on every pattern and a dense sw
 }
 
 TEST_CASE("dtype names round-trip and sizes are right", "[dtype]") {
-  for (const char* name : {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "I64", "I32",
-                           "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}) {
+  for (const char* name : {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4",
+                           "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}) {
     dsv4::DType t{};
     REQUIRE(dsv4::parse_dtype(name, &t));
     CHECK(dsv4::dtype_name(t) == name);

@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <sstream>
 
 #include "dsv4/formats/model_config.hpp"
@@ -62,14 +61,16 @@ TEST_CASE("config: the quantised golden carries its quantization block", "[confi
   CHECK(parsed->expert_dtype == "fp4");
 }
 
-TEST_CASE("config: every file of the corrupt corpus gets its expected status", "[config][corrupt]") {
+TEST_CASE("config: every file of the corrupt corpus gets its expected status",
+          "[config][corrupt]") {
   std::istringstream in(dsv4::test::read_text(dsv4::test::source_dir() / "tests/corrupt/MANIFEST"));
   std::string file, status;
   int n = 0;
   while (in >> file >> status) {
     if (file.rfind("config/", 0) != 0) continue;
     ++n;
-    const std::string text = dsv4::test::read_text(dsv4::test::source_dir() / "tests/corrupt" / file);
+    const std::string text =
+        dsv4::test::read_text(dsv4::test::source_dir() / "tests/corrupt" / file);
     auto parsed = dsv4::parse_model_config(text, file);
     INFO(file << " -> " << parsed.status().to_string());
     CHECK(dsv4::status_code_name(parsed.status().code()) == status);
@@ -79,11 +80,11 @@ TEST_CASE("config: every file of the corrupt corpus gets its expected status", "
 }
 
 TEST_CASE("config: messages name the offending key", "[config]") {
-  auto parsed = dsv4::parse_model_config(
-      dsv4::test::read_text(dsv4::test::source_dir() / "tests/corrupt/config/missing_hidden_size.json"));
+  auto parsed = dsv4::parse_model_config(dsv4::test::read_text(
+      dsv4::test::source_dir() / "tests/corrupt/config/missing_hidden_size.json"));
   CHECK(parsed.status().message().find("hidden_size") != std::string::npos);
-  parsed = dsv4::parse_model_config(
-      dsv4::test::read_text(dsv4::test::source_dir() / "tests/corrupt/config/heads_not_divisible_by_groups.json"));
+  parsed = dsv4::parse_model_config(dsv4::test::read_text(
+      dsv4::test::source_dir() / "tests/corrupt/config/heads_not_divisible_by_groups.json"));
   CHECK(parsed.status().message().find("o_groups") != std::string::npos);
 }
 

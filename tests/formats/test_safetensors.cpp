@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <map>
 #include <sstream>
 
@@ -27,8 +26,10 @@ std::vector<std::pair<std::string, StatusCode>> manifest(const std::string& pref
 }
 }  // namespace
 
-TEST_CASE("safetensors: reads the golden checkpoint with correct dtypes, shapes and bytes", "[safetensors]") {
-  auto file = dsv4::SafetensorsFile::open((dsv4::test::golden_dir("tiny-a") / "model.safetensors").string());
+TEST_CASE("safetensors: reads the golden checkpoint with correct dtypes, shapes and bytes",
+          "[safetensors]") {
+  auto file = dsv4::SafetensorsFile::open(
+      (dsv4::test::golden_dir("tiny-a") / "model.safetensors").string());
   REQUIRE(file.is_ok());
   const auto* embed = file->find("embed.weight");
   REQUIRE(embed != nullptr);
@@ -49,7 +50,8 @@ TEST_CASE("safetensors: reads the golden checkpoint with correct dtypes, shapes 
   CHECK(file->find("no.such.tensor") == nullptr);
 }
 
-TEST_CASE("safetensors: values written by an independent writer read back exactly", "[safetensors]") {
+TEST_CASE("safetensors: values written by an independent writer read back exactly",
+          "[safetensors]") {
   dsv4::test::TempDir dir("st-roundtrip");
   std::vector<float> values = {1.0f, -2.5f, 3.25f, 1e-20f, -0.0f, 65504.0f};
   dsv4::test::RawTensor bf16{"b", "BF16", {3}, {}};
@@ -79,8 +81,9 @@ TEST_CASE("safetensors: values written by an independent writer read back exactl
 
 TEST_CASE("safetensors: sharded checkpoints resolve through the index", "[safetensors]") {
   dsv4::test::TempDir dir("st-sharded");
-  dsv4::test::write_safetensors(dir.path() / "model-00001-of-00002.safetensors",
-                                {dsv4::test::f32_tensor("a", {2}, {1, 2}), dsv4::test::f32_tensor("b", {1}, {3})});
+  dsv4::test::write_safetensors(
+      dir.path() / "model-00001-of-00002.safetensors",
+      {dsv4::test::f32_tensor("a", {2}, {1, 2}), dsv4::test::f32_tensor("b", {1}, {3})});
   dsv4::test::write_safetensors(dir.path() / "model-00002-of-00002.safetensors",
                                 {dsv4::test::f32_tensor("c", {1}, {4})});
   dsv4::test::write_text(dir.path() / "model.safetensors.index.json",
@@ -103,11 +106,13 @@ TEST_CASE("safetensors: sharded checkpoints resolve through the index", "[safete
     CHECK(bad.status().message().find("\"z\"") != std::string::npos);
   }
   SECTION("shard names cannot escape the folder") {
-    dsv4::test::write_text(dir.path() / "model.safetensors.index.json", R"({"weight_map": {"a": "../x.safetensors"}})");
+    dsv4::test::write_text(dir.path() / "model.safetensors.index.json",
+                           R"({"weight_map": {"a": "../x.safetensors"}})");
     CHECK(dsv4::Checkpoint::open(dir.path().string()).status().code() == StatusCode::kCorruptFile);
   }
   SECTION("a missing shard is an IO error naming it") {
-    dsv4::test::write_text(dir.path() / "model.safetensors.index.json", R"({"weight_map": {"a": "gone.safetensors"}})");
+    dsv4::test::write_text(dir.path() / "model.safetensors.index.json",
+                           R"({"weight_map": {"a": "gone.safetensors"}})");
     auto bad = dsv4::Checkpoint::open(dir.path().string());
     CHECK(bad.status().code() == StatusCode::kIo);
     CHECK(bad.status().message().find("gone.safetensors") != std::string::npos);
@@ -124,7 +129,8 @@ TEST_CASE("safetensors: missing paths are IO errors", "[safetensors]") {
   CHECK(dsv4::Checkpoint::open(dir.path().string()).status().code() == StatusCode::kIo);
 }
 
-TEST_CASE("safetensors: every file of the corrupt corpus gets its expected status", "[safetensors][corrupt]") {
+TEST_CASE("safetensors: every file of the corrupt corpus gets its expected status",
+          "[safetensors][corrupt]") {
   const auto cases = manifest("safetensors/");
   REQUIRE(cases.size() >= 20);
   for (const auto& [file, expected] : cases) {
@@ -136,8 +142,10 @@ TEST_CASE("safetensors: every file of the corrupt corpus gets its expected statu
   }
 }
 
-TEST_CASE("safetensors: every truncation of a valid file is rejected cleanly", "[safetensors][corrupt]") {
-  const std::string whole = dsv4::test::read_text(dsv4::test::golden_dir("tiny-a-q") / "model.safetensors");
+TEST_CASE("safetensors: every truncation of a valid file is rejected cleanly",
+          "[safetensors][corrupt]") {
+  const std::string whole =
+      dsv4::test::read_text(dsv4::test::golden_dir("tiny-a-q") / "model.safetensors");
   const auto* bytes = reinterpret_cast<const std::byte*>(whole.data());
   REQUIRE(dsv4::parse_safetensors_header({bytes, whole.size()}).is_ok());
   // Truncate inside the header (every length) and inside the data section (a sample).
@@ -150,7 +158,8 @@ TEST_CASE("safetensors: every truncation of a valid file is rejected cleanly", "
 }
 
 TEST_CASE("safetensors: random byte flips never crash the parser", "[safetensors][corrupt]") {
-  const std::string whole = dsv4::test::read_text(dsv4::test::golden_dir("tiny-a") / "model.safetensors");
+  const std::string whole =
+      dsv4::test::read_text(dsv4::test::golden_dir("tiny-a") / "model.safetensors");
   const size_t header_end = 8 + 29048;
   std::mt19937 rng(7);
   int rejected = 0;

@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
     // Exact-size heap copy so AddressSanitizer catches any read past the input.
     uint8_t* copy = new uint8_t[bytes.size() + (bytes.empty() ? 1 : 0)];
     if (!bytes.empty()) std::memcpy(copy, bytes.data(), bytes.size());
-    st ? dsv4::fuzz::safetensors_header(copy, bytes.size()) : dsv4::fuzz::model_config(copy, bytes.size());
+    st ? dsv4::fuzz::safetensors_header(copy, bytes.size())
+       : dsv4::fuzz::model_config(copy, bytes.size());
     delete[] copy;
   }
   std::printf("replayed %d files\n", argc - 2);

@@ -1,7 +1,7 @@
-// A deliberately naive DeepSeek-V4 forward pass, written from the spec for the tests only: the whole
-// sequence at once, every compressed entry recomputed from its definition, no cache, no state, double
-// accumulation, and none of the library's operators. It is the oracle for configurations no golden
-// file covers.
+// A deliberately naive DeepSeek-V4 forward pass, written from the spec for the tests only: the
+// whole sequence at once, every compressed entry recomputed from its definition, no cache, no
+// state, double accumulation, and none of the library's operators. It is the oracle for
+// configurations no golden file covers.
 #pragma once
 
 #include <algorithm>
@@ -21,13 +21,16 @@ class ReferenceModel {
   // logits [T][V] for every position of `tokens`.
   std::vector<Vec> forward(const std::vector<int32_t>& tokens) const {
     const int64_t T = int64_t(tokens.size()), n = c_.hc_mult, D = c_.hidden_size;
-    std::vector<std::vector<Vec>> X(static_cast<size_t>(T), std::vector<Vec>(static_cast<size_t>(n)));
+    std::vector<std::vector<Vec>> X(static_cast<size_t>(T),
+                                    std::vector<Vec>(static_cast<size_t>(n)));
     for (int64_t t = 0; t < T; ++t)
       for (int64_t j = 0; j < n; ++j) X[t][j] = row(w_.embed, tokens[t], D);
     for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
       const LayerWeights& L = w_.layers[size_t(l)];
-      sublayer(X, L.hc_attn, L.attn_norm, [&](const std::vector<Vec>& h) { return attention(l, h); });
-      sublayer(X, L.hc_ffn, L.ffn_norm, [&](const std::vector<Vec>& h) { return moe(l, h, tokens); });
+      sublayer(X, L.hc_attn, L.attn_norm,
+               [&](const std::vector<Vec>& h) { return attention(l, h); });
+      sublayer(X, L.hc_ffn, L.ffn_norm,
+               [&](const std::vector<Vec>& h) { return moe(l, h, tokens); });
     }
     std::vector<Vec> logits;
     for (int64_t t = 0; t < T; ++t) {
@@ -48,7 +51,8 @@ class ReferenceModel {
   static Vec row(const std::vector<float>& m, int64_t r, int64_t cols) {
     return Vec(m.begin() + r * cols, m.begin() + (r + 1) * cols);
   }
-  static Vec matvec(const std::vector<float>& w, int64_t out, int64_t in, const Vec& x, int64_t row0 = 0) {
+  static Vec matvec(const std::vector<float>& w, int64_t out, int64_t in, const Vec& x,
+                    int64_t row0 = 0) {
     Vec y(size_t(out), 0.0);
     for (int64_t o = 0; o < out; ++o)
       for (int64_t i = 0; i < in; ++i) y[o] += double(w[(row0 + o) * in + i]) * x[i];
@@ -84,7 +88,8 @@ class ReferenceModel {
   }
 
   template <class F>
-  void sublayer(std::vector<std::vector<Vec>>& X, const MhcWeights& hc, const std::vector<float>& norm, F&& f) const {
+  void sublayer(std::vector<std::vector<Vec>>& X, const MhcWeights& hc,
+                const std::vector<float>& norm, F&& f) const {
     const int64_t T = int64_t(X.size()), n = c_.hc_mult, D = c_.hidden_size;
     std::vector<Vec> inputs, post_all, comb_all;
     for (int64_t t = 0; t < T; ++t) {
@@ -96,7 +101,8 @@ class ReferenceModel {
       }
       for (int64_t i = 0; i < n; ++i) {
         Vec z(n);
-        for (int64_t k = 0; k < n; ++k) z[k] = mix[2 * n + i * n + k] * hc.scale[2] + hc.base[2 * n + i * n + k];
+        for (int64_t k = 0; k < n; ++k)
+          z[k] = mix[2 * n + i * n + k] * hc.scale[2] + hc.base[2 * n + i * n + k];
         const Vec p = softmax(z);
         for (int64_t k = 0; k < n; ++k) C[i * n + k] = p[k] + c_.hc_eps;
       }
@@ -140,8 +146,11 @@ class ReferenceModel {
     if (!compressed || !c_.has_rope_scaling) return th;
     const auto& s = c_.rope_scaling;
     const double L = double(s.original_max_position_embeddings);
-    const double low = std::max(0.0, std::floor(r * std::log(L / (s.beta_fast * 2 * M_PI)) / (2 * std::log(base))));
-    const double high = std::min(double(r - 1), std::ceil(r * std::log(L / (s.beta_slow * 2 * M_PI)) / (2 * std::log(base))));
+    const double low = std::max(
+        0.0, std::floor(r * std::log(L / (s.beta_fast * 2 * M_PI)) / (2 * std::log(base))));
+    const double high =
+        std::min(double(r - 1),
+                 std::ceil(r * std::log(L / (s.beta_slow * 2 * M_PI)) / (2 * std::log(base))));
     for (int64_t i = 0; i < r / 2; ++i) {
       const double ramp = std::clamp((i - low) / std::max(high - low, 0.001), 0.0, 1.0);
       th[i] = th[i] / s.factor * ramp + th[i] * (1 - ramp);
@@ -162,7 +171,8 @@ class ReferenceModel {
   }
 
   // All complete compressed entries of a compressor over inputs h.
-  std::vector<Vec> compress(const CompressorWeights& cw, int64_t m, const std::vector<Vec>& h) const {
+  std::vector<Vec> compress(const CompressorWeights& cw, int64_t m,
+                            const std::vector<Vec>& h) const {
     const int64_t T = int64_t(h.size()), D = c_.hidden_size, width = cw.wkv.out, od = cw.out_dim;
     std::vector<Vec> a, g;
     for (int64_t s = 0; s < T; ++s) {
@@ -179,10 +189,13 @@ class ReferenceModel {
         Vec z, v;
         if (cw.overlap) {
           if (w > 0)
-            for (int64_t s = (w - 1) * m; s < w * m; ++s) z.push_back(g[s][ch]), v.push_back(a[s][ch]);
-          for (int64_t s = w * m; s < (w + 1) * m; ++s) z.push_back(g[s][od + ch]), v.push_back(a[s][od + ch]);
+            for (int64_t s = (w - 1) * m; s < w * m; ++s)
+              z.push_back(g[s][ch]), v.push_back(a[s][ch]);
+          for (int64_t s = w * m; s < (w + 1) * m; ++s)
+            z.push_back(g[s][od + ch]), v.push_back(a[s][od + ch]);
         } else {
-          for (int64_t s = w * m; s < (w + 1) * m; ++s) z.push_back(g[s][ch]), v.push_back(a[s][ch]);
+          for (int64_t s = w * m; s < (w + 1) * m; ++s)
+            z.push_back(g[s][ch]), v.push_back(a[s][ch]);
         }
         const Vec p = softmax(z);
         e[ch] = 0;
@@ -197,7 +210,8 @@ class ReferenceModel {
 
   std::vector<Vec> attention(int64_t l, const std::vector<Vec>& h) const {
     const LayerWeights& L = w_.layers[size_t(l)];
-    const int64_t T = int64_t(h.size()), D = c_.hidden_size, H = c_.num_attention_heads, d = c_.head_dim;
+    const int64_t T = int64_t(h.size()), D = c_.hidden_size, H = c_.num_attention_heads,
+                  d = c_.head_dim;
     const int64_t m = c_.compress_ratio(l);
     const auto th = theta(m > 0);
     std::vector<Vec> keys, cq;
@@ -221,7 +235,8 @@ class ReferenceModel {
         rope(q, hh * d, d, double(t), th);
       }
       std::vector<const Vec*> visible;
-      for (int64_t s = std::max<int64_t>(0, t - c_.sliding_window + 1); s <= t; ++s) visible.push_back(&keys[s]);
+      for (int64_t s = std::max<int64_t>(0, t - c_.sliding_window + 1); s <= t; ++s)
+        visible.push_back(&keys[s]);
       if (m > 0) {
         const int64_t nv = (t + 1) / m;
         std::vector<int64_t> chosen(static_cast<size_t>(nv));
@@ -236,9 +251,11 @@ class ReferenceModel {
             for (int64_t hh = 0; hh < nh; ++hh) {
               double dot = 0;
               for (int64_t i = 0; i < ci; ++i) dot += qi[hh * ci + i] * index_keys[w][i];
-              score[w] += u[hh] / std::sqrt(double(nh)) * std::max(dot, 0.0) / std::sqrt(double(ci));
+              score[w] +=
+                  u[hh] / std::sqrt(double(nh)) * std::max(dot, 0.0) / std::sqrt(double(ci));
             }
-          std::stable_sort(chosen.begin(), chosen.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+          std::stable_sort(chosen.begin(), chosen.end(),
+                           [&](int64_t a, int64_t b) { return score[a] > score[b]; });
           chosen.resize(size_t(c_.index_topk));
         }
         for (int64_t w : chosen) visible.push_back(&entries[w]);
@@ -279,7 +296,8 @@ class ReferenceModel {
     return matvec(e.w2.w, D, I, g);
   }
 
-  std::vector<Vec> moe(int64_t l, const std::vector<Vec>& h, const std::vector<int32_t>& tokens) const {
+  std::vector<Vec> moe(int64_t l, const std::vector<Vec>& h,
+                       const std::vector<int32_t>& tokens) const {
     const LayerWeights& L = w_.layers[size_t(l)];
     const int64_t E = c_.n_routed_experts, k = c_.num_experts_per_tok, D = c_.hidden_size;
     std::vector<Vec> out;
@@ -288,7 +306,8 @@ class ReferenceModel {
       Vec s(static_cast<size_t>(E));
       if (c_.scoring_func == ScoringFunc::kSoftmax) s = softmax(z);
       for (int64_t e = 0; e < E; ++e) {
-        if (c_.scoring_func == ScoringFunc::kSqrtSoftplus) s[e] = std::sqrt(std::log1p(std::exp(z[e])));
+        if (c_.scoring_func == ScoringFunc::kSqrtSoftplus)
+          s[e] = std::sqrt(std::log1p(std::exp(z[e])));
         if (c_.scoring_func == ScoringFunc::kSigmoid) s[e] = sigmoid(z[e]);
       }
       std::vector<int64_t> sel;
@@ -297,15 +316,17 @@ class ReferenceModel {
       } else {
         std::vector<int64_t> ids(static_cast<size_t>(E));
         std::iota(ids.begin(), ids.end(), 0);
-        std::stable_sort(ids.begin(), ids.end(),
-                         [&](int64_t a, int64_t b) { return s[a] + L.gate_bias[a] > s[b] + L.gate_bias[b]; });
+        std::stable_sort(ids.begin(), ids.end(), [&](int64_t a, int64_t b) {
+          return s[a] + L.gate_bias[a] > s[b] + L.gate_bias[b];
+        });
         sel.assign(ids.begin(), ids.begin() + k);
       }
       double sum = 0;
       for (int64_t e : sel) sum += s[e];
       Vec y = L.shared_expert ? expert(*L.shared_expert, h[t]) : Vec(size_t(D), 0.0);
       for (int64_t e : sel) {
-        const double w = (c_.scoring_func == ScoringFunc::kSoftmax ? s[e] : s[e] / sum) * c_.routed_scaling_factor;
+        const double w = (c_.scoring_func == ScoringFunc::kSoftmax ? s[e] : s[e] / sum) *
+                         c_.routed_scaling_factor;
         const Vec ye = expert(L.experts[e], h[t]);
         for (int64_t i = 0; i < D; ++i) y[i] += w * ye[i];
       }

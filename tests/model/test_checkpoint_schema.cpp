@@ -60,7 +60,8 @@ TEST_CASE("schema: both goldens satisfy the schema with the expected formats", "
 
 TEST_CASE("schema: a missing tensor is named", "[schema]") {
   dsv4::test::TempDir dir("schema-missing");
-  copy_checkpoint("tiny-a", dir.path(), [](const auto& t) { return t.name != "layers.3.attn.indexer.wq_b.weight"; });
+  copy_checkpoint("tiny-a", dir.path(),
+                  [](const auto& t) { return t.name != "layers.3.attn.indexer.wq_b.weight"; });
   const auto status = check_dir(dir.path());
   CHECK(status.code() == StatusCode::kModelMismatch);
   CHECK(status.message().find("layers.3.attn.indexer.wq_b.weight") != std::string::npos);
@@ -70,7 +71,8 @@ TEST_CASE("schema: a missing tensor is named", "[schema]") {
 TEST_CASE("schema: a wrong shape is named with expected and found", "[schema]") {
   dsv4::test::TempDir dir("schema-shape");
   copy_checkpoint("tiny-a", dir.path(), [](auto& t) {
-    if (t.name == "layers.2.attn.compressor.ape") t.shape = {64, 64};  // should be [128, 32]; same byte size
+    if (t.name == "layers.2.attn.compressor.ape")
+      t.shape = {64, 64};  // should be [128, 32]; same byte size
     return true;
   });
   const auto status = check_dir(dir.path());
@@ -93,14 +95,16 @@ TEST_CASE("schema: a wrong dtype is named", "[schema]") {
 
 TEST_CASE("schema: an FP8 weight without its scale is rejected", "[schema]") {
   dsv4::test::TempDir dir("schema-scale");
-  copy_checkpoint("tiny-a-q", dir.path(), [](const auto& t) { return t.name != "layers.4.attn.wo_b.scale"; });
+  copy_checkpoint("tiny-a-q", dir.path(),
+                  [](const auto& t) { return t.name != "layers.4.attn.wo_b.scale"; });
   const auto status = check_dir(dir.path());
   CHECK(status.code() == StatusCode::kModelMismatch);
   CHECK(status.message().find("layers.4.attn.wo_b.scale") != std::string::npos);
 }
 
 TEST_CASE("schema: FP4 is accepted for routed experts only", "[schema]") {
-  dsv4::ModelConfig config = dsv4::load_model_config(dsv4::test::golden_dir("tiny-a-q").string()).value();
+  dsv4::ModelConfig config =
+      dsv4::load_model_config(dsv4::test::golden_dir("tiny-a-q").string()).value();
   const auto specs = dsv4::checkpoint_schema(config);
   int n_expert = 0, n_linear = 0;
   for (const auto& s : specs) {
@@ -123,13 +127,17 @@ TEST_CASE("schema: FP4 is accepted for routed experts only", "[schema]") {
   CHECK(status.message().find("layers.1.attn.wq_a.weight") != std::string::npos);
 }
 
-TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the right scale", "[schema][quant]") {
-  // FP8: [130, 2] weight; scales [2, 1] = {2^1, 2^-3}: rows 0..127 use the first, rows 128.. the second.
+TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the right scale",
+          "[schema][quant]") {
+  // FP8: [130, 2] weight; scales [2, 1] = {2^1, 2^-3}: rows 0..127 use the first, rows 128.. the
+  // second.
   std::vector<uint8_t> fp8(130 * 2);
   for (size_t i = 0; i < fp8.size(); ++i) fp8[i] = dsv4::float_to_fp8_e4m3(i % 2 ? -1.5f : 3.0f);
   const uint8_t fp8_scales[2] = {128, 124};
-  const dsv4::ConstTensorView w8{reinterpret_cast<const std::byte*>(fp8.data()), dsv4::DType::kF8E4M3, {130, 2}};
-  const dsv4::ConstTensorView s8{reinterpret_cast<const std::byte*>(fp8_scales), dsv4::DType::kF8E8M0, {2, 1}};
+  const dsv4::ConstTensorView w8{
+      reinterpret_cast<const std::byte*>(fp8.data()), dsv4::DType::kF8E4M3, {130, 2}};
+  const dsv4::ConstTensorView s8{
+      reinterpret_cast<const std::byte*>(fp8_scales), dsv4::DType::kF8E8M0, {2, 1}};
   const auto d8 = dsv4::dequantize_fp8_block(w8, s8);
   CHECK(d8[0] == 6.0f);
   CHECK(d8[1] == -3.0f);
@@ -141,8 +149,10 @@ TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the righ
   std::vector<uint8_t> fp4(32);
   for (size_t b = 0; b < fp4.size(); ++b) fp4[b] = uint8_t(0x2 | (0xB << 4));  // 1.0 then -1.5
   const uint8_t fp4_scales[2] = {127, 129};
-  const dsv4::ConstTensorView w4{reinterpret_cast<const std::byte*>(fp4.data()), dsv4::DType::kI8, {1, 32}};
-  const dsv4::ConstTensorView s4{reinterpret_cast<const std::byte*>(fp4_scales), dsv4::DType::kF8E8M0, {1, 2}};
+  const dsv4::ConstTensorView w4{
+      reinterpret_cast<const std::byte*>(fp4.data()), dsv4::DType::kI8, {1, 32}};
+  const dsv4::ConstTensorView s4{
+      reinterpret_cast<const std::byte*>(fp4_scales), dsv4::DType::kF8E8M0, {1, 2}};
   const auto d4 = dsv4::dequantize_fp4_block(w4, s4, 64);
   CHECK(d4[0] == 1.0f);
   CHECK(d4[1] == -1.5f);

@@ -1,6 +1,5 @@
 // The whole model against the independent reference outputs in ../shared/golden.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "dsv4/formats/safetensors.hpp"
@@ -25,7 +24,8 @@ std::vector<float> read_f32(const dsv4::Checkpoint& file, const std::string& nam
 }
 
 Golden load_golden(const std::string& name) {
-  auto file = dsv4::Checkpoint::open((dsv4::test::golden_dir(name) / "golden.safetensors").string());
+  auto file =
+      dsv4::Checkpoint::open((dsv4::test::golden_dir(name) / "golden.safetensors").string());
   REQUIRE(file.is_ok());
   Golden g;
   for (float id : read_f32(file.value(), "input_ids")) g.input_ids.push_back(int32_t(id));
@@ -57,7 +57,8 @@ void check_prefill_and_decode(const std::string& name) {
   auto session = dsv4::Session::create(model).value();
   std::vector<float> logits(size_t(g.prompt_len * V));
   dsv4::ForwardTrace trace;
-  REQUIRE(session->append({g.input_ids.data(), size_t(g.prompt_len)}, logits.data(), &trace).is_ok());
+  REQUIRE(
+      session->append({g.input_ids.data(), size_t(g.prompt_len)}, logits.data(), &trace).is_ok());
   const float prefill_err = max_abs_diff(logits.data(), g.prefill_logits.data(), logits.size());
   WARN(name << ": prefill logits max |diff| = " << prefill_err);
   CHECK(prefill_err < 1e-3f);
@@ -66,7 +67,8 @@ void check_prefill_and_decode(const std::string& name) {
     const size_t per_layer = g.hidden_states.size() / size_t(model->config().num_hidden_layers);
     float worst = 0.0f;
     for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
-      const float err = max_abs_diff(trace.layer_inputs.data() + l * per_layer, g.hidden_states.data() + l * per_layer, per_layer);
+      const float err = max_abs_diff(trace.layer_inputs.data() + l * per_layer,
+                                     g.hidden_states.data() + l * per_layer, per_layer);
       INFO(name << ": hidden_states[" << l << "] max |diff| = " << err);
       CHECK(err < 1e-3f);
       worst = std::max(worst, err);
@@ -79,7 +81,8 @@ void check_prefill_and_decode(const std::string& name) {
   std::vector<float> step(static_cast<size_t>(V));
   for (int64_t i = 0; i < n_decode; ++i) {
     REQUIRE(session->append({&g.input_ids[size_t(g.prompt_len + i)], 1}, step.data()).is_ok());
-    decode_err = std::max(decode_err, max_abs_diff(step.data(), g.decode_logits.data() + i * V, size_t(V)));
+    decode_err =
+        std::max(decode_err, max_abs_diff(step.data(), g.decode_logits.data() + i * V, size_t(V)));
   }
   WARN(name << ": decode logits max |diff| over " << n_decode << " steps = " << decode_err);
   CHECK(decode_err < 1e-3f);
@@ -103,12 +106,14 @@ TEST_CASE("golden tiny-a: final hidden state matches", "[golden]") {
   dsv4::ForwardTrace trace;
   REQUIRE(session->append({g.input_ids.data(), size_t(g.prompt_len)}, nullptr, &trace).is_ok());
   REQUIRE(trace.final_hidden.size() == g.final_hidden.size());
-  const float err = max_abs_diff(trace.final_hidden.data(), g.final_hidden.data(), g.final_hidden.size());
+  const float err =
+      max_abs_diff(trace.final_hidden.data(), g.final_hidden.data(), g.final_hidden.size());
   INFO("final_hidden max |diff| = " << err);
   CHECK(err < 1e-3f);
 }
 
-TEST_CASE("golden tiny-a: chunked prefill with chunks of 1, 7 and 64 gives the same logits", "[golden][chunked]") {
+TEST_CASE("golden tiny-a: chunked prefill with chunks of 1, 7 and 64 gives the same logits",
+          "[golden][chunked]") {
   const Golden g = load_golden("tiny-a");
   auto model = load_model("tiny-a");
   const int64_t V = model->config().vocab_size, S = g.prompt_len;
@@ -117,7 +122,8 @@ TEST_CASE("golden tiny-a: chunked prefill with chunks of 1, 7 and 64 gives the s
     std::vector<float> logits(size_t(S * V));
     for (int64_t begin = 0; begin < S; begin += chunk) {
       const int64_t n = std::min(chunk, S - begin);
-      REQUIRE(session->append({g.input_ids.data() + begin, size_t(n)}, logits.data() + begin * V).is_ok());
+      REQUIRE(session->append({g.input_ids.data() + begin, size_t(n)}, logits.data() + begin * V)
+                  .is_ok());
     }
     const float err = max_abs_diff(logits.data(), g.prefill_logits.data(), logits.size());
     INFO("chunk " << chunk << ": max |diff| = " << err);

@@ -3,7 +3,6 @@
 // against the naive reference of reference_model.hpp in all three forward modes, and the cache's
 // memory accounting against the per-token formula of spec section 8.
 #include <catch2/catch.hpp>
-
 #include <random>
 
 #include "dsv4/model/session.hpp"
@@ -51,14 +50,19 @@ std::vector<Variant> variants() {
   std::vector<Variant> out;
   out.push_back({"sigmoid, 2 streams, no shared expert, 2 hash layers", base_config()});
   dsv4::ModelConfig b = base_config();
-  b.hidden_size = 64, b.num_attention_heads = 6, b.head_dim = 32, b.qk_rope_head_dim = 16, b.o_groups = 3;
-  b.o_lora_rank = 8, b.sliding_window = 9, b.num_hidden_layers = 5, b.compress_ratios = {0, 4, 16, 4, 0, 128};
-  b.index_topk = 5, b.index_n_heads = 2, b.index_head_dim = 16, b.n_routed_experts = 4, b.num_experts_per_tok = 1;
-  b.n_shared_experts = 2, b.num_hash_layers = 0, b.scoring_func = dsv4::ScoringFunc::kSoftmax, b.hc_mult = 3;
+  b.hidden_size = 64, b.num_attention_heads = 6, b.head_dim = 32, b.qk_rope_head_dim = 16,
+  b.o_groups = 3;
+  b.o_lora_rank = 8, b.sliding_window = 9, b.num_hidden_layers = 5,
+  b.compress_ratios = {0, 4, 16, 4, 0, 128};
+  b.index_topk = 5, b.index_n_heads = 2, b.index_head_dim = 16, b.n_routed_experts = 4,
+  b.num_experts_per_tok = 1;
+  b.n_shared_experts = 2, b.num_hash_layers = 0, b.scoring_func = dsv4::ScoringFunc::kSoftmax,
+  b.hc_mult = 3;
   b.has_rope_scaling = false, b.swiglu_limit = 1.5, b.hc_sinkhorn_iters = 20;
   out.push_back({"softmax, 3 streams, 6 heads in 3 groups, 2 shared experts, no YaRN", b});
   dsv4::ModelConfig c = base_config();
-  c.num_hidden_layers = 2, c.compress_ratios = {4, 4}, c.hc_mult = 1, c.sliding_window = 1, c.index_topk = 1;
+  c.num_hidden_layers = 2, c.compress_ratios = {4, 4}, c.hc_mult = 1, c.sliding_window = 1,
+  c.index_topk = 1;
   c.num_hash_layers = 1, c.scoring_func = dsv4::ScoringFunc::kSqrtSoftplus, c.n_shared_experts = 1;
   c.vocab_size = 97, c.num_experts_per_tok = 2;
   out.push_back({"sqrtsoftplus, 1 stream, window 1, top-1, all CSA", c});
@@ -75,7 +79,8 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("unseen configurations: prefill, chunked prefill and decode match the naive reference", "[model][configs]") {
+TEST_CASE("unseen configurations: prefill, chunked prefill and decode match the naive reference",
+          "[model][configs]") {
   for (const Variant& v : variants()) {
     INFO(v.name);
     REQUIRE(dsv4::validate_model_config(v.config).is_ok());
@@ -95,11 +100,13 @@ TEST_CASE("unseen configurations: prefill, chunked prefill and decode match the 
       std::vector<float> logits(size_t(T * V));
       for (int64_t begin = 0; begin < T; begin += chunk) {
         const int64_t n = std::min(chunk, T - begin);
-        REQUIRE(session->append({tokens.data() + begin, size_t(n)}, logits.data() + begin * V).is_ok());
+        REQUIRE(
+            session->append({tokens.data() + begin, size_t(n)}, logits.data() + begin * V).is_ok());
       }
       double worst = 0.0;
       for (int64_t t = 0; t < T; ++t)
-        for (int64_t i = 0; i < V; ++i) worst = std::max(worst, std::fabs(logits[size_t(t * V + i)] - reference[t][i]));
+        for (int64_t i = 0; i < V; ++i)
+          worst = std::max(worst, std::fabs(logits[size_t(t * V + i)] - reference[t][i]));
       INFO("chunk " << chunk << ": max |diff| " << worst << " (logit scale " << scale << ")");
       CHECK(worst < tolerance);
     }
@@ -123,11 +130,13 @@ TEST_CASE("memory accounting matches the per-token formula of the spec", "[model
       CHECK(b[size_t(dsv4::CacheKind::kWindow)] == size_t(std::min(T, c.sliding_window) * d * 4));
       CHECK(b[size_t(dsv4::CacheKind::kCompressed)] == size_t(m > 0 ? T / m * d * 4 : 0));
       CHECK(b[size_t(dsv4::CacheKind::kIndexer)] == size_t(m == 4 ? T / m * ci * 4 : 0));
-      // State: the incomplete window's kv and gate rows (m x width each), plus CSA's previous A halves
-      // (m x width/2 each), for the attention compressor and, in CSA layers, the indexer's.
+      // State: the incomplete window's kv and gate rows (m x width each), plus CSA's previous A
+      // halves (m x width/2 each), for the attention compressor and, in CSA layers, the indexer's.
       size_t state = 0;
-      if (m == 4) state = (m * 2 * d * 2 + m * d * 2 + m * 2 * ci * 2 + m * ci * 2) * 4;
-      else if (m > 0) state = size_t(m * d * 2 * 4);
+      if (m == 4)
+        state = (m * 2 * d * 2 + m * d * 2 + m * 2 * ci * 2 + m * ci * 2) * 4;
+      else if (m > 0)
+        state = size_t(m * d * 2 * 4);
       CHECK(b[size_t(dsv4::CacheKind::kCompressorState)] == state);
       CHECK(mem.bytes_reserved[size_t(l)][0] >= b[0]);
     }
@@ -153,5 +162,6 @@ TEST_CASE("sessions reject bad tokens without changing state", "[model][errors]"
   CHECK(dsv4::Session::create(nullptr).status().code() == dsv4::StatusCode::kInvalidArgument);
   dsv4::SessionOptions options;
   options.max_chunk = 0;
-  CHECK(dsv4::Session::create(model, options).status().code() == dsv4::StatusCode::kInvalidArgument);
+  CHECK(dsv4::Session::create(model, options).status().code() ==
+        dsv4::StatusCode::kInvalidArgument);
 }

@@ -1,13 +1,12 @@
 // Each operator against a plain scalar reference written here, independently of the operator, plus
 // the mathematical properties it must have.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <numeric>
 #include <random>
 
-#include "dsv4/ops/attention.hpp"
 #include "dsv4/backend/registry.hpp"
+#include "dsv4/ops/attention.hpp"
 #include "dsv4/ops/compressor.hpp"
 #include "dsv4/ops/grouped_output.hpp"
 #include "dsv4/ops/hyper_connection.hpp"
@@ -63,19 +62,21 @@ TEST_CASE("rope: frequencies, YaRN ramp, norm preservation and inversion", "[ops
   dsv4::ops::RopeParams plain{16, 10000.0};
   const auto theta = dsv4::ops::rope_frequencies(plain);
   REQUIRE(theta.size() == 8);
-  for (size_t i = 0; i < 8; ++i) CHECK(theta[i] == Approx(std::pow(10000.0, -2.0 * double(i) / 16.0)));
+  for (size_t i = 0; i < 8; ++i)
+    CHECK(theta[i] == Approx(std::pow(10000.0, -2.0 * double(i) / 16.0)));
 
   dsv4::ops::RopeParams yarn{64, 160000.0, true, 16.0, 65536, 32.0, 1.0};
   const auto base = dsv4::ops::rope_frequencies({64, 160000.0});
   const auto scaled = dsv4::ops::rope_frequencies(yarn);
-  // low = floor(64 ln(65536/(32·2π)) / (2 ln 160000)), high = ceil(64 ln(65536/(2π)) / (2 ln 160000)).
+  // low = floor(64 ln(65536/(32·2π)) / (2 ln 160000)), high = ceil(64 ln(65536/(2π)) / (2 ln
+  // 160000)).
   const double low = std::floor(64 * std::log(65536 / (32 * 2 * M_PI)) / (2 * std::log(160000.0)));
   const double high = std::ceil(64 * std::log(65536 / (2 * M_PI)) / (2 * std::log(160000.0)));
   for (size_t i = 0; i < 32; ++i) {
     const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
     CHECK(scaled[i] == Approx(base[i] / 16.0 * ramp + base[i] * (1 - ramp)).epsilon(1e-12));
   }
-  CHECK(scaled[0] == base[0]);               // highest frequency untouched
+  CHECK(scaled[0] == base[0]);                 // highest frequency untouched
   CHECK(scaled[31] == Approx(base[31] / 16));  // lowest frequency interpolated
 
   auto x = random_vector(64, 3);
@@ -98,7 +99,8 @@ TEST_CASE("mHC: Sinkhorn output is doubly stochastic; coefficients match the spe
   const auto base = random_vector(size_t((2 + n) * n), 5);
   const float scale[3] = {0.7f, 1.3f, 0.9f};
   std::vector<float> pre(n), post(n), comb(n * n);
-  dsv4::ops::mhc_coefficients(mix.data(), base.data(), scale, n, 20, 1e-6f, pre.data(), post.data(), comb.data());
+  dsv4::ops::mhc_coefficients(mix.data(), base.data(), scale, n, 20, 1e-6f, pre.data(), post.data(),
+                              comb.data());
   for (int64_t i = 0; i < n; ++i) {
     double row = 0.0, col = 0.0;
     for (int64_t k = 0; k < n; ++k) {
@@ -113,7 +115,8 @@ TEST_CASE("mHC: Sinkhorn output is doubly stochastic; coefficients match the spe
   std::vector<double> ref(n * n);
   for (int64_t i = 0; i < n; ++i) {
     std::vector<double> z(n);
-    for (int64_t k = 0; k < n; ++k) z[k] = double(mix[2 * n + i * n + k]) * scale[2] + base[2 * n + i * n + k];
+    for (int64_t k = 0; k < n; ++k)
+      z[k] = double(mix[2 * n + i * n + k]) * scale[2] + base[2 * n + i * n + k];
     const auto p = softmax_ref(z);
     for (int64_t k = 0; k < n; ++k) ref[i * n + k] = p[k] + 1e-6;
   }
@@ -135,8 +138,10 @@ TEST_CASE("mHC: Sinkhorn output is doubly stochastic; coefficients match the spe
   for (int it = 1; it < 20; ++it) rows(), cols();
   for (int64_t i = 0; i < n * n; ++i) CHECK(comb[i] == Approx(ref[i]).margin(1e-6));
   for (int64_t j = 0; j < n; ++j) {
-    CHECK(pre[j] == Approx(1.0 / (1.0 + std::exp(-(mix[j] * scale[0] + base[j]))) + 1e-6).epsilon(1e-6));
-    CHECK(post[j] == Approx(2.0 / (1.0 + std::exp(-(mix[n + j] * scale[1] + base[n + j])))).epsilon(1e-6));
+    CHECK(pre[j] ==
+          Approx(1.0 / (1.0 + std::exp(-(mix[j] * scale[0] + base[j]))) + 1e-6).epsilon(1e-6));
+    CHECK(post[j] ==
+          Approx(2.0 / (1.0 + std::exp(-(mix[n + j] * scale[1] + base[n + j])))).epsilon(1e-6));
   }
 }
 
@@ -148,19 +153,22 @@ TEST_CASE("mHC: collapse and update follow the index order of the spec", "[ops][
   for (int64_t i = 0; i < n * n; ++i) comb[i] = float(i + 1) / 10.0f;  // deliberately not symmetric
   std::vector<float> y(D);
   dsv4::ops::mhc_collapse(x.data(), pre.data(), n, D, y.data());
-  for (int64_t c = 0; c < D; ++c) CHECK(y[c] == Approx(0.2 * x[c] + 0.5 * x[D + c] + 0.9 * x[2 * D + c]));
+  for (int64_t c = 0; c < D; ++c)
+    CHECK(y[c] == Approx(0.2 * x[c] + 0.5 * x[D + c] + 0.9 * x[2 * D + c]));
   auto updated = x;
   std::vector<float> scratch(n * D);
   dsv4::ops::mhc_update(updated.data(), z.data(), post.data(), comb.data(), n, D, scratch.data());
   for (int64_t k = 0; k < n; ++k)
     for (int64_t c = 0; c < D; ++c) {
       double expected = post[k] * z[c];
-      for (int64_t i = 0; i < n; ++i) expected += comb[i * n + k] * x[i * D + c];  // column k collects
+      for (int64_t i = 0; i < n; ++i)
+        expected += comb[i * n + k] * x[i * D + c];  // column k collects
       CHECK(updated[k * D + c] == Approx(expected).epsilon(1e-5));
     }
 }
 
-TEST_CASE("attention with sink: matches the reference; probabilities sum below 1", "[ops][attention]") {
+TEST_CASE("attention with sink: matches the reference; probabilities sum below 1",
+          "[ops][attention]") {
   const int64_t H = 3, d = 8, n_vis = 8;
   const auto q = random_vector(H * d, 8);
   const std::vector<float> sinks = {0.5f, -1.0f, 2.0f};
@@ -172,7 +180,8 @@ TEST_CASE("attention with sink: matches the reference; probabilities sum below 1
     keys.push_back(basis.data() + j * d);
   }
   std::vector<float> out(H * d), scratch(n_vis);
-  dsv4::ops::attention_with_sink(q.data(), H, d, keys.data(), n_vis, sinks.data(), out.data(), scratch.data());
+  dsv4::ops::attention_with_sink(q.data(), H, d, keys.data(), n_vis, sinks.data(), out.data(),
+                                 scratch.data());
   for (int64_t h = 0; h < H; ++h) {
     std::vector<double> z;
     for (int64_t j = 0; j < n_vis; ++j) z.push_back(q[h * d + j] / std::sqrt(double(d)));
@@ -187,7 +196,8 @@ TEST_CASE("attention with sink: matches the reference; probabilities sum below 1
     CHECK(total == Approx(1.0 - p[n_vis]).margin(1e-6));  // the sink's share is dropped
   }
   // Empty visible set: everything goes to the sink.
-  dsv4::ops::attention_with_sink(q.data(), H, d, keys.data(), 0, sinks.data(), out.data(), scratch.data());
+  dsv4::ops::attention_with_sink(q.data(), H, d, keys.data(), 0, sinks.data(), out.data(),
+                                 scratch.data());
   for (float v : out) CHECK(v == 0.0f);
 }
 
@@ -206,13 +216,16 @@ TEST_CASE("compressors: HCA and overlapping CSA pooling", "[ops][compressor]") {
     CHECK(out[c] == Approx(expected).margin(1e-6));
   }
   for (bool first_window : {true, false}) {
-    dsv4::ops::csa_pool(first_window ? nullptr : prev_kv.data(), first_window ? nullptr : prev_gate.data(), kv.data(),
-                        gate.data(), m, half, out.data());
+    dsv4::ops::csa_pool(first_window ? nullptr : prev_kv.data(),
+                        first_window ? nullptr : prev_gate.data(), kv.data(), gate.data(), m, half,
+                        out.data());
     for (int64_t c = 0; c < half; ++c) {
       std::vector<double> z, v;
       if (!first_window)
-        for (int64_t s = 0; s < m; ++s) z.push_back(prev_gate[s * half + c]), v.push_back(prev_kv[s * half + c]);
-      for (int64_t s = 0; s < m; ++s) z.push_back(gate[s * 2 * half + half + c]), v.push_back(kv[s * 2 * half + half + c]);
+        for (int64_t s = 0; s < m; ++s)
+          z.push_back(prev_gate[s * half + c]), v.push_back(prev_kv[s * half + c]);
+      for (int64_t s = 0; s < m; ++s)
+        z.push_back(gate[s * 2 * half + half + c]), v.push_back(kv[s * 2 * half + half + c]);
       const auto p = softmax_ref(z);
       double expected = 0;
       for (size_t i = 0; i < p.size(); ++i) expected += p[i] * v[i];
@@ -230,7 +243,8 @@ TEST_CASE("lightning indexer: score formula and deterministic top-k", "[ops][ind
     for (int64_t i = 0; i < c; ++i) dot += double(q[h * c + i]) * key[i];
     expected += u[h] * std::max(dot, 0.0);
   }
-  CHECK(dsv4::ops::indexer_score(q.data(), u.data(), nh, c, key.data()) == Approx(expected / 4.0).margin(1e-5));
+  CHECK(dsv4::ops::indexer_score(q.data(), u.data(), nh, c, key.data()) ==
+        Approx(expected / 4.0).margin(1e-5));
 
   const std::vector<float> scores = {0.5f, 3.0f, -1.0f, 3.0f, 2.0f, 0.0f, 2.5f};
   std::vector<int32_t> top;
@@ -253,9 +267,11 @@ TEST_CASE("moe: scoring functions, bias-only selection, weights and clamped SwiG
   const std::vector<float> z = {0.5f, -2.0f, 3.0f, 1.0f, 30.0f, -40.0f};
   std::vector<float> s(6);
   dsv4::ops::router_scores(z.data(), 6, dsv4::ScoringFunc::kSqrtSoftplus, s.data());
-  for (int i = 0; i < 6; ++i) CHECK(s[i] == Approx(std::sqrt(std::log1p(std::exp(double(z[i]))))).epsilon(1e-6));
+  for (int i = 0; i < 6; ++i)
+    CHECK(s[i] == Approx(std::sqrt(std::log1p(std::exp(double(z[i]))))).epsilon(1e-6));
   dsv4::ops::router_scores(z.data(), 6, dsv4::ScoringFunc::kSigmoid, s.data());
-  for (int i = 0; i < 6; ++i) CHECK(s[i] == Approx(1.0 / (1.0 + std::exp(-double(z[i])))).epsilon(1e-6));
+  for (int i = 0; i < 6; ++i)
+    CHECK(s[i] == Approx(1.0 / (1.0 + std::exp(-double(z[i])))).epsilon(1e-6));
   dsv4::ops::router_scores(z.data(), 6, dsv4::ScoringFunc::kSoftmax, s.data());
   CHECK(std::accumulate(s.begin(), s.end(), 0.0) == Approx(1.0));
 
@@ -284,17 +300,21 @@ TEST_CASE("moe: scoring functions, bias-only selection, weights and clamped SwiG
   CHECK(out[2] == Approx(silu(12.0) * -20.0));  // limit 0: no clamp
 }
 
-TEST_CASE("grouped output projection: each group of heads meets its own rows of wo_a", "[ops][attention]") {
+TEST_CASE("grouped output projection: each group of heads meets its own rows of wo_a",
+          "[ops][attention]") {
   const int64_t T = 5, H = 6, d = 4, G = 3, R = 2, gin = H * d / G;
   const auto o = random_vector(T * H * d, 17), wo_a = random_vector(G * R * gin, 18);
   std::vector<float> out(T * G * R);
   auto cpu = dsv4::create_backend("cpu").value();
-  REQUIRE(dsv4::ops::grouped_output_projection(*cpu, o.data(), T, G, gin, wo_a.data(), R, out.data()).is_ok());
+  REQUIRE(
+      dsv4::ops::grouped_output_projection(*cpu, o.data(), T, G, gin, wo_a.data(), R, out.data())
+          .is_ok());
   for (int64_t t = 0; t < T; ++t)
     for (int64_t g = 0; g < G; ++g)
       for (int64_t r = 0; r < R; ++r) {
         double expected = 0.0;  // heads g·H/G .. (g+1)·H/G − 1, concatenated
-        for (int64_t i = 0; i < gin; ++i) expected += double(o[t * H * d + g * gin + i]) * wo_a[(g * R + r) * gin + i];
+        for (int64_t i = 0; i < gin; ++i)
+          expected += double(o[t * H * d + g * gin + i]) * wo_a[(g * R + r) * gin + i];
         CHECK(out[t * G * R + g * R + r] == Approx(expected).margin(1e-5));
       }
 }

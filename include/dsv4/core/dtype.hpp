@@ -28,19 +28,50 @@ namespace dsv4 {
 
 // Element types that can appear in a checkpoint. Values are internal (not part of the C ABI).
 enum class DType : uint8_t {
-  kF64, kF32, kF16, kBF16, kF8E4M3, kF8E5M2, kF8E8M0, kF4E2M1,
-  kI64, kI32, kI16, kI8, kU64, kU32, kU16, kU8, kBool,
+  kF64,
+  kF32,
+  kF16,
+  kBF16,
+  kF8E4M3,
+  kF8E5M2,
+  kF8E8M0,
+  kF4E2M1,
+  kI64,
+  kI32,
+  kI16,
+  kI8,
+  kU64,
+  kU32,
+  kU16,
+  kU8,
+  kBool,
 };
 
 // Bits per element; F4 is 4 (two elements per byte).
 constexpr int dtype_bits(DType t) noexcept {
   switch (t) {
-    case DType::kF64: case DType::kI64: case DType::kU64: return 64;
-    case DType::kF32: case DType::kI32: case DType::kU32: return 32;
-    case DType::kF16: case DType::kBF16: case DType::kI16: case DType::kU16: return 16;
-    case DType::kF8E4M3: case DType::kF8E5M2: case DType::kF8E8M0:
-    case DType::kI8: case DType::kU8: case DType::kBool: return 8;
-    case DType::kF4E2M1: return 4;
+    case DType::kF64:
+    case DType::kI64:
+    case DType::kU64:
+      return 64;
+    case DType::kF32:
+    case DType::kI32:
+    case DType::kU32:
+      return 32;
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kI16:
+    case DType::kU16:
+      return 16;
+    case DType::kF8E4M3:
+    case DType::kF8E5M2:
+    case DType::kF8E8M0:
+    case DType::kI8:
+    case DType::kU8:
+    case DType::kBool:
+      return 8;
+    case DType::kF4E2M1:
+      return 4;
   }
   return 0;
 }
@@ -73,8 +104,9 @@ struct MinifloatSpec {
     return nan == NanStyle::kAllOnes ? (1 << man_bits) - 2 : (1 << man_bits) - 1;
   }
   constexpr uint32_t nan_code() const {
-    return nan == NanStyle::kIeee ? (uint32_t(max_exp_field()) << man_bits) | (1u << (man_bits - 1))
-                                  : (uint32_t(max_exp_field()) << man_bits) | ((1u << man_bits) - 1);
+    return nan == NanStyle::kIeee
+               ? (uint32_t(max_exp_field()) << man_bits) | (1u << (man_bits - 1))
+               : (uint32_t(max_exp_field()) << man_bits) | ((1u << man_bits) - 1);
   }
 };
 
@@ -90,10 +122,9 @@ inline double minifloat_decode(uint32_t code, const MinifloatSpec& s) {
   const uint32_t m = code & ((1u << s.man_bits) - 1);
   double magnitude;
   if (s.nan == NanStyle::kIeee && e == s.max_exp_field()) {
-    magnitude = m == 0 ? std::numeric_limits<double>::infinity()
-                       : std::numeric_limits<double>::quiet_NaN();
-  } else if (s.nan == NanStyle::kAllOnes && e == s.max_exp_field() &&
-             m == (1u << s.man_bits) - 1) {
+    magnitude =
+        m == 0 ? std::numeric_limits<double>::infinity() : std::numeric_limits<double>::quiet_NaN();
+  } else if (s.nan == NanStyle::kAllOnes && e == s.max_exp_field() && m == (1u << s.man_bits) - 1) {
     magnitude = std::numeric_limits<double>::quiet_NaN();
   } else if (e == 0) {
     magnitude = std::ldexp(double(m), 1 - s.bias - s.man_bits);

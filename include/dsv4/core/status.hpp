@@ -117,9 +117,10 @@ auto capture_result(F&& body) -> Result<decltype(body())> {
 template <class F>
 Status capture_status(F&& body) {
   return capture_result([&] {
-    body();
-    return true;
-  }).status();
+           body();
+           return true;
+         })
+      .status();
 }
 
 }  // namespace dsv4

@@ -16,7 +16,11 @@ enum class ScoringFunc { kSqrtSoftplus, kSigmoid, kSoftmax };
 std::string_view scoring_func_name(ScoringFunc f) noexcept;
 
 // What a decoder layer attends to, derived from its compress ratio m.
-enum class AttentionKind { kSlidingWindow /* m = 0 */, kCompressedSparse /* m = 4 */, kHeavilyCompressed /* other m */ };
+enum class AttentionKind {
+  kSlidingWindow /* m = 0 */,
+  kCompressedSparse /* m = 4 */,
+  kHeavilyCompressed /* other m */
+};
 std::string_view attention_kind_name(AttentionKind k) noexcept;  // "SWA", "CSA", "HCA"
 
 inline constexpr int kCsaCompressRatio = 4;
@@ -40,12 +44,12 @@ struct QuantizationConfig {
 
 struct ModelConfig {
   int64_t vocab_size = 0;
-  int64_t hidden_size = 0;               // D
+  int64_t hidden_size = 0;  // D
   int64_t num_hidden_layers = 0;
-  int64_t num_attention_heads = 0;       // H
+  int64_t num_attention_heads = 0;  // H
   int64_t num_key_value_heads = 1;
-  int64_t head_dim = 0;                  // d
-  int64_t qk_rope_head_dim = 0;          // r
+  int64_t head_dim = 0;          // d
+  int64_t qk_rope_head_dim = 0;  // r
   int64_t q_lora_rank = 0;
   int64_t o_groups = 0;
   int64_t o_lora_rank = 0;
@@ -54,15 +58,15 @@ struct ModelConfig {
   int64_t index_n_heads = 0;             // H_I
   int64_t index_head_dim = 0;            // c
   int64_t index_topk = 0;
-  int64_t n_routed_experts = 0;          // E
-  int64_t num_experts_per_tok = 0;       // k
+  int64_t n_routed_experts = 0;     // E
+  int64_t num_experts_per_tok = 0;  // k
   int64_t n_shared_experts = 0;
   int64_t moe_intermediate_size = 0;
   int64_t num_hash_layers = 0;
   ScoringFunc scoring_func = ScoringFunc::kSqrtSoftplus;
   double routed_scaling_factor = 1.0;
-  double swiglu_limit = 0.0;             // 0 = no clamp
-  int64_t hc_mult = 1;                   // n
+  double swiglu_limit = 0.0;  // 0 = no clamp
+  int64_t hc_mult = 1;        // n
   int64_t hc_sinkhorn_iters = 20;
   double hc_eps = 1e-6;
   double rope_theta = 10000.0;
@@ -72,7 +76,7 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   int64_t num_nextn_predict_layers = 0;
   int64_t max_position_embeddings = 0;
-  std::string expert_dtype;              // "" (same as the rest) or "fp4"
+  std::string expert_dtype;  // "" (same as the rest) or "fp4"
   QuantizationConfig quantization;
 
   int64_t compress_ratio(int64_t layer) const { return compress_ratios[size_t(layer)]; }
@@ -82,7 +86,8 @@ struct ModelConfig {
 };
 
 // Parses config.json text. `source` names the file in messages.
-Result<ModelConfig> parse_model_config(std::string_view json_text, std::string_view source = "config.json");
+Result<ModelConfig> parse_model_config(std::string_view json_text,
+                                       std::string_view source = "config.json");
 // Reads DIR/config.json (or the file itself when `path` is a file).
 Result<ModelConfig> load_model_config(const std::string& path);
 // Re-checks a config built in code (the embedded demo model, tests).

@@ -35,8 +35,8 @@ struct SafetensorsTensorInfo {
 };
 
 struct SafetensorsHeader {
-  uint64_t header_bytes = 0;  // N
-  uint64_t data_offset = 0;   // 8 + N
+  uint64_t header_bytes = 0;                   // N
+  uint64_t data_offset = 0;                    // 8 + N
   std::vector<SafetensorsTensorInfo> tensors;  // sorted by name
   std::map<std::string, std::string> metadata;
 };

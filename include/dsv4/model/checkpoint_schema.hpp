@@ -22,10 +22,11 @@ enum class TensorRole : uint8_t {
 };
 
 struct TensorSpec {
-  std::string name;  // e.g. "layers.3.attn.wq_b" for linears (".weight"/".scale" appended), full name otherwise
+  std::string name;  // e.g. "layers.3.attn.wq_b" for linears (".weight"/".scale" appended), full
+                     // name otherwise
   Shape shape;       // logical shape ([out, in] for linears)
   TensorRole role;
-  int layer = -1;    // -1 for model-level tensors
+  int layer = -1;  // -1 for model-level tensors
 };
 
 // All tensors of the decoder stack and head, in a stable order.

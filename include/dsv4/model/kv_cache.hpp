@@ -5,13 +5,13 @@
 //   indexer      one lightning-indexer key per compressed entry, c  (CSA)
 //   state        the compressor's incomplete window (+ CSA's previous A halves)
 //
-// Entries live in fixed-size blocks (kBlockEntries each) allocated on demand, each kind with its own
-// storage format, so lower-precision formats, per-block accounting and spilling blocks to disk fit
-// without changing callers. Today every kind stores fp32 (CacheFormat::kF32).
+// Entries live in fixed-size blocks (kBlockEntries each) allocated on demand, each kind with its
+// own storage format, so lower-precision formats, per-block accounting and spilling blocks to disk
+// fit without changing callers. Today every kind stores fp32 (CacheFormat::kF32).
 #pragma once
 
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -68,7 +68,7 @@ struct CompressorState {
   int64_t compress_ratio = 0;  // m
   int64_t width = 0;           // row width (out_dim, or 2·out_dim when overlapping)
   bool overlap = false;
-  std::vector<float> kv, gate;            // [m, width]
+  std::vector<float> kv, gate;                // [m, width]
   std::vector<float> prev_kv_a, prev_gate_a;  // [m, width/2] (overlap only)
   bool has_prev = false;
 
@@ -80,8 +80,8 @@ struct CompressorState {
 
 struct LayerCache {
   EntryStore window;
-  EntryStore compressed;  // m > 0
-  EntryStore indexer;     // CSA
+  EntryStore compressed;               // m > 0
+  EntryStore indexer;                  // CSA
   CompressorState compressor;          // m > 0
   CompressorState indexer_compressor;  // CSA
 };

@@ -21,7 +21,8 @@ struct ModelLoadOptions {
 class Model {
  public:
   // Reads DIR/config.json and the checkpoint, checks every tensor, and loads (dequantises) weights.
-  static Result<std::shared_ptr<const Model>> load(const std::string& dir, const ModelLoadOptions& options = {});
+  static Result<std::shared_ptr<const Model>> load(const std::string& dir,
+                                                   const ModelLoadOptions& options = {});
   // A model from weights built in memory (e.g. random_weights for the demo).
   static Result<std::shared_ptr<const Model>> from_weights(ModelConfig config, ModelWeights weights,
                                                            const ModelLoadOptions& options = {});
@@ -36,7 +37,8 @@ class Model {
   }
 
  private:
-  static Result<std::shared_ptr<const Model>> finish(std::shared_ptr<Model> model, const ModelLoadOptions& options);
+  static Result<std::shared_ptr<const Model>> finish(std::shared_ptr<Model> model,
+                                                     const ModelLoadOptions& options);
   ModelConfig config_;
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;

@@ -17,7 +17,7 @@ struct LayerSummary {
   AttentionKind attention = AttentionKind::kSlidingWindow;
   int64_t compress_ratio = 0;
   bool hash_routing = false;
-  int64_t n_params = 0;            // logical weights of this layer (scales excluded)
+  int64_t n_params = 0;  // logical weights of this layer (scales excluded)
   WeightFormat attention_format = WeightFormat::kF32;  // of attn.wq_a
   WeightFormat expert_format = WeightFormat::kF32;     // of ffn.experts.0.w1
 };
@@ -31,10 +31,10 @@ struct DTypeUsage {
 struct ModelSummary {
   std::vector<LayerSummary> layers;
   int64_t n_params_total = 0;
-  int64_t n_params_embedding = 0;  // embed + head
+  int64_t n_params_embedding = 0;        // embed + head
   std::map<DType, DTypeUsage> by_dtype;  // every tensor stored in the checkpoint
   int64_t n_bytes_total = 0;
-  int64_t n_unused_tensors = 0;    // stored but not in the schema (MTP layers, extras)
+  int64_t n_unused_tensors = 0;  // stored but not in the schema (MTP layers, extras)
 };
 
 // Checks the checkpoint against the schema and summarises it.

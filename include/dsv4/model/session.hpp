@@ -27,7 +27,8 @@ struct ForwardTrace {
 
 class Session {
  public:
-  static Result<std::unique_ptr<Session>> create(std::shared_ptr<const Model> model, const SessionOptions& options = {});
+  static Result<std::unique_ptr<Session>> create(std::shared_ptr<const Model> model,
+                                                 const SessionOptions& options = {});
 
   // Appends tokens and, when `logits` is not null, writes [tokens.size(), vocab] logits.
   // Token ids and limits are checked before any state changes; on such errors the session is

@@ -25,9 +25,9 @@ struct MhcWeights {
 };
 
 struct CompressorWeights {
-  Linear wkv, wgate;       // [width, D]; width = out_dim (HCA) or 2·out_dim (CSA, overlapping)
-  std::vector<float> ape;  // [m, width]
-  std::vector<float> norm; // [out_dim]
+  Linear wkv, wgate;        // [width, D]; width = out_dim (HCA) or 2·out_dim (CSA, overlapping)
+  std::vector<float> ape;   // [m, width]
+  std::vector<float> norm;  // [out_dim]
   int64_t out_dim = 0;
   bool overlap = false;
 };
@@ -76,7 +76,9 @@ ModelWeights random_weights(const ModelConfig& config, uint64_t seed);
 
 // Dequantisation of one stored linear, exposed for tests.
 // FP8: w = e4m3 × scale[o/128][i/128]. FP4: w = e2m1(nibble) × scale[o][i/32].
-std::vector<float> dequantize_fp8_block(const ConstTensorView& weight, const ConstTensorView& scale);
-std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const ConstTensorView& scale, int64_t in);
+std::vector<float> dequantize_fp8_block(const ConstTensorView& weight,
+                                        const ConstTensorView& scale);
+std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const ConstTensorView& scale,
+                                        int64_t in);
 
 }  // namespace dsv4

@@ -1,7 +1,8 @@
 // Shared-KV attention with per-head sinks over an arbitrary visible set (spec section 3).
 //
 // For each head h: ℓ_j = q_h · k_j / sqrt(d); p = softmax({ℓ_j} ∪ {sink_h}) with the sink's share
-// dropped; o_h = Σ_j p_j k_j (the key vector is also the value). Softmax in fp32 with max subtraction.
+// dropped; o_h = Σ_j p_j k_j (the key vector is also the value). Softmax in fp32 with max
+// subtraction.
 #pragma once
 
 #include <algorithm>
@@ -12,8 +13,8 @@ namespace dsv4::ops {
 
 // q: [H, d]; keys: n_vis pointers to [d] vectors; sinks: [H]; out: [H, d]; scores: scratch [n_vis].
 template <class T>
-void attention_with_sink(const T* q, int64_t n_heads, int64_t head_dim, const T* const* keys, int64_t n_vis,
-                         const float* sinks, T* out, float* scores) {
+void attention_with_sink(const T* q, int64_t n_heads, int64_t head_dim, const T* const* keys,
+                         int64_t n_vis, const float* sinks, T* out, float* scores) {
   const float scale = 1.0f / std::sqrt(float(head_dim));
   for (int64_t h = 0; h < n_heads; ++h) {
     const T* qh = q + h * head_dim;

@@ -1,10 +1,10 @@
 // KV compressors (spec section 3, "Compressors"): per-channel softmax pooling of a window's tokens.
 //
 // HCA (no overlap): entry = Σ_{s in window} softmax_s(g_s) ⊙ a_s over the m tokens.
-// CSA (overlap): a_s = [A | B]; entry w pools the A halves of window w−1 and the B halves of window w
-// (2m slots, per-channel softmax; the A slots are absent for w = 0).
-// Both are followed by RMSNorm (weighted) and RoPE at the window's first position, applied by the
-// caller. Pooling runs in fp32 with max subtraction.
+// CSA (overlap): a_s = [A | B]; entry w pools the A halves of window w−1 and the B halves of window
+// w (2m slots, per-channel softmax; the A slots are absent for w = 0). Both are followed by RMSNorm
+// (weighted) and RoPE at the window's first position, applied by the caller. Pooling runs in fp32
+// with max subtraction.
 #pragma once
 
 #include <algorithm>
@@ -30,10 +30,11 @@ void hca_pool(const T* kv, const T* gate, int64_t m, int64_t width, T* out) {
 }
 
 // prev_kv_a, prev_gate_a: [m, half] A halves of window w−1, or nullptr for w = 0;
-// cur_kv, cur_gate: [m, 2·half] full rows of window w (B half = columns [half, 2·half)); out: [half].
+// cur_kv, cur_gate: [m, 2·half] full rows of window w (B half = columns [half, 2·half)); out:
+// [half].
 template <class T>
-void csa_pool(const T* prev_kv_a, const T* prev_gate_a, const T* cur_kv, const T* cur_gate, int64_t m,
-              int64_t half, T* out) {
+void csa_pool(const T* prev_kv_a, const T* prev_gate_a, const T* cur_kv, const T* cur_gate,
+              int64_t m, int64_t half, T* out) {
   const int64_t width = 2 * half;
   for (int64_t c = 0; c < half; ++c) {
     float max_g = -INFINITY;

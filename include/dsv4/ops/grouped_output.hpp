@@ -10,8 +10,9 @@
 namespace dsv4::ops {
 
 // o: [T, G·group_in] (heads concatenated); wo_a: [G·R, group_in]; out: [T, G·R].
-inline Status grouped_output_projection(Backend& backend, const float* o, int64_t n_tokens, int64_t n_groups,
-                                        int64_t group_in, const float* wo_a, int64_t rank, float* out) {
+inline Status grouped_output_projection(Backend& backend, const float* o, int64_t n_tokens,
+                                        int64_t n_groups, int64_t group_in, const float* wo_a,
+                                        int64_t rank, float* out) {
   for (int64_t g = 0; g < n_groups; ++g) {
     GemmArgs args;
     args.m = n_tokens, args.n = rank, args.k = group_in;

@@ -35,8 +35,8 @@ inline void sinkhorn_normalize(float* c, int64_t n, int64_t iters, float eps) {
 //   pre[n]    = sigmoid(mix_j · scale0 + base_j) + eps
 //   post[n]   = 2 · sigmoid(mix_{n+j} · scale1 + base_{n+j})
 //   comb[n×n] = Sinkhorn(softmax_rows(mix_{2n+..} · scale2 + base_{2n+..}) + eps)
-inline void mhc_coefficients(const float* mix, const float* base, const float* scale, int64_t n, int64_t iters,
-                             float eps, float* pre, float* post, float* comb) {
+inline void mhc_coefficients(const float* mix, const float* base, const float* scale, int64_t n,
+                             int64_t iters, float eps, float* pre, float* post, float* comb) {
   for (int64_t j = 0; j < n; ++j) {
     pre[j] = sigmoid(mix[j] * scale[0] + base[j]) + eps;
     post[j] = 2.0f * sigmoid(mix[n + j] * scale[1] + base[n + j]);
@@ -69,7 +69,8 @@ void mhc_collapse(const T* x, const float* pre, int64_t n, int64_t d, T* y) {
 
 // X'_k = post_k · z + Σ_i comb[i][k] · X_i, in place on X [n, D]; `scratch` holds n·D values.
 template <class T>
-void mhc_update(T* x, const T* z, const float* post, const float* comb, int64_t n, int64_t d, float* scratch) {
+void mhc_update(T* x, const T* z, const float* post, const float* comb, int64_t n, int64_t d,
+                float* scratch) {
   for (int64_t i = 0; i < n * d; ++i) scratch[i] = float(x[i]);
   for (int64_t k = 0; k < n; ++k) {
     for (int64_t c = 0; c < d; ++c) {
@@ -81,7 +82,8 @@ void mhc_update(T* x, const T* z, const float* post, const float* comb, int64_t 
 }
 
 // Final head weights: pre_j = sigmoid(mix_j · scale + base_j) + eps.
-inline void mhc_head_weights(const float* mix, const float* base, float scale, int64_t n, float eps, float* pre) {
+inline void mhc_head_weights(const float* mix, const float* base, float scale, int64_t n, float eps,
+                             float* pre) {
   for (int64_t j = 0; j < n; ++j) pre[j] = sigmoid(mix[j] * scale + base[j]) + eps;
 }
 

@@ -22,36 +22,41 @@ inline void router_scores(const float* logits, int64_t n_experts, ScoringFunc fu
       }
       return;
     case ScoringFunc::kSigmoid:
-      for (int64_t e = 0; e < n_experts; ++e) scores[e] = float(1.0 / (1.0 + std::exp(-double(logits[e]))));
+      for (int64_t e = 0; e < n_experts; ++e)
+        scores[e] = float(1.0 / (1.0 + std::exp(-double(logits[e]))));
       return;
     case ScoringFunc::kSoftmax: {
       const float max_z = *std::max_element(logits, logits + n_experts);
       double sum = 0.0;
       for (int64_t e = 0; e < n_experts; ++e) sum += std::exp(double(logits[e] - max_z));
-      for (int64_t e = 0; e < n_experts; ++e) scores[e] = float(std::exp(double(logits[e] - max_z)) / sum);
+      for (int64_t e = 0; e < n_experts; ++e)
+        scores[e] = float(std::exp(double(logits[e] - max_z)) / sum);
       return;
     }
   }
 }
 
 // Top-k experts by scores + bias (bias may be nullptr; it only selects). Ties prefer lower ids.
-inline void select_experts(const float* scores, const float* bias, int64_t n_experts, int64_t k, int32_t* out) {
+inline void select_experts(const float* scores, const float* bias, int64_t n_experts, int64_t k,
+                           int32_t* out) {
   std::vector<int32_t> ids(static_cast<size_t>(n_experts));
   std::iota(ids.begin(), ids.end(), 0);
   auto key = [&](int32_t e) { return scores[e] + (bias ? bias[e] : 0.0f); };
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
-                    [&](int32_t a, int32_t b) { return key(a) > key(b) || (key(a) == key(b) && a < b); });
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+    return key(a) > key(b) || (key(a) == key(b) && a < b);
+  });
   std::copy(ids.begin(), ids.begin() + k, out);
 }
 
 // Weights of the selected experts: s_e / Σ_sel s (not renormalised for softmax), times `scale`.
-inline void routing_weights(const float* scores, const int32_t* selected, int64_t k, ScoringFunc func,
-                            float scale, float* weights) {
+inline void routing_weights(const float* scores, const int32_t* selected, int64_t k,
+                            ScoringFunc func, float scale, float* weights) {
   double sum = 0.0;
   for (int64_t i = 0; i < k; ++i) sum += scores[selected[i]];
   const bool renormalise = func != ScoringFunc::kSoftmax;
   for (int64_t i = 0; i < k; ++i)
-    weights[i] = float((renormalise ? double(scores[selected[i]]) / sum : double(scores[selected[i]])) * scale);
+    weights[i] = float(
+        (renormalise ? double(scores[selected[i]]) / sum : double(scores[selected[i]])) * scale);
 }
 
 // out = silu(min(gate, L)) ⊙ clamp(up, −L, L); limit L = 0 means no clamp.

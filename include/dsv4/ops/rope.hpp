@@ -1,8 +1,8 @@
 // Interleaved partial RoPE with the YaRN frequency correction (spec section 3).
 //
 // The rope slice (the last r dims of a head) rotates its pairs (2i, 2i+1) by angle pos·θ_i with
-// θ_i = base^(−2i/r). With YaRN, θ_i ← θ_i/factor · ramp_i + θ_i · (1 − ramp_i): high-frequency pairs
-// keep their angle, low-frequency pairs are interpolated. No magnitude factor is applied.
+// θ_i = base^(−2i/r). With YaRN, θ_i ← θ_i/factor · ramp_i + θ_i · (1 − ramp_i): high-frequency
+// pairs keep their angle, low-frequency pairs are interpolated. No magnitude factor is applied.
 #pragma once
 
 #include <algorithm>
@@ -26,10 +26,12 @@ struct RopeParams {
 inline std::vector<double> rope_frequencies(const RopeParams& p) {
   const int64_t half = p.rope_dim / 2;
   std::vector<double> theta(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) theta[size_t(i)] = std::pow(p.base, -2.0 * double(i) / double(p.rope_dim));
+  for (int64_t i = 0; i < half; ++i)
+    theta[size_t(i)] = std::pow(p.base, -2.0 * double(i) / double(p.rope_dim));
   if (!p.yarn || p.factor == 1.0) return theta;
   const double two_pi = 2.0 * M_PI;
-  const double r = double(p.rope_dim), L = double(p.original_max_position), log_base = std::log(p.base);
+  const double r = double(p.rope_dim), L = double(p.original_max_position),
+               log_base = std::log(p.base);
   double low = std::floor(r * std::log(L / (p.beta_fast * two_pi)) / (2.0 * log_base));
   double high = std::ceil(r * std::log(L / (p.beta_slow * two_pi)) / (2.0 * log_base));
   low = std::clamp(low, 0.0, r - 1.0);
@@ -42,7 +44,8 @@ inline std::vector<double> rope_frequencies(const RopeParams& p) {
 }
 
 // cos/sin of pos·θ_i, i < r/2, computed in double.
-inline void rope_cos_sin(const std::vector<double>& theta, int64_t pos, float* cos_out, float* sin_out) {
+inline void rope_cos_sin(const std::vector<double>& theta, int64_t pos, float* cos_out,
+                         float* sin_out) {
   for (size_t i = 0; i < theta.size(); ++i) {
     const double angle = double(pos) * theta[i];
     cos_out[i] = float(std::cos(angle));

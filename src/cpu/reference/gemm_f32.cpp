@@ -9,7 +9,8 @@ void gemm_f32_reference(const GemmArgs& g) noexcept {
   for (int64_t i = 0; i < g.m; ++i) {
     for (int64_t j = 0; j < g.n; ++j) {
       double sum = 0.0;
-      for (int64_t p = 0; p < g.k; ++p) sum += double(g.a[i * g.lda + p]) * double(w[j * g.ldw + p]);
+      for (int64_t p = 0; p < g.k; ++p)
+        sum += double(g.a[i * g.lda + p]) * double(w[j * g.ldw + p]);
       float* c = g.c + i * g.ldc + j;
       *c = float(g.alpha * sum + (g.beta == 0.0f ? 0.0 : double(g.beta) * *c));
     }
