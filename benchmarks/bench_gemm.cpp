@@ -25,8 +25,6 @@ void bench_gemm(benchmark::State& state) {
     if (!backend->gemm(g)) state.SkipWithError("gemm failed");
     benchmark::DoNotOptimize(c.data());
   }
-  const double seconds_per_iter = 1.0;  // rates below are per second of measured time
-  (void)seconds_per_iter;
   const double flops = 2.0 * double(m * n * k);
   const double bytes = double(n * k) * sizeof(float);
   state.counters["GFLOP/s"] =
