@@ -24,9 +24,12 @@ int main(int argc, char** argv) {
   }
   n_new = atoi(argv[2]);
   n_prompt = argc - 3;
-  if ((status = dsv4_model_load(argv[1], NULL, &model)) != DSV4_OK) return fail("dsv4_model_load", status);
-  if ((status = dsv4_model_n_vocab(model, &vocab)) != DSV4_OK) return fail("dsv4_model_n_vocab", status);
-  if ((status = dsv4_session_create(model, NULL, &session)) != DSV4_OK) return fail("dsv4_session_create", status);
+  if ((status = dsv4_model_load(argv[1], NULL, &model)) != DSV4_OK)
+    return fail("dsv4_model_load", status);
+  if ((status = dsv4_model_n_vocab(model, &vocab)) != DSV4_OK)
+    return fail("dsv4_model_n_vocab", status);
+  if ((status = dsv4_session_create(model, NULL, &session)) != DSV4_OK)
+    return fail("dsv4_session_create", status);
   prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
   logits = malloc(sizeof(float) * (size_t)vocab * (size_t)n_prompt);
   if (!prompt || !logits) return 1;
