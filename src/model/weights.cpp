@@ -132,9 +132,6 @@ LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) 
   return L;
 }
 
-size_t linear_bytes(const Linear& l) { return l.w.size() * sizeof(float); }
-size_t vec_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
-
 }  // namespace
 
 std::vector<float> dequantize_fp8_block(const ConstTensorView& weight,
@@ -181,23 +178,6 @@ Result<ModelWeights> load_weights(const Checkpoint& checkpoint, const ModelConfi
     w.head = r.dense("head.weight", config.vocab_size, config.hidden_size);
     return w;
   });
-}
-
-size_t ModelWeights::bytes() const {
-  size_t total = vec_bytes(embed) + vec_bytes(norm) + linear_bytes(head) + vec_bytes(hc_head.fn);
-  for (const LayerWeights& L : layers) {
-    total += vec_bytes(L.hc_attn.fn) + vec_bytes(L.hc_ffn.fn);
-    for (const Linear* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate})
-      total += linear_bytes(*l);
-    if (L.compressor) total += linear_bytes(L.compressor->wkv) + linear_bytes(L.compressor->wgate);
-    if (L.indexer)
-      total += linear_bytes(L.indexer->wq_b) + linear_bytes(L.indexer->compressor.wkv) * 2 +
-               linear_bytes(L.indexer->weights_proj);
-    for (const ExpertWeights& e : L.experts)
-      total += linear_bytes(e.w1) + linear_bytes(e.w2) + linear_bytes(e.w3);
-    if (L.shared_expert) total += linear_bytes(L.shared_expert->w1) * 3;
-  }
-  return total;
 }
 
 // ---- random weights ----

@@ -62,8 +62,6 @@ struct ModelWeights {
   std::vector<float> norm;
   MhcWeights hc_head;
   Linear head;  // [V, D]
-
-  size_t bytes() const;
 };
 
 // Loads (and dequantises) every tensor of the schema; the checkpoint must already pass
