@@ -1,6 +1,8 @@
 // The dsv4 command-line tool: one function per subcommand.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +18,22 @@ struct Args {
   }
   bool has(const std::string& key) const { return options.count(key) != 0; }
 };
+
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A whole decimal integer ("12abc" and "" are rejected).
+inline bool parse_int(const std::string& text, int64_t* out) {
+  try {
+    size_t used = 0;
+    *out = std::stoll(text, &used);
+    return used == text.size();
+  } catch (...) {
+    return false;
+  }
+}
 
 int command_info(const Args& args);
 int command_eval(const Args& args);

@@ -16,18 +16,11 @@
 namespace dsv4::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
+// The option's integer value, `fallback` when absent, -1 when not a whole integer.
 int64_t int_option(const Args& args, const char* key, int64_t fallback) {
   if (!args.has(key)) return fallback;
-  try {
-    return std::stoll(args.get(key));
-  } catch (...) {
-    return -1;
-  }
+  int64_t value = 0;
+  return parse_int(args.get(key), &value) ? value : -1;
 }
 
 void print_cache_table(const ModelConfig& c, const CacheMemory& mem, int64_t n_tokens) {

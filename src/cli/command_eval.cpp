@@ -14,11 +14,6 @@
 namespace dsv4::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 int report(const Status& status, const char* command) {
   std::fprintf(stderr, "dsv4 %s: %s\n", command, status.to_string().c_str());
   return 1;
@@ -31,16 +26,6 @@ double negative_log_likelihood(const float* logits, int64_t vocab, int32_t targe
   double sum = 0.0;
   for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - max_logit);
   return std::log(sum) + max_logit - double(logits[target]);
-}
-
-bool parse_int(const std::string& text, int64_t* out) {
-  try {
-    size_t used = 0;
-    *out = std::stoll(text, &used);
-    return used == text.size();
-  } catch (...) {
-    return false;
-  }
 }
 
 struct Loaded {
