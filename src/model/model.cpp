@@ -6,11 +6,16 @@
 #include "dsv4/ops/rope.hpp"
 
 namespace dsv4 {
+namespace {
+void check_options(const ModelLoadOptions& options) {
+  if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
+}
+}  // namespace
 
 Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
                                                    const ModelLoadOptions& options) {
   return capture_result([&]() -> std::shared_ptr<const Model> {
-    if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
+    check_options(options);
     throw_if_error(validate_model_config(model->config_));
     auto backend = create_backend(options.backend);
     throw_if_error(backend.status());
@@ -36,7 +41,7 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& dir,
                                                  const ModelLoadOptions& options) {
   auto model = std::shared_ptr<Model>(new Model());
   Status loaded = capture_status([&] {
-    if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
+    check_options(options);  // before the expensive part
     auto config = load_model_config(dir);
     throw_if_error(config.status());
     model->config_ = std::move(config.value());
