@@ -14,7 +14,7 @@
 
 namespace {
 
-size_t linear_bytes(const dsv4::Linear& l) { return l.w.size() * sizeof(float); }
+size_t linear_bytes(const dsv4::Linear& l) { return l.bytes(); }
 
 // Weight bytes one decode token reads (k of the routed experts per layer).
 double decode_weight_bytes(const dsv4::ModelConfig& c, const dsv4::ModelWeights& w) {

@@ -13,12 +13,32 @@ constexpr size_t kAlignment = 64;  // one cache line, and a full AVX-512 vector
 
 void free_host(void* p, size_t) noexcept { std::free(p); }
 
+Status check_gemm_args(const GemmArgs& g) noexcept {
+  const WeightView& w = g.w;
+  const bool block_scaled =
+      w.format == WeightFormat::kFp8Block || w.format == WeightFormat::kFp4Block;
+  if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !w.data || !g.c || g.lda < g.k || g.ldc < g.n ||
+      w.out != g.n || w.in != g.k || (block_scaled && !w.scales) ||
+      (w.format == WeightFormat::kFp4Block && g.k % 2 != 0))
+    return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent gemm arguments");
+  return Status::ok();
+}
+
 class CpuBackend final : public Backend {
  public:
   std::string_view name() const noexcept override { return "cpu"; }
   DeviceKind device() const noexcept override { return DeviceKind::kCpu; }
   bool supports(const OpDesc& op) const noexcept override {
-    return op.kind == OpKind::kGemm && op.weight_format == WeightFormat::kF32;
+    switch (op.weight_format) {
+      case WeightFormat::kF32:
+      case WeightFormat::kBF16:
+      case WeightFormat::kFp8Block:
+      case WeightFormat::kFp4Block:
+        return true;
+      case WeightFormat::kF16:  // converted to F32 at load; no F16 kernel
+        return false;
+    }
+    return false;
   }
   Result<Buffer> allocate(size_t bytes, BufferUse) noexcept override {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -37,15 +57,13 @@ class CpuBackend final : public Backend {
     return Status::ok();
   }
   Status gemm(const GemmArgs& g) noexcept override {
-    if (g.w_format != WeightFormat::kF32)
+    if (!supports({OpKind::kGemm, g.w.format}))
       return Status(StatusCode::kUnsupported,
-                    "cpu backend: gemm supports fp32 weights only (quantised weights are "
-                    "dequantised at load)");
-    if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !g.w || !g.c || g.lda < g.k || g.ldw < g.k ||
-        g.ldc < g.n)
-      return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent gemm arguments");
+                    "cpu backend: gemm has no kernel for weight format " +
+                        std::string(weight_format_traits(g.w.format).name));
+    if (Status s = check_gemm_args(g); !s) return s;
     if (g.m == 0 || g.n == 0) return Status::ok();
-    kernels().gemm_f32(g);
+    kernels().gemm(g);
     return Status::ok();
   }
   Status synchronize() noexcept override { return Status::ok(); }

@@ -11,7 +11,8 @@ Isa best_supported_isa() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    return Isa::kAvx2;
   return Isa::kSse2;
 #else
   return Isa::kScalar;
@@ -55,15 +56,15 @@ std::string_view isa_name(Isa isa) noexcept {
 KernelTable kernels_for(Isa isa) noexcept {
   switch (isa) {
     case Isa::kAvx512:
-      return {isa, &gemm_f32_avx512};
+      return {isa, &gemm_avx512};
     case Isa::kAvx2:
-      return {isa, &gemm_f32_avx2};
+      return {isa, &gemm_avx2};
     case Isa::kSse2:
-      return {isa, &gemm_f32_sse2};
+      return {isa, &gemm_sse2};
     case Isa::kScalar:
       break;
   }
-  return {Isa::kScalar, &gemm_f32_reference};
+  return {Isa::kScalar, &gemm_reference};
 }
 
 const KernelTable& kernels() noexcept {

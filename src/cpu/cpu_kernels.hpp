@@ -12,14 +12,14 @@ enum class Isa { kScalar, kSse2, kAvx2, kAvx512 };
 
 struct KernelTable {
   Isa isa;
-  void (*gemm_f32)(const GemmArgs&) noexcept;
+  void (*gemm)(const GemmArgs&) noexcept;
 };
 
 // Reference (scalar, always compiled, the oracle) and per-ISA kernels.
-void gemm_f32_reference(const GemmArgs& args) noexcept;
-void gemm_f32_sse2(const GemmArgs& args) noexcept;
-void gemm_f32_avx2(const GemmArgs& args) noexcept;
-void gemm_f32_avx512(const GemmArgs& args) noexcept;
+void gemm_reference(const GemmArgs& args) noexcept;
+void gemm_sse2(const GemmArgs& args) noexcept;
+void gemm_avx2(const GemmArgs& args) noexcept;
+void gemm_avx512(const GemmArgs& args) noexcept;
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

@@ -104,12 +104,8 @@ void indexer_scores(const Model& model, const IndexerQueries& iq, const EntrySto
   dots.resize(size_t(nq * nh * block));
   for (int64_t b0 = 0; b0 < n_entries; b0 += block) {
     const int64_t nb = std::min(block, n_entries - b0);
-    GemmArgs g;
-    g.m = nq * nh, g.n = nb, g.k = dim;
-    g.a = iq.q.data() + t0 * nh * dim, g.lda = dim;
-    g.w = keys.entry(b0), g.ldw = dim;
-    g.c = dots.data(), g.ldc = nb;
-    throw_if_error(model.backend().gemm(g));
+    matmul_transposed(model.backend(), iq.q.data() + t0 * nh * dim, nq * nh, keys.entry(b0), nb,
+                      dim, dots.data());
     for (int64_t tq = 0; tq < nq; ++tq) {
       const float* u = iq.weights.data() + (t0 + tq) * nh;
       float* out = scores.data() + tq * n_entries + b0;
@@ -205,21 +201,21 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
   std::vector<float> oa(size_t(n_tokens * G * R));
-  throw_if_error(ops::grouped_output_projection(backend, o.data(), n_tokens, G, H * d / G,
-                                                L.wo_a.w.data(), R, oa.data()));
+  throw_if_error(ops::grouped_output_projection(backend, o.data(), n_tokens, G, H * d / G, L.wo_a,
+                                                R, oa.data()));
   linear(backend, oa.data(), n_tokens, L.wo_b, out);
 }
 
 void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out,
                        int64_t in, float* y) {
-  GemmArgs args;
-  args.m = rows, args.n = out, args.k = in;
-  args.a = x, args.lda = in, args.w = w, args.ldw = in, args.c = y, args.ldc = out;
-  throw_if_error(backend.gemm(args));
+  linear(backend, x, rows, f32_weights(w, out, in), y);
 }
 
 void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y) {
-  matmul_transposed(backend, x, rows, w.w.data(), w.out, w.in, y);
+  GemmArgs args;
+  args.m = rows, args.n = w.out, args.k = w.in;
+  args.a = x, args.lda = w.in, args.w = w, args.c = y, args.ldc = w.out;
+  throw_if_error(backend.gemm(args));
 }
 
 }  // namespace dsv4::detail

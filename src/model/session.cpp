@@ -156,9 +156,11 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logi
 
   // Every stream starts as the token embedding.
   std::vector<float> x(size_t(n_tokens * stream));
-  for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t j = 0; j < n; ++j)
-      std::copy_n(w.embed.data() + tokens[t] * D, D, x.data() + t * stream + j * D);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    w.embed.decode_row(tokens[t], x.data() + t * stream);
+    for (int64_t j = 1; j < n; ++j)
+      std::copy_n(x.data() + t * stream, D, x.data() + t * stream + j * D);
+  }
   if (trace) trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
 
   std::vector<float> y(size_t(n_tokens * D)), z(size_t(n_tokens * D));

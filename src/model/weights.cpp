@@ -1,7 +1,9 @@
 #include "dsv4/model/weights.hpp"
 
+#include <algorithm>
 #include <cmath>
-#include <random>
+#include <cstring>
+#include <mutex>
 
 #include "dsv4/model/checkpoint_schema.hpp"
 
@@ -14,9 +16,87 @@ std::vector<float> to_float(const ConstTensorView& v) {
   return out;
 }
 
+[[noreturn]] void non_finite(const std::string& tensor, int64_t index, const std::string& what) {
+  fail(StatusCode::kCorruptFile, "tensor \"" + tensor + "\": " + what + " at element " +
+                                     std::to_string(index) + " (non-finite weights are refused)");
+}
+
+// First index of a non-finite code among n, or -1. The loops are branch-free so they vectorise:
+// the scan reads every weight once at load time.
+int64_t first_nonfinite_fp8(const uint8_t* codes, int64_t n) {
+  constexpr int64_t kChunk = 1 << 16;
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t c1 = std::min(n, c0 + kChunk);
+    int bad = 0;
+    for (int64_t i = c0; i < c1; ++i) bad |= (codes[i] & 0x7f) == 0x7f;
+    if (bad)
+      for (int64_t i = c0; i < c1; ++i)
+        if ((codes[i] & 0x7f) == 0x7f) return i;
+  }
+  return -1;
+}
+int64_t first_nonfinite_ue8m0(const uint8_t* codes, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (codes[i] == 0xff) return i;
+  return -1;
+}
+// BF16 (shift 16) and F32 (shift 0) share the test: exponent bits all ones.
+template <class Word, uint32_t kExpMask>
+int64_t first_nonfinite_ieee(const uint8_t* bytes, int64_t n) {
+  constexpr int64_t kChunk = 1 << 15;
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t c1 = std::min(n, c0 + kChunk);
+    int bad = 0;
+    for (int64_t i = c0; i < c1; ++i) {
+      Word w;
+      std::memcpy(&w, bytes + i * int64_t(sizeof(Word)), sizeof(Word));
+      bad |= (uint32_t(w) & kExpMask) == kExpMask;
+    }
+    if (bad)
+      for (int64_t i = c0; i < c1; ++i) {
+        Word w;
+        std::memcpy(&w, bytes + i * int64_t(sizeof(Word)), sizeof(Word));
+        if ((uint32_t(w) & kExpMask) == kExpMask) return i;
+      }
+  }
+  return -1;
+}
+
+void check_finite(const WeightView& w, const std::string& name) {
+  const auto* bytes = static_cast<const uint8_t*>(w.data);
+  const int64_t n = w.out * w.in;
+  int64_t bad = -1;
+  switch (w.format) {
+    case WeightFormat::kF32:
+      bad = first_nonfinite_ieee<uint32_t, 0x7f800000u>(bytes, n);
+      break;
+    case WeightFormat::kBF16:
+    case WeightFormat::kF16:
+      bad = w.format == WeightFormat::kBF16 ? first_nonfinite_ieee<uint16_t, 0x7f80u>(bytes, n)
+                                            : first_nonfinite_ieee<uint16_t, 0x7c00u>(bytes, n);
+      break;
+    case WeightFormat::kFp8Block:
+      bad = first_nonfinite_fp8(bytes, n);
+      break;
+    case WeightFormat::kFp4Block:
+      break;  // every e2m1 code is finite
+  }
+  if (bad >= 0) non_finite(name + ".weight", bad, "NaN or infinite code");
+  if (w.scales) {
+    bad = first_nonfinite_ue8m0(w.scales, int64_t(w.scale_bytes()));
+    if (bad >= 0) non_finite(name + ".scale", bad, "ue8m0 NaN code 0xff");
+  }
+}
+
+void check_finite(const std::vector<float>& v, const std::string& name) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) non_finite(name, int64_t(i), "value " + std::to_string(v[i]));
+}
+
 class WeightReader {
  public:
-  explicit WeightReader(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
+  WeightReader(const Checkpoint& checkpoint, ModelWeights& weights)
+      : checkpoint_(checkpoint), weights_(weights) {}
 
   ConstTensorView view(const std::string& name) const {
     const auto entry = checkpoint_.find(name);
@@ -24,41 +104,84 @@ class WeightReader {
       fail(StatusCode::kModelMismatch, "tensor \"" + name + "\": missing from the checkpoint");
     return checkpoint_.view(entry);
   }
-  std::vector<float> vec(const std::string& name) const { return to_float(view(name)); }
-
-  // A [out, in] matrix in whatever format the checkpoint stores it.
-  Linear linear(const std::string& prefix, int64_t out, int64_t in, TensorRole role) const {
-    TensorSpec spec{prefix, {out, in}, role};
-    auto format = check_tensor(checkpoint_, spec);
-    throw_if_error(format.status());
-    Linear l{out, in, {}};
-    const ConstTensorView w = view(prefix + ".weight");
-    switch (format.value()) {
-      case WeightFormat::kFp8Block:
-        l.w = dequantize_fp8_block(w, view(prefix + ".scale"));
-        break;
-      case WeightFormat::kFp4Block:
-        l.w = dequantize_fp4_block(w, view(prefix + ".scale"), in);
-        break;
-      default:
-        l.w = to_float(w);
-        break;
-    }
-    return l;
+  std::vector<float> vec(const std::string& name) const {
+    std::vector<float> v = to_float(view(name));
+    check_finite(v, name);
+    return v;
   }
-  Linear dense(const std::string& name, int64_t out, int64_t in) const {
-    return Linear{out, in, vec(name)};
+
+  // A [out, in] matrix viewed in whatever format the checkpoint stores it (PREFIX.weight, and
+  // PREFIX.scale for block-scaled formats).
+  Linear linear(const std::string& prefix, int64_t out, int64_t in, TensorRole role) {
+    auto format = check_tensor(checkpoint_, TensorSpec{prefix, {out, in}, role});
+    throw_if_error(format.status());
+    return make_linear(prefix, view(prefix + ".weight"), format.value(), out, in);
+  }
+  // A matrix stored without scales under its full name (BF16 in official checkpoints).
+  Linear dense(const std::string& name, int64_t out, int64_t in) {
+    auto format = check_tensor(checkpoint_, TensorSpec{name, {out, in}, TensorRole::kFloat});
+    throw_if_error(format.status());
+    const std::string prefix = name.substr(0, name.size() - std::string(".weight").size());
+    return make_linear(prefix, view(name), format.value(), out, in);
   }
 
  private:
+  Linear make_linear(const std::string& prefix, const ConstTensorView& w, WeightFormat format,
+                     int64_t out, int64_t in) {
+    Linear l;
+    l.out = out;
+    l.in = in;
+    l.format = format;
+    l.data = w.data;
+    if (l.format == WeightFormat::kF16) widen_f16(l, w);
+    if (l.format == WeightFormat::kFp8Block || l.format == WeightFormat::kFp4Block) {
+      const ConstTensorView scale = view(prefix + ".scale");
+      l.scale_cols = scale.shape[1];
+      l.scales = scale.dtype == DType::kF8E8M0 ? reinterpret_cast<const uint8_t*>(scale.data)
+                                               : ue8m0_from_f32(scale, prefix + ".scale");
+    }
+    check_finite(l, prefix);
+    return l;
+  }
+  uint8_t* own(size_t bytes) {
+    auto buffer = std::shared_ptr<uint8_t[]>(new uint8_t[bytes]);
+    uint8_t* p = buffer.get();
+    const std::lock_guard<std::mutex> lock(mutex_);
+    weights_.buffers.push_back(std::move(buffer));
+    return p;
+  }
+  // F16 has no kernel: widen it to F32 once (F16 matrices do not occur in official checkpoints).
+  void widen_f16(Linear& l, const ConstTensorView& w) {
+    auto* dst = reinterpret_cast<float*>(own(size_t(w.numel()) * sizeof(float)));
+    decode_to_float(w, {dst, size_t(w.numel())});
+    l.format = WeightFormat::kF32;
+    l.data = dst;
+  }
+  // F32 block scales are accepted when each is an exact power of two that ue8m0 can hold.
+  const uint8_t* ue8m0_from_f32(const ConstTensorView& scale, const std::string& name) {
+    uint8_t* dst = own(size_t(scale.numel()));
+    for (int64_t i = 0; i < scale.numel(); ++i) {
+      const float s = element_as_float(scale, i);
+      const uint8_t code = float_to_ue8m0(s);
+      if (code == 0xff || ue8m0_to_float(code) != s)
+        fail(StatusCode::kUnsupported, "tensor \"" + name + "\": scale " + std::to_string(s) +
+                                           " at element " + std::to_string(i) +
+                                           " is not a power of two (only ue8m0 block scales are "
+                                           "supported)");
+      dst[i] = code;
+    }
+    return dst;
+  }
   const Checkpoint& checkpoint_;
+  ModelWeights& weights_;
+  std::mutex mutex_;
 };
 
 MhcWeights read_mhc(const WeightReader& r, const std::string& prefix) {
   return {r.vec(prefix + "_fn"), r.vec(prefix + "_base"), r.vec(prefix + "_scale")};
 }
 
-CompressorWeights read_compressor(const WeightReader& r, const std::string& prefix, int64_t out_dim,
+CompressorWeights read_compressor(WeightReader& r, const std::string& prefix, int64_t out_dim,
                                   bool overlap, int64_t D) {
   const int64_t width = overlap ? 2 * out_dim : out_dim;
   CompressorWeights c;
@@ -71,13 +194,13 @@ CompressorWeights read_compressor(const WeightReader& r, const std::string& pref
   return c;
 }
 
-ExpertWeights read_expert(const WeightReader& r, const std::string& prefix, int64_t I, int64_t D,
+ExpertWeights read_expert(WeightReader& r, const std::string& prefix, int64_t I, int64_t D,
                           TensorRole role) {
   return {r.linear(prefix + "w1", I, D, role), r.linear(prefix + "w2", D, I, role),
           r.linear(prefix + "w3", I, D, role)};
 }
 
-LayerWeights read_layer(const WeightReader& r, const ModelConfig& c, int layer) {
+LayerWeights read_layer(WeightReader& r, const ModelConfig& c, int layer) {
   const std::string p = "layers." + std::to_string(layer) + ".";
   const int64_t D = c.hidden_size, H = c.num_attention_heads, d = c.head_dim,
                 m = c.compress_ratio(layer);
@@ -158,14 +281,17 @@ std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const Con
   return w;
 }
 
-Result<ModelWeights> load_weights(const Checkpoint& checkpoint, const ModelConfig& config) {
+Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
+                                  const ModelConfig& config) {
   return capture_result([&] {
-    WeightReader r(checkpoint);
+    if (!checkpoint) fail(StatusCode::kInvalidArgument, "load_weights: checkpoint is null");
     ModelWeights w;
-    w.embed = r.vec("embed.weight");
+    w.checkpoint = checkpoint;
+    WeightReader r(*checkpoint, w);
+    w.embed = r.dense("embed.weight", config.vocab_size, config.hidden_size);
     w.layers.resize(size_t(config.num_hidden_layers));
     Status first_error;
-    // Layers are independent: dequantise them in parallel.
+    // Layers are independent: view and scan them in parallel.
 #pragma omp parallel for schedule(dynamic)
     for (int layer = 0; layer < int(config.num_hidden_layers); ++layer) {
       Status s = capture_status([&] { w.layers[size_t(layer)] = read_layer(r, config, layer); });
@@ -180,16 +306,110 @@ Result<ModelWeights> load_weights(const Checkpoint& checkpoint, const ModelConfi
   });
 }
 
+namespace {
+
+size_t vector_bytes(const std::vector<float>& v) { return v.size() * sizeof(float); }
+size_t mhc_bytes(const MhcWeights& m) {
+  return vector_bytes(m.fn) + vector_bytes(m.base) + vector_bytes(m.scale);
+}
+size_t compressor_bytes(const CompressorWeights& c) {
+  return c.wkv.bytes() + c.wgate.bytes() + vector_bytes(c.ape) + vector_bytes(c.norm);
+}
+size_t expert_bytes(const ExpertWeights& e) { return e.w1.bytes() + e.w2.bytes() + e.w3.bytes(); }
+
+}  // namespace
+
+size_t ModelWeights::resident_bytes() const noexcept {
+  size_t total = embed.bytes() + head.bytes() + vector_bytes(norm) + mhc_bytes(hc_head);
+  for (const LayerWeights& L : layers) {
+    total += vector_bytes(L.attn_norm) + vector_bytes(L.ffn_norm) + mhc_bytes(L.hc_attn) +
+             mhc_bytes(L.hc_ffn);
+    for (const Linear* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate})
+      total += l->bytes();
+    total += vector_bytes(L.q_norm) + vector_bytes(L.kv_norm) + vector_bytes(L.attn_sink) +
+             vector_bytes(L.gate_bias) + L.tid2eid.size() * sizeof(int32_t);
+    if (L.compressor) total += compressor_bytes(*L.compressor);
+    if (L.indexer)
+      total += L.indexer->wq_b.bytes() + L.indexer->weights_proj.bytes() +
+               compressor_bytes(L.indexer->compressor);
+    for (const ExpertWeights& e : L.experts) total += expert_bytes(e);
+    if (L.shared_expert) total += expert_bytes(*L.shared_expert);
+  }
+  return total;
+}
+
+size_t estimate_resident_bytes(const Checkpoint& checkpoint, const ModelConfig& config) {
+  size_t total = 0;
+  for (const TensorSpec& spec : checkpoint_schema(config)) {
+    const bool matrix = spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert ||
+                        (spec.role == TensorRole::kFloat && spec.shape.size() == 2 &&
+                         spec.name.find("hc_") == std::string::npos &&
+                         spec.name.find(".ape") == std::string::npos);
+    const std::string weight = stored_weight_name(spec);
+    const auto entry = checkpoint.find(weight);
+    if (!entry.info) continue;  // the schema check reports it
+    const size_t stored = size_t(entry.info->end - entry.info->begin);
+    const bool f16 = entry.info->dtype == DType::kF16;
+    // Matrices stay as stored (F16 is widened); vectors and mHC tables become fp32 copies.
+    total += matrix ? (f16 ? stored * 2 : stored) : size_t(shape_numel(spec.shape)) * 4;
+    if (spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert) {
+      const auto scale = checkpoint.find(spec.name + ".scale");
+      if (scale.info) total += size_t(scale.info->end - scale.info->begin);
+    }
+  }
+  return total;
+}
+
 // ---- random weights ----
 namespace {
 
+// A fast counter-based generator: random weights for a 13B-parameter benchmark slice must not
+// take minutes. Irwin-Hall with four uniforms approximates a normal distribution well enough.
+class FastRandom {
+ public:
+  explicit FastRandom(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  float normal() {
+    const uint64_t a = next(), b = next();
+    const float sum = float(a & 0xffffffffu) + float(a >> 32) + float(b & 0xffffffffu) +
+                      float(b >> 32);
+    return (sum * (1.0f / 4294967296.0f) - 2.0f) * 1.7320508f;  // variance 1
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// value -> code through a fine grid (step 1/256 of the format's unit), built once per format.
+class GridEncoder {
+ public:
+  GridEncoder(float max_value, uint8_t (*encode)(float)) : max_(max_value) {
+    codes_.resize(size_t(2 * kSteps * max_value) + 1);
+    for (size_t i = 0; i < codes_.size(); ++i) codes_[i] = encode(float(i) / kSteps - max_value);
+  }
+  uint8_t operator()(float v) const {
+    v = std::clamp(v, -max_, max_);
+    return codes_[size_t(std::lround((v + max_) * kSteps))];
+  }
+
+ private:
+  static constexpr float kSteps = 256.0f;
+  float max_;
+  std::vector<uint8_t> codes_;
+};
+
 class RandomFill {
  public:
-  explicit RandomFill(uint64_t seed) : rng_(seed) {}
+  RandomFill(uint64_t seed, ModelWeights& owner, const RandomWeightFormats& formats)
+      : rng_(seed), owner_(owner), formats_(formats) {}
   std::vector<float> normal(int64_t n, float stddev) {
-    std::normal_distribution<float> dist(0.0f, stddev);
     std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = dist(rng_);
+    for (auto& x : v) x = rng_.normal() * stddev;
     return v;
   }
   std::vector<float> constant(int64_t n, float value) {
@@ -201,13 +421,75 @@ class RandomFill {
     return v;
   }
   // Scaled so outputs keep roughly unit variance: stddev 1/sqrt(in).
-  Linear linear(int64_t out, int64_t in) {
-    return {out, in, normal(out * in, 1.0f / std::sqrt(float(in)))};
+  Linear linear(int64_t out, int64_t in) { return matrix(out, in, formats_.linear, 1.0f); }
+  Linear expert(int64_t out, int64_t in) { return matrix(out, in, formats_.expert, 1.0f); }
+  Linear dense(int64_t out, int64_t in, float gain = 1.0f) {
+    return matrix(out, in, formats_.dense, gain);
   }
-  std::mt19937_64& rng() { return rng_; }
 
  private:
-  std::mt19937_64 rng_;
+  Linear matrix(int64_t out, int64_t in, WeightFormat format, float gain) {
+    if (format == WeightFormat::kFp4Block && in % 2 != 0) format = WeightFormat::kF32;
+    const float stddev = gain / std::sqrt(float(in));
+    Linear l;
+    l.format = format;
+    l.out = out;
+    l.in = in;
+    uint8_t* data = own(size_t(out * l.row_bytes()));
+    l.data = data;
+    switch (format) {
+      case WeightFormat::kBF16:
+        for (int64_t i = 0; i < out * in; ++i) {
+          const uint16_t b = float_to_bf16(rng_.normal() * stddev);
+          std::memcpy(data + 2 * i, &b, 2);
+        }
+        break;
+      case WeightFormat::kFp8Block:
+      case WeightFormat::kFp4Block: {
+        const bool fp8 = format == WeightFormat::kFp8Block;
+        // One power-of-two scale for every block: 4 sigma maps near the format's maximum.
+        const float max_code = fp8 ? kFp8E4M3Max : kFp4E2M1Max;
+        const uint8_t scale_code = float_to_ue8m0(4.0f * stddev / max_code);
+        const float inv_scale = 1.0f / ue8m0_to_float(scale_code);
+        l.scale_cols = fp8 ? (in + 127) / 128 : (in + 31) / 32;
+        const size_t n_scales = size_t(l.scale_rows() * l.scale_cols);
+        uint8_t* scales = own(n_scales);
+        std::memset(scales, scale_code, n_scales);
+        l.scales = scales;
+        if (fp8) {
+          static const GridEncoder encode(kFp8E4M3Max, &float_to_fp8_e4m3);
+          for (int64_t i = 0; i < out * in; ++i) data[i] = encode(rng_.normal() * stddev * inv_scale);
+        } else {
+          static const GridEncoder encode(kFp4E2M1Max, &float_to_fp4_e2m1);
+          for (int64_t i = 0; i < out * in / 2; ++i) {
+            const uint8_t lo = encode(rng_.normal() * stddev * inv_scale);
+            const uint8_t hi = encode(rng_.normal() * stddev * inv_scale);
+            data[i] = uint8_t(lo | hi << 4);
+          }
+        }
+        break;
+      }
+      default:
+        l.format = WeightFormat::kF32;
+        for (int64_t i = 0; i < out * in; ++i) {
+          const float v = rng_.normal() * stddev;
+          std::memcpy(data + 4 * i, &v, 4);
+        }
+        break;
+    }
+    return l;
+  }
+  uint8_t* own(size_t bytes) {
+    auto buffer = std::shared_ptr<uint8_t[]>(new uint8_t[bytes]);
+    uint8_t* p = buffer.get();
+#pragma omp critical(dsv4_random_weights_own)
+    owner_.buffers.push_back(std::move(buffer));
+    return p;
+  }
+
+  FastRandom rng_;
+  ModelWeights& owner_;
+  RandomWeightFormats formats_;
 };
 
 MhcWeights random_mhc(RandomFill& f, int64_t rows, int64_t cols, int64_t n_scales) {
@@ -217,66 +499,78 @@ MhcWeights random_mhc(RandomFill& f, int64_t rows, int64_t cols, int64_t n_scale
 CompressorWeights random_compressor(RandomFill& f, int64_t out_dim, bool overlap, int64_t m,
                                     int64_t D) {
   const int64_t width = overlap ? 2 * out_dim : out_dim;
-  return {f.linear(width, D),
-          f.linear(width, D),
-          f.normal(m * width, 0.1f),
-          f.around_one(out_dim),
-          out_dim,
-          overlap};
+  CompressorWeights cw;
+  cw.wkv = f.dense(width, D);
+  cw.wgate = f.dense(width, D);
+  cw.ape = f.normal(m * width, 0.1f);
+  cw.norm = f.around_one(out_dim);
+  cw.out_dim = out_dim;
+  cw.overlap = overlap;
+  return cw;
+}
+
+LayerWeights random_layer(const ModelConfig& c, int layer, RandomFill& f) {
+  const int64_t D = c.hidden_size, n = c.hc_mult, H = c.num_attention_heads, d = c.head_dim;
+  const int64_t I = c.moe_intermediate_size, m = c.compress_ratio(layer);
+  LayerWeights L;
+  L.attn_norm = f.around_one(D);
+  L.ffn_norm = f.around_one(D);
+  L.hc_attn = random_mhc(f, (2 + n) * n, n * D, 3);
+  L.hc_ffn = random_mhc(f, (2 + n) * n, n * D, 3);
+  L.wq_a = f.linear(c.q_lora_rank, D);
+  L.q_norm = f.around_one(c.q_lora_rank);
+  L.wq_b = f.linear(H * d, c.q_lora_rank);
+  L.wkv = f.linear(d, D);
+  L.kv_norm = f.around_one(d);
+  L.wo_a = f.linear(c.o_groups * c.o_lora_rank, H * d / c.o_groups);
+  L.wo_b = f.linear(D, c.o_groups * c.o_lora_rank);
+  L.attn_sink = f.normal(H, 1.0f);
+  if (m > 0) {
+    const bool csa = m == kCsaCompressRatio;
+    L.compressor = random_compressor(f, d, csa, m, D);
+    if (csa)
+      L.indexer = IndexerWeights{f.linear(c.index_n_heads * c.index_head_dim, c.q_lora_rank),
+                                 f.dense(c.index_n_heads, D),
+                                 random_compressor(f, c.index_head_dim, true, m, D)};
+  }
+  L.gate = f.dense(c.n_routed_experts, D);
+  if (c.is_hash_layer(layer)) {
+    L.tid2eid.resize(size_t(c.vocab_size * c.num_experts_per_tok));
+    for (int64_t t = 0; t < c.vocab_size; ++t)
+      for (int64_t j = 0; j < c.num_experts_per_tok; ++j)
+        L.tid2eid[size_t(t * c.num_experts_per_tok + j)] =
+            int32_t((t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) %
+                    c.n_routed_experts);
+  } else {
+    L.gate_bias = f.normal(c.n_routed_experts, 0.1f);
+  }
+  L.experts.resize(size_t(c.n_routed_experts));
+  for (auto& e : L.experts) e = {f.expert(I, D), f.expert(D, I), f.expert(I, D)};
+  if (c.n_shared_experts > 0) {
+    const int64_t Is = I * c.n_shared_experts;
+    L.shared_expert = ExpertWeights{f.linear(Is, D), f.linear(D, Is), f.linear(Is, D)};
+  }
+  return L;
 }
 
 }  // namespace
 
-ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
-  RandomFill f(seed);
-  const int64_t D = c.hidden_size, n = c.hc_mult, H = c.num_attention_heads, d = c.head_dim;
-  const int64_t I = c.moe_intermediate_size;
+ModelWeights random_weights(const ModelConfig& c, uint64_t seed,
+                            const RandomWeightFormats& formats) {
+  const int64_t D = c.hidden_size, n = c.hc_mult;
   ModelWeights w;
-  w.embed = f.normal(c.vocab_size * D, 1.0f);
+  RandomFill f(seed, w, formats);
+  w.embed = f.dense(c.vocab_size, D, std::sqrt(float(D)));  // unit-variance rows
+  w.layers.resize(size_t(c.num_hidden_layers));
+  // Each layer has its own generator, so layers fill in parallel and stay reproducible.
+#pragma omp parallel for schedule(dynamic)
   for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
-    LayerWeights L;
-    const int64_t m = c.compress_ratio(layer);
-    L.attn_norm = f.around_one(D);
-    L.ffn_norm = f.around_one(D);
-    L.hc_attn = random_mhc(f, (2 + n) * n, n * D, 3);
-    L.hc_ffn = random_mhc(f, (2 + n) * n, n * D, 3);
-    L.wq_a = f.linear(c.q_lora_rank, D);
-    L.q_norm = f.around_one(c.q_lora_rank);
-    L.wq_b = f.linear(H * d, c.q_lora_rank);
-    L.wkv = f.linear(d, D);
-    L.kv_norm = f.around_one(d);
-    L.wo_a = f.linear(c.o_groups * c.o_lora_rank, H * d / c.o_groups);
-    L.wo_b = f.linear(D, c.o_groups * c.o_lora_rank);
-    L.attn_sink = f.normal(H, 1.0f);
-    if (m > 0) {
-      const bool csa = m == kCsaCompressRatio;
-      L.compressor = random_compressor(f, d, csa, m, D);
-      if (csa)
-        L.indexer = IndexerWeights{f.linear(c.index_n_heads * c.index_head_dim, c.q_lora_rank),
-                                   f.linear(c.index_n_heads, D),
-                                   random_compressor(f, c.index_head_dim, true, m, D)};
-    }
-    L.gate = f.linear(c.n_routed_experts, D);
-    if (c.is_hash_layer(layer)) {
-      L.tid2eid.resize(size_t(c.vocab_size * c.num_experts_per_tok));
-      for (int64_t t = 0; t < c.vocab_size; ++t)
-        for (int64_t j = 0; j < c.num_experts_per_tok; ++j)
-          L.tid2eid[size_t(t * c.num_experts_per_tok + j)] = int32_t(
-              (t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) % c.n_routed_experts);
-    } else {
-      L.gate_bias = f.normal(c.n_routed_experts, 0.1f);
-    }
-    for (int64_t e = 0; e < c.n_routed_experts; ++e)
-      L.experts.push_back({f.linear(I, D), f.linear(D, I), f.linear(I, D)});
-    if (c.n_shared_experts > 0) {
-      const int64_t Is = I * c.n_shared_experts;
-      L.shared_expert = ExpertWeights{f.linear(Is, D), f.linear(D, Is), f.linear(Is, D)};
-    }
-    w.layers.push_back(std::move(L));
+    RandomFill layer_fill(seed ^ (uint64_t(layer + 1) << 40), w, formats);
+    w.layers[size_t(layer)] = random_layer(c, layer, layer_fill);
   }
   w.norm = f.around_one(D);
   w.hc_head = {f.normal(n * n * D, 0.02f), f.normal(n, 0.5f), f.constant(1, 1.0f)};
-  w.head = f.linear(c.vocab_size, D);
+  w.head = f.dense(c.vocab_size, D);
   return w;
 }
 

@@ -24,7 +24,7 @@ class ReferenceModel {
     std::vector<std::vector<Vec>> X(static_cast<size_t>(T),
                                     std::vector<Vec>(static_cast<size_t>(n)));
     for (int64_t t = 0; t < T; ++t)
-      for (int64_t j = 0; j < n; ++j) X[t][j] = row(w_.embed, tokens[t], D);
+      for (int64_t j = 0; j < n; ++j) X[t][j] = row(dense(w_.embed), tokens[t], D);
     for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
       const LayerWeights& L = w_.layers[size_t(l)];
       sublayer(X, L.hc_attn, L.attn_norm,
@@ -41,13 +41,25 @@ class ReferenceModel {
         const double pre = sigmoid(mix[j] * w_.hc_head.scale[0] + w_.hc_head.base[j]) + c_.hc_eps;
         for (int64_t i = 0; i < D; ++i) h[i] += pre * X[t][j][i];
       }
-      logits.push_back(matvec(w_.head.w, c_.vocab_size, D, rms(h, &w_.norm)));
+      logits.push_back(matvec((w_.head), c_.vocab_size, D, rms(h, &w_.norm)));
     }
     return logits;
   }
 
  private:
   static double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  // The dequantised [out, in] matrix of a weight view.
+  static std::vector<float> dense(const WeightView& w) {
+    std::vector<float> m(size_t(w.out * w.in));
+    for (int64_t o = 0; o < w.out; ++o) w.decode_row(o, m.data() + o * w.in);
+    return m;
+  }
+  static Vec matvec(const WeightView& w, int64_t out, int64_t in, const Vec& x, int64_t row0 = 0) {
+    Vec y(size_t(out), 0.0);
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) y[o] += double(w.at(row0 + o, i)) * x[i];
+    return y;
+  }
   static Vec row(const std::vector<float>& m, int64_t r, int64_t cols) {
     return Vec(m.begin() + r * cols, m.begin() + (r + 1) * cols);
   }
@@ -176,8 +188,8 @@ class ReferenceModel {
     const int64_t T = int64_t(h.size()), D = c_.hidden_size, width = cw.wkv.out, od = cw.out_dim;
     std::vector<Vec> a, g;
     for (int64_t s = 0; s < T; ++s) {
-      a.push_back(matvec(cw.wkv.w, width, D, h[s]));
-      Vec gs = matvec(cw.wgate.w, width, D, h[s]);
+      a.push_back(matvec((cw.wkv), width, D, h[s]));
+      Vec gs = matvec((cw.wgate), width, D, h[s]);
       for (int64_t i = 0; i < width; ++i) gs[i] += cw.ape[(s % m) * width + i];
       g.push_back(gs);
     }
@@ -216,10 +228,10 @@ class ReferenceModel {
     const auto th = theta(m > 0);
     std::vector<Vec> keys, cq;
     for (int64_t t = 0; t < T; ++t) {
-      Vec k = rms(matvec(L.wkv.w, d, D, h[t]), &L.kv_norm);
+      Vec k = rms(matvec((L.wkv), d, D, h[t]), &L.kv_norm);
       rope(k, 0, d, double(t), th);
       keys.push_back(k);
-      cq.push_back(rms(matvec(L.wq_a.w, c_.q_lora_rank, D, h[t]), &L.q_norm));
+      cq.push_back(rms(matvec((L.wq_a), c_.q_lora_rank, D, h[t]), &L.q_norm));
     }
     std::vector<Vec> entries, index_keys;
     if (m > 0) entries = compress(*L.compressor, m, h);
@@ -227,7 +239,7 @@ class ReferenceModel {
     std::vector<Vec> out;
     const int64_t G = c_.o_groups, R = c_.o_lora_rank, gin = H * d / G;
     for (int64_t t = 0; t < T; ++t) {
-      Vec q = matvec(L.wq_b.w, H * d, c_.q_lora_rank, cq[t]);
+      Vec q = matvec((L.wq_b), H * d, c_.q_lora_rank, cq[t]);
       for (int64_t hh = 0; hh < H; ++hh) {
         Vec head(q.begin() + hh * d, q.begin() + (hh + 1) * d);
         head = rms(head, nullptr);
@@ -243,9 +255,9 @@ class ReferenceModel {
         std::iota(chosen.begin(), chosen.end(), 0);
         if (L.indexer && nv > c_.index_topk) {
           const int64_t nh = c_.index_n_heads, ci = c_.index_head_dim;
-          Vec qi = matvec(L.indexer->wq_b.w, nh * ci, c_.q_lora_rank, cq[t]);
+          Vec qi = matvec((L.indexer->wq_b), nh * ci, c_.q_lora_rank, cq[t]);
           for (int64_t hh = 0; hh < nh; ++hh) rope(qi, hh * ci, ci, double(t), th);
-          Vec u = matvec(L.indexer->weights_proj.w, nh, D, h[t]);
+          Vec u = matvec((L.indexer->weights_proj), nh, D, h[t]);
           Vec score(size_t(nv), 0.0);
           for (int64_t w = 0; w < nv; ++w)
             for (int64_t hh = 0; hh < nh; ++hh) {
@@ -277,10 +289,10 @@ class ReferenceModel {
       Vec low(size_t(G * R));
       for (int64_t g = 0; g < G; ++g) {
         Vec part(o.begin() + g * gin, o.begin() + (g + 1) * gin);
-        const Vec r = matvec(L.wo_a.w, R, gin, part, g * R);
+        const Vec r = matvec((L.wo_a), R, gin, part, g * R);
         std::copy(r.begin(), r.end(), low.begin() + g * R);
       }
-      out.push_back(matvec(L.wo_b.w, D, G * R, low));
+      out.push_back(matvec((L.wo_b), D, G * R, low));
     }
     return out;
   }
@@ -288,12 +300,12 @@ class ReferenceModel {
   Vec expert(const ExpertWeights& e, const Vec& x) const {
     const int64_t I = e.w1.out, D = c_.hidden_size;
     const double lim = c_.swiglu_limit;
-    Vec g = matvec(e.w1.w, I, D, x), u = matvec(e.w3.w, I, D, x);
+    Vec g = matvec(e.w1, I, D, x), u = matvec(e.w3, I, D, x);
     for (int64_t i = 0; i < I; ++i) {
       if (lim > 0) g[i] = std::min(g[i], lim), u[i] = std::clamp(u[i], -lim, lim);
       g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
     }
-    return matvec(e.w2.w, D, I, g);
+    return matvec(e.w2, D, I, g);
   }
 
   std::vector<Vec> moe(int64_t l, const std::vector<Vec>& h,
@@ -302,7 +314,7 @@ class ReferenceModel {
     const int64_t E = c_.n_routed_experts, k = c_.num_experts_per_tok, D = c_.hidden_size;
     std::vector<Vec> out;
     for (size_t t = 0; t < h.size(); ++t) {
-      const Vec z = matvec(L.gate.w, E, D, h[t]);
+      const Vec z = matvec((L.gate), E, D, h[t]);
       Vec s(static_cast<size_t>(E));
       if (c_.scoring_func == ScoringFunc::kSoftmax) s = softmax(z);
       for (int64_t e = 0; e < E; ++e) {

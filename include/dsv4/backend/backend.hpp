@@ -15,6 +15,7 @@
 
 #include "dsv4/core/format_traits.hpp"
 #include "dsv4/core/status.hpp"
+#include "dsv4/core/weight_view.hpp"
 
 namespace dsv4 {
 
@@ -60,14 +61,13 @@ class Buffer {
 };
 
 // C[m, n] = alpha * A[m, k] . W[n, k]^T + beta * C: the shape of every linear layer (weights are
-// [out, in] as in the checkpoint). Row-major with leading dimensions in elements.
+// [out, in] as in the checkpoint, in their stored format). A and C are row-major fp32 with
+// leading dimensions in elements; n and k must equal w.out and w.in.
 struct GemmArgs {
   int64_t m = 0, n = 0, k = 0;
   const float* a = nullptr;
   int64_t lda = 0;
-  const void* w = nullptr;  // in `w_format`
-  int64_t ldw = 0;
-  WeightFormat w_format = WeightFormat::kF32;
+  WeightView w;
   float* c = nullptr;
   int64_t ldc = 0;
   float alpha = 1.0f;

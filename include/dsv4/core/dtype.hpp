@@ -177,12 +177,26 @@ struct ByteDecodeTable {
 }  // namespace detail
 
 // ---- bf16 ----
+namespace detail {
+// std::bit_cast where the library has it; a memcpy where it does not (the CUDA TUs build as C++17).
+template <class To, class From>
+inline To bits_as(const From& from) noexcept {
+#if defined(__cpp_lib_bit_cast)
+  return std::bit_cast<To>(from);
+#else
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+#endif
+}
+}  // namespace detail
+
 inline float bf16_to_float(uint16_t bits) noexcept {
-  return std::bit_cast<float>(uint32_t(bits) << 16);
+  return detail::bits_as<float>(uint32_t(bits) << 16);
 }
 // Round-to-nearest-even on the raw bits; NaN stays a quiet NaN with the same sign.
 inline uint16_t float_to_bf16(float x) noexcept {
-  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint32_t u = detail::bits_as<uint32_t>(x);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);
   const uint32_t rounding_bias = 0x7fffu + ((u >> 16) & 1u);
   return uint16_t((u + rounding_bias) >> 16);

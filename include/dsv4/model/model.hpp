@@ -16,11 +16,18 @@ namespace dsv4 {
 struct ModelLoadOptions {
   std::string backend = "cpu";
   int n_threads = 0;  // 0 = all cores
+  // Refuse (kOutOfMemory, with the numbers) a load whose estimated resident size exceeds this;
+  // 0 = the memory the machine has available now (MemAvailable).
+  size_t memory_limit = 0;
 };
+
+// Bytes of memory the machine can give now without swapping (Linux MemAvailable; 0 if unknown).
+size_t available_memory_bytes() noexcept;
 
 class Model {
  public:
-  // Reads DIR/config.json and the checkpoint, checks every tensor, and loads (dequantises) weights.
+  // Reads DIR/config.json and maps the checkpoint, checks every tensor, estimates the resident
+  // size against the memory limit, and views the weights in their stored formats.
   static Result<std::shared_ptr<const Model>> load(const std::string& dir,
                                                    const ModelLoadOptions& options = {});
   // A model from weights built in memory (e.g. random_weights for the demo).
@@ -31,6 +38,8 @@ class Model {
   const ModelWeights& weights() const noexcept { return weights_; }
   Backend& backend() const noexcept { return *backend_; }
   int n_threads() const noexcept { return n_threads_; }
+  // Bytes the weights occupy as held (stored formats; see ModelWeights::resident_bytes).
+  size_t resident_bytes() const noexcept { return weights_.resident_bytes(); }
   // RoPE frequencies θ_i of window-only layers and of compressed (CSA/HCA) layers.
   const std::vector<double>& rope_theta(bool compressed_layer) const noexcept {
     return compressed_layer ? theta_compressed_ : theta_window_;

@@ -1,22 +1,24 @@
-// Model weights in the forward-pass layout: fp32, row-major, linears as [out, in].
-// Quantised checkpoints (FP8 128x128 block-scaled, FP4 e2m1 1x32 block-scaled) are dequantised at
-// load time; native low-precision kernels come later.
+// Model weights in their stored formats. Linear layers are WeightViews: FP8 e4m3 + 128x128 ue8m0,
+// FP4 e2m1 + 1x32 ue8m0, BF16 and F32 matrices point straight into the memory-mapped checkpoint
+// (no widening, no copy), so a loaded model's resident size is about its file size. Only small
+// vectors (norms, mHC parameters, biases, ape, sinks) are decoded to fp32, and F16 matrices (no
+// kernel) are widened to F32 into buffers the weights own.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "dsv4/core/status.hpp"
+#include "dsv4/core/weight_view.hpp"
 #include "dsv4/formats/model_config.hpp"
 #include "dsv4/formats/safetensors.hpp"
 
 namespace dsv4 {
 
-struct Linear {
-  int64_t out = 0, in = 0;
-  std::vector<float> w;  // [out, in]
-};
+// A linear layer's [out, in] weight in its stored format.
+using Linear = WeightView;
 
 struct MhcWeights {
   std::vector<float> fn;     // [(2+n)·n, n·D] (head: [n, n·D])
@@ -57,20 +59,48 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  std::vector<float> embed;  // [V, D]
+  WeightView embed;  // [V, D]
   std::vector<LayerWeights> layers;
   std::vector<float> norm;
   MhcWeights hc_head;
   Linear head;  // [V, D]
+
+  // What the views point into: the mapped checkpoint, and buffers of generated or converted
+  // matrices (shared, so copies and moves of ModelWeights keep every view valid).
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::vector<std::shared_ptr<uint8_t[]>> buffers;
+
+  // Bytes of every weight as held: matrices in their stored formats plus the fp32 vectors.
+  size_t resident_bytes() const noexcept;
 };
 
-// Loads (and dequantises) every tensor of the schema; the checkpoint must already pass
-// check_checkpoint. Errors name the tensor.
-Result<ModelWeights> load_weights(const Checkpoint& checkpoint, const ModelConfig& config);
+// The formats random_weights stores its matrices in. The defaults (F32) keep tests exact; the
+// demo and benchmarks use the official checkpoints' layout: FP8 attention and shared experts,
+// FP4 routed experts, BF16 embeddings, head, compressors, router and indexer weights.
+struct RandomWeightFormats {
+  WeightFormat linear = WeightFormat::kF32;  // FP8 in official checkpoints
+  WeightFormat expert = WeightFormat::kF32;  // routed experts: FP4 in official checkpoints
+  WeightFormat dense = WeightFormat::kF32;   // BF16 in official checkpoints
+  static RandomWeightFormats official() {
+    return {WeightFormat::kFp8Block, WeightFormat::kFp4Block, WeightFormat::kBF16};
+  }
+};
+
+// Bytes a load of `checkpoint` for `config` will keep resident (every schema tensor as stored,
+// plus the fp32 copies of vectors and widened F16 matrices). Checked against the memory limit
+// before anything is read.
+size_t estimate_resident_bytes(const Checkpoint& checkpoint, const ModelConfig& config);
+
+// Views every tensor of the schema in its stored format; the checkpoint must already pass
+// check_checkpoint. Non-finite codes (e4m3 0x7f/0xff, ue8m0 0xff, NaN/Inf in BF16/F32) are
+// rejected (kCorruptFile) with the tensor's name. The weights keep the checkpoint alive.
+Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
+                                  const ModelConfig& config);
 
 // Seeded random weights of the right shapes and sensible scales (for demos and tests that need a
 // model of a shape no checkpoint has). Same seed, same weights.
-ModelWeights random_weights(const ModelConfig& config, uint64_t seed);
+ModelWeights random_weights(const ModelConfig& config, uint64_t seed,
+                            const RandomWeightFormats& formats = {});
 
 // Dequantisation of one stored linear, exposed for tests.
 // FP8: w = e4m3 × scale[o/128][i/128]. FP4: w = e2m1(nibble) × scale[o][i/32].

@@ -9,15 +9,16 @@
 
 namespace dsv4::ops {
 
-// o: [T, G·group_in] (heads concatenated); wo_a: [G·R, group_in]; out: [T, G·R].
+// o: [T, G·group_in] (heads concatenated); wo_a: [G·R, group_in] in any weight format;
+// out: [T, G·R].
 inline Status grouped_output_projection(Backend& backend, const float* o, int64_t n_tokens,
-                                        int64_t n_groups, int64_t group_in, const float* wo_a,
+                                        int64_t n_groups, int64_t group_in, const WeightView& wo_a,
                                         int64_t rank, float* out) {
   for (int64_t g = 0; g < n_groups; ++g) {
     GemmArgs args;
     args.m = n_tokens, args.n = rank, args.k = group_in;
     args.a = o + g * group_in, args.lda = n_groups * group_in;
-    args.w = wo_a + g * rank * group_in, args.ldw = group_in;
+    args.w = weight_rows(wo_a, g * rank, rank);
     args.c = out + g * rank, args.ldc = n_groups * rank;
     if (Status s = backend.gemm(args); !s) return s;
   }

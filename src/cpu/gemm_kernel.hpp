@@ -1,0 +1,390 @@
+// The GEMM/GEMV kernel over every weight format, written once over an xsimd architecture tag and
+// instantiated in one translation unit per ISA (gemm_<isa>.cpp, each with its own compiler flags).
+// The Arch tag is part of every symbol, so the per-ISA copies never collide at link time.
+//
+// C[m, n] = alpha * A[m, k] . W[n, k]^T + beta * C, with W a WeightView in its stored format.
+//  - m <= kGemvRows (decode): every output is a dot product along k; W is streamed exactly once
+//    and decoded in registers (BF16 by a shift, FP8 through the fp16 converter, FP4 by a
+//    16-entry table permute), block scales applied once per block. Memory-bound by design.
+//  - larger m (prefill): a panel of W rows is decoded to fp32 while packing k-major, then each row
+//    of A is broadcast against it into a 6x2 register tile (dequantise-while-packing).
+#pragma once
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+#include <xsimd/xsimd.hpp>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "dsv4/backend/backend.hpp"
+
+namespace dsv4::cpu::detail {
+
+// e4m3 code -> fp16 bits of (value × 2^-8): sign to bit 15, the 7 exponent+mantissa bits to
+// bits 7..13. Exact for normal and subnormal codes (fp16 has the range), so the fp16 converter
+// does the rest and the 2^8 is folded into the block scale.
+inline constexpr float kFp8ViaFp16Factor = 256.0f;
+
+inline float ue8m0_value(uint8_t code) noexcept { return ue8m0_to_float(code); }
+
+template <class Arch>
+struct GemmKernel {
+  using Batch = xsimd::batch<float, Arch>;
+  static constexpr int64_t kLanes = int64_t(Batch::size);
+  static constexpr int64_t kTile = 4;
+  static constexpr int64_t kGemvRows = 4;
+  static constexpr bool kAvx512 = std::is_same_v<Arch, xsimd::avx512bw>;
+  static constexpr bool kAvx2 = std::is_same_v<Arch, xsimd::avx2>;
+
+  static void store(const GemmArgs& g, int64_t i, int64_t j, float sum) {
+    float* c = g.c + i * g.ldc + j;
+    *c = g.alpha * sum + (g.beta == 0.0f ? 0.0f : g.beta * *c);
+  }
+
+  // ---- decoders: kLanes weights of one row starting at element p ----
+  static Batch load_f32(const uint8_t* row, int64_t p) {
+    return Batch::load_unaligned(reinterpret_cast<const float*>(row) + p);
+  }
+  static Batch load_bf16(const uint8_t* row, int64_t p) {
+    const uint8_t* src = row + 2 * p;
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+      return Batch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    } else if constexpr (kAvx2) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+      return Batch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+#endif
+    alignas(64) float tmp[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const uint32_t bits = (uint32_t(src[2 * l]) | uint32_t(src[2 * l + 1]) << 8) << 16;
+      std::memcpy(tmp + l, &bits, 4);
+    }
+    return Batch::load_aligned(tmp);
+  }
+  // FP8 weights times 2^-8 (see kFp8ViaFp16Factor).
+  static Batch load_fp8_scaled(const uint8_t* row, int64_t p) {
+    const uint8_t* src = row + p;
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+      h = _mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16(int16_t(0xBF80)));
+      return Batch(_mm512_cvtph_ps(h));
+    } else if constexpr (kAvx2) {
+      __m128i h = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)));
+      h = _mm_and_si128(_mm_slli_epi16(h, 7), _mm_set1_epi16(int16_t(0xBF80)));
+      return Batch(_mm256_cvtph_ps(h));
+    }
+#endif
+    alignas(64) float tmp[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) tmp[l] = fp8_e4m3_to_float(src[l]) / kFp8ViaFp16Factor;
+    return Batch::load_aligned(tmp);
+  }
+  // FP4: kLanes bytes hold 2·kLanes weights; `lo` gets the even ones, `hi` the odd ones.
+  static void load_fp4_pair(const uint8_t* bytes, Batch& lo, Batch& hi) {
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f,
+                                        -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+      const __m512i idx =
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+      lo = Batch(_mm512_permutexvar_ps(idx, lut));  // uses the low 4 bits of each index
+      hi = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
+      return;
+    } else if constexpr (kAvx2) {
+      const __m256 magnitude = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+      const __m256i sign_bit = _mm256_set1_epi32(int32_t(0x80000000u));
+      const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
+      const __m256i idx_hi = _mm256_srli_epi32(idx, 4);
+      // permutevar8x32 uses the low 3 bits (the magnitude); bit 3 is the sign.
+      const __m256 lo_mag = _mm256_permutevar8x32_ps(magnitude, idx);
+      const __m256 hi_mag = _mm256_permutevar8x32_ps(magnitude, idx_hi);
+      lo = Batch(_mm256_xor_ps(lo_mag, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(idx, 28), sign_bit))));
+      hi = Batch(_mm256_xor_ps(hi_mag, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(idx_hi, 28), sign_bit))));
+      return;
+    }
+#endif
+    alignas(64) float tl[kLanes], th[kLanes];
+    for (int64_t l = 0; l < kLanes; ++l) {
+      tl[l] = fp4_e2m1_to_float(uint8_t(bytes[l] & 0xf));
+      th[l] = fp4_e2m1_to_float(uint8_t(bytes[l] >> 4));
+    }
+    lo = Batch::load_aligned(tl);
+    hi = Batch::load_aligned(th);
+  }
+
+  // ---- GEMV-shaped: one tile of up to 4 activation rows x 4 weight rows ----
+  struct Tile {
+    const GemmArgs& g;
+    int64_t i0, mi, j0, nj;
+    Batch acc[kTile][kTile];
+    float tail[kTile][kTile];  // scalar remainders, already scaled
+
+    Tile(const GemmArgs& args, int64_t i, int64_t m_rows, int64_t j, int64_t n_rows)
+        : g(args), i0(i), mi(m_rows), j0(j), nj(n_rows) {
+      for (auto& r : acc)
+        for (auto& b : r) b = Batch(0.0f);
+      for (auto& r : tail)
+        for (auto& v : r) v = 0.0f;
+    }
+    void finish() {
+      for (int64_t i = 0; i < mi; ++i)
+        for (int64_t j = 0; j < nj; ++j) store(g, i0 + i, j0 + j, xsimd::hadd(acc[i][j]) + tail[i][j]);
+    }
+  };
+
+  // Plain formats: acc += a · w over [p0, p1), vectorised part then the scalar tail.
+  template <WeightFormat F>
+  static void dot_plain(Tile& t) {
+    const WeightView& w = t.g.w;
+    const int64_t k = w.in, k_vec = k - k % kLanes;
+    const uint8_t* rows[kTile];
+    for (int64_t j = 0; j < t.nj; ++j) rows[j] = w.row(t.j0 + j);
+    for (int64_t p = 0; p < k_vec; p += kLanes) {
+      Batch wv[kTile];
+      for (int64_t j = 0; j < t.nj; ++j)
+        wv[j] = F == WeightFormat::kF32 ? load_f32(rows[j], p) : load_bf16(rows[j], p);
+      for (int64_t i = 0; i < t.mi; ++i) {
+        const Batch av = Batch::load_unaligned(t.g.a + (t.i0 + i) * t.g.lda + p);
+        for (int64_t j = 0; j < t.nj; ++j) t.acc[i][j] = xsimd::fma(av, wv[j], t.acc[i][j]);
+      }
+    }
+    for (int64_t j = 0; j < t.nj; ++j)
+      for (int64_t p = k_vec; p < k; ++p) {
+        const float wv = w.at(t.j0 + j, p);
+        for (int64_t i = 0; i < t.mi; ++i) t.tail[i][j] += t.g.a[(t.i0 + i) * t.g.lda + p] * wv;
+      }
+  }
+
+  // FP8: per 128-wide block, accumulate code·a in block accumulators, then scale once.
+  static void dot_fp8(Tile& t) {
+    const WeightView& w = t.g.w;
+    const int64_t k = w.in;
+    const uint8_t* rows[kTile];
+    const uint8_t* scale_rows[kTile];
+    for (int64_t j = 0; j < t.nj; ++j) {
+      rows[j] = w.row(t.j0 + j);
+      scale_rows[j] = w.scales + ((w.first_row + t.j0 + j) / 128) * w.scale_cols;
+    }
+    for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
+      const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
+      Batch part[kTile][kTile];
+      for (auto& r : part)
+        for (auto& b : r) b = Batch(0.0f);
+      for (int64_t p = b0; p < b_vec; p += kLanes) {
+        Batch wv[kTile];
+        for (int64_t j = 0; j < t.nj; ++j) wv[j] = load_fp8_scaled(rows[j], p);
+        for (int64_t i = 0; i < t.mi; ++i) {
+          const Batch av = Batch::load_unaligned(t.g.a + (t.i0 + i) * t.g.lda + p);
+          for (int64_t j = 0; j < t.nj; ++j) part[i][j] = xsimd::fma(av, wv[j], part[i][j]);
+        }
+      }
+      for (int64_t j = 0; j < t.nj; ++j) {
+        const float s = ue8m0_value(scale_rows[j][blk]);
+        const Batch sv(s * kFp8ViaFp16Factor);
+        for (int64_t i = 0; i < t.mi; ++i) t.acc[i][j] = xsimd::fma(part[i][j], sv, t.acc[i][j]);
+        for (int64_t p = b_vec; p < b1; ++p) {
+          const float wv = fp8_e4m3_to_float(rows[j][p]) * s;
+          for (int64_t i = 0; i < t.mi; ++i) t.tail[i][j] += t.g.a[(t.i0 + i) * t.g.lda + p] * wv;
+        }
+      }
+    }
+  }
+
+  // FP4: activations come pre-permuted (`a_perm`: per group of 2·kLanes inputs, the even ones
+  // then the odd ones) so the low and high nibbles of kLanes bytes line up with two vectors.
+  static void dot_fp4(Tile& t, const float* a_perm) {
+    const WeightView& w = t.g.w;
+    const int64_t k = w.in, group = 2 * kLanes;
+    const int64_t k_vec = k / 32 * 32;  // whole scale blocks go through the vector path
+    const uint8_t* rows[kTile];
+    const uint8_t* scale_rows[kTile];
+    for (int64_t j = 0; j < t.nj; ++j) {
+      rows[j] = w.row(t.j0 + j);
+      scale_rows[j] = w.scales + (w.first_row + t.j0 + j) * w.scale_cols;
+    }
+    for (int64_t b0 = 0; b0 < k_vec; b0 += 32) {
+      Batch part[kTile][kTile];
+      for (auto& r : part)
+        for (auto& b : r) b = Batch(0.0f);
+      for (int64_t p = b0; p < b0 + 32; p += group) {
+        Batch lo[kTile], hi[kTile];
+        for (int64_t j = 0; j < t.nj; ++j) load_fp4_pair(rows[j] + p / 2, lo[j], hi[j]);
+        for (int64_t i = 0; i < t.mi; ++i) {
+          const float* ap = a_perm + i * k + p;
+          const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
+          for (int64_t j = 0; j < t.nj; ++j)
+            part[i][j] = xsimd::fma(ao, hi[j], xsimd::fma(ae, lo[j], part[i][j]));
+        }
+      }
+      for (int64_t j = 0; j < t.nj; ++j) {
+        const Batch sv(ue8m0_value(scale_rows[j][b0 / 32]));
+        for (int64_t i = 0; i < t.mi; ++i) t.acc[i][j] = xsimd::fma(part[i][j], sv, t.acc[i][j]);
+      }
+    }
+    for (int64_t j = 0; j < t.nj; ++j)
+      for (int64_t p = k_vec; p < k; ++p) {
+        const float wv = w.at(t.j0 + j, p);
+        for (int64_t i = 0; i < t.mi; ++i) t.tail[i][j] += t.g.a[(t.i0 + i) * t.g.lda + p] * wv;
+      }
+  }
+
+  // a_perm[i][p]: within each group of 2·kLanes inputs (whole 32-blocks only), evens then odds.
+  static void permute_for_fp4(const GemmArgs& g, std::vector<float>& a_perm) {
+    const int64_t k = g.k, group = 2 * kLanes, k_vec = k / 32 * 32;
+    a_perm.resize(size_t(g.m * k));
+    for (int64_t i = 0; i < g.m; ++i) {
+      const float* src = g.a + i * g.lda;
+      float* dst = a_perm.data() + i * k;
+      for (int64_t p0 = 0; p0 < k_vec; p0 += group)
+        for (int64_t l = 0; l < kLanes; ++l) {
+          dst[p0 + l] = src[p0 + 2 * l];
+          dst[p0 + kLanes + l] = src[p0 + 2 * l + 1];
+        }
+    }
+  }
+
+  // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
+  static constexpr int64_t kParallelMacs = int64_t(1) << 18;
+
+  static void run_dot(const GemmArgs& g) {
+    const int64_t n_tiles = (g.n + kTile - 1) / kTile;
+    const WeightFormat f = g.w.format;
+    thread_local std::vector<float> a_perm;  // grows once; no allocation per token afterwards
+    if (f == WeightFormat::kFp4Block) permute_for_fp4(g, a_perm);
+    const float* ap = a_perm.data();
+#pragma omp parallel for schedule(static) if (g.m * g.n * g.k > kParallelMacs)
+    for (int64_t jt = 0; jt < n_tiles; ++jt) {
+      const int64_t j0 = jt * kTile;
+      const int64_t nj = std::min(kTile, g.n - j0);
+      for (int64_t i0 = 0; i0 < g.m; i0 += kTile) {
+        Tile t(g, i0, std::min(kTile, g.m - i0), j0, nj);
+        switch (f) {
+          case WeightFormat::kF32:
+            dot_plain<WeightFormat::kF32>(t);
+            break;
+          case WeightFormat::kBF16:
+            dot_plain<WeightFormat::kBF16>(t);
+            break;
+          case WeightFormat::kFp8Block:
+            dot_fp8(t);
+            break;
+          case WeightFormat::kFp4Block:
+            dot_fp4(t, ap + i0 * g.k);
+            break;
+          default:
+            break;
+        }
+        t.finish();
+      }
+    }
+  }
+
+  // ---- GEMM-shaped: W panels decoded to fp32 while packed k-major, rows of A broadcast ----
+  static constexpr int64_t kNr = 2 * kLanes;  // panel width: two vectors of output columns
+  static constexpr int64_t kMr = 6;           // rows per register tile: 12 accumulators
+  static constexpr int64_t kRowBlock = 96;    // rows per task, so small-n GEMMs still split
+
+  // panel[p * kNr + j] = W[j0 + j][p] dequantised, zero beyond n. `row` is scratch of k floats.
+  static void pack_panel(const GemmArgs& g, int64_t j0, float* panel, float* row) {
+    const int64_t nj = std::min(kNr, g.n - j0);
+    for (int64_t j = 0; j < kNr; ++j) {
+      if (j < nj) {
+        g.w.decode_row(j0 + j, row);
+        for (int64_t p = 0; p < g.k; ++p) panel[p * kNr + j] = row[p];
+      } else {
+        for (int64_t p = 0; p < g.k; ++p) panel[p * kNr + j] = 0.0f;
+      }
+    }
+  }
+
+  template <int Rows>
+  static void packed_tile(const GemmArgs& g, const float* panel, int64_t i0, int64_t j0) {
+    Batch acc[Rows][2];
+    for (auto& row : acc) row[0] = row[1] = Batch(0.0f);
+    const float* a_rows[Rows];
+    for (int i = 0; i < Rows; ++i) a_rows[i] = g.a + (i0 + i) * g.lda;
+    for (int64_t p = 0; p < g.k; ++p) {
+      const Batch w0 = Batch::load_aligned(panel + p * kNr);
+      const Batch w1 = Batch::load_aligned(panel + p * kNr + kLanes);
+      for (int i = 0; i < Rows; ++i) {
+        const Batch a(a_rows[i][p]);
+        acc[i][0] = xsimd::fma(a, w0, acc[i][0]);
+        acc[i][1] = xsimd::fma(a, w1, acc[i][1]);
+      }
+    }
+    const int64_t nj = std::min(kNr, g.n - j0);
+    alignas(64) float out[kNr];
+    for (int i = 0; i < Rows; ++i) {
+      acc[i][0].store_aligned(out);
+      acc[i][1].store_aligned(out + kLanes);
+      for (int64_t j = 0; j < nj; ++j) store(g, i0 + i, j0 + j, out[j]);
+    }
+  }
+
+  static void packed_rows(const GemmArgs& g, const float* panel, int64_t i0, int64_t rows,
+                          int64_t j0) {
+    int64_t i = i0;
+    for (; i + kMr <= i0 + rows; i += kMr) packed_tile<kMr>(g, panel, i, j0);
+    switch (i0 + rows - i) {
+      case 5:
+        packed_tile<5>(g, panel, i, j0);
+        break;
+      case 4:
+        packed_tile<4>(g, panel, i, j0);
+        break;
+      case 3:
+        packed_tile<3>(g, panel, i, j0);
+        break;
+      case 2:
+        packed_tile<2>(g, panel, i, j0);
+        break;
+      case 1:
+        packed_tile<1>(g, panel, i, j0);
+        break;
+      default:
+        break;
+    }
+  }
+
+  static void run_packed(const GemmArgs& g) {
+    const int64_t n_panels = (g.n + kNr - 1) / kNr;
+    const int64_t n_row_blocks = (g.m + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
+    {
+      // Per-thread scratch that lives as long as the thread: the packed panel and one row.
+      thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
+      if (scratch.size() < size_t(g.k * (kNr + 1))) scratch.resize(size_t(g.k * (kNr + 1)));
+      float* panel = scratch.data();
+      float* row = scratch.data() + g.k * kNr;
+      int64_t packed_for = -1;
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t jp = 0; jp < n_panels; ++jp) {
+        for (int64_t ib = 0; ib < n_row_blocks; ++ib) {
+          if (packed_for != jp) {
+            pack_panel(g, jp * kNr, panel, row);
+            packed_for = jp;
+          }
+          const int64_t i0 = ib * kRowBlock;
+          packed_rows(g, panel, i0, std::min(kRowBlock, g.m - i0), jp * kNr);
+        }
+      }
+    }
+  }
+
+  static void run(const GemmArgs& g) {
+    if (g.m <= kGemvRows) {
+      run_dot(g);
+    } else {
+      run_packed(g);
+    }
+  }
+};
+
+}  // namespace dsv4::cpu::detail
