@@ -1,8 +1,10 @@
-// fp32 GEMM/GEMV on the CPU backend, reported as a ratio to this machine's measured limits:
-// decode-shaped GEMV (m = 1) is bound by reading the weights, so it is compared with streaming
-// bandwidth; prefill-shaped GEMM is compared with the FMA peak.
+// GEMM/GEMV on the CPU backend for every weight format, reported as a ratio to this machine's
+// limits measured in the same run: decode-shaped GEMV (m = 1) is bound by reading the weights, so
+// its weight bytes/s are compared with the streaming-read bandwidth (bw_ratio); prefill-shaped
+// GEMM is compared with the fp32 FMA peak (fma_ratio).
 #include <benchmark/benchmark.h>
 
+#include <cstring>
 #include <random>
 
 #include "dsv4/backend/registry.hpp"
@@ -10,23 +12,67 @@
 
 namespace {
 
+using dsv4::WeightFormat;
+
+// Random codes of `format` (finite ones only) with unit scales.
+struct Matrix {
+  std::vector<uint8_t> data, scales;
+  dsv4::WeightView view;
+  Matrix(WeightFormat format, int64_t out, int64_t in) {
+    view.format = format;
+    view.out = out;
+    view.in = in;
+    data.resize(size_t(out * view.row_bytes()));
+    std::mt19937 rng(3);
+    for (auto& b : data) b = uint8_t(rng() % 0x7f);  // positive e4m3 codes below NaN
+    if (format == WeightFormat::kF32 || format == WeightFormat::kBF16) {
+      std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+      for (int64_t i = 0; i < out * in; ++i) {
+        const float v = dist(rng);
+        if (format == WeightFormat::kF32) {
+          std::memcpy(data.data() + 4 * i, &v, 4);
+        } else {
+          const uint16_t b = dsv4::float_to_bf16(v);
+          std::memcpy(data.data() + 2 * i, &b, 2);
+        }
+      }
+    }
+    view.scale_cols = format == WeightFormat::kFp8Block ? (in + 127) / 128 : (in + 31) / 32;
+    scales.assign(size_t(std::max<int64_t>(view.scale_rows(), 0) * view.scale_cols), 120);
+    view.data = data.data();
+    view.scales = scales.data();
+  }
+};
+
 void bench_gemm(benchmark::State& state) {
-  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const auto format = WeightFormat(state.range(0));
+  const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
   auto backend = dsv4::create_backend("cpu").value();
-  std::vector<float> a(size_t(m * k)), w(size_t(n * k)), c(size_t(m * n));
+  // Decode shapes cycle through copies totalling >= 1 GiB, so the weights come from memory and
+  // not from the 260 MiB L3, as in a real decode step.
+  const Matrix first(format, n, k);
+  const size_t copies = m <= 4 ? std::max<size_t>(1, (size_t(1) << 30) / first.view.bytes()) : 1;
+  std::vector<Matrix> ws(copies, first);
+  std::vector<float> a(size_t(m * k)), c(size_t(m * n));
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (auto& x : a) x = dist(rng);
-  for (auto& x : w) x = dist(rng);
   dsv4::GemmArgs g;
-  g.m = m, g.n = n, g.k = k, g.a = a.data(), g.lda = k, g.w = w.data(), g.ldw = k, g.c = c.data(),
-  g.ldc = n;
+  g.m = m, g.n = n, g.k = k, g.a = a.data(), g.lda = k, g.c = c.data(), g.ldc = n;
+  size_t next = 0;
   for (auto _ : state) {
+    const Matrix& w = ws[next];
+    next = (next + 1) % ws.size();
+    g.w = w.view;
+    g.w.data = w.data.data();
+    g.w.scales = w.scales.data();
     if (!backend->gemm(g)) state.SkipWithError("gemm failed");
     benchmark::DoNotOptimize(c.data());
   }
+  const Matrix& w = first;
+  state.SetLabel(std::string(dsv4::weight_format_traits(format).name));
   const double flops = 2.0 * double(m * n * k);
-  const double bytes = double(n * k) * sizeof(float);
+  const double bytes = double(w.view.bytes());
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GB/s"] =
@@ -38,10 +84,21 @@ void bench_gemm(benchmark::State& state) {
 }  // namespace
 
 // Decode shapes (weights streamed once): compare GB/s with roofline_bw_GB/s.
-BENCHMARK(bench_gemm)->Args({1, 4096, 4096})->Args({1, 1024, 4096})->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench_gemm)
+    ->ArgNames({"fmt", "m", "n", "k"})
+    ->Args({int(WeightFormat::kF32), 1, 4096, 4096})
+    ->Args({int(WeightFormat::kBF16), 1, 4096, 4096})
+    ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096})
+    ->Args({int(WeightFormat::kFp8Block), 1, 8192, 4096})
+    ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096})
+    ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096})
+    ->Unit(benchmark::kMicrosecond);
 // Prefill shapes: compare GFLOP/s with roofline_fma_GFLOP/s.
 BENCHMARK(bench_gemm)
-    ->Args({256, 1024, 1024})
-    ->Args({512, 512, 2048})
+    ->ArgNames({"fmt", "m", "n", "k"})
+    ->Args({int(WeightFormat::kF32), 256, 1024, 1024})
+    ->Args({int(WeightFormat::kF32), 512, 512, 2048})
+    ->Args({int(WeightFormat::kFp8Block), 256, 1024, 1024})
+    ->Args({int(WeightFormat::kFp4Block), 256, 1024, 1024})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

@@ -30,7 +30,14 @@ namespace dsv4::cpu::detail {
 // does the rest and the 2^8 is folded into the block scale.
 inline constexpr float kFp8ViaFp16Factor = 256.0f;
 
-inline float ue8m0_value(uint8_t code) noexcept { return ue8m0_to_float(code); }
+// 2^(code − 127) by building the bits (codes 1..254 are normal floats, 0 is the subnormal
+// 2^-127); 0xff (NaN) is refused at load. No libm call in the inner loops.
+inline float ue8m0_value(uint8_t code) noexcept {
+  const uint32_t bits = code == 0 ? 0x00400000u : uint32_t(code) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
 
 template <class Arch>
 struct GemmKernel {
@@ -119,120 +126,162 @@ struct GemmKernel {
     hi = Batch::load_aligned(th);
   }
 
-  // ---- GEMV-shaped: one tile of up to 4 activation rows x 4 weight rows ----
+  // ---- GEMV-shaped: one tile of MI activation rows x NJ weight rows ----
+  // MI and NJ are template arguments so the MI x NJ accumulators live in registers.
+  template <int MI, int NJ>
   struct Tile {
     const GemmArgs& g;
-    int64_t i0, mi, j0, nj;
-    Batch acc[kTile][kTile];
-    float tail[kTile][kTile];  // scalar remainders, already scaled
+    int64_t i0, j0;
+    const float* a[MI];
+    const uint8_t* rows[NJ];
+    Batch acc[MI][NJ];
+    float tail[MI][NJ] = {};  // scalar remainders, already scaled
 
-    Tile(const GemmArgs& args, int64_t i, int64_t m_rows, int64_t j, int64_t n_rows)
-        : g(args), i0(i), mi(m_rows), j0(j), nj(n_rows) {
+    Tile(const GemmArgs& args, int64_t i, int64_t j) : g(args), i0(i), j0(j) {
+      for (int r = 0; r < MI; ++r) a[r] = g.a + (i0 + r) * g.lda;
+      for (int c = 0; c < NJ; ++c) rows[c] = g.w.row(j0 + c);
       for (auto& r : acc)
         for (auto& b : r) b = Batch(0.0f);
-      for (auto& r : tail)
-        for (auto& v : r) v = 0.0f;
+    }
+    // Scalar products of inputs [p0, p1) with the dequantised weights.
+    void scalar_tail(int64_t p0, int64_t p1) {
+      for (int c = 0; c < NJ; ++c)
+        for (int64_t p = p0; p < p1; ++p) {
+          const float wv = g.w.at(j0 + c, p);
+          for (int r = 0; r < MI; ++r) tail[r][c] += a[r][p] * wv;
+        }
     }
     void finish() {
-      for (int64_t i = 0; i < mi; ++i)
-        for (int64_t j = 0; j < nj; ++j) store(g, i0 + i, j0 + j, xsimd::hadd(acc[i][j]) + tail[i][j]);
+      for (int r = 0; r < MI; ++r)
+        for (int c = 0; c < NJ; ++c) store(g, i0 + r, j0 + c, xsimd::hadd(acc[r][c]) + tail[r][c]);
     }
   };
 
-  // Plain formats: acc += a · w over [p0, p1), vectorised part then the scalar tail.
-  template <WeightFormat F>
-  static void dot_plain(Tile& t) {
-    const WeightView& w = t.g.w;
-    const int64_t k = w.in, k_vec = k - k % kLanes;
-    const uint8_t* rows[kTile];
-    for (int64_t j = 0; j < t.nj; ++j) rows[j] = w.row(t.j0 + j);
+  // Plain formats (F32, BF16): one FMA per weight vector and activation row.
+  template <WeightFormat F, int MI, int NJ>
+  static void dot_plain(Tile<MI, NJ>& t) {
+    const int64_t k = t.g.k, k_vec = k - k % kLanes;
     for (int64_t p = 0; p < k_vec; p += kLanes) {
-      Batch wv[kTile];
-      for (int64_t j = 0; j < t.nj; ++j)
-        wv[j] = F == WeightFormat::kF32 ? load_f32(rows[j], p) : load_bf16(rows[j], p);
-      for (int64_t i = 0; i < t.mi; ++i) {
-        const Batch av = Batch::load_unaligned(t.g.a + (t.i0 + i) * t.g.lda + p);
-        for (int64_t j = 0; j < t.nj; ++j) t.acc[i][j] = xsimd::fma(av, wv[j], t.acc[i][j]);
+      Batch wv[NJ];
+      for (int c = 0; c < NJ; ++c)
+        wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
+      for (int r = 0; r < MI; ++r) {
+        const Batch av = Batch::load_unaligned(t.a[r] + p);
+        for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
       }
     }
-    for (int64_t j = 0; j < t.nj; ++j)
-      for (int64_t p = k_vec; p < k; ++p) {
-        const float wv = w.at(t.j0 + j, p);
-        for (int64_t i = 0; i < t.mi; ++i) t.tail[i][j] += t.g.a[(t.i0 + i) * t.g.lda + p] * wv;
-      }
+    t.scalar_tail(k_vec, k);
   }
 
   // FP8: per 128-wide block, accumulate code·a in block accumulators, then scale once.
-  static void dot_fp8(Tile& t) {
+  template <int MI, int NJ>
+  static void dot_fp8(Tile<MI, NJ>& t) {
     const WeightView& w = t.g.w;
-    const int64_t k = w.in;
-    const uint8_t* rows[kTile];
-    const uint8_t* scale_rows[kTile];
-    for (int64_t j = 0; j < t.nj; ++j) {
-      rows[j] = w.row(t.j0 + j);
-      scale_rows[j] = w.scales + ((w.first_row + t.j0 + j) / 128) * w.scale_cols;
-    }
+    const int64_t k = t.g.k;
+    const uint8_t* scale_rows[NJ];
+    for (int c = 0; c < NJ; ++c)
+      scale_rows[c] = w.scales + ((w.first_row + t.j0 + c) / 128) * w.scale_cols;
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
-      Batch part[kTile][kTile];
+      Batch part[MI][NJ];
       for (auto& r : part)
         for (auto& b : r) b = Batch(0.0f);
       for (int64_t p = b0; p < b_vec; p += kLanes) {
-        Batch wv[kTile];
-        for (int64_t j = 0; j < t.nj; ++j) wv[j] = load_fp8_scaled(rows[j], p);
-        for (int64_t i = 0; i < t.mi; ++i) {
-          const Batch av = Batch::load_unaligned(t.g.a + (t.i0 + i) * t.g.lda + p);
-          for (int64_t j = 0; j < t.nj; ++j) part[i][j] = xsimd::fma(av, wv[j], part[i][j]);
+        Batch wv[NJ];
+        for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.rows[c], p);
+        for (int r = 0; r < MI; ++r) {
+          const Batch av = Batch::load_unaligned(t.a[r] + p);
+          for (int c = 0; c < NJ; ++c) part[r][c] = xsimd::fma(av, wv[c], part[r][c]);
         }
       }
-      for (int64_t j = 0; j < t.nj; ++j) {
-        const float s = ue8m0_value(scale_rows[j][blk]);
-        const Batch sv(s * kFp8ViaFp16Factor);
-        for (int64_t i = 0; i < t.mi; ++i) t.acc[i][j] = xsimd::fma(part[i][j], sv, t.acc[i][j]);
-        for (int64_t p = b_vec; p < b1; ++p) {
-          const float wv = fp8_e4m3_to_float(rows[j][p]) * s;
-          for (int64_t i = 0; i < t.mi; ++i) t.tail[i][j] += t.g.a[(t.i0 + i) * t.g.lda + p] * wv;
-        }
+      for (int c = 0; c < NJ; ++c) {
+        const Batch sv(ue8m0_value(scale_rows[c][blk]) * kFp8ViaFp16Factor);
+        for (int r = 0; r < MI; ++r) t.acc[r][c] = xsimd::fma(part[r][c], sv, t.acc[r][c]);
       }
+    }
+    for (int64_t b0 = 0; b0 < k; b0 += 128) {
+      const int64_t b1 = std::min(k, b0 + 128);
+      t.scalar_tail(b0 + (b1 - b0) / kLanes * kLanes, b1);
     }
   }
 
-  // FP4: activations come pre-permuted (`a_perm`: per group of 2·kLanes inputs, the even ones
-  // then the odd ones) so the low and high nibbles of kLanes bytes line up with two vectors.
-  static void dot_fp4(Tile& t, const float* a_perm) {
+  // FP4: activations come pre-permuted (`a_perm` rows of k: per group of 2·kLanes inputs, the
+  // even ones then the odd ones) so the low and high nibbles of kLanes bytes meet two vectors.
+  template <int MI, int NJ>
+  static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
     const WeightView& w = t.g.w;
-    const int64_t k = w.in, group = 2 * kLanes;
+    const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t k_vec = k / 32 * 32;  // whole scale blocks go through the vector path
-    const uint8_t* rows[kTile];
-    const uint8_t* scale_rows[kTile];
-    for (int64_t j = 0; j < t.nj; ++j) {
-      rows[j] = w.row(t.j0 + j);
-      scale_rows[j] = w.scales + (w.first_row + t.j0 + j) * w.scale_cols;
-    }
+    const uint8_t* scale_rows[NJ];
+    for (int c = 0; c < NJ; ++c) scale_rows[c] = w.scales + (w.first_row + t.j0 + c) * w.scale_cols;
     for (int64_t b0 = 0; b0 < k_vec; b0 += 32) {
-      Batch part[kTile][kTile];
+      Batch part[MI][NJ];
       for (auto& r : part)
         for (auto& b : r) b = Batch(0.0f);
       for (int64_t p = b0; p < b0 + 32; p += group) {
-        Batch lo[kTile], hi[kTile];
-        for (int64_t j = 0; j < t.nj; ++j) load_fp4_pair(rows[j] + p / 2, lo[j], hi[j]);
-        for (int64_t i = 0; i < t.mi; ++i) {
-          const float* ap = a_perm + i * k + p;
+        Batch lo[NJ], hi[NJ];
+        for (int c = 0; c < NJ; ++c) load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
+        for (int r = 0; r < MI; ++r) {
+          const float* ap = a_perm + r * k + p;
           const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
-          for (int64_t j = 0; j < t.nj; ++j)
-            part[i][j] = xsimd::fma(ao, hi[j], xsimd::fma(ae, lo[j], part[i][j]));
+          for (int c = 0; c < NJ; ++c)
+            part[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], part[r][c]));
         }
       }
-      for (int64_t j = 0; j < t.nj; ++j) {
-        const Batch sv(ue8m0_value(scale_rows[j][b0 / 32]));
-        for (int64_t i = 0; i < t.mi; ++i) t.acc[i][j] = xsimd::fma(part[i][j], sv, t.acc[i][j]);
+      for (int c = 0; c < NJ; ++c) {
+        const Batch sv(ue8m0_value(scale_rows[c][b0 / 32]));
+        for (int r = 0; r < MI; ++r) t.acc[r][c] = xsimd::fma(part[r][c], sv, t.acc[r][c]);
       }
     }
-    for (int64_t j = 0; j < t.nj; ++j)
-      for (int64_t p = k_vec; p < k; ++p) {
-        const float wv = w.at(t.j0 + j, p);
-        for (int64_t i = 0; i < t.mi; ++i) t.tail[i][j] += t.g.a[(t.i0 + i) * t.g.lda + p] * wv;
-      }
+    t.scalar_tail(k_vec, k);
+  }
+
+  template <int MI, int NJ>
+  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const float* a_perm) {
+    Tile<MI, NJ> t(g, i0, j0);
+    switch (g.w.format) {
+      case WeightFormat::kF32:
+        dot_plain<WeightFormat::kF32>(t);
+        break;
+      case WeightFormat::kBF16:
+        dot_plain<WeightFormat::kBF16>(t);
+        break;
+      case WeightFormat::kFp8Block:
+        dot_fp8(t);
+        break;
+      case WeightFormat::kFp4Block:
+        dot_fp4(t, a_perm + i0 * g.k);
+        break;
+      default:
+        break;
+    }
+    t.finish();
+  }
+  template <int MI>
+  static void dot_rows(const GemmArgs& g, int64_t i0, int64_t j0, int64_t nj, const float* ap) {
+    switch (nj) {
+      case 4:
+        return dot_tile<MI, 4>(g, i0, j0, ap);
+      case 3:
+        return dot_tile<MI, 3>(g, i0, j0, ap);
+      case 2:
+        return dot_tile<MI, 2>(g, i0, j0, ap);
+      default:
+        return dot_tile<MI, 1>(g, i0, j0, ap);
+    }
+  }
+  static void dot_any(const GemmArgs& g, int64_t i0, int64_t mi, int64_t j0, int64_t nj,
+                      const float* ap) {
+    switch (mi) {
+      case 4:
+        return dot_rows<4>(g, i0, j0, nj, ap);
+      case 3:
+        return dot_rows<3>(g, i0, j0, nj, ap);
+      case 2:
+        return dot_rows<2>(g, i0, j0, nj, ap);
+      default:
+        return dot_rows<1>(g, i0, j0, nj, ap);
+    }
   }
 
   // a_perm[i][p]: within each group of 2·kLanes inputs (whole 32-blocks only), evens then odds.
@@ -255,34 +304,15 @@ struct GemmKernel {
 
   static void run_dot(const GemmArgs& g) {
     const int64_t n_tiles = (g.n + kTile - 1) / kTile;
-    const WeightFormat f = g.w.format;
     thread_local std::vector<float> a_perm;  // grows once; no allocation per token afterwards
-    if (f == WeightFormat::kFp4Block) permute_for_fp4(g, a_perm);
+    if (g.w.format == WeightFormat::kFp4Block) permute_for_fp4(g, a_perm);
     const float* ap = a_perm.data();
 #pragma omp parallel for schedule(static) if (g.m * g.n * g.k > kParallelMacs)
     for (int64_t jt = 0; jt < n_tiles; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
-      for (int64_t i0 = 0; i0 < g.m; i0 += kTile) {
-        Tile t(g, i0, std::min(kTile, g.m - i0), j0, nj);
-        switch (f) {
-          case WeightFormat::kF32:
-            dot_plain<WeightFormat::kF32>(t);
-            break;
-          case WeightFormat::kBF16:
-            dot_plain<WeightFormat::kBF16>(t);
-            break;
-          case WeightFormat::kFp8Block:
-            dot_fp8(t);
-            break;
-          case WeightFormat::kFp4Block:
-            dot_fp4(t, ap + i0 * g.k);
-            break;
-          default:
-            break;
-        }
-        t.finish();
-      }
+      for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
+        dot_any(g, i0, std::min(kTile, g.m - i0), j0, nj, ap);
     }
   }
 
