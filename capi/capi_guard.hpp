@@ -22,8 +22,13 @@ inline void require(bool condition, const char* message) {
   if (!condition) fail(StatusCode::kInvalidArgument, message);
 }
 
+// The largest struct_size a caller may pass: newer headers only append a few fields, so a larger
+// value is a bug (an uninitialised struct) and must not make us read far past the struct.
+inline constexpr size_t kMaxParamsStructSize = 1024;
+
 // Copies a caller's params struct of `caller_size` bytes into a zeroed struct of our version:
-// sizes below v1 are rejected, larger structs are accepted only when the unknown tail is zero.
+// sizes below v1 or above kMaxParamsStructSize are rejected, larger structs than ours are accepted
+// only when the unknown tail is zero.
 template <class Params>
 Params read_params(const Params* in, Params defaults, size_t v1_size, const char* what) {
   if (!in) return defaults;
@@ -32,6 +37,10 @@ Params read_params(const Params* in, Params defaults, size_t v1_size, const char
     fail(StatusCode::kInvalidArgument,
          std::string(what) + ".struct_size " + std::to_string(caller_size) +
              " is smaller than any released version (" + std::to_string(v1_size) + ")");
+  if (caller_size > kMaxParamsStructSize)
+    fail(StatusCode::kInvalidArgument, std::string(what) + ".struct_size " +
+                                           std::to_string(caller_size) + " is above the ceiling " +
+                                           std::to_string(kMaxParamsStructSize));
   const unsigned char* bytes = reinterpret_cast<const unsigned char*>(in);
   for (size_t i = sizeof(Params); i < caller_size; ++i)
     if (bytes[i] != 0)

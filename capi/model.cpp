@@ -44,6 +44,7 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
   dsv4::ModelLoadOptions options;
   if (p.backend) options.backend = p.backend;
   options.n_threads = p.n_threads;
+  options.memory_limit = size_t(p.memory_limit);
   auto model = dsv4::Model::load(dir, options);
   if (!model) return dsv4::capi::report(model.status());
   *out = new dsv4_model{std::move(model.value())};
@@ -52,6 +53,16 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
 }
 
 DSV4_API void dsv4_model_free(dsv4_model* model) { delete model; }
+
+DSV4_API dsv4_status dsv4_model_resident_bytes(const dsv4_model* model, size_t* out) {
+  DSV4_CAPI_BEGIN
+  if (out) *out = 0;
+  const dsv4::Model& m = model_of(model, "dsv4_model_resident_bytes");
+  require(out != nullptr, "dsv4_model_resident_bytes: out is NULL");
+  *out = m.resident_bytes();
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
 
 DSV4_API dsv4_status dsv4_model_n_vocab(const dsv4_model* model, int64_t* out) {
   return query(model, out, "dsv4_model_n_vocab",

@@ -7,6 +7,7 @@ using dsv4::capi::require;
 
 namespace {
 constexpr size_t kSessionParamsV1Size = offsetof(dsv4_session_params, max_chunk) + sizeof(int64_t);
+constexpr size_t kAppendParamsV1Size = sizeof(dsv4_append_params);
 
 dsv4::Session& session_of(dsv4_session* handle, const char* fn) {
   if (!handle)
@@ -15,19 +16,32 @@ dsv4::Session& session_of(dsv4_session* handle, const char* fn) {
 }
 
 dsv4_status append(dsv4_session* handle, const int32_t* tokens, size_t n_tokens, float* logits,
-                   const size_t* capacity, const char* fn) {
+                   const size_t* capacity, const dsv4::AppendOptions& options, const char* fn) {
   dsv4::Session& session = session_of(handle, fn);
   require(tokens != nullptr || n_tokens == 0, "tokens is NULL but n_tokens > 0");
   const int64_t vocab = session.model().config().vocab_size;
   if (n_tokens > size_t(std::numeric_limits<int64_t>::max() / vocab))
     dsv4::fail(dsv4::StatusCode::kInvalidArgument, std::string(fn) + ": n_tokens is too large");
-  if (logits && capacity && *capacity < n_tokens * size_t(vocab))
+  const size_t rows = options.output == dsv4::OutputMode::kAll    ? n_tokens
+                      : options.output == dsv4::OutputMode::kLast ? (n_tokens > 0 ? 1 : 0)
+                                                                  : 0;
+  if (logits && capacity && *capacity < rows * size_t(vocab))
     dsv4::fail(dsv4::StatusCode::kBufferTooSmall,
                std::string(fn) + ": logits holds " + std::to_string(*capacity) + " floats, " +
-                   std::to_string(n_tokens) + " tokens x " + std::to_string(vocab) +
-                   " vocab need " + std::to_string(n_tokens * size_t(vocab)));
-  return dsv4::capi::report(session.append({tokens, n_tokens}, logits));
+                   std::to_string(rows) + " rows x " + std::to_string(vocab) + " vocab need " +
+                   std::to_string(rows * size_t(vocab)));
+  return dsv4::capi::report(session.append({tokens, n_tokens}, options, logits));
 }
+
+// Adapts the C callback (int, non-zero = abort) to the C++ one.
+struct AbortAdapter {
+  int (*callback)(void*);
+  void* user;
+  static bool call(void* self) {
+    const auto* a = static_cast<const AbortAdapter*>(self);
+    return a->callback(a->user) != 0;
+  }
+};
 }  // namespace
 
 extern "C" {
@@ -48,7 +62,9 @@ DSV4_API dsv4_status dsv4_session_create(dsv4_model* model, const dsv4_session_p
       params, dsv4_session_default_params(), kSessionParamsV1Size, "dsv4_session_params");
   require(p.max_positions >= 0, "dsv4_session_create: max_positions must be >= 0");
   require(p.max_chunk >= 0, "dsv4_session_create: max_chunk must be >= 0");
+  require(p.n_threads >= 0, "dsv4_session_create: n_threads must be >= 0");
   dsv4::SessionOptions options;
+  options.n_threads = p.n_threads;
   options.max_positions = p.max_positions;
   if (p.max_chunk > 0) options.max_chunk = p.max_chunk;
   auto session = dsv4::Session::create(model->model, options);
@@ -63,7 +79,8 @@ DSV4_API void dsv4_session_free(dsv4_session* session) { delete session; }
 DSV4_API dsv4_status dsv4_session_append(dsv4_session* session, const int32_t* tokens,
                                          size_t n_tokens, float* logits) {
   DSV4_CAPI_BEGIN
-  return append(session, tokens, n_tokens, logits, nullptr, "dsv4_session_append");
+  return append(session, tokens, n_tokens, logits, nullptr, dsv4::AppendOptions{},
+                "dsv4_session_append");
   DSV4_CAPI_END
 }
 
@@ -71,7 +88,37 @@ DSV4_API dsv4_status dsv4_session_append_checked(dsv4_session* session, const in
                                                  size_t n_tokens, float* logits,
                                                  size_t logits_capacity) {
   DSV4_CAPI_BEGIN
-  return append(session, tokens, n_tokens, logits, &logits_capacity, "dsv4_session_append_checked");
+  return append(session, tokens, n_tokens, logits, &logits_capacity, dsv4::AppendOptions{},
+                "dsv4_session_append_checked");
+  DSV4_CAPI_END
+}
+
+DSV4_API dsv4_append_params dsv4_append_default_params(void) {
+  dsv4_append_params p{};
+  p.struct_size = sizeof(dsv4_append_params);
+  p.output = DSV4_OUTPUT_ALL;
+  return p;
+}
+
+DSV4_API dsv4_status dsv4_session_append_ex(dsv4_session* session, const int32_t* tokens,
+                                            size_t n_tokens, const dsv4_append_params* params,
+                                            float* logits, size_t logits_capacity) {
+  DSV4_CAPI_BEGIN
+  const dsv4_append_params p = dsv4::capi::read_params(params, dsv4_append_default_params(),
+                                                       kAppendParamsV1Size, "dsv4_append_params");
+  if (p.output != DSV4_OUTPUT_NONE && p.output != DSV4_OUTPUT_LAST && p.output != DSV4_OUTPUT_ALL)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               "dsv4_session_append_ex: unknown output mode " + std::to_string(p.output) +
+                   " (expected DSV4_OUTPUT_NONE, _LAST or _ALL)");
+  AbortAdapter adapter{p.abort_cb, p.abort_user};
+  dsv4::AppendOptions options;
+  options.output = dsv4::OutputMode(p.output);
+  if (p.abort_cb) {
+    options.should_abort = &AbortAdapter::call;
+    options.abort_user = &adapter;
+  }
+  return append(session, tokens, n_tokens, logits, &logits_capacity, options,
+                "dsv4_session_append_ex");
   DSV4_CAPI_END
 }
 

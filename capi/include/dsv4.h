@@ -9,8 +9,18 @@
  * with context (file, tensor, expected vs found) that stays valid on the calling thread until its
  * next dsv4 call. Out-parameters are set to NULL/0 on failure. No C++ exception crosses this ABI.
  *
- * Ownership: *_load / *_create pair with *_free; *_free accepts NULL. A dsv4_model is immutable
- * after loading and may be shared by threads; a dsv4_session is used by one thread at a time.
+ * Ownership: *_load / *_create pair with *_free; *_free accepts NULL.
+ *
+ * Threads: a dsv4_model is immutable after loading; any number of threads may create sessions
+ * from it and run them concurrently (each session's appends use that session's n_threads worker
+ * threads, so several sessions share the cores without oversubscription when their n_threads add
+ * up to the core count). A dsv4_session is used by one thread at a time: calls on the same session
+ * must not overlap. dsv4_model_free may be called while sessions exist (they keep the model alive).
+ *
+ * Failure atomicity: an append that fails for any reason (bad token, limit, out of memory,
+ * cancellation by the abort callback) leaves the session exactly as it was before the call:
+ * position, cache and compressor state; the next append behaves as if the failed one never
+ * happened.
  */
 #ifndef DSV4_H
 #define DSV4_H
@@ -84,8 +94,12 @@ typedef struct dsv4_model dsv4_model;
 
 typedef struct dsv4_model_params {
   size_t struct_size;  /* sizeof(dsv4_model_params) as compiled by the caller */
-  const char* backend; /* "cpu", "cuda", "best"; NULL = "cpu" */
+  const char* backend; /* "cpu", "cuda", "best" (the best backend that supports every operator
+                          the model needs); NULL = "cpu" */
   int32_t n_threads;   /* CPU threads; 0 = all cores */
+  /* v2 (0.2): refuse with DSV4_ERR_OUT_OF_MEMORY a model whose estimated resident size exceeds
+   * this many bytes; 0 = the memory the machine has available at load time. */
+  uint64_t memory_limit;
 } dsv4_model_params;
 
 /* Defaults with struct_size filled in. */
@@ -95,8 +109,12 @@ DSV4_API dsv4_model_params dsv4_model_default_params(void);
  * Loads a checkpoint directory (config.json + model.safetensors or model.safetensors.index.json
  * with its shards). `params` may be NULL for defaults. Validates the config and every tensor the
  * model needs before returning. On failure *out is NULL.
- * Errors: INVALID_ARGUMENT (NULL dir/out, bad params), IO, CORRUPT_FILE, INVALID_CONFIG,
- * MODEL_MISMATCH, UNSUPPORTED (backend), OUT_OF_MEMORY.
+ * Weights stay in their stored formats (FP8, FP4, BF16, F32 are mapped from the files, not
+ * copied), so the resident size is about the checkpoint's size.
+ * Errors: INVALID_ARGUMENT (NULL dir/out, bad params), IO, CORRUPT_FILE (also a NaN/Inf weight
+ * code, named in the message), INVALID_CONFIG, MODEL_MISMATCH, UNSUPPORTED (backend, or an
+ * operator the backend lacks, named in the message), OUT_OF_MEMORY (estimated size over
+ * memory_limit; the message gives both numbers).
  */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_load(const char* dir,
                                                     const dsv4_model_params* params,
@@ -114,6 +132,9 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_embd(const dsv4_model* model, i
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model,
                                                                     int64_t layer, int64_t* out);
 
+/* Bytes the loaded weights occupy (stored formats plus fp32 copies of small vectors). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_resident_bytes(const dsv4_model* model, size_t* out);
+
 /* ---- session ---- */
 
 typedef struct dsv4_session dsv4_session;
@@ -122,6 +143,8 @@ typedef struct dsv4_session_params {
   size_t struct_size;    /* sizeof(dsv4_session_params) as compiled by the caller */
   int64_t max_positions; /* refuse to grow past this many tokens; 0 = unlimited */
   int64_t max_chunk;     /* tokens per internal forward step (bounds activation memory); 0 = 1024 */
+  /* v2 (0.2): worker threads for this session's appends; 0 = the model's n_threads. */
+  int32_t n_threads;
 } dsv4_session_params;
 
 DSV4_API dsv4_session_params dsv4_session_default_params(void);
@@ -150,6 +173,35 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append_checked(dsv4_session* se
                                                                 const int32_t* tokens,
                                                                 size_t n_tokens, float* logits,
                                                                 size_t logits_capacity);
+/* Which logits an append writes (dsv4_append_params.output). */
+#define DSV4_OUTPUT_NONE 0 /* none: the head is skipped (prefill nobody reads) */
+#define DSV4_OUTPUT_LAST 1 /* the last appended position: one row of vocab floats */
+#define DSV4_OUTPUT_ALL 2  /* every appended position: n_tokens rows of vocab floats */
+
+typedef struct dsv4_append_params {
+  size_t struct_size; /* sizeof(dsv4_append_params) as compiled by the caller */
+  int32_t output;     /* DSV4_OUTPUT_*; the default params say DSV4_OUTPUT_ALL */
+  /* Called between chunks and between layers with abort_user; a non-zero return ends the append
+   * with DSV4_ERR_CANCELLED and the session unchanged. NULL = never cancel. */
+  int (*abort_cb)(void* user);
+  void* abort_user;
+} dsv4_append_params;
+
+DSV4_API dsv4_append_params dsv4_append_default_params(void);
+
+/*
+ * Appends n_tokens token ids with output selection and cancellation. params may be NULL
+ * (defaults). `logits` (capacity in floats) receives vocab floats for OUTPUT_LAST and
+ * n_tokens * vocab for OUTPUT_ALL; it may be NULL for OUTPUT_NONE or when no logits are wanted.
+ * Errors: INVALID_ARGUMENT (NULL session, NULL tokens with n_tokens > 0, unknown output mode),
+ * BUFFER_TOO_SMALL (nothing appended), OUT_OF_RANGE, OUT_OF_MEMORY, CANCELLED. On every error the
+ * session is unchanged.
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append_ex(dsv4_session* session,
+                                                           const int32_t* tokens, size_t n_tokens,
+                                                           const dsv4_append_params* params,
+                                                           float* logits, size_t logits_capacity);
+
 /* Number of tokens appended so far. */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_position(const dsv4_session* session,
                                                           int64_t* out);

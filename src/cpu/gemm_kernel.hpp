@@ -107,13 +107,16 @@ struct GemmKernel {
     } else if constexpr (kAvx2) {
       const __m256 magnitude = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
       const __m256i sign_bit = _mm256_set1_epi32(int32_t(0x80000000u));
-      const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
+      const __m256i idx =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
       const __m256i idx_hi = _mm256_srli_epi32(idx, 4);
       // permutevar8x32 uses the low 3 bits (the magnitude); bit 3 is the sign.
       const __m256 lo_mag = _mm256_permutevar8x32_ps(magnitude, idx);
       const __m256 hi_mag = _mm256_permutevar8x32_ps(magnitude, idx_hi);
-      lo = Batch(_mm256_xor_ps(lo_mag, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(idx, 28), sign_bit))));
-      hi = Batch(_mm256_xor_ps(hi_mag, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(idx_hi, 28), sign_bit))));
+      lo = Batch(_mm256_xor_ps(
+          lo_mag, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(idx, 28), sign_bit))));
+      hi = Batch(_mm256_xor_ps(
+          hi_mag, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(idx_hi, 28), sign_bit))));
       return;
     }
 #endif

@@ -39,6 +39,7 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
   const auto& theta = model.rope_theta(true);
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t pos = start + t, slot = pos % m;
+    state.journal_row(slot);
     float* kv_row = state.kv.data() + slot * width;
     float* gate_row = state.gate.data() + slot * width;
     for (int64_t i = 0; i < width; ++i) {
@@ -53,6 +54,7 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
                     has_prev ? state.prev_gate_a.data() : nullptr, state.kv.data(),
                     state.gate.data(), m, out_dim, entry.data());
       // This window's A halves become the next entry's previous-window slots.
+      state.journal_prev();
       for (int64_t s = 0; s < m; ++s)
         for (int64_t i = 0; i < out_dim; ++i) {
           state.prev_kv_a[size_t(s * out_dim + i)] = state.kv[size_t(s * width + i)];

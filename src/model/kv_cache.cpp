@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 namespace dsv4 {
 
@@ -35,12 +36,63 @@ float* EntryStore::slot(int64_t slot_index) const {
          (slot_index % kBlockEntries) * entry_dim_;
 }
 
+namespace {
+thread_local int64_t allocation_failure_countdown = -1;
+
+std::unique_ptr<float[]> allocate_block(int64_t floats) {
+  if (allocation_failure_countdown >= 0 && allocation_failure_countdown-- == 0)
+    throw std::bad_alloc();
+  return std::unique_ptr<float[]>(new float[size_t(floats)]);
+}
+}  // namespace
+
+void set_cache_allocation_failure_countdown(int64_t n) noexcept {
+  allocation_failure_countdown = n;
+}
+
 int64_t EntryStore::append(const float* values) {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
   const size_t block = size_t(slot_index / kBlockEntries);
-  if (block >= blocks_.size()) blocks_.emplace_back(new float[size_t(kBlockEntries * entry_dim_)]);
+  if (block >= blocks_.size()) blocks_.push_back(allocate_block(kBlockEntries * entry_dim_));
+  // A ring slot about to lose an entry from before the transaction: keep its value.
+  if (in_transaction_ && ring_capacity_ > 0 && size_ >= ring_capacity_ &&
+      size_ - ring_capacity_ < begin_size_) {
+    journal_slots_.push_back(slot_index);
+    const float* old = slot(slot_index);
+    journal_values_.insert(journal_values_.end(), old, old + entry_dim_);
+  }
   std::memcpy(slot(slot_index), values, size_t(entry_dim_) * sizeof(float));
   return size_++;
+}
+
+void EntryStore::begin() {
+  in_transaction_ = true;
+  begin_size_ = size_;
+  journal_slots_.clear();
+  journal_values_.clear();
+  // Reserve the worst case once so journalling never allocates mid-append.
+  if (ring_capacity_ > 0) {
+    journal_slots_.reserve(size_t(ring_capacity_));
+    journal_values_.reserve(size_t(ring_capacity_ * entry_dim_));
+  }
+}
+
+void EntryStore::commit() noexcept {
+  in_transaction_ = false;
+  journal_slots_.clear();
+  journal_values_.clear();
+}
+
+void EntryStore::rollback() noexcept {
+  if (!in_transaction_) return;
+  for (size_t i = 0; i < journal_slots_.size(); ++i)
+    std::memcpy(slot(journal_slots_[i]), journal_values_.data() + i * size_t(entry_dim_),
+                size_t(entry_dim_) * sizeof(float));
+  size_ = begin_size_;
+  // Blocks allocated by the failed transaction go; a ring keeps the blocks it had.
+  const int64_t resident_slots = ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
+  blocks_.resize(size_t((resident_slots + kBlockEntries - 1) / kBlockEntries));
+  commit();
 }
 
 const float* EntryStore::entry(int64_t i) const {
@@ -62,6 +114,9 @@ size_t EntryStore::bytes_reserved() const noexcept {
 void EntryStore::clear() {
   blocks_.clear();
   size_ = 0;
+  begin_size_ = 0;
+  journal_slots_.clear();
+  journal_values_.clear();
 }
 
 CompressorState::CompressorState(int64_t m, int64_t w, bool ov)
@@ -70,6 +125,56 @@ CompressorState::CompressorState(int64_t m, int64_t w, bool ov)
     prev_kv_a.resize(size_t(m * w / 2));
     prev_gate_a.resize(size_t(m * w / 2));
   }
+}
+
+void CompressorState::begin(int64_t position) {
+  in_transaction_ = true;
+  live_rows_ = compress_ratio > 0 ? position % compress_ratio : 0;
+  saved_has_prev_ = has_prev;
+  prev_saved_ = false;
+  if (compress_ratio <= 0) return;
+  if (row_saved_.size() != size_t(compress_ratio)) {
+    row_saved_.assign(size_t(compress_ratio), 0);
+    saved_kv_.resize(kv.size());
+    saved_gate_.resize(gate.size());
+    saved_prev_kv_a_.resize(prev_kv_a.size());
+    saved_prev_gate_a_.resize(prev_gate_a.size());
+  } else {
+    std::fill(row_saved_.begin(), row_saved_.end(), 0);
+  }
+}
+
+void CompressorState::journal_row(int64_t slot) {
+  if (!in_transaction_ || slot >= live_rows_ || row_saved_[size_t(slot)]) return;
+  row_saved_[size_t(slot)] = 1;
+  const size_t at = size_t(slot * width), n = size_t(width);
+  std::copy_n(kv.begin() + at, n, saved_kv_.begin() + at);
+  std::copy_n(gate.begin() + at, n, saved_gate_.begin() + at);
+}
+
+void CompressorState::journal_prev() {
+  if (!in_transaction_ || prev_saved_) return;
+  prev_saved_ = true;
+  saved_prev_kv_a_ = prev_kv_a;
+  saved_prev_gate_a_ = prev_gate_a;
+}
+
+void CompressorState::commit() noexcept { in_transaction_ = false; }
+
+void CompressorState::rollback() noexcept {
+  if (!in_transaction_) return;
+  for (int64_t slot = 0; slot < live_rows_; ++slot) {
+    if (!row_saved_[size_t(slot)]) continue;
+    const size_t at = size_t(slot * width), n = size_t(width);
+    std::copy_n(saved_kv_.begin() + at, n, kv.begin() + at);
+    std::copy_n(saved_gate_.begin() + at, n, gate.begin() + at);
+  }
+  if (prev_saved_) {
+    std::copy(saved_prev_kv_a_.begin(), saved_prev_kv_a_.end(), prev_kv_a.begin());
+    std::copy(saved_prev_gate_a_.begin(), saved_prev_gate_a_.end(), prev_gate_a.begin());
+  }
+  has_prev = saved_has_prev_;
+  in_transaction_ = false;
 }
 
 size_t CompressorState::bytes() const noexcept {
@@ -123,6 +228,36 @@ CacheMemory KvCache::memory() const {
                                   lc.indexer.bytes_reserved(), state});
   }
   return mem;
+}
+
+void KvCache::begin(int64_t position) {
+  for (LayerCache& lc : layers_) {
+    lc.window.begin();
+    lc.compressed.begin();
+    lc.indexer.begin();
+    lc.compressor.begin(position);
+    lc.indexer_compressor.begin(position);
+  }
+}
+
+void KvCache::commit() noexcept {
+  for (LayerCache& lc : layers_) {
+    lc.window.commit();
+    lc.compressed.commit();
+    lc.indexer.commit();
+    lc.compressor.commit();
+    lc.indexer_compressor.commit();
+  }
+}
+
+void KvCache::rollback() noexcept {
+  for (LayerCache& lc : layers_) {
+    lc.window.rollback();
+    lc.compressed.rollback();
+    lc.indexer.rollback();
+    lc.compressor.rollback();
+    lc.indexer_compressor.rollback();
+  }
 }
 
 void KvCache::clear() {

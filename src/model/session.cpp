@@ -93,6 +93,7 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
     return Status(StatusCode::kInvalidArgument, "max_positions must be >= 0");
   if (options.max_chunk <= 0)
     return Status(StatusCode::kInvalidArgument, "max_chunk must be positive");
+  if (options.n_threads < 0) return Status(StatusCode::kInvalidArgument, "n_threads must be >= 0");
   return capture_result(
       [&] { return std::unique_ptr<Session>(new Session(std::move(model), options)); });
 }
@@ -100,14 +101,27 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
 void Session::reset() {
   cache_.clear();
   position_ = 0;
-  broken_ = false;
 }
 
 Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace) {
+  return append(tokens, AppendOptions{}, logits, trace);
+}
+
+namespace {
+void check_abort(const AppendOptions& options) {
+  if (options.should_abort && options.should_abort(options.abort_user))
+    fail(StatusCode::kCancelled, "append cancelled by the abort callback");
+}
+}  // namespace
+
+Status Session::append(std::span<const int32_t> tokens, const AppendOptions& options, float* logits,
+                       ForwardTrace* trace) {
   const ModelConfig& c = model_->config();
-  if (broken_)
-    return Status(StatusCode::kInternal,
-                  "the session's cache is inconsistent after a failed append; reset it first");
+  if (options.output != OutputMode::kNone && options.output != OutputMode::kLast &&
+      options.output != OutputMode::kAll)
+    return Status(StatusCode::kInvalidArgument,
+                  "unknown output mode " + std::to_string(int32_t(options.output)));
+  if (options.output == OutputMode::kNone) logits = nullptr;
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
       return Status(StatusCode::kOutOfRange,
@@ -119,18 +133,32 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
                                                " tokens at position " + std::to_string(position_) +
                                                " exceeds max_positions " +
                                                std::to_string(options_.max_positions));
-  if (trace) {
-    trace->layer_inputs.assign(
-        size_t(c.num_hidden_layers * int64_t(tokens.size()) * c.hc_mult * c.hidden_size), 0.0f);
-    trace->final_hidden.assign(tokens.size() * size_t(c.hidden_size), 0.0f);
-  }
+  if (tokens.empty()) return Status::ok();
   Status status = capture_status([&] {
-    const ThreadCountScope threads(model_->n_threads());
+    if (trace) {
+      trace->layer_inputs.assign(
+          size_t(c.num_hidden_layers * int64_t(tokens.size()) * c.hc_mult * c.hidden_size), 0.0f);
+      trace->final_hidden.assign(tokens.size() * size_t(c.hidden_size), 0.0f);
+    }
+    const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads
+                                                          : model_->n_threads());
+    cache_.begin(position_);
     const int64_t total = int64_t(tokens.size());
     for (int64_t begin = 0; begin < total; begin += options_.max_chunk) {
+      check_abort(options);
       const int64_t n = std::min(options_.max_chunk, total - begin);
+      // Which rows of this chunk produce logits, and where they go.
+      float* chunk_logits = nullptr;
+      int64_t first_row = n;
+      if (logits && options.output == OutputMode::kAll) {
+        chunk_logits = logits + begin * c.vocab_size;
+        first_row = 0;
+      } else if (logits && begin + n == total) {
+        chunk_logits = logits;
+        first_row = n - 1;
+      }
       ForwardTrace chunk_trace;
-      forward_chunk(tokens.data() + begin, n, logits ? logits + begin * c.vocab_size : nullptr,
+      forward_chunk(tokens.data() + begin, n, position_ + begin, chunk_logits, first_row, options,
                     trace ? &chunk_trace : nullptr);
       if (trace) {
         const int64_t stream = c.hc_mult * c.hidden_size;
@@ -142,11 +170,17 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
       }
     }
   });
-  if (!status) broken_ = true;
+  if (!status) {
+    cache_.rollback();  // the session is exactly as before the call
+    return status;
+  }
+  cache_.commit();
+  position_ += int64_t(tokens.size());
   return status;
 }
 
-void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logits,
+void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t position,
+                            float* logits, int64_t logits_first_row, const AppendOptions& options,
                             ForwardTrace* trace) {
   const Model& model = *model_;
   const ModelConfig& c = model.config();
@@ -166,12 +200,13 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logi
   std::vector<float> y(size_t(n_tokens * D)), z(size_t(n_tokens * D));
   for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
     const LayerWeights& L = w.layers[size_t(layer)];
+    check_abort(options);
     if (trace)
       std::copy(x.begin(), x.end(), trace->layer_inputs.begin() + layer * n_tokens * stream);
 
     MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data());
     ops::rms_norm_rows(y.data(), L.attn_norm.data(), y.data(), n_tokens, D, eps);
-    detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position_,
+    detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
                               z.data());
     mhc_post(model, coef, z.data(), n_tokens, x.data());
 
@@ -191,9 +226,9 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logi
   }
   ops::rms_norm_rows(y.data(), w.norm.data(), y.data(), n_tokens, D, eps);
   if (trace) trace->final_hidden.assign(y.begin(), y.end());
-  position_ += n_tokens;
-  if (!logits) return;
-  detail::linear(model.backend(), y.data(), n_tokens, w.head, logits);
+  if (!logits || logits_first_row >= n_tokens) return;
+  detail::linear(model.backend(), y.data() + logits_first_row * D, n_tokens - logits_first_row,
+                 w.head, logits);
 }
 
 }  // namespace dsv4

@@ -341,10 +341,10 @@ size_t ModelWeights::resident_bytes() const noexcept {
 size_t estimate_resident_bytes(const Checkpoint& checkpoint, const ModelConfig& config) {
   size_t total = 0;
   for (const TensorSpec& spec : checkpoint_schema(config)) {
-    const bool matrix = spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert ||
-                        (spec.role == TensorRole::kFloat && spec.shape.size() == 2 &&
-                         spec.name.find("hc_") == std::string::npos &&
-                         spec.name.find(".ape") == std::string::npos);
+    const bool matrix =
+        spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert ||
+        (spec.role == TensorRole::kFloat && spec.shape.size() == 2 &&
+         spec.name.find("hc_") == std::string::npos && spec.name.find(".ape") == std::string::npos);
     const std::string weight = stored_weight_name(spec);
     const auto entry = checkpoint.find(weight);
     if (!entry.info) continue;  // the schema check reports it
@@ -367,7 +367,8 @@ namespace {
 // take minutes. Irwin-Hall with four uniforms approximates a normal distribution well enough.
 class FastRandom {
  public:
-  explicit FastRandom(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
+  explicit FastRandom(uint64_t seed)
+      : state_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
   uint64_t next() {
     uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -376,8 +377,8 @@ class FastRandom {
   }
   float normal() {
     const uint64_t a = next(), b = next();
-    const float sum = float(a & 0xffffffffu) + float(a >> 32) + float(b & 0xffffffffu) +
-                      float(b >> 32);
+    const float sum =
+        float(a & 0xffffffffu) + float(a >> 32) + float(b & 0xffffffffu) + float(b >> 32);
     return (sum * (1.0f / 4294967296.0f) - 2.0f) * 1.7320508f;  // variance 1
   }
 
@@ -458,7 +459,8 @@ class RandomFill {
         l.scales = scales;
         if (fp8) {
           static const GridEncoder encode(kFp8E4M3Max, &float_to_fp8_e4m3);
-          for (int64_t i = 0; i < out * in; ++i) data[i] = encode(rng_.normal() * stddev * inv_scale);
+          for (int64_t i = 0; i < out * in; ++i)
+            data[i] = encode(rng_.normal() * stddev * inv_scale);
         } else {
           static const GridEncoder encode(kFp4E2M1Max, &float_to_fp4_e2m1);
           for (int64_t i = 0; i < out * in / 2; ++i) {
@@ -538,9 +540,8 @@ LayerWeights random_layer(const ModelConfig& c, int layer, RandomFill& f) {
     L.tid2eid.resize(size_t(c.vocab_size * c.num_experts_per_tok));
     for (int64_t t = 0; t < c.vocab_size; ++t)
       for (int64_t j = 0; j < c.num_experts_per_tok; ++j)
-        L.tid2eid[size_t(t * c.num_experts_per_tok + j)] =
-            int32_t((t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) %
-                    c.n_routed_experts);
+        L.tid2eid[size_t(t * c.num_experts_per_tok + j)] = int32_t(
+            (t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) % c.n_routed_experts);
   } else {
     L.gate_bias = f.normal(c.n_routed_experts, 0.1f);
   }

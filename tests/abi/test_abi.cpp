@@ -7,11 +7,18 @@
 static_assert(offsetof(dsv4_model_params, struct_size) == 0);
 static_assert(offsetof(dsv4_model_params, backend) == 8);
 static_assert(offsetof(dsv4_model_params, n_threads) == 16);
-static_assert(sizeof(dsv4_model_params) == 24);
+static_assert(offsetof(dsv4_model_params, memory_limit) == 24);  // v2
+static_assert(sizeof(dsv4_model_params) == 32);
 static_assert(offsetof(dsv4_session_params, struct_size) == 0);
 static_assert(offsetof(dsv4_session_params, max_positions) == 8);
 static_assert(offsetof(dsv4_session_params, max_chunk) == 16);
-static_assert(sizeof(dsv4_session_params) == 24);
+static_assert(offsetof(dsv4_session_params, n_threads) == 24);  // v2
+static_assert(sizeof(dsv4_session_params) == 32);
+static_assert(offsetof(dsv4_append_params, struct_size) == 0);
+static_assert(offsetof(dsv4_append_params, output) == 8);
+static_assert(offsetof(dsv4_append_params, abort_cb) == 16);
+static_assert(offsetof(dsv4_append_params, abort_user) == 24);
+static_assert(sizeof(dsv4_append_params) == 32);
 static_assert(DSV4_CACHE_WINDOW == 0 && DSV4_CACHE_COMPRESSED == 1 && DSV4_CACHE_INDEXER == 2 &&
               DSV4_CACHE_STATE == 3);
 static_assert(DSV4_OK == 0 && DSV4_ERR_INVALID_ARGUMENT == 1 && DSV4_ERR_IO == 2 &&

@@ -103,6 +103,80 @@ static void test_params_versioning(const char* golden_dir) {
   params.backend = NULL;
   params.n_threads = -1;
   EXPECT(dsv4_model_load(dir, &params, &model) == DSV4_ERR_INVALID_ARGUMENT);
+  /* A struct_size far beyond any version is refused before the tail is read. */
+  params = dsv4_model_default_params();
+  params.struct_size = (size_t)1 << 40;
+  EXPECT(dsv4_model_load(dir, &params, &model) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(strstr(dsv4_last_error(), "ceiling") != NULL);
+  /* v2: a memory limit below the model's size. */
+  params = dsv4_model_default_params();
+  params.memory_limit = 4096;
+  EXPECT(dsv4_model_load(dir, &params, &model) == DSV4_ERR_OUT_OF_MEMORY);
+  EXPECT(model == NULL);
+  EXPECT(strstr(dsv4_last_error(), "4096 bytes") != NULL);
+}
+
+static int g_abort_calls = 0;
+static int abort_after_two(void* user) {
+  ++g_abort_calls;
+  return g_abort_calls > *(const int*)user;
+}
+
+/* v2 calls: append_ex with output modes and cancellation, per-session threads, resident bytes. */
+static void test_append_ex(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model* model = NULL;
+  dsv4_session* session = NULL;
+  dsv4_session_params sp = dsv4_session_default_params();
+  dsv4_append_params ap = dsv4_append_default_params();
+  int32_t tokens[40];
+  static float all[40 * 256], last[256], after_cancel[256], expected[256];
+  size_t resident = 0;
+  int64_t position = -1, vocab = 0;
+  int i, limit = 2;
+  path_join(dir, sizeof dir, golden_dir, "tiny-a-q");
+  EXPECT(dsv4_model_load(dir, NULL, &model) == DSV4_OK);
+  EXPECT(dsv4_model_resident_bytes(model, &resident) == DSV4_OK && resident > 100000);
+  EXPECT(dsv4_model_resident_bytes(NULL, &resident) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_resident_bytes(model, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_n_vocab(model, &vocab) == DSV4_OK && vocab == 256);
+  for (i = 0; i < 40; ++i) tokens[i] = (i * 29 + 3) % 256;
+  sp.n_threads = -2;
+  EXPECT(dsv4_session_create(model, &sp, &session) == DSV4_ERR_INVALID_ARGUMENT);
+  sp.n_threads = 1;
+  EXPECT(dsv4_session_create(model, &sp, &session) == DSV4_OK);
+  EXPECT(ap.output == DSV4_OUTPUT_ALL);
+
+  /* ALL needs n_tokens rows; LAST one; NONE none. */
+  EXPECT(dsv4_session_append_ex(session, tokens, 40, NULL, all, 39 * 256) ==
+         DSV4_ERR_BUFFER_TOO_SMALL);
+  ap.output = DSV4_OUTPUT_LAST;
+  EXPECT(dsv4_session_append_ex(session, tokens, 40, &ap, last, 255) == DSV4_ERR_BUFFER_TOO_SMALL);
+  ap.output = 7;
+  EXPECT(dsv4_session_append_ex(session, tokens, 40, &ap, last, 256) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_position(session, &position) == DSV4_OK && position == 0);
+  ap.output = DSV4_OUTPUT_NONE;
+  EXPECT(dsv4_session_append_ex(session, tokens, 39, &ap, NULL, 0) == DSV4_OK);
+  ap.output = DSV4_OUTPUT_LAST;
+  EXPECT(dsv4_session_append_ex(session, tokens + 39, 1, &ap, expected, 256) == DSV4_OK);
+
+  /* A cancelled append leaves the session as it was: the retry gives the same logits. */
+  EXPECT(dsv4_session_reset(session) == DSV4_OK);
+  ap.output = DSV4_OUTPUT_NONE;
+  EXPECT(dsv4_session_append_ex(session, tokens, 39, &ap, NULL, 0) == DSV4_OK);
+  ap.output = DSV4_OUTPUT_LAST;
+  ap.abort_cb = abort_after_two;
+  ap.abort_user = &limit;
+  EXPECT(dsv4_session_append_ex(session, tokens + 39, 1, &ap, after_cancel, 256) ==
+         DSV4_ERR_CANCELLED);
+  EXPECT(g_abort_calls == 3);
+  EXPECT(dsv4_session_position(session, &position) == DSV4_OK && position == 39);
+  ap.abort_cb = NULL;
+  EXPECT(dsv4_session_append_ex(session, tokens + 39, 1, &ap, after_cancel, 256) == DSV4_OK);
+  EXPECT(memcmp(after_cancel, expected, sizeof expected) == 0);
+  EXPECT(dsv4_session_append_ex(NULL, tokens, 1, &ap, last, 256) == DSV4_ERR_INVALID_ARGUMENT);
+  dsv4_session_free(session);
+  dsv4_model_free(model);
 }
 
 static void test_bad_files(const char* corrupt_dir) {
@@ -230,6 +304,7 @@ int main(int argc, char** argv) {
   test_params_versioning(argv[1]);
   test_bad_files(argv[2]);
   test_session(argv[1]);
+  test_append_ex(argv[1]);
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -306,11 +306,9 @@ TEST_CASE("grouped output projection: each group of heads meets its own rows of 
   const auto o = random_vector(T * H * d, 17), wo_a = random_vector(G * R * gin, 18);
   std::vector<float> out(T * G * R);
   auto cpu = dsv4::create_backend("cpu").value();
-  REQUIRE(
-      dsv4::ops::grouped_output_projection(*cpu, o.data(), T, G, gin,
-                                           dsv4::f32_weights(wo_a.data(), G * R, gin), R,
-                                           out.data())
-          .is_ok());
+  REQUIRE(dsv4::ops::grouped_output_projection(
+              *cpu, o.data(), T, G, gin, dsv4::f32_weights(wo_a.data(), G * R, gin), R, out.data())
+              .is_ok());
   for (int64_t t = 0; t < T; ++t)
     for (int64_t g = 0; g < G; ++g)
       for (int64_t r = 0; r < R; ++r) {

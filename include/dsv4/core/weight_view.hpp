@@ -83,9 +83,11 @@ struct WeightView {
         return fp16_to_float(b);
       }
       case WeightFormat::kFp8Block:
-        return fp8_e4m3_to_float(r[i]) * ue8m0_to_float(scales[((first_row + o) / 128) * scale_cols + i / 128]);
+        return fp8_e4m3_to_float(r[i]) *
+               ue8m0_to_float(scales[((first_row + o) / 128) * scale_cols + i / 128]);
       case WeightFormat::kFp4Block:
-        return fp4_e2m1_packed_at(r, size_t(i)) * ue8m0_to_float(scales[(first_row + o) * scale_cols + i / 32]);
+        return fp4_e2m1_packed_at(r, size_t(i)) *
+               ue8m0_to_float(scales[(first_row + o) * scale_cols + i / 32]);
     }
     return 0.0f;
   }

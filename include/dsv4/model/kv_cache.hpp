@@ -53,6 +53,13 @@ class EntryStore {
   size_t bytes_reserved() const noexcept;  // allocated blocks
   void clear();
 
+  // Transactions: after begin(), rollback() restores the store exactly as it was (entries appended
+  // since are dropped, ring slots they overwrote are put back); commit() keeps the changes. Only
+  // overwritten ring slots are copied, so a decode step journals one entry per ring store.
+  void begin();
+  void commit() noexcept;
+  void rollback() noexcept;
+
  private:
   float* slot(int64_t slot_index) const;
   CacheFormat format_ = CacheFormat::kF32;
@@ -60,6 +67,12 @@ class EntryStore {
   int64_t ring_capacity_ = 0;
   int64_t size_ = 0;
   std::vector<std::unique_ptr<float[]>> blocks_;
+  // Transaction journal: the size at begin() and the ring slots overwritten since, with their
+  // previous values (capacity is kept between transactions: no allocation per decode step).
+  bool in_transaction_ = false;
+  int64_t begin_size_ = 0;
+  std::vector<int64_t> journal_slots_;
+  std::vector<float> journal_values_;
 };
 
 // The incomplete window of a compressor: kv and gate rows (gate includes the ape row) of the tokens
@@ -76,6 +89,22 @@ struct CompressorState {
   CompressorState(int64_t m, int64_t width, bool overlap);
   size_t bytes() const noexcept;
   void clear();
+
+  // Transactions, as EntryStore's. `position` is the number of tokens fed so far: rows of the
+  // incomplete window ([0, position mod m)) are live and get journalled before being overwritten.
+  void begin(int64_t position);
+  void commit() noexcept;
+  void rollback() noexcept;
+  // Writers call these before overwriting kv/gate row `slot`, or the previous A halves.
+  void journal_row(int64_t slot);
+  void journal_prev();
+
+ private:
+  bool in_transaction_ = false;
+  int64_t live_rows_ = 0;
+  bool saved_has_prev_ = false, prev_saved_ = false;
+  std::vector<uint8_t> row_saved_;  // [m]
+  std::vector<float> saved_kv_, saved_gate_, saved_prev_kv_a_, saved_prev_gate_a_;
 };
 
 struct LayerCache {
@@ -104,8 +133,19 @@ class KvCache {
   CacheMemory memory() const;
   void clear();
 
+  // A transaction over every layer (see EntryStore::begin): an append that fails or is cancelled
+  // rolls the whole cache back to the state of begin(position).
+  void begin(int64_t position);
+  void commit() noexcept;
+  void rollback() noexcept;
+
  private:
   std::vector<LayerCache> layers_;
 };
+
+// Fault injection for tests: after `n` more cache block allocations on this thread, the next one
+// throws std::bad_alloc (n < 0 disables, the default). Lets tests prove that a failed append
+// leaves the session unchanged.
+void set_cache_allocation_failure_countdown(int64_t n) noexcept;
 
 }  // namespace dsv4

@@ -17,6 +17,22 @@ namespace dsv4 {
 struct SessionOptions {
   int64_t max_positions = 0;  // 0 = unlimited
   int64_t max_chunk = 1024;   // tokens per internal forward step (bounds activation memory)
+  int n_threads = 0;          // threads for this session's appends; 0 = the model's
+};
+
+// Which logits an append writes.
+enum class OutputMode : int32_t {
+  kNone = 0,  // none (prefill whose logits nobody reads: the head is skipped)
+  kLast = 1,  // the last appended position only: one row of vocab floats
+  kAll = 2,   // every appended position: n_tokens rows
+};
+
+struct AppendOptions {
+  OutputMode output = OutputMode::kAll;
+  // Asked between chunks and between layers; returning true cancels the append (kCancelled), and
+  // the session is left exactly as before it.
+  bool (*should_abort)(void* user) = nullptr;
+  void* abort_user = nullptr;
 };
 
 // Optional record of intermediate values, for tests and debugging.
@@ -31,10 +47,14 @@ class Session {
                                                  const SessionOptions& options = {});
 
   // Appends tokens and, when `logits` is not null, writes [tokens.size(), vocab] logits.
-  // Token ids and limits are checked before any state changes; on such errors the session is
-  // unchanged. If the forward pass itself fails (e.g. out of memory) part of the cache may already
-  // be updated: the session then refuses further appends until reset().
+  // Appends are transactional: whatever fails (bad token ids, limits, out of memory, a
+  // cancellation), the session is left exactly as before the call: position, cache and
+  // compressor state.
   Status append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace = nullptr);
+  // The same with output selection and cancellation. With OutputMode::kLast, `logits` receives
+  // one row; with kNone it may be null.
+  Status append(std::span<const int32_t> tokens, const AppendOptions& options, float* logits,
+                ForwardTrace* trace = nullptr);
 
   int64_t position() const noexcept { return position_; }
   const Model& model() const noexcept { return *model_; }
@@ -44,13 +64,15 @@ class Session {
 
  private:
   Session(std::shared_ptr<const Model> model, const SessionOptions& options);
-  void forward_chunk(const int32_t* tokens, int64_t n_tokens, float* logits, ForwardTrace* trace);
+  // Runs one chunk at positions [position, position + n_tokens). `logits_first_row` is the first
+  // row of the chunk whose logits go to `logits` (n_tokens = none).
+  void forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t position, float* logits,
+                     int64_t logits_first_row, const AppendOptions& options, ForwardTrace* trace);
 
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   KvCache cache_;
   int64_t position_ = 0;
-  bool broken_ = false;  // a forward pass failed midway; only reset() recovers
 };
 
 }  // namespace dsv4
