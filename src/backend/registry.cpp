@@ -2,6 +2,34 @@
 
 namespace dsv4 {
 
+std::string_view op_kind_name(OpKind kind) noexcept {
+  switch (kind) {
+    case OpKind::kGemm:
+      return "gemm";
+    case OpKind::kEmbed:
+      return "embed";
+    case OpKind::kRmsNorm:
+      return "rms_norm";
+    case OpKind::kRope:
+      return "rope";
+    case OpKind::kAttention:
+      return "attention";
+    case OpKind::kIndexerTopk:
+      return "indexer_topk";
+    case OpKind::kCompressPool:
+      return "compress_pool";
+    case OpKind::kMhcPre:
+      return "mhc_pre";
+    case OpKind::kMhcPost:
+      return "mhc_post";
+    case OpKind::kMhcHead:
+      return "mhc_head";
+    case OpKind::kSwiglu:
+      return "swiglu";
+  }
+  return "?";
+}
+
 std::vector<std::string> compiled_backends() {
 #if defined(DSV4_WITH_CUDA)
   return {"cpu", "cuda"};

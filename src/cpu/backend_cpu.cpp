@@ -1,10 +1,14 @@
-// The CPU backend: aligned host memory and the ISA-dispatched kernels of cpu_kernels.hpp.
+// The CPU backend: aligned host memory and the whole operator table. GEMM and attention are the
+// ISA-dispatched kernels of cpu_kernels.hpp; the indexer streams over key blocks with a running
+// top-k; the row-wise operators run the reference operators over rows (ops_cpu.cpp).
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
 #include "cpu_kernels.hpp"
 #include "dsv4/backend/registry.hpp"
+#include "indexer_topk.hpp"
+#include "ops_cpu.hpp"
 
 namespace dsv4::cpu {
 namespace {
@@ -24,18 +28,32 @@ Status check_gemm_args(const GemmArgs& g) noexcept {
   return Status::ok();
 }
 
+// Runs an operator that may allocate scratch; out-of-memory becomes a status.
+template <class F>
+Status guarded(F&& body) noexcept {
+  try {
+    body();
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "cpu backend: out of memory in an operator");
+  } catch (...) {
+    return Status(StatusCode::kInternal, "cpu backend: unexpected exception in an operator");
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
   std::string_view name() const noexcept override { return "cpu"; }
   DeviceKind device() const noexcept override { return DeviceKind::kCpu; }
   bool supports(const OpDesc& op) const noexcept override {
+    if (op.kind != OpKind::kGemm) return true;  // every other operator, any weight format
     switch (op.weight_format) {
       case WeightFormat::kF32:
       case WeightFormat::kBF16:
       case WeightFormat::kFp8Block:
       case WeightFormat::kFp4Block:
         return true;
-      case WeightFormat::kF16:  // converted to F32 at load; no F16 kernel
+      case WeightFormat::kF16:  // widened to F32 at load; no F16 kernel
         return false;
     }
     return false;
@@ -63,10 +81,49 @@ class CpuBackend final : public Backend {
                         std::string(weight_format_traits(g.w.format).name));
     if (Status s = check_gemm_args(g); !s) return s;
     if (g.m == 0 || g.n == 0) return Status::ok();
-    kernels().gemm(g);
-    return Status::ok();
+    return guarded([&] { kernels().gemm(g); });
   }
   Status synchronize() noexcept override { return Status::ok(); }
+
+  Status attention(const AttentionArgs& a) noexcept override {
+    if (a.n_heads <= 0 || a.head_dim <= 0 || a.n_keys < 0 || !a.q || !a.out || !a.sinks ||
+        (a.n_keys > 0 && !a.keys))
+      return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent attention arguments");
+    return guarded([&] { kernels().attention(a); });
+  }
+  Status indexer_topk(const IndexerTopkArgs& a) noexcept override {
+    if (a.n_queries < 0 || a.n_heads <= 0 || a.head_dim <= 0 || a.top_k <= 0 ||
+        a.block_entries <= 0 || !a.n_visible || !a.selected || !a.n_selected)
+      return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent indexer arguments");
+    return guarded([&] { cpu::indexer_topk(a); });
+  }
+  Status embed(const EmbedArgs& a) noexcept override {
+    for (int64_t t = 0; t < a.n_tokens; ++t)
+      if (a.tokens[t] < 0 || a.tokens[t] >= a.table.out)
+        return Status(StatusCode::kOutOfRange, "cpu backend: embedding row out of range");
+    return guarded([&] { cpu::embed(a); });
+  }
+  Status rms_norm(const RmsNormArgs& a) noexcept override {
+    return guarded([&] { cpu::rms_norm(a); });
+  }
+  Status rope(const RopeArgs& a) noexcept override { return guarded([&] { cpu::rope(a); }); }
+  Status compress_pool(const CompressPoolArgs& a) noexcept override {
+    return guarded([&] { cpu::compress_pool(a); });
+  }
+  Status mhc_pre(const MhcPreArgs& a) noexcept override {
+    if (!supports({OpKind::kGemm, a.fn.format}))
+      return Status(StatusCode::kUnsupported, "cpu backend: mHC weights in an unsupported format");
+    return guarded([&] { cpu::mhc_pre(a); });
+  }
+  Status mhc_post(const MhcPostArgs& a) noexcept override {
+    return guarded([&] { cpu::mhc_post(a); });
+  }
+  Status mhc_head(const MhcHeadArgs& a) noexcept override {
+    if (!supports({OpKind::kGemm, a.fn.format}))
+      return Status(StatusCode::kUnsupported, "cpu backend: mHC weights in an unsupported format");
+    return guarded([&] { cpu::mhc_head(a); });
+  }
+  Status swiglu(const SwigluArgs& a) noexcept override { return guarded([&] { cpu::swiglu(a); }); }
 };
 
 }  // namespace

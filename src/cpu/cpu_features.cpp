@@ -57,15 +57,15 @@ std::string_view isa_name(Isa isa) noexcept {
 KernelTable kernels_for(Isa isa) noexcept {
   switch (isa) {
     case Isa::kAvx512:
-      return {isa, &gemm_avx512};
+      return {isa, &gemm_avx512, &attention_avx512};
     case Isa::kAvx2:
-      return {isa, &gemm_avx2};
+      return {isa, &gemm_avx2, &attention_avx2};
     case Isa::kSse2:
-      return {isa, &gemm_sse2};
+      return {isa, &gemm_sse2, &attention_sse2};
     case Isa::kScalar:
       break;
   }
-  return {Isa::kScalar, &gemm_reference};
+  return {Isa::kScalar, &gemm_reference, &attention_reference};
 }
 
 const KernelTable& kernels() noexcept {

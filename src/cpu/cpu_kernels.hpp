@@ -13,6 +13,7 @@ enum class Isa { kScalar, kSse2, kAvx2, kAvx512 };
 struct KernelTable {
   Isa isa;
   void (*gemm)(const GemmArgs&) noexcept;
+  void (*attention)(const AttentionArgs&) noexcept;
 };
 
 // Reference (scalar, always compiled, the oracle) and per-ISA kernels.
@@ -20,6 +21,10 @@ void gemm_reference(const GemmArgs& args) noexcept;
 void gemm_sse2(const GemmArgs& args) noexcept;
 void gemm_avx2(const GemmArgs& args) noexcept;
 void gemm_avx512(const GemmArgs& args) noexcept;
+void attention_reference(const AttentionArgs& args) noexcept;
+void attention_sse2(const AttentionArgs& args) noexcept;
+void attention_avx2(const AttentionArgs& args) noexcept;
+void attention_avx512(const AttentionArgs& args) noexcept;
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

@@ -15,7 +15,7 @@ void expert_forward(Backend& backend, const ExpertWeights& e, const float* x, in
   std::vector<float> gate(size_t(rows * width)), up(size_t(rows * width));
   linear(backend, x, rows, e.w1, gate.data());
   linear(backend, x, rows, e.w3, up.data());
-  ops::swiglu_clamped(gate.data(), up.data(), rows * width, limit, gate.data());
+  throw_if_error(backend.swiglu({gate.data(), up.data(), rows * width, limit, gate.data()}));
   linear(backend, gate.data(), rows, e.w2, y);
 }
 

@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "dsv4/ops/hyper_connection.hpp"
-#include "dsv4/ops/rms_norm.hpp"
 #include "layer_forward.hpp"
 
 namespace dsv4 {
@@ -20,48 +18,40 @@ struct MhcCoefficients {
   std::vector<float> comb;  // [T, n, n]
 };
 
-// mix[T, rows] = (fn · x_t) / rms(x_t) for the flattened streams x_t [n·D].
-std::vector<float> mhc_mix(const Model& model, const std::vector<float>& fn, int64_t rows,
-                           const float* x, int64_t n_tokens) {
-  const ModelConfig& c = model.config();
-  const int64_t nd = c.hc_mult * c.hidden_size;
-  std::vector<float> mix(size_t(n_tokens * rows));
-  detail::matmul_transposed(model.backend(), x, n_tokens, fn.data(), rows, nd, mix.data());
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const float inv = float(ops::inverse_rms(x + t * nd, nd, float(c.rms_norm_eps)));
-    for (int64_t i = 0; i < rows; ++i) mix[size_t(t * rows + i)] *= inv;
-  }
-  return mix;
+// The mHC weights of a site as the fp32 [rows, n·D] matrix the backend multiplies by.
+WeightView mhc_matrix(const std::vector<float>& fn, int64_t rows) {
+  return f32_weights(fn.data(), rows, int64_t(fn.size()) / rows);
 }
 
 // Collapses the streams into the sub-layer input y[T, D] and returns the update coefficients.
 MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x, int64_t n_tokens,
                         float* y) {
   const ModelConfig& c = model.config();
-  const int64_t n = c.hc_mult, D = c.hidden_size, rows = (2 + n) * n;
-  const std::vector<float> mix = mhc_mix(model, w.fn, rows, x, n_tokens);
+  const int64_t n = c.hc_mult;
   MhcCoefficients coef{std::vector<float>(size_t(n_tokens * n)),
                        std::vector<float>(size_t(n_tokens * n * n))};
-#pragma omp parallel for schedule(static) if (n_tokens > 16)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    std::vector<float> pre(static_cast<size_t>(n));
-    ops::mhc_coefficients(mix.data() + t * rows, w.base.data(), w.scale.data(), n,
-                          c.hc_sinkhorn_iters, float(c.hc_eps), pre.data(),
-                          coef.post.data() + t * n, coef.comb.data() + t * n * n);
-    ops::mhc_collapse(x + t * n * D, pre.data(), n, D, y + t * D);
-  }
+  MhcPreArgs a;
+  a.x = x, a.n_tokens = n_tokens, a.n = n, a.d = c.hidden_size;
+  a.fn = mhc_matrix(w.fn, (2 + n) * n), a.base = w.base.data(), a.scale = w.scale.data();
+  a.sinkhorn_iters = c.hc_sinkhorn_iters, a.hc_eps = float(c.hc_eps);
+  a.norm_eps = float(c.rms_norm_eps);
+  a.y = y, a.post = coef.post.data(), a.comb = coef.comb.data();
+  throw_if_error(model.backend().mhc_pre(a));
   return coef;
 }
 
 void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, int64_t n_tokens,
               float* x) {
-  const int64_t n = model.config().hc_mult, D = model.config().hidden_size;
-#pragma omp parallel for schedule(static) if (n_tokens > 16)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    std::vector<float> scratch(size_t(n * D));
-    ops::mhc_update(x + t * n * D, z + t * D, coef.post.data() + t * n,
-                    coef.comb.data() + t * n * n, n, D, scratch.data());
-  }
+  const ModelConfig& c = model.config();
+  throw_if_error(model.backend().mhc_post(
+      {x, z, coef.post.data(), coef.comb.data(), n_tokens, c.hc_mult, c.hidden_size}));
+}
+
+void rms_norm_rows(const Model& model, float* x, const std::vector<float>& weight,
+                   int64_t n_tokens) {
+  const ModelConfig& c = model.config();
+  throw_if_error(model.backend().rms_norm(
+      {x, weight.data(), x, n_tokens, c.hidden_size, float(c.rms_norm_eps)}));
 }
 
 // Applies the model's thread count to this thread's OpenMP regions for one call, and restores it.
@@ -190,11 +180,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
 
   // Every stream starts as the token embedding.
   std::vector<float> x(size_t(n_tokens * stream));
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    w.embed.decode_row(tokens[t], x.data() + t * stream);
-    for (int64_t j = 1; j < n; ++j)
-      std::copy_n(x.data() + t * stream, D, x.data() + t * stream + j * D);
-  }
+  throw_if_error(model.backend().embed({w.embed, tokens, n_tokens, n, x.data()}));
   if (trace) trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
 
   std::vector<float> y(size_t(n_tokens * D)), z(size_t(n_tokens * D));
@@ -205,26 +191,25 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
       std::copy(x.begin(), x.end(), trace->layer_inputs.begin() + layer * n_tokens * stream);
 
     MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data());
-    ops::rms_norm_rows(y.data(), L.attn_norm.data(), y.data(), n_tokens, D, eps);
+    rms_norm_rows(model, y.data(), L.attn_norm, n_tokens);
     detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
                               z.data());
     mhc_post(model, coef, z.data(), n_tokens, x.data());
 
     coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data());
-    ops::rms_norm_rows(y.data(), L.ffn_norm.data(), y.data(), n_tokens, D, eps);
+    rms_norm_rows(model, y.data(), L.ffn_norm, n_tokens);
     detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data());
     mhc_post(model, coef, z.data(), n_tokens, x.data());
   }
 
   // Final head: h = Σ_j pre_j X_j, logits = head · RMSNorm_norm(h).
-  const std::vector<float> mix = mhc_mix(model, w.hc_head.fn, n, x.data(), n_tokens);
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    std::vector<float> pre(static_cast<size_t>(n));
-    ops::mhc_head_weights(mix.data() + t * n, w.hc_head.base.data(), w.hc_head.scale[0], n,
-                          float(c.hc_eps), pre.data());
-    ops::mhc_collapse(x.data() + t * stream, pre.data(), n, D, y.data() + t * D);
-  }
-  ops::rms_norm_rows(y.data(), w.norm.data(), y.data(), n_tokens, D, eps);
+  MhcHeadArgs head;
+  head.x = x.data(), head.n_tokens = n_tokens, head.n = n, head.d = D;
+  head.fn = mhc_matrix(w.hc_head.fn, n), head.base = w.hc_head.base.data();
+  head.scale = w.hc_head.scale[0], head.hc_eps = float(c.hc_eps), head.norm_eps = eps;
+  head.y = y.data();
+  throw_if_error(model.backend().mhc_head(head));
+  rms_norm_rows(model, y.data(), w.norm, n_tokens);
   if (trace) trace->final_hidden.assign(y.begin(), y.end());
   if (!logits || logits_first_row >= n_tokens) return;
   detail::linear(model.backend(), y.data() + logits_first_row * D, n_tokens - logits_first_row,

@@ -74,14 +74,142 @@ struct GemmArgs {
   float beta = 0.0f;
 };
 
-enum class OpKind : uint8_t { kGemm, kAttention, kMoe, kHyperConnection };
+// ---- the operator table: every operation the model graph performs goes through one of these ----
+// Pointers are in the backend's memory (host memory for the CPU backend). Shapes in comments.
 
-// What a caller asks `supports()` about.
+// out[t, j, :] = table[tokens[t], :] for j < copies (the mHC streams start as copies).
+struct EmbedArgs {
+  WeightView table;  // [V, D]
+  const int32_t* tokens = nullptr;
+  int64_t n_tokens = 0, copies = 1;
+  float* out = nullptr;  // [T, copies, D]
+};
+
+// y[r] = weight ⊙ x[r] / sqrt(mean(x[r]²) + eps); weight may be null (unweighted). y may be x.
+struct RmsNormArgs {
+  const float* x = nullptr;
+  const float* weight = nullptr;  // [n] or null
+  float* y = nullptr;
+  int64_t rows = 0, n = 0;
+  float eps = 0.0f;
+};
+
+// Interleaved RoPE on the last rope_dim values of each of n_heads vectors of head_dim in each row;
+// row r is at position first_position + r·position_step; inverse rotates back.
+struct RopeArgs {
+  float* x = nullptr;  // [rows, row_stride]
+  int64_t rows = 0, row_stride = 0, n_heads = 1, head_dim = 0, rope_dim = 0;
+  const double* theta = nullptr;  // [rope_dim / 2]
+  int64_t first_position = 0, position_step = 1;
+  bool inverse = false;
+};
+
+// Sink attention of one query over a set of shared key/value entries (spec section 3):
+// out_h = Σ_j softmax({q_h·k_j/sqrt(d)} ∪ {sink_h})_j k_j. Keys are read once for all heads.
+struct AttentionArgs {
+  const float* q = nullptr;  // [H, d]
+  int64_t n_heads = 0, head_dim = 0;
+  const float* const* keys = nullptr;  // n_keys pointers to [d] entries (key = value)
+  int64_t n_keys = 0;
+  const float* sinks = nullptr;  // [H]
+  float* out = nullptr;          // [H, d]
+};
+
+// Lightning-indexer top-k for nq queries over the first n_visible[t] entries of a block table:
+// I_{t,w} = Σ_h u_h · ReLU(q_h · K_w) / sqrt(c); the top_k best (lower index first on ties), in
+// ascending index order. Queries with n_visible ≤ top_k select all their entries.
+struct IndexerTopkArgs {
+  const float* q = nullptr;        // [nq, H_I, c]
+  const float* weights = nullptr;  // [nq, H_I] (u, already divided by sqrt(H_I))
+  int64_t n_queries = 0, n_heads = 0, head_dim = 0, top_k = 0;
+  const float* const* key_blocks = nullptr;  // blocks of block_entries consecutive [c] keys
+  int64_t block_entries = 0;
+  const int64_t* n_visible = nullptr;  // [nq]
+  int32_t* selected = nullptr;         // [nq, top_k]: min(n_visible, top_k) ids, ascending
+  int64_t* n_selected = nullptr;       // [nq]
+};
+
+// Pooling of one complete compressor window (spec section 3, "Compressors"). HCA (prev_kv null
+// and overlap false): out = Σ_s softmax_s(gate_s) ⊙ kv_s over m rows of width out_dim. CSA
+// (overlap): 2m slots, the previous window's A halves (absent for the first window: prev null)
+// and this window's B halves.
+struct CompressPoolArgs {
+  const float* kv = nullptr;    // [m, width]
+  const float* gate = nullptr;  // [m, width] (ape already added)
+  const float* prev_kv_a = nullptr;
+  const float* prev_gate_a = nullptr;  // [m, out_dim] (overlap only; null for the first window)
+  int64_t m = 0, out_dim = 0;
+  bool overlap = false;
+  float* out = nullptr;  // [out_dim]
+};
+
+// mHC around a sub-layer (spec section 2) for T tokens of n streams of width D.
+// pre: mix = fn·x / rms(x), coefficients (Sinkhorn), y = Σ_j pre_j X_j, and post/comb out.
+struct MhcPreArgs {
+  const float* x = nullptr;  // [T, n, D]
+  int64_t n_tokens = 0, n = 0, d = 0;
+  WeightView fn;                 // [(2+n)·n, n·D]
+  const float* base = nullptr;   // [(2+n)·n]
+  const float* scale = nullptr;  // [3]
+  int64_t sinkhorn_iters = 0;
+  float hc_eps = 0.0f, norm_eps = 0.0f;
+  float* y = nullptr;     // [T, D]
+  float* post = nullptr;  // [T, n]
+  float* comb = nullptr;  // [T, n, n]
+};
+// post: X'_k = post_k · z + Σ_i comb[i][k] · X_i, in place.
+struct MhcPostArgs {
+  float* x = nullptr;        // [T, n, D]
+  const float* z = nullptr;  // [T, D]
+  const float* post = nullptr;
+  const float* comb = nullptr;
+  int64_t n_tokens = 0, n = 0, d = 0;
+};
+// head: y = Σ_j (sigmoid(mix_j·scale + base_j) + eps) X_j with mix = fn·x / rms(x).
+struct MhcHeadArgs {
+  const float* x = nullptr;  // [T, n, D]
+  int64_t n_tokens = 0, n = 0, d = 0;
+  WeightView fn;  // [n, n·D]
+  const float* base = nullptr;
+  float scale = 1.0f, hc_eps = 0.0f, norm_eps = 0.0f;
+  float* y = nullptr;  // [T, D]
+};
+
+// out = silu(min(gate, L)) ⊙ clamp(up, −L, L) elementwise (L = 0: no clamp). out may be gate.
+struct SwigluArgs {
+  const float* gate = nullptr;
+  const float* up = nullptr;
+  int64_t n = 0;
+  float limit = 0.0f;
+  float* out = nullptr;
+};
+
+enum class OpKind : uint8_t {
+  kGemm,
+  kEmbed,
+  kRmsNorm,
+  kRope,
+  kAttention,
+  kIndexerTopk,
+  kCompressPool,
+  kMhcPre,
+  kMhcPost,
+  kMhcHead,
+  kSwiglu,
+};
+inline constexpr int kNumOpKinds = 11;
+std::string_view op_kind_name(OpKind kind) noexcept;
+
+// What a caller asks `supports()` about: an operator, and for GEMM and embedding the format of
+// the weights it reads.
 struct OpDesc {
   OpKind kind = OpKind::kGemm;
   WeightFormat weight_format = WeightFormat::kF32;
 };
 
+// A device: memory plus the operator table. A model asks supports() for every operator it will
+// call once, at load; the graph then calls only those. Operators a backend does not implement
+// answer kUnsupported (the defaults below).
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -92,8 +220,32 @@ class Backend {
   // Byte copies between host memory and buffers of this backend (host<->device or device<->device).
   virtual Status copy_to_device(void* dst, const void* src, size_t bytes) noexcept = 0;
   virtual Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept = 0;
-  virtual Status gemm(const GemmArgs& args) noexcept = 0;
   virtual Status synchronize() noexcept = 0;
+
+  virtual Status gemm(const GemmArgs&) noexcept { return unsupported(OpKind::kGemm); }
+  virtual Status embed(const EmbedArgs&) noexcept { return unsupported(OpKind::kEmbed); }
+  virtual Status rms_norm(const RmsNormArgs&) noexcept { return unsupported(OpKind::kRmsNorm); }
+  virtual Status rope(const RopeArgs&) noexcept { return unsupported(OpKind::kRope); }
+  virtual Status attention(const AttentionArgs&) noexcept {
+    return unsupported(OpKind::kAttention);
+  }
+  virtual Status indexer_topk(const IndexerTopkArgs&) noexcept {
+    return unsupported(OpKind::kIndexerTopk);
+  }
+  virtual Status compress_pool(const CompressPoolArgs&) noexcept {
+    return unsupported(OpKind::kCompressPool);
+  }
+  virtual Status mhc_pre(const MhcPreArgs&) noexcept { return unsupported(OpKind::kMhcPre); }
+  virtual Status mhc_post(const MhcPostArgs&) noexcept { return unsupported(OpKind::kMhcPost); }
+  virtual Status mhc_head(const MhcHeadArgs&) noexcept { return unsupported(OpKind::kMhcHead); }
+  virtual Status swiglu(const SwigluArgs&) noexcept { return unsupported(OpKind::kSwiglu); }
+
+ protected:
+  Status unsupported(OpKind kind) const {
+    return Status(StatusCode::kUnsupported, "backend \"" + std::string(name()) +
+                                                "\" does not implement operator " +
+                                                std::string(op_kind_name(kind)));
+  }
 };
 
 }  // namespace dsv4

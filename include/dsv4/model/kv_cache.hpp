@@ -44,6 +44,9 @@ class EntryStore {
   // In a non-ring store the entries of one block (i / kBlockEntries) are contiguous, so a block can
   // be handed to a GEMM as one [kBlockEntries, entry_dim] matrix.
   const float* entry(int64_t i) const;
+  // Block b of a non-ring store: entries [b·kBlockEntries, (b+1)·kBlockEntries), contiguous.
+  const float* block(int64_t b) const { return blocks_[size_t(b)].get(); }
+  int64_t n_blocks() const noexcept { return int64_t(blocks_.size()); }
 
   int64_t size() const noexcept { return size_; }  // entries ever appended
   int64_t resident() const noexcept;               // entries held now

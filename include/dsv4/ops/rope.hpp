@@ -43,14 +43,18 @@ inline std::vector<double> rope_frequencies(const RopeParams& p) {
   return theta;
 }
 
-// cos/sin of pos·θ_i, i < r/2, computed in double.
-inline void rope_cos_sin(const std::vector<double>& theta, int64_t pos, float* cos_out,
+// cos/sin of pos·θ_i, i < half (= r/2), computed in double.
+inline void rope_cos_sin(const double* theta, int64_t half, int64_t pos, float* cos_out,
                          float* sin_out) {
-  for (size_t i = 0; i < theta.size(); ++i) {
+  for (int64_t i = 0; i < half; ++i) {
     const double angle = double(pos) * theta[i];
     cos_out[i] = float(std::cos(angle));
     sin_out[i] = float(std::sin(angle));
   }
+}
+inline void rope_cos_sin(const std::vector<double>& theta, int64_t pos, float* cos_out,
+                         float* sin_out) {
+  rope_cos_sin(theta.data(), int64_t(theta.size()), pos, cos_out, sin_out);
 }
 
 // Rotates the interleaved pairs of x[0, 2·half) by the given angles; `inverse` rotates by −angle.

@@ -1,0 +1,168 @@
+// The lightning indexer's top-k on the CPU: a streaming pass over the key blocks with a running
+// top-k per query. Nothing as long as the context is ever materialised: per worker, one block of
+// dot products ([queries × heads, block]) and one heap of k candidates per query.
+//
+// Decode-shaped calls (few queries) split the key blocks across threads and merge the per-thread
+// heaps; prefill-shaped calls give each thread groups of queries. The dot products go through the
+// ISA-dispatched GEMM (single-threaded inside the workers).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu_kernels.hpp"
+#include "indexer_topk.hpp"
+
+namespace dsv4::cpu {
+namespace {
+
+struct Candidate {
+  float score;
+  int32_t index;
+};
+// "a is better than b": higher score, then the lower index (the spec's deterministic tie rule).
+bool better(const Candidate& a, const Candidate& b) {
+  return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+// The k best candidates seen so far; the worst sits on top of the heap.
+class RunningTopk {
+ public:
+  void reset(int64_t k) {
+    k_ = size_t(k);
+    heap_.clear();
+    heap_.reserve(k_);
+  }
+  void offer(Candidate c) {
+    if (heap_.size() < k_) {
+      heap_.push_back(c);
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    } else if (better(c, heap_.front())) {
+      std::pop_heap(heap_.begin(), heap_.end(), better);
+      heap_.back() = c;
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    }
+  }
+  const std::vector<Candidate>& items() const { return heap_; }
+
+ private:
+  size_t k_ = 0;
+  std::vector<Candidate> heap_;
+};
+
+struct Worker {
+  std::vector<float> dots, scores;
+  std::vector<RunningTopk> topk;
+};
+
+// Scores of queries [q0, q0 + nq) against block b (its first `nb` entries), offered to `topk`.
+void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, int64_t nb,
+                 Worker& w, RunningTopk* topk) {
+  const int64_t nh = a.n_heads, c = a.head_dim;
+  w.dots.resize(size_t(nq * nh * nb));
+  w.scores.resize(size_t(nb));
+  GemmArgs g;
+  g.m = nq * nh, g.n = nb, g.k = c;
+  g.a = a.q + q0 * nh * c, g.lda = c;
+  g.w = f32_weights(a.key_blocks[b], nb, c);
+  g.c = w.dots.data(), g.ldc = nb;
+  kernels().gemm(g);
+  const float inv_sqrt_dim = 1.0f / std::sqrt(float(c));
+  const int64_t first = b * a.block_entries;
+  for (int64_t t = 0; t < nq; ++t) {
+    const int64_t visible = a.n_visible[q0 + t];
+    const int64_t n_valid = std::min(nb, visible - first);
+    if (visible <= a.top_k || n_valid <= 0) continue;
+    const float* u = a.weights + (q0 + t) * nh;
+    float* s = w.scores.data();
+    std::fill(s, s + n_valid, 0.0f);
+    for (int64_t h = 0; h < nh; ++h) {
+      const float* row = w.dots.data() + (t * nh + h) * nb;
+      for (int64_t j = 0; j < n_valid; ++j) s[j] += u[h] * std::max(row[j], 0.0f);
+    }
+    for (int64_t j = 0; j < n_valid; ++j)
+      topk[t].offer({s[j] * inv_sqrt_dim, int32_t(first + j)});
+  }
+}
+
+void write_selection(const IndexerTopkArgs& a, int64_t t, std::vector<Candidate> items) {
+  int32_t* out = a.selected + t * a.top_k;
+  const int64_t visible = a.n_visible[t];
+  if (visible <= a.top_k) {
+    for (int64_t w = 0; w < visible; ++w) out[w] = int32_t(w);
+    a.n_selected[t] = visible;
+    return;
+  }
+  std::sort(items.begin(), items.end(), better);
+  items.resize(size_t(a.top_k));
+  for (size_t i = 0; i < items.size(); ++i) out[i] = items[i].index;
+  std::sort(out, out + items.size());
+  a.n_selected[t] = int64_t(items.size());
+}
+
+int64_t blocks_for(const IndexerTopkArgs& a, int64_t visible) {
+  return (visible + a.block_entries - 1) / a.block_entries;
+}
+
+// Few queries: the key blocks are split across threads, then the heaps are merged.
+void run_split_keys(const IndexerTopkArgs& a) {
+  for (int64_t t = 0; t < a.n_queries; ++t) {
+    const int64_t visible = a.n_visible[t];
+    if (visible <= a.top_k) {
+      write_selection(a, t, {});
+      continue;
+    }
+    const int64_t n_blocks = blocks_for(a, visible);
+    const int n_threads = int(std::clamp<int64_t>(n_blocks / 4, 1, omp_get_max_threads()));
+    std::vector<std::vector<Candidate>> partial(static_cast<size_t>(n_threads));
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+      thread_local Worker w;
+      RunningTopk topk;
+      topk.reset(a.top_k);
+      const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+      for (int64_t b = n_blocks * id / nt; b < n_blocks * (id + 1) / nt; ++b)
+        score_block(a, t, 1, b, std::min(a.block_entries, visible - b * a.block_entries), w,
+                    &topk);
+      partial[size_t(id)] = topk.items();
+    }
+    std::vector<Candidate> merged;
+    for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
+    write_selection(a, t, std::move(merged));
+  }
+}
+
+// Many queries: groups of queries per thread, each streaming over the blocks it needs.
+void run_split_queries(const IndexerTopkArgs& a) {
+  constexpr int64_t kGroup = 8;  // queries per GEMM: 8 × H_I rows use the packed kernel well
+  const int64_t n_groups = (a.n_queries + kGroup - 1) / kGroup;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t gi = 0; gi < n_groups; ++gi) {
+    thread_local Worker w;
+    const int64_t q0 = gi * kGroup, nq = std::min(kGroup, a.n_queries - q0);
+    w.topk.resize(size_t(kGroup));
+    int64_t max_visible = 0;
+    for (int64_t t = 0; t < nq; ++t) {
+      w.topk[size_t(t)].reset(a.top_k);
+      max_visible = std::max(max_visible, a.n_visible[q0 + t]);
+    }
+    if (max_visible > a.top_k)
+      for (int64_t b = 0; b < blocks_for(a, max_visible); ++b)
+        score_block(a, q0, nq, b, std::min(a.block_entries, max_visible - b * a.block_entries),
+                    w, w.topk.data());
+    for (int64_t t = 0; t < nq; ++t) write_selection(a, q0 + t, w.topk[size_t(t)].items());
+  }
+}
+
+}  // namespace
+
+void indexer_topk(const IndexerTopkArgs& args) {
+  if (args.n_queries <= 2 || omp_in_parallel()) {
+    run_split_keys(args);
+  } else {
+    run_split_queries(args);
+  }
+}
+
+}  // namespace dsv4::cpu

@@ -1,0 +1,11 @@
+// The CPU kernels for the avx2 instruction set (this file is compiled with avx2 flags only).
+#include "attention_kernel.hpp"
+#include "cpu_kernels.hpp"
+#include "gemm_kernel.hpp"
+
+namespace dsv4::cpu {
+void gemm_avx2(const GemmArgs& args) noexcept { detail::GemmKernel<xsimd::avx2>::run(args); }
+void attention_avx2(const AttentionArgs& args) noexcept {
+  detail::AttentionKernel<xsimd::avx2>::run(args);
+}
+}  // namespace dsv4::cpu

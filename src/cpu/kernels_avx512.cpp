@@ -1,0 +1,11 @@
+// The CPU kernels for the avx512 instruction set (this file is compiled with avx512 flags only).
+#include "attention_kernel.hpp"
+#include "cpu_kernels.hpp"
+#include "gemm_kernel.hpp"
+
+namespace dsv4::cpu {
+void gemm_avx512(const GemmArgs& args) noexcept { detail::GemmKernel<xsimd::avx512bw>::run(args); }
+void attention_avx512(const AttentionArgs& args) noexcept {
+  detail::AttentionKernel<xsimd::avx512bw>::run(args);
+}
+}  // namespace dsv4::cpu

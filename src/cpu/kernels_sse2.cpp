@@ -1,0 +1,11 @@
+// The CPU kernels for the sse2 instruction set (this file is compiled with sse2 flags only).
+#include "attention_kernel.hpp"
+#include "cpu_kernels.hpp"
+#include "gemm_kernel.hpp"
+
+namespace dsv4::cpu {
+void gemm_sse2(const GemmArgs& args) noexcept { detail::GemmKernel<xsimd::sse2>::run(args); }
+void attention_sse2(const AttentionArgs& args) noexcept {
+  detail::AttentionKernel<xsimd::sse2>::run(args);
+}
+}  // namespace dsv4::cpu
