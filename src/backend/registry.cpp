@@ -1,5 +1,8 @@
 #include "dsv4/backend/registry.hpp"
 
+#include <map>
+#include <mutex>
+
 namespace dsv4 {
 
 std::string_view op_kind_name(OpKind kind) noexcept {
@@ -38,8 +41,37 @@ std::vector<std::string> compiled_backends() {
 #endif
 }
 
+namespace {
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<std::string, BackendFactory, std::less<>>& registered() {
+  static std::map<std::string, BackendFactory, std::less<>> factories;
+  return factories;
+}
+BackendFactory find_registered(std::string_view name) {
+  const std::lock_guard<std::mutex> lock(registry_mutex());
+  const auto it = registered().find(name);
+  return it == registered().end() ? BackendFactory{} : it->second;
+}
+}  // namespace
+
+void register_backend(const std::string& name, BackendFactory factory) {
+  const std::lock_guard<std::mutex> lock(registry_mutex());
+  registered()[name] = std::move(factory);
+}
+
+std::vector<std::string> best_backend_candidates() {
+  std::vector<std::string> names;
+  if (backend_available("cuda")) names.push_back("cuda");
+  names.push_back("cpu");
+  return names;
+}
+
 bool backend_available(std::string_view name) noexcept {
   if (name == "cpu") return true;
+  if (find_registered(name)) return true;
   if (name == "cuda") return cuda::device_count() > 0;
   return false;
 }
@@ -52,6 +84,7 @@ std::string backend_unavailable_reason(std::string_view name) {
 
 Result<std::unique_ptr<Backend>> create_backend(std::string_view name) {
   if (name == "best") name = backend_available("cuda") ? "cuda" : "cpu";
+  if (BackendFactory factory = find_registered(name)) return factory();
   if (name == "cpu") return cpu::make_cpu_backend();
   if (name == "cuda") {
     if (!backend_available("cuda"))

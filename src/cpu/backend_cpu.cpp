@@ -106,7 +106,9 @@ class CpuBackend final : public Backend {
   Status rms_norm(const RmsNormArgs& a) noexcept override {
     return guarded([&] { cpu::rms_norm(a); });
   }
-  Status rope(const RopeArgs& a) noexcept override { return guarded([&] { cpu::rope(a); }); }
+  Status rope(const RopeArgs& a) noexcept override {
+    return guarded([&] { cpu::rope(a); });
+  }
   Status compress_pool(const CompressPoolArgs& a) noexcept override {
     return guarded([&] { cpu::compress_pool(a); });
   }
@@ -123,7 +125,9 @@ class CpuBackend final : public Backend {
       return Status(StatusCode::kUnsupported, "cpu backend: mHC weights in an unsupported format");
     return guarded([&] { cpu::mhc_head(a); });
   }
-  Status swiglu(const SwigluArgs& a) noexcept override { return guarded([&] { cpu::swiglu(a); }); }
+  Status swiglu(const SwigluArgs& a) noexcept override {
+    return guarded([&] { cpu::swiglu(a); });
+  }
 };
 
 }  // namespace

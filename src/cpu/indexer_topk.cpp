@@ -5,6 +5,8 @@
 // Decode-shaped calls (few queries) split the key blocks across threads and merge the per-thread
 // heaps; prefill-shaped calls give each thread groups of queries. The dot products go through the
 // ISA-dispatched GEMM (single-threaded inside the workers).
+#include "indexer_topk.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "cpu_kernels.hpp"
-#include "indexer_topk.hpp"
 
 namespace dsv4::cpu {
 namespace {
@@ -57,8 +58,8 @@ struct Worker {
 };
 
 // Scores of queries [q0, q0 + nq) against block b (its first `nb` entries), offered to `topk`.
-void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, int64_t nb,
-                 Worker& w, RunningTopk* topk) {
+void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, int64_t nb, Worker& w,
+                 RunningTopk* topk) {
   const int64_t nh = a.n_heads, c = a.head_dim;
   w.dots.resize(size_t(nq * nh * nb));
   w.scores.resize(size_t(nb));
@@ -81,8 +82,7 @@ void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, in
       const float* row = w.dots.data() + (t * nh + h) * nb;
       for (int64_t j = 0; j < n_valid; ++j) s[j] += u[h] * std::max(row[j], 0.0f);
     }
-    for (int64_t j = 0; j < n_valid; ++j)
-      topk[t].offer({s[j] * inv_sqrt_dim, int32_t(first + j)});
+    for (int64_t j = 0; j < n_valid; ++j) topk[t].offer({s[j] * inv_sqrt_dim, int32_t(first + j)});
   }
 }
 
@@ -123,8 +123,7 @@ void run_split_keys(const IndexerTopkArgs& a) {
       topk.reset(a.top_k);
       const int id = omp_get_thread_num(), nt = omp_get_num_threads();
       for (int64_t b = n_blocks * id / nt; b < n_blocks * (id + 1) / nt; ++b)
-        score_block(a, t, 1, b, std::min(a.block_entries, visible - b * a.block_entries), w,
-                    &topk);
+        score_block(a, t, 1, b, std::min(a.block_entries, visible - b * a.block_entries), w, &topk);
       partial[size_t(id)] = topk.items();
     }
     std::vector<Candidate> merged;
@@ -149,8 +148,8 @@ void run_split_queries(const IndexerTopkArgs& a) {
     }
     if (max_visible > a.top_k)
       for (int64_t b = 0; b < blocks_for(a, max_visible); ++b)
-        score_block(a, q0, nq, b, std::min(a.block_entries, max_visible - b * a.block_entries),
-                    w, w.topk.data());
+        score_block(a, q0, nq, b, std::min(a.block_entries, max_visible - b * a.block_entries), w,
+                    w.topk.data());
     for (int64_t t = 0; t < nq; ++t) write_selection(a, q0 + t, w.topk[size_t(t)].items());
   }
 }

@@ -91,8 +91,8 @@ void mhc_post(const MhcPostArgs& a) {
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     thread_local std::vector<float> scratch;
     scratch.resize(size_t(a.n * a.d));
-    ops::mhc_update(a.x + t * a.n * a.d, a.z + t * a.d, a.post + t * a.n,
-                    a.comb + t * a.n * a.n, a.n, a.d, scratch.data());
+    ops::mhc_update(a.x + t * a.n * a.d, a.z + t * a.d, a.post + t * a.n, a.comb + t * a.n * a.n,
+                    a.n, a.d, scratch.data());
   }
 }
 

@@ -15,8 +15,8 @@ namespace {
 // RoPE (or its inverse) on the last r dims of each of `n_heads` head vectors in `rows` rows of
 // `row_stride` values, row i at position first + i·step.
 void rope_rows(const Model& model, bool compressed_layer, float* x, int64_t rows,
-               int64_t row_stride, int64_t n_heads, int64_t head_dim, int64_t first,
-               int64_t step, bool inverse) {
+               int64_t row_stride, int64_t n_heads, int64_t head_dim, int64_t first, int64_t step,
+               bool inverse) {
   const ModelConfig& c = model.config();
   RopeArgs a;
   a.x = x, a.rows = rows, a.row_stride = row_stride, a.n_heads = n_heads, a.head_dim = head_dim;

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "dsv4/backend/registry.hpp"
+#include "dsv4/core/format_traits.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/checkpoint_schema.hpp"
 #include "dsv4/ops/rope.hpp"
@@ -28,7 +29,83 @@ void check_memory(size_t needed, const ModelLoadOptions& options) {
            ") resident, over the limit of " + std::to_string(limit) + " bytes (" + gib(limit) +
            (options.memory_limit ? ", set by the caller" : ", the memory available now") + ")");
 }
+std::string describe(const OpDesc& op) {
+  std::string s(op_kind_name(op.kind));
+  if (op.kind == OpKind::kGemm || op.kind == OpKind::kEmbed)
+    s += "[" + std::string(weight_format_traits(op.weight_format).name) + "]";
+  return s;
+}
+
+// The first operator `backend` lacks, or null.
+const RequiredOperator* first_missing(const Backend& backend,
+                                      const std::vector<RequiredOperator>& ops) {
+  for (const RequiredOperator& r : ops)
+    if (!backend.supports(r.op)) return &r;
+  return nullptr;
+}
+
+std::unique_ptr<Backend> choose_backend(const std::string& name,
+                                        const std::vector<RequiredOperator>& ops) {
+  const std::vector<std::string> candidates =
+      name == "best" ? best_backend_candidates() : std::vector<std::string>{name};
+  std::string refused;
+  for (const std::string& candidate : candidates) {
+    auto backend = create_backend(candidate);
+    if (name != "best") throw_if_error(backend.status());
+    if (!backend) continue;
+    const RequiredOperator* missing = first_missing(*backend.value(), ops);
+    if (!missing) return std::move(backend.value());
+    refused += (refused.empty() ? "" : "; ") + std::string("backend \"") +
+               std::string(backend.value()->name()) + "\" lacks operator " + describe(missing->op) +
+               " (needed by " + missing->needed_by + ")";
+  }
+  fail(StatusCode::kUnsupported, refused.empty() ? "no backend available" : refused);
+}
 }  // namespace
+
+std::vector<RequiredOperator> required_operators(const ModelConfig& c, const ModelWeights& w) {
+  std::vector<RequiredOperator> out;
+  auto add = [&](OpDesc op, const std::string& user) {
+    for (const RequiredOperator& r : out)
+      if (r.op.kind == op.kind && r.op.weight_format == op.weight_format) return;
+    out.push_back({op, user});
+  };
+  auto gemm = [&](const Linear& l, const std::string& user) {
+    add({OpKind::kGemm, l.format}, user);
+  };
+  add({OpKind::kEmbed, w.embed.format}, "embed.weight");
+  for (OpKind k : {OpKind::kRmsNorm, OpKind::kRope, OpKind::kAttention, OpKind::kMhcPre,
+                   OpKind::kMhcPost, OpKind::kMhcHead, OpKind::kSwiglu})
+    add({k, WeightFormat::kF32}, "every layer");
+  add({OpKind::kGemm, WeightFormat::kF32}, "mHC and the indexer's key scoring");
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    const LayerWeights& L = w.layers[i];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    for (const auto& [l, name] : {std::pair{&L.wq_a, "attn.wq_a"},
+                                  {&L.wq_b, "attn.wq_b"},
+                                  {&L.wkv, "attn.wkv"},
+                                  {&L.wo_a, "attn.wo_a"},
+                                  {&L.wo_b, "attn.wo_b"},
+                                  {&L.gate, "ffn.gate"}})
+      gemm(*l, p + name);
+    if (L.compressor) {
+      add({OpKind::kCompressPool, WeightFormat::kF32}, p + "attn.compressor");
+      gemm(L.compressor->wkv, p + "attn.compressor.wkv");
+    }
+    if (L.indexer) {
+      add({OpKind::kIndexerTopk, WeightFormat::kF32}, p + "attn.indexer");
+      gemm(L.indexer->wq_b, p + "attn.indexer.wq_b");
+      gemm(L.indexer->weights_proj, p + "attn.indexer.weights_proj");
+      gemm(L.indexer->compressor.wkv, p + "attn.indexer.compressor.wkv");
+    }
+    for (size_t e = 0; e < L.experts.size(); ++e)
+      gemm(L.experts[e].w1, p + "ffn.experts." + std::to_string(e) + ".w1");
+    if (L.shared_expert) gemm(L.shared_expert->w1, p + "ffn.shared_experts.w1");
+  }
+  gemm(w.head, "head.weight");
+  (void)c;
+  return out;
+}
 
 size_t available_memory_bytes() noexcept {
   std::FILE* f = std::fopen("/proc/meminfo", "r");
@@ -46,9 +123,8 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
   return capture_result([&]() -> std::shared_ptr<const Model> {
     check_options(options);
     throw_if_error(validate_model_config(model->config_));
-    auto backend = create_backend(options.backend);
-    throw_if_error(backend.status());
-    model->backend_ = std::move(backend.value());
+    model->backend_ =
+        choose_backend(options.backend, required_operators(model->config_, model->weights_));
     model->n_threads_ = options.n_threads;
     const ModelConfig& c = model->config_;
     ops::RopeParams window{c.qk_rope_head_dim, c.rope_theta};

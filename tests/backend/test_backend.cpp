@@ -6,6 +6,7 @@
 
 #include "../../src/cpu/cpu_kernels.hpp"
 #include "dsv4/backend/registry.hpp"
+#include "dsv4/ops/lightning_indexer.hpp"
 
 TEST_CASE("registry: cpu is always available; unknown names are rejected", "[backend]") {
   CHECK(dsv4::backend_available("cpu"));
@@ -206,4 +207,83 @@ TEST_CASE("cpu backend: gemm rejects inconsistent arguments", "[backend][gemm]")
   CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kInvalidArgument);
   g.w.format = dsv4::WeightFormat::kF16;
   CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kUnsupported);
+}
+
+TEST_CASE("cpu attention: flash-decoding at every ISA level matches the reference operator",
+          "[backend][attention]") {
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const Isa best = dsv4::cpu::detect_isa();
+  for (auto [H, d, n_keys] :
+       {std::array<int64_t, 3>{1, 8, 1}, {4, 128, 200}, {3, 37, 70}, {8, 64, 0}, {2, 512, 650}}) {
+    std::vector<float> q(static_cast<size_t>(H * d)), sinks(static_cast<size_t>(H)),
+        store(static_cast<size_t>((n_keys + 1) * d));
+    for (auto& x : q) x = dist(rng);
+    for (auto& x : sinks) x = dist(rng);
+    for (auto& x : store) x = dist(rng);
+    std::vector<const float*> keys;
+    for (int64_t j = 0; j < n_keys; ++j) keys.push_back(store.data() + ((j * 7) % n_keys) * d);
+    dsv4::AttentionArgs a;
+    a.q = q.data(), a.n_heads = H, a.head_dim = d, a.keys = keys.data(), a.n_keys = n_keys;
+    a.sinks = sinks.data();
+    std::vector<float> ref(size_t(H * d)), out(size_t(H * d));
+    a.out = ref.data();
+    dsv4::cpu::attention_reference(a);
+    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+      if (isa > best) continue;
+      a.out = out.data();
+      dsv4::cpu::kernels_for(isa).attention(a);
+      for (size_t i = 0; i < out.size(); ++i) {
+        INFO("isa " << dsv4::cpu::isa_name(isa) << " H=" << H << " d=" << d << " keys=" << n_keys);
+        REQUIRE(std::isfinite(out[i]));
+        REQUIRE(std::abs(out[i] - ref[i]) <= 2e-5f * (1.0f + std::abs(ref[i])));
+      }
+    }
+  }
+}
+
+TEST_CASE("cpu indexer top-k: streaming selection equals scoring everything and sorting",
+          "[backend][indexer]") {
+  auto cpu = dsv4::create_backend("cpu").value();
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const int64_t nh = 4, c = 16, block = 64, n_entries = 700, top_k = 50;
+  std::vector<std::vector<float>> blocks;
+  for (int64_t b = 0; b * block < n_entries; ++b) {
+    blocks.emplace_back(size_t(block * c));
+    for (auto& x : blocks.back()) x = dist(rng);
+  }
+  // Duplicate keys create exact score ties: lower index must win.
+  std::copy_n(blocks[0].data(), c, blocks[3].data() + 5 * c);
+  std::vector<const float*> table;
+  for (auto& b : blocks) table.push_back(b.data());
+  for (int64_t nq : {1, 2, 13}) {
+    std::vector<float> q(static_cast<size_t>(nq * nh * c)), u(static_cast<size_t>(nq * nh));
+    for (auto& x : q) x = dist(rng);
+    for (auto& x : u) x = dist(rng);
+    std::vector<int64_t> visible(static_cast<size_t>(nq)), n_selected(static_cast<size_t>(nq));
+    for (int64_t t = 0; t < nq; ++t) visible[size_t(t)] = std::max<int64_t>(1, n_entries - t * 53);
+    std::vector<int32_t> selected(size_t(nq * top_k), -1);
+    dsv4::IndexerTopkArgs a;
+    a.q = q.data(), a.weights = u.data(), a.n_queries = nq, a.n_heads = nh, a.head_dim = c;
+    a.top_k = top_k, a.key_blocks = table.data(), a.block_entries = block;
+    a.n_visible = visible.data(), a.selected = selected.data(), a.n_selected = n_selected.data();
+    REQUIRE(cpu->indexer_topk(a).is_ok());
+    for (int64_t t = 0; t < nq; ++t) {
+      std::vector<float> scores(size_t(visible[size_t(t)]));
+      for (int64_t w = 0; w < visible[size_t(t)]; ++w) {
+        const float* key = table[size_t(w / block)] + (w % block) * c;
+        scores[size_t(w)] =
+            dsv4::ops::indexer_score(q.data() + t * nh * c, u.data() + t * nh, nh, c, key);
+      }
+      std::vector<int32_t> expected;
+      dsv4::ops::select_topk(scores.data(), visible[size_t(t)], top_k, expected);
+      INFO("nq " << nq << " query " << t);
+      REQUIRE(n_selected[size_t(t)] == int64_t(expected.size()));
+      CHECK(std::vector<int32_t>(selected.begin() + t * top_k,
+                                 selected.begin() + t * top_k + int64_t(expected.size())) ==
+            expected);
+    }
+  }
 }

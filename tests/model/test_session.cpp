@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "dsv4/backend/registry.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/session.hpp"
 #include "test_support.hpp"
@@ -207,4 +208,54 @@ TEST_CASE("load: non-finite weight codes are refused with the tensor's name", "[
     CHECK(model.status().code() == dsv4::StatusCode::kCorruptFile);
     CHECK_THAT(model.status().message(), Catch::Contains(c.tensor));
   }
+}
+
+namespace {
+// The CPU backend with its FP4 GEMM hidden: a device that cannot run routed FP4 experts.
+class NoFp4Backend final : public dsv4::Backend {
+ public:
+  NoFp4Backend() : cpu_(dsv4::create_backend("cpu").value()) {}
+  std::string_view name() const noexcept override { return "cpu-without-fp4"; }
+  dsv4::DeviceKind device() const noexcept override { return dsv4::DeviceKind::kCpu; }
+  bool supports(const dsv4::OpDesc& op) const noexcept override {
+    if (op.kind == dsv4::OpKind::kGemm && op.weight_format == dsv4::WeightFormat::kFp4Block)
+      return false;
+    return cpu_->supports(op);
+  }
+  dsv4::Result<dsv4::Buffer> allocate(size_t bytes, dsv4::BufferUse use) noexcept override {
+    return cpu_->allocate(bytes, use);
+  }
+  dsv4::Status copy_to_device(void* dst, const void* src, size_t n) noexcept override {
+    return cpu_->copy_to_device(dst, src, n);
+  }
+  dsv4::Status copy_to_host(void* dst, const void* src, size_t n) noexcept override {
+    return cpu_->copy_to_host(dst, src, n);
+  }
+  dsv4::Status synchronize() noexcept override { return dsv4::Status::ok(); }
+
+ private:
+  std::unique_ptr<dsv4::Backend> cpu_;
+};
+}  // namespace
+
+TEST_CASE("load: a backend lacking an operator is refused at load, naming the operator",
+          "[load][backend]") {
+  dsv4::register_backend("cpu-without-fp4", []() -> dsv4::Result<std::unique_ptr<dsv4::Backend>> {
+    return std::unique_ptr<dsv4::Backend>(new NoFp4Backend());
+  });
+  dsv4::ModelLoadOptions options;
+  options.backend = "cpu-without-fp4";
+  auto refused = dsv4::Model::load(dsv4::test::golden_dir("tiny-a-q").string(), options);
+  REQUIRE_FALSE(refused.is_ok());
+  CHECK(refused.status().code() == dsv4::StatusCode::kUnsupported);
+  CHECK_THAT(refused.status().message(), Catch::Contains("gemm[fp4-e2m1-b32]"));
+  CHECK_THAT(refused.status().message(), Catch::Contains("ffn.experts.0.w1"));
+  // The same backend runs a checkpoint without FP4 weights.
+  CHECK(dsv4::Model::load(dsv4::test::golden_dir("tiny-a").string(), options).is_ok());
+  // "best" only picks a backend that supports everything.
+  options.backend = "best";
+  auto best = dsv4::Model::load(dsv4::test::golden_dir("tiny-a-q").string(), options);
+  REQUIRE(best.is_ok());
+  for (const auto& r : dsv4::required_operators(best.value()->config(), best.value()->weights()))
+    CHECK(best.value()->backend().supports(r.op));
 }

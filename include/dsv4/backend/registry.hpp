@@ -1,6 +1,7 @@
 // Backend registry: which backends this build has and which can run here.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -16,8 +17,16 @@ std::vector<std::string> compiled_backends();
 bool backend_available(std::string_view name) noexcept;
 // Why `name` is unavailable ("" when it is available).
 std::string backend_unavailable_reason(std::string_view name);
-// "cpu", "cuda", or "best" (the first available of cuda, cpu).
+// "cpu", "cuda", a registered name, or "best" (the first available of cuda, cpu; a model load
+// with "best" also skips backends that lack an operator the model needs).
 Result<std::unique_ptr<Backend>> create_backend(std::string_view name);
+
+// Out-of-tree backends (plugins, test doubles) register a factory under a new name; the name then
+// works wherever a backend name is taken. Registering an existing name replaces the factory.
+using BackendFactory = std::function<Result<std::unique_ptr<Backend>>()>;
+void register_backend(const std::string& name, BackendFactory factory);
+// The names to try for "best", most capable first: cuda (when available), then cpu.
+std::vector<std::string> best_backend_candidates();
 
 namespace cpu {
 std::unique_ptr<Backend> make_cpu_backend();

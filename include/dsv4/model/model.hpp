@@ -14,12 +14,24 @@
 namespace dsv4 {
 
 struct ModelLoadOptions {
+  // "cpu", "cuda", a registered backend, or "best": the most capable available backend that
+  // supports every operator the model needs. A named backend lacking one fails the load
+  // (kUnsupported, naming the operator).
   std::string backend = "cpu";
   int n_threads = 0;  // 0 = all cores
   // Refuse (kOutOfMemory, with the numbers) a load whose estimated resident size exceeds this;
   // 0 = the memory the machine has available now (MemAvailable).
   size_t memory_limit = 0;
 };
+
+// One operator the model graph will call, and the first tensor (or role) that needs it.
+struct RequiredOperator {
+  OpDesc op;
+  std::string needed_by;
+};
+// Every distinct operator (and weight format, for GEMM) the forward pass of these weights calls.
+std::vector<RequiredOperator> required_operators(const ModelConfig& config,
+                                                 const ModelWeights& weights);
 
 // Bytes of memory the machine can give now without swapping (Linux MemAvailable; 0 if unknown).
 size_t available_memory_bytes() noexcept;
