@@ -8,7 +8,7 @@
 #include <random>
 
 #include "dsv4/backend/registry.hpp"
-#include "roofline.hpp"
+#include "dsv4/bench/roofline.hpp"
 
 namespace {
 

@@ -8,9 +8,9 @@
 
 #include <random>
 
+#include "dsv4/bench/roofline.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
-#include "roofline.hpp"
 
 namespace {
 

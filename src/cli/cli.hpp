@@ -39,5 +39,6 @@ int command_info(const Args& args);
 int command_eval(const Args& args);
 int command_generate(const Args& args);
 int command_demo(const Args& args);
+int command_bench(const Args& args);
 
 }  // namespace dsv4::cli

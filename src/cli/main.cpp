@@ -20,6 +20,10 @@ void print_usage() {
       "                              sample N tokens after the prompt (greedy when T = 0)\n"
       "  dsv4 demo [--tokens N] [--decode N] [--threads N]\n"
       "                              long-context session on an embedded V4-shaped model\n"
+      "  dsv4 bench [--model DIR | --preset v4-flash-slice|demo] [--contexts 1024,16384,65536]\n"
+      "             [--steps N] [--prefill N] [--threads N]\n"
+      "                              prefill and decode against rooflines measured in the same "
+      "run\n"
       "  dsv4 version                print the library version\n",
       dsv4::kVersionString);
 }
@@ -57,6 +61,7 @@ int main(int argc, char** argv) {
   if (command == "eval") return dsv4::cli::command_eval(args);
   if (command == "generate") return dsv4::cli::command_generate(args);
   if (command == "demo") return dsv4::cli::command_demo(args);
+  if (command == "bench") return dsv4::cli::command_bench(args);
   if (command == "version") {
     std::printf("%s\n", dsv4::kVersionString);
     return 0;

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include "dsv4/core/status.hpp"
+
 namespace dsv4 {
 
 std::string_view cache_kind_name(CacheKind kind) noexcept {
@@ -53,7 +55,7 @@ void set_cache_allocation_failure_countdown(int64_t n) noexcept {
 int64_t EntryStore::append(const float* values) {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
   const size_t block = size_t(slot_index / kBlockEntries);
-  if (block >= blocks_.size()) blocks_.push_back(allocate_block(kBlockEntries * entry_dim_));
+  while (block >= blocks_.size()) blocks_.push_back(allocate_block(kBlockEntries * entry_dim_));
   // A ring slot about to lose an entry from before the transaction: keep its value.
   if (in_transaction_ && ring_capacity_ > 0 && size_ >= ring_capacity_ &&
       size_ - ring_capacity_ < begin_size_) {
@@ -63,6 +65,12 @@ int64_t EntryStore::append(const float* values) {
   }
   std::memcpy(slot(slot_index), values, size_t(entry_dim_) * sizeof(float));
   return size_++;
+}
+
+void EntryStore::skip_ring_entries(int64_t n) {
+  if (ring_capacity_ <= 0 || n < 0 || in_transaction_)
+    fail(StatusCode::kInternal, "EntryStore::skip_ring_entries: only for rings, outside appends");
+  size_ += n;
 }
 
 void EntryStore::begin() {

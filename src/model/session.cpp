@@ -88,6 +88,41 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
       [&] { return std::unique_ptr<Session>(new Session(std::move(model), options)); });
 }
 
+Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
+  if (position_ != 0)
+    return Status(StatusCode::kInvalidArgument, "fill_synthetic_cache needs an empty session");
+  if (n_tokens < 0 || (options_.max_positions > 0 && n_tokens > options_.max_positions))
+    return Status(StatusCode::kOutOfRange, "fill_synthetic_cache: bad token count");
+  const ModelConfig& c = model_->config();
+  return capture_status([&] {
+    // A pool of random rows reused cyclically: filling 1M positions must not take minutes.
+    constexpr int64_t kPool = 1021;
+    const int64_t dim = std::max(c.head_dim, c.index_head_dim);
+    std::vector<float> pool(size_t(kPool * dim));
+    uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& v : pool) {
+      state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+      v = (float(state >> 40) / float(1 << 24) - 0.5f) * 3.4641016f;  // uniform, unit variance
+    }
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      LayerCache& lc = cache_.layer(l);
+      const int64_t m = c.compress_ratio(l);
+      // Only the last W window entries are kept; the ring's logical count still advances to T.
+      const int64_t skipped = std::max<int64_t>(0, n_tokens - c.sliding_window);
+      lc.window.skip_ring_entries(skipped);
+      for (int64_t t = skipped; t < n_tokens; ++t)
+        lc.window.append(pool.data() + (t % kPool) * dim);
+      if (m <= 0) continue;
+      for (int64_t w = 0; w < n_tokens / m; ++w) {
+        lc.compressed.append(pool.data() + ((w * 7) % kPool) * dim);
+        if (m == kCsaCompressRatio) lc.indexer.append(pool.data() + ((w * 13) % kPool) * dim);
+      }
+      lc.compressor.has_prev = lc.indexer_compressor.has_prev = n_tokens >= m;
+    }
+    position_ = n_tokens;
+  });
+}
+
 void Session::reset() {
   cache_.clear();
   position_ = 0;

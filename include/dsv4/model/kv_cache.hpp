@@ -47,6 +47,9 @@ class EntryStore {
   // Block b of a non-ring store: entries [b·kBlockEntries, (b+1)·kBlockEntries), contiguous.
   const float* block(int64_t b) const { return blocks_[size_t(b)].get(); }
   int64_t n_blocks() const noexcept { return int64_t(blocks_.size()); }
+  // Ring stores only: advances the logical count by n without writing (the skipped entries are
+  // never read once W more are appended). Used by synthetic cache fills.
+  void skip_ring_entries(int64_t n);
 
   int64_t size() const noexcept { return size_; }  // entries ever appended
   int64_t resident() const noexcept;               // entries held now

@@ -56,6 +56,12 @@ class Session {
   Status append(std::span<const int32_t> tokens, const AppendOptions& options, float* logits,
                 ForwardTrace* trace = nullptr);
 
+  // For benchmarks at contexts whose prefill would take hours: fills an empty session's cache as
+  // if `n_tokens` tokens had been appended, with random unit-RMS entries (window ring, compressed
+  // entries, indexer keys; compressor states zero). Decode then reads exactly the bytes and does
+  // exactly the work of a real session at that context; its logits mean nothing.
+  Status fill_synthetic_cache(int64_t n_tokens, uint64_t seed);
+
   int64_t position() const noexcept { return position_; }
   const Model& model() const noexcept { return *model_; }
   CacheMemory memory() const { return cache_.memory(); }

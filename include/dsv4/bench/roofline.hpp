@@ -1,4 +1,5 @@
-// Rooflines measured in the same run as the benchmark they normalise, never taken on trust.
+// Machine limits measured at run time (streaming-read bandwidth, fp32 FMA peak), so benchmarks and
+// `dsv4 bench` report ratios to rooflines measured in the same run, never taken on trust.
 #pragma once
 
 #include <omp.h>

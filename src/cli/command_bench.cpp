@@ -1,0 +1,156 @@
+// dsv4 bench: prefill and decode of a model (a checkpoint, or a preset with random weights in the
+// official formats) at several context lengths, each figure against its roofline measured in the
+// same run: decode as bytes read per token ÷ streaming bandwidth, prefill as linear FLOPs ÷ the
+// fp32 FMA peak.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <sstream>
+
+#include "cli.hpp"
+#include "dsv4/backend/registry.hpp"
+#include "dsv4/bench/roofline.hpp"
+#include "dsv4/model/demo_model.hpp"
+#include "dsv4/model/session.hpp"
+#include "dsv4/model/traffic.hpp"
+
+namespace dsv4::cli {
+namespace {
+
+bool parse_contexts(const std::string& text, std::vector<int64_t>* out) {
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int64_t v = 0;
+    if (!parse_int(item, &v) || v < 0) return false;
+    out->push_back(v);
+  }
+  return !out->empty();
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> dist(0, int32_t(vocab - 1));
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = dist(rng);
+  return t;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+Result<std::shared_ptr<const Model>> bench_model(const Args& args, const ModelLoadOptions& options,
+                                                 std::string* what) {
+  if (args.has("model")) {
+    *what = args.get("model");
+    return Model::load(args.get("model"), options);
+  }
+  const std::string preset = args.get("preset", "v4-flash-slice");
+  ModelConfig config;
+  if (!preset_config(preset, &config) || preset == "v4-flash" || preset == "v4-pro")
+    return Status(StatusCode::kInvalidArgument,
+                  "--preset must be v4-flash-slice or demo (the full models do not fit here; "
+                  "load a checkpoint with --model)");
+  *what = preset + " (random weights: FP8 attention + shared expert, FP4 experts, BF16 rest)";
+  return Model::from_weights(config, random_weights(config, 2026, RandomWeightFormats::official()),
+                             options);
+}
+
+}  // namespace
+
+int command_bench(const Args& args) {
+  std::vector<int64_t> contexts;
+  int64_t steps = 0, prefill_tokens = 0, threads = 0;
+  if (!parse_contexts(args.get("contexts", "1024,16384,65536"), &contexts) ||
+      !parse_int(args.get("steps", "8"), &steps) || steps < 1 ||
+      !parse_int(args.get("prefill", "256"), &prefill_tokens) || prefill_tokens < 0 ||
+      !parse_int(args.get("threads", "0"), &threads) || threads < 0) {
+    std::fprintf(stderr,
+                 "dsv4 bench: --contexts N,N,... (>= 0), --steps >= 1, --prefill >= 0, "
+                 "--threads >= 0\n");
+    return 2;
+  }
+  ModelLoadOptions options;
+  options.n_threads = int(threads);
+  // The rooflines are measured with the thread count the model runs with.
+  if (threads > 0) omp_set_num_threads(int(threads));
+  const auto t_build = Clock::now();
+  std::string what;
+  auto loaded = bench_model(args, options, &what);
+  if (!loaded) {
+    std::fprintf(stderr, "dsv4 bench: %s\n", loaded.status().to_string().c_str());
+    return 1;
+  }
+  const auto& model = loaded.value();
+  const ModelConfig& c = model->config();
+  std::printf("dsv4 bench: %s, ready in %.1f s\n", what.c_str(), seconds_since(t_build));
+  std::printf("  resident weights %.3f GB; cpu kernels %s, %d threads\n",
+              double(model->resident_bytes()) / 1e9, std::string(cpu::active_isa()).c_str(),
+              threads > 0 ? int(threads) : omp_get_max_threads());
+  const double bandwidth = bench::measure_read_bandwidth();
+  const double fma_peak = bench::measure_fma_peak();
+  std::printf("  rooflines measured now: streaming read %.1f GB/s, fp32 FMA %.0f GFLOP/s\n",
+              bandwidth / 1e9, fma_peak / 1e9);
+
+  if (prefill_tokens > 0) {
+    auto session = Session::create(model).value();
+    const auto prompt = random_tokens(prefill_tokens, c.vocab_size, 1);
+    AppendOptions none;
+    none.output = OutputMode::kNone;
+    const auto t0 = Clock::now();
+    if (Status s = session->append(prompt, none, nullptr); !s) {
+      std::fprintf(stderr, "dsv4 bench: prefill: %s\n", s.to_string().c_str());
+      return 1;
+    }
+    const double seconds = seconds_since(t0);
+    const double tps = double(prefill_tokens) / seconds;
+    const double flops = linear_flops_per_token(c, model->weights()) * tps;
+    std::printf(
+        "\nprefill %lld tokens: %.1f tokens/s, linear layers at %.1f GFLOP/s = %.0f%% of "
+        "the FMA peak\n",
+        static_cast<long long>(prefill_tokens), tps, flops / 1e9,
+        fma_peak > 0 ? 100.0 * flops / fma_peak : 0.0);
+  }
+
+  std::printf("\ndecode (median of %lld steps; cache filled synthetically to the context)\n",
+              static_cast<long long>(steps));
+  std::printf("  %9s %11s %10s %12s %12s %10s\n", "context", "ms/token", "tokens/s", "MB/token",
+              "GB/s", "roofline");
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  double first_ms = 0.0;
+  for (int64_t context : contexts) {
+    auto session = Session::create(model).value();
+    if (Status s = session->fill_synthetic_cache(context, 7); !s) {
+      std::fprintf(stderr, "dsv4 bench: %s\n", s.to_string().c_str());
+      return 1;
+    }
+    AppendOptions last;
+    last.output = OutputMode::kLast;
+    std::vector<double> times;
+    int32_t token = 1;
+    for (int64_t i = 0; i < steps + 1; ++i) {  // the first step warms caches and scratch
+      const auto t0 = Clock::now();
+      if (Status s = session->append({&token, 1}, last, logits.data()); !s) {
+        std::fprintf(stderr, "dsv4 bench: decode: %s\n", s.to_string().c_str());
+        return 1;
+      }
+      if (i > 0) times.push_back(seconds_since(t0));
+      token = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+    const double seconds = median(times);
+    const DecodeTraffic traffic = decode_traffic(c, model->weights(), context);
+    const double achieved = traffic.total() / seconds;
+    if (first_ms == 0.0) first_ms = seconds * 1e3;
+    std::printf("  %9lld %11.2f %10.2f %12.1f %12.2f %9.0f%%   (%+.0f%% time vs the first)\n",
+                static_cast<long long>(context), seconds * 1e3, 1.0 / seconds,
+                traffic.total() / 1e6, achieved / 1e9, 100.0 * achieved / bandwidth,
+                100.0 * (seconds * 1e3 / first_ms - 1.0));
+  }
+  return 0;
+}
+
+}  // namespace dsv4::cli
