@@ -70,13 +70,18 @@ int command_demo(const Args& args) {
   const auto t_build = Clock::now();
   ModelLoadOptions options;
   options.n_threads = int(threads);
-  auto model = Model::from_weights(config, random_weights(config, 2026), options);
+  // Weights in the official checkpoints' formats: FP8 attention and shared expert, FP4 routed
+  // experts, BF16 embeddings, head, compressors and router.
+  auto model = Model::from_weights(
+      config, random_weights(config, 2026, RandomWeightFormats::official()), options);
   if (!model) {
     std::fprintf(stderr, "dsv4 demo: %s\n", model.status().to_string().c_str());
     return 1;
   }
-  std::printf("dsv4 demo: embedded V4-shaped model (random weights, seed 2026), built in %.2f s\n",
-              seconds_since(t_build));
+  std::printf(
+      "dsv4 demo: embedded V4-shaped model (random FP8/FP4/BF16 weights, seed 2026, %.1f MB "
+      "resident), built in %.2f s\n",
+      double(model.value()->resident_bytes()) / 1e6, seconds_since(t_build));
   std::printf("  %lld layers [", static_cast<long long>(n_layers));
   for (int64_t l = 0; l < n_layers; ++l)
     std::printf("%s%s", l ? " " : "",

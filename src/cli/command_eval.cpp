@@ -9,6 +9,7 @@
 #include "cli.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/session.hpp"
+#include "memory_probe.hpp"
 #include "token_file.hpp"
 
 namespace dsv4::cli {
@@ -50,6 +51,13 @@ Result<Loaded> load_inputs(const Args& args) {
   return Loaded{model.value(), std::move(tokens.value())};
 }
 
+void print_memory(const Model& model, const Session& session, const WorkingMemoryProbe& probe) {
+  const CacheMemory cache = session.memory();
+  std::printf("memory: weights %.1f MB resident, KV cache %.1f MB, peak working %.1f MB\n",
+              double(model.resident_bytes()) / 1e6, double(cache.total_reserved()) / 1e6,
+              double(probe.peak_working(cache.total_reserved())) / 1e6);
+}
+
 std::span<const std::byte> as_bytes(const std::vector<float>& v) {
   return {reinterpret_cast<const std::byte*>(v.data()), v.size() * sizeof(float)};
 }
@@ -72,6 +80,9 @@ int command_eval(const Args& args) {
   auto session = Session::create(inputs->model);
   if (!session) return report(session.status(), "eval");
   std::vector<float> prefill(size_t(prompt_len * vocab)), decode(size_t((n - prompt_len) * vocab));
+  std::fill(prefill.begin(), prefill.end(), 0.0f);  // resident before the probe starts
+  std::fill(decode.begin(), decode.end(), 0.0f);
+  const WorkingMemoryProbe probe;
   const auto t0 = Clock::now();
   if (Status s = session.value()->append({tokens.data(), size_t(prompt_len)}, prefill.data()); !s)
     return report(s, "eval");
@@ -105,6 +116,7 @@ int command_eval(const Args& args) {
   if (n > prompt_len)
     std::printf("decode:  %.1f tokens/s (%.3f s)\n", double(n - prompt_len) / decode_seconds,
                 decode_seconds);
+  print_memory(*inputs->model, *session.value(), probe);
   std::printf("wrote %s\n", args.get("out").c_str());
   return 0;
 }
@@ -136,6 +148,7 @@ int command_generate(const Args& args) {
   if (!session) return report(session.status(), "generate");
   const std::vector<int32_t>& prompt = inputs->tokens;
   std::vector<float> logits(prompt.size() * size_t(vocab));
+  const WorkingMemoryProbe probe;
   const auto t0 = Clock::now();
   if (Status s = session.value()->append(prompt, logits.data()); !s) return report(s, "generate");
   std::vector<float> last(logits.end() - vocab, logits.end());
@@ -169,6 +182,14 @@ int command_generate(const Args& args) {
   std::fprintf(stderr, "prompt %zu tokens in %.3f s; %lld tokens generated at %.1f tokens/s\n",
                prompt.size(), std::chrono::duration<double>(t1 - t0).count(),
                static_cast<long long>(n_new), double(n_new) / std::max(seconds_since(t1), 1e-9));
+  const CacheMemory cache = session.value()->memory();
+  std::fprintf(
+      stderr,
+      "prefill %.1f tokens/s; memory: weights %.1f MB resident, KV cache %.1f MB, peak "
+      "working %.1f MB\n",
+      double(prompt.size()) / std::max(std::chrono::duration<double>(t1 - t0).count(), 1e-9),
+      double(inputs->model->resident_bytes()) / 1e6, double(cache.total_reserved()) / 1e6,
+      double(probe.peak_working(cache.total_reserved())) / 1e6);
   return 0;
 }
 

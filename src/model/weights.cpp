@@ -393,21 +393,30 @@ class FastRandom {
 class QuantileCodes {
  public:
   QuantileCodes(float sigma, uint8_t (*encode)(float)) {
-    for (int i = 0; i < kSize; ++i) {
-      const double p = (i + 0.5) / kSize;
-      // Invert the normal CDF by bisection: Φ(x) = erfc(−x/√2)/2.
-      double lo = -10.0, hi = 10.0;
-      for (int it = 0; it < 60; ++it) {
-        const double mid = 0.5 * (lo + hi);
-        (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
-      }
-      codes_[size_t(i)] = encode(float(0.5 * (lo + hi)) * sigma);
-    }
+    const auto& z = standard_normal_quantiles();
+    for (int i = 0; i < kSize; ++i) codes_[size_t(i)] = encode(z[size_t(i)] * sigma);
   }
   uint8_t operator()(uint64_t bits) const { return codes_[size_t(bits & (kSize - 1))]; }
   static constexpr int kSize = 4096;
 
  private:
+  // Φ⁻¹((i + 1/2)/kSize), computed once by bisection on Φ(x) = erfc(−x/√2)/2.
+  static const std::array<float, kSize>& standard_normal_quantiles() {
+    static const std::array<float, kSize> table = [] {
+      std::array<float, kSize> z{};
+      for (int i = 0; i < kSize; ++i) {
+        const double p = (i + 0.5) / kSize;
+        double lo = -10.0, hi = 10.0;
+        for (int it = 0; it < 60; ++it) {
+          const double mid = 0.5 * (lo + hi);
+          (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
+        }
+        z[size_t(i)] = float(0.5 * (lo + hi));
+      }
+      return z;
+    }();
+    return table;
+  }
   std::array<uint8_t, kSize> codes_{};
 };
 

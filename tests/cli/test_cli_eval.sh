@@ -10,14 +10,16 @@ for name in tiny-a tiny-a-q; do
   grep -qE '^mean NLL: [0-9.]+ nats/token' <<<"$out"
   grep -qE '^prefill: [0-9.]+ tokens/s' <<<"$out"
   grep -qE '^decode: +[0-9.]+ tokens/s' <<<"$out"
+  grep -qE '^memory: weights [0-9.]+ MB resident, KV cache [0-9.]+ MB, peak working [0-9.]+ MB' <<<"$out"
   "$tool" compare "$work/$name.safetensors" "$golden/$name"
 done
 head -20 "$work/tokens.txt" > "$work/prompt.txt"
 a=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 2>/dev/null)
 b=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 2>/dev/null)
 [ "$a" = "$b" ] && [ "$(wc -w <<<"$a")" -eq 12 ] || { echo "greedy generation not deterministic: '$a' vs '$b'"; exit 1; }
-c=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 --temperature 0.8 --top-k 20 --seed 3 2>/dev/null)
+c=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 --temperature 0.8 --top-k 20 --seed 3 2>"$work/gen_err")
 [ "$(wc -w <<<"$c")" -eq 12 ]
+grep -qE 'prefill [0-9.]+ tokens/s; memory: weights [0-9.]+ MB resident' "$work/gen_err"
 # Bad input: clear messages, non-zero exit.
 echo "1 2 x 4" > "$work/bad.txt"
 if "$bin" eval --model "$golden/tiny-a" --tokens "$work/bad.txt" --prompt-len 2 --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
