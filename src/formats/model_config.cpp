@@ -332,4 +332,54 @@ Result<ModelConfig> load_model_config(const std::string& path) {
   });
 }
 
+std::string model_config_to_json(const ModelConfig& c) {
+  json j;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["qk_rope_head_dim"] = c.qk_rope_head_dim;
+  j["q_lora_rank"] = c.q_lora_rank;
+  j["o_groups"] = c.o_groups;
+  j["o_lora_rank"] = c.o_lora_rank;
+  j["sliding_window"] = c.sliding_window;
+  j["compress_ratios"] = c.compress_ratios;
+  j["index_n_heads"] = c.index_n_heads;
+  j["index_head_dim"] = c.index_head_dim;
+  j["index_topk"] = c.index_topk;
+  j["n_routed_experts"] = c.n_routed_experts;
+  j["num_experts_per_tok"] = c.num_experts_per_tok;
+  j["n_shared_experts"] = c.n_shared_experts;
+  j["moe_intermediate_size"] = c.moe_intermediate_size;
+  j["num_hash_layers"] = c.num_hash_layers;
+  j["scoring_func"] = std::string(scoring_func_name(c.scoring_func));
+  j["routed_scaling_factor"] = c.routed_scaling_factor;
+  j["swiglu_limit"] = c.swiglu_limit;
+  j["hc_mult"] = c.hc_mult;
+  j["hc_sinkhorn_iters"] = c.hc_sinkhorn_iters;
+  j["hc_eps"] = c.hc_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["compress_rope_theta"] = c.compress_rope_theta;
+  if (c.has_rope_scaling)
+    j["rope_scaling"] = {
+        {"type", c.rope_scaling.type},
+        {"factor", c.rope_scaling.factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings},
+        {"beta_fast", c.rope_scaling.beta_fast},
+        {"beta_slow", c.rope_scaling.beta_slow}};
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["num_nextn_predict_layers"] = c.num_nextn_predict_layers;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  if (!c.expert_dtype.empty()) j["expert_dtype"] = c.expert_dtype;
+  if (c.quantization.present)
+    j["quantization_config"] = {
+        {"quant_method", c.quantization.quant_method},
+        {"fmt", c.quantization.fmt},
+        {"scale_fmt", c.quantization.scale_fmt},
+        {"weight_block_size", {c.quantization.weight_block_out, c.quantization.weight_block_in}}};
+  return j.dump(2);
+}
+
 }  // namespace dsv4

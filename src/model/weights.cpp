@@ -4,6 +4,8 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "dsv4/model/checkpoint_schema.hpp"
@@ -584,6 +586,121 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed,
   w.hc_head = {f.normal(n * n * D, 0.02f), f.normal(n, 0.5f), f.constant(1, 1.0f)};
   w.head = f.dense(c.vocab_size, D);
   return w;
+}
+
+// ---- writing a checkpoint ----
+namespace {
+
+class CheckpointWriter {
+ public:
+  void vec(const std::string& name, const std::vector<float>& v, Shape shape) {
+    items_.push_back({name, DType::kF32, std::move(shape), bytes_of(v.data(), v.size() * 4)});
+  }
+  void vec(const std::string& name, const std::vector<float>& v) {
+    vec(name, v, {int64_t(v.size())});
+  }
+  // A matrix named PREFIX.weight (+ PREFIX.scale when block-scaled).
+  void matrix(const std::string& prefix, const Linear& l) {
+    if (l.first_row != 0) fail(StatusCode::kInternal, "write_checkpoint: a row view of " + prefix);
+    const auto data = bytes_of(l.data, l.data_bytes());
+    switch (l.format) {
+      case WeightFormat::kF32:
+        items_.push_back({prefix + ".weight", DType::kF32, {l.out, l.in}, data});
+        return;
+      case WeightFormat::kBF16:
+        items_.push_back({prefix + ".weight", DType::kBF16, {l.out, l.in}, data});
+        return;
+      case WeightFormat::kF16:
+        items_.push_back({prefix + ".weight", DType::kF16, {l.out, l.in}, data});
+        return;
+      case WeightFormat::kFp8Block:
+        items_.push_back({prefix + ".weight", DType::kF8E4M3, {l.out, l.in}, data});
+        break;
+      case WeightFormat::kFp4Block:
+        items_.push_back({prefix + ".weight", DType::kI8, {l.out, l.in / 2}, data});
+        break;
+    }
+    items_.push_back({prefix + ".scale",
+                      DType::kF8E8M0,
+                      {l.scale_rows(), l.scale_cols},
+                      bytes_of(l.scales, l.scale_bytes())});
+  }
+  void mhc(const std::string& prefix, const MhcWeights& m, Shape fn_shape) {
+    vec(prefix + "_fn", m.fn, std::move(fn_shape));
+    vec(prefix + "_base", m.base);
+    vec(prefix + "_scale", m.scale);
+  }
+  void compressor(const std::string& prefix, const CompressorWeights& c) {
+    matrix(prefix + ".wkv", c.wkv);
+    matrix(prefix + ".wgate", c.wgate);
+    vec(prefix + ".ape", c.ape, {int64_t(c.ape.size()) / c.wkv.out, c.wkv.out});
+    vec(prefix + ".norm.weight", c.norm);
+  }
+  void table(const std::string& name, const std::vector<int32_t>& t, Shape shape) {
+    items_.push_back({name, DType::kI32, std::move(shape), bytes_of(t.data(), t.size() * 4)});
+  }
+  const std::vector<SafetensorsWriteItem>& items() const { return items_; }
+
+ private:
+  static std::span<const std::byte> bytes_of(const void* p, size_t n) {
+    return {static_cast<const std::byte*>(p), n};
+  }
+  std::vector<SafetensorsWriteItem> items_;
+};
+
+}  // namespace
+
+Status write_checkpoint(const std::string& dir, const ModelConfig& c, const ModelWeights& w) {
+  return capture_status([&] {
+    CheckpointWriter out;
+    const int64_t n = c.hc_mult, D = c.hidden_size;
+    out.matrix("embed", w.embed);
+    for (size_t i = 0; i < w.layers.size(); ++i) {
+      const LayerWeights& L = w.layers[i];
+      const std::string p = "layers." + std::to_string(i) + ".";
+      out.vec(p + "attn_norm.weight", L.attn_norm);
+      out.vec(p + "ffn_norm.weight", L.ffn_norm);
+      out.mhc(p + "hc_attn", L.hc_attn, {(2 + n) * n, n * D});
+      out.mhc(p + "hc_ffn", L.hc_ffn, {(2 + n) * n, n * D});
+      out.matrix(p + "attn.wq_a", L.wq_a);
+      out.vec(p + "attn.q_norm.weight", L.q_norm);
+      out.matrix(p + "attn.wq_b", L.wq_b);
+      out.matrix(p + "attn.wkv", L.wkv);
+      out.vec(p + "attn.kv_norm.weight", L.kv_norm);
+      out.matrix(p + "attn.wo_a", L.wo_a);
+      out.matrix(p + "attn.wo_b", L.wo_b);
+      out.vec(p + "attn.attn_sink", L.attn_sink);
+      if (L.compressor) out.compressor(p + "attn.compressor", *L.compressor);
+      if (L.indexer) {
+        out.matrix(p + "attn.indexer.wq_b", L.indexer->wq_b);
+        out.matrix(p + "attn.indexer.weights_proj", L.indexer->weights_proj);
+        out.compressor(p + "attn.indexer.compressor", L.indexer->compressor);
+      }
+      out.matrix(p + "ffn.gate", L.gate);
+      if (!L.tid2eid.empty())
+        out.table(p + "ffn.gate.tid2eid", L.tid2eid, {c.vocab_size, c.num_experts_per_tok});
+      else
+        out.vec(p + "ffn.gate.bias", L.gate_bias);
+      for (size_t e = 0; e < L.experts.size(); ++e)
+        for (const auto& [name, l] : {std::pair{"w1", &L.experts[e].w1},
+                                      {"w2", &L.experts[e].w2},
+                                      {"w3", &L.experts[e].w3}})
+          out.matrix(p + "ffn.experts." + std::to_string(e) + "." + name, *l);
+      if (L.shared_expert)
+        for (const auto& [name, l] : {std::pair{"w1", &L.shared_expert->w1},
+                                      {"w2", &L.shared_expert->w2},
+                                      {"w3", &L.shared_expert->w3}})
+          out.matrix(p + "ffn.shared_experts." + name, *l);
+    }
+    out.vec("norm.weight", w.norm);
+    out.mhc("hc_head", w.hc_head, {n, n * D});
+    out.matrix("head", w.head);
+    std::filesystem::create_directories(dir);
+    throw_if_error(write_safetensors(dir + "/model.safetensors", out.items()));
+    std::ofstream config(dir + "/config.json", std::ios::binary | std::ios::trunc);
+    config << model_config_to_json(c) << "\n";
+    if (!config.flush()) fail(StatusCode::kIo, "cannot write " + dir + "/config.json");
+  });
 }
 
 }  // namespace dsv4

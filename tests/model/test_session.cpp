@@ -9,6 +9,7 @@
 
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/formats/safetensors.hpp"
+#include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
 #include "test_support.hpp"
 
@@ -258,4 +259,30 @@ TEST_CASE("load: a backend lacking an operator is refused at load, naming the op
   REQUIRE(best.is_ok());
   for (const auto& r : dsv4::required_operators(best.value()->config(), best.value()->weights()))
     CHECK(best.value()->backend().supports(r.op));
+}
+
+TEST_CASE("load: a written checkpoint of official-format random weights loads back exactly",
+          "[load][roundtrip]") {
+  for (int64_t hidden : {256, 200}) {  // 200: partial FP8 and FP4 scale blocks
+    dsv4::ModelConfig c = dsv4::demo_model_config(4);
+    c.hidden_size = hidden;
+    c.moe_intermediate_size = 72;
+    c.vocab_size = 512;
+    const auto weights = dsv4::random_weights(c, 11, dsv4::RandomWeightFormats::official());
+    dsv4::test::TempDir dir("roundtrip");
+    REQUIRE(dsv4::write_checkpoint(dir.path().string(), c, weights).is_ok());
+    auto loaded = dsv4::Model::load(dir.path().string());
+    REQUIRE(loaded.is_ok());
+    auto built = dsv4::Model::from_weights(c, weights).value();
+    CHECK(loaded.value()->weights().layers[1].experts[0].w2.format ==
+          dsv4::WeightFormat::kFp4Block);
+    CHECK(loaded.value()->weights().layers[1].wq_b.format == dsv4::WeightFormat::kFp8Block);
+    const auto prompt = tokens(150, c.vocab_size, 12);
+    std::vector<float> a(prompt.size() * 512), b(prompt.size() * 512);
+    REQUIRE(dsv4::Session::create(loaded.value()).value()->append(prompt, a.data()).is_ok());
+    REQUIRE(dsv4::Session::create(built).value()->append(prompt, b.data()).is_ok());
+    REQUIRE(all_finite(a));
+    INFO("hidden " << hidden);
+    CHECK(a == b);
+  }
 }

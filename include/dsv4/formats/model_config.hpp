@@ -90,6 +90,9 @@ Result<ModelConfig> parse_model_config(std::string_view json_text,
                                        std::string_view source = "config.json");
 // Reads DIR/config.json (or the file itself when `path` is a file).
 Result<ModelConfig> load_model_config(const std::string& path);
+
+// The config as official config.json text (what load_model_config reads back to an equal config).
+std::string model_config_to_json(const ModelConfig& config);
 // Re-checks a config built in code (the embedded demo model, tests).
 Status validate_model_config(const ModelConfig& config);
 

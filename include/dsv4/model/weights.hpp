@@ -102,6 +102,12 @@ Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
 ModelWeights random_weights(const ModelConfig& config, uint64_t seed,
                             const RandomWeightFormats& formats = {});
 
+// Writes `weights` as a checkpoint directory in the official layout (config.json and one
+// model.safetensors: matrices in their formats with .scale tensors, vectors in F32, tid2eid I32),
+// so that Model::load reads back exactly these weights. For tests and generated benchmarks.
+Status write_checkpoint(const std::string& dir, const ModelConfig& config,
+                        const ModelWeights& weights);
+
 // Dequantisation of one stored linear, exposed for tests.
 // FP8: w = e4m3 × scale[o/128][i/128]. FP4: w = e2m1(nibble) × scale[o][i/32].
 std::vector<float> dequantize_fp8_block(const ConstTensorView& weight,
