@@ -75,13 +75,16 @@ void compress_pool(const CompressPoolArgs& a) {
 
 void mhc_pre(const MhcPreArgs& a) {
   const int64_t n = a.n, D = a.d, rows = a.fn.out;
-  std::vector<float> mix(size_t(a.n_tokens * rows));
-  mhc_mix(a.fn, a.x, a.n_tokens, n * D, a.norm_eps, mix.data());
+  thread_local std::vector<float> mix_buffer;  // grows once per shape: no allocation per token
+  mix_buffer.resize(size_t(a.n_tokens * rows));
+  // A plain pointer: inside the parallel region a thread_local name means the worker's own.
+  float* mix = mix_buffer.data();
+  mhc_mix(a.fn, a.x, a.n_tokens, n * D, a.norm_eps, mix);
 #pragma omp parallel for schedule(static) if (a.n_tokens > kParallelRows)
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     float pre[64];  // hc_mult ≤ 64 is checked by the config
-    ops::mhc_coefficients(mix.data() + t * rows, a.base, a.scale, n, a.sinkhorn_iters, a.hc_eps,
-                          pre, a.post + t * n, a.comb + t * n * n);
+    ops::mhc_coefficients(mix + t * rows, a.base, a.scale, n, a.sinkhorn_iters, a.hc_eps, pre,
+                          a.post + t * n, a.comb + t * n * n);
     ops::mhc_collapse(a.x + t * n * D, pre, n, D, a.y + t * D);
   }
 }
@@ -98,7 +101,8 @@ void mhc_post(const MhcPostArgs& a) {
 
 void mhc_head(const MhcHeadArgs& a) {
   const int64_t n = a.n, D = a.d;
-  std::vector<float> mix(size_t(a.n_tokens * n));
+  thread_local std::vector<float> mix;
+  mix.resize(size_t(a.n_tokens * n));
   mhc_mix(a.fn, a.x, a.n_tokens, n * D, a.norm_eps, mix.data());
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     float pre[64];

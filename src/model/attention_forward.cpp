@@ -2,8 +2,11 @@
 // indexer, sink attention over window + compressed entries, inverse RoPE and the grouped output.
 // Every computation is a backend operator; this file only decides what to call on which rows and
 // keeps the cache's bookkeeping.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
-#include <vector>
+#include <span>
 
 #include "dsv4/ops/attention_variants.hpp"
 #include "dsv4/ops/grouped_output.hpp"
@@ -33,14 +36,17 @@ void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows
 // Feeds T tokens' input rows through a compressor; every completed window appends one entry
 // (pooled, RMSNorm'ed, RoPE'd at the window's first position) to `store`.
 void compress_chunk(const Model& model, const CompressorWeights& w, CompressorState& state,
-                    EntryStore& store, const float* h, int64_t n_tokens, int64_t start) {
+                    EntryStore& store, const float* h, int64_t n_tokens, int64_t start,
+                    Workspace& ws) {
   const ModelConfig& c = model.config();
   Backend& backend = model.backend();
   const int64_t width = state.width, m = state.compress_ratio, out_dim = w.out_dim;
-  std::vector<float> kv(size_t(n_tokens * width)), gate(size_t(n_tokens * width));
+  Workspace::Scope scope(ws);
+  const auto kv = scope.take<float>(size_t(n_tokens * width));
+  const auto gate = scope.take<float>(size_t(n_tokens * width));
   linear(backend, h, n_tokens, w.wkv, kv.data());
   linear(backend, h, n_tokens, w.wgate, gate.data());
-  std::vector<float> entry(static_cast<size_t>(out_dim));
+  const auto entry = scope.take<float>(size_t(out_dim));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t pos = start + t, slot = pos % m;
     state.journal_row(slot);
@@ -78,28 +84,32 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
 
 // The compressed entries each query of the chunk attends to (CSA: the indexer's top-k).
 struct Selection {
-  std::vector<int64_t> n_visible, n_selected;  // [T]
-  std::vector<int32_t> ids;                    // [T, top_k]
+  std::span<int64_t> n_visible, n_selected;  // [T]
+  std::span<int32_t> ids;                    // [T, top_k]
 };
 
+// `out` is the caller's scope: the selection outlives this function's own scratch.
 Selection indexer_select(const Model& model, const IndexerWeights& ix, const EntryStore& keys,
                          const float* cq, const float* h, int64_t n_tokens, int64_t start,
-                         int64_t m) {
+                         int64_t m, Workspace::Scope& out, Workspace& ws) {
   const ModelConfig& c = model.config();
   Backend& backend = model.backend();
   const int64_t nh = c.index_n_heads, dim = c.index_head_dim, k = c.index_topk;
-  std::vector<float> q(size_t(n_tokens * nh * dim)), u(size_t(n_tokens * nh));
+  Selection sel{out.take<int64_t>(size_t(n_tokens)), out.take<int64_t>(size_t(n_tokens)),
+                out.take<int32_t>(size_t(n_tokens * k))};
+  Workspace::Scope scope(ws);
+  const auto q = scope.take<float>(size_t(n_tokens * nh * dim));
+  const auto u = scope.take<float>(size_t(n_tokens * nh));
   linear(backend, cq, n_tokens, ix.wq_b, q.data());
   linear(backend, h, n_tokens, ix.weights_proj, u.data());
   const float inv_sqrt_heads = 1.0f / std::sqrt(float(nh));
   for (auto& x : u) x *= inv_sqrt_heads;
   rope_rows(model, true, q.data(), n_tokens, nh * dim, nh, dim, start, 1, false);
 
-  Selection sel{std::vector<int64_t>(size_t(n_tokens)), std::vector<int64_t>(size_t(n_tokens)),
-                std::vector<int32_t>(size_t(n_tokens * k))};
   for (int64_t t = 0; t < n_tokens; ++t)
     sel.n_visible[size_t(t)] = ops::compressed_visible_count(start + t, m);
-  std::vector<const float*> blocks(size_t(keys.n_blocks()));
+  // The block table: one pointer per 64 keys (1/256 of the keys' own bytes).
+  const auto blocks = scope.take<const float*>(size_t(keys.n_blocks()));
   for (int64_t b = 0; b < keys.n_blocks(); ++b) blocks[size_t(b)] = keys.block(b);
   IndexerTopkArgs a;
   a.q = q.data(), a.weights = u.data(), a.n_queries = n_tokens, a.n_heads = nh, a.head_dim = dim;
@@ -113,7 +123,7 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
 }  // namespace
 
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
-                       int64_t n_tokens, int64_t start, float* out) {
+                       int64_t n_tokens, int64_t start, float* out, Workspace& ws) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
   Backend& backend = model.backend();
@@ -123,50 +133,63 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   const float eps = float(c.rms_norm_eps);
 
   // Query: c_q = RMSNorm(wq_a·x); q = wq_b·c_q per head, unweighted RMSNorm, RoPE at t.
-  std::vector<float> cq(size_t(n_tokens * c.q_lora_rank)), q(size_t(n_tokens * H * d));
+  Workspace::Scope scope(ws);
+  const auto cq = scope.take<float>(size_t(n_tokens * c.q_lora_rank));
+  const auto q = scope.take<float>(size_t(n_tokens * H * d));
   linear(backend, h, n_tokens, L.wq_a, cq.data());
   rms_norm_rows(backend, cq.data(), L.q_norm.data(), n_tokens, c.q_lora_rank, eps);
   linear(backend, cq.data(), n_tokens, L.wq_b, q.data());
   rms_norm_rows(backend, q.data(), nullptr, n_tokens * H, d, eps);
   rope_rows(model, compressed_layer, q.data(), n_tokens, H * d, H, d, start, 1, false);
   // Key (= value): RMSNorm(wkv·x), RoPE at t.
-  std::vector<float> kv(size_t(n_tokens * d));
+  const auto kv = scope.take<float>(size_t(n_tokens * d));
   linear(backend, h, n_tokens, L.wkv, kv.data());
   rms_norm_rows(backend, kv.data(), L.kv_norm.data(), n_tokens, d, eps);
   rope_rows(model, compressed_layer, kv.data(), n_tokens, d, 1, d, start, 1, false);
 
   if (compressed_layer)
-    compress_chunk(model, *L.compressor, cache.compressor, cache.compressed, h, n_tokens, start);
+    compress_chunk(model, *L.compressor, cache.compressor, cache.compressed, h, n_tokens, start,
+                   ws);
   Selection sel;
   if (csa) {
     compress_chunk(model, L.indexer->compressor, cache.indexer_compressor, cache.indexer, h,
-                   n_tokens, start);
-    sel = indexer_select(model, *L.indexer, cache.indexer, cq.data(), h, n_tokens, start, m);
+                   n_tokens, start, ws);
+    sel = indexer_select(model, *L.indexer, cache.indexer, cq.data(), h, n_tokens, start, m, scope,
+                         ws);
   }
 
-  std::vector<float> o(size_t(n_tokens * H * d));
+  const auto o = scope.take<float>(size_t(n_tokens * H * d));
+  // Key pointer lists, one per thread: the window, then the selected (CSA) or all visible (HCA)
+  // compressed entries of the chunk's last position, the longest list.
+  const int64_t last = start + n_tokens - 1;
+  const int64_t max_keys =
+      std::min(W, last + 1) + (csa                ? c.index_topk
+                               : compressed_layer ? ops::compressed_visible_count(last, m)
+                                                  : 0);
+  const int n_lists = n_tokens > 1 ? omp_get_max_threads() : 1;
+  const auto key_lists = scope.take<const float*>(size_t(n_lists * max_keys));
   Status failed;
   // One query position per task; each attention call reads its keys once for all heads.
-#pragma omp parallel if (n_tokens > 1)
+#pragma omp parallel num_threads(n_lists) if (n_lists > 1)
   {
-    std::vector<const float*> keys;
+    const float** keys = key_lists.data() + omp_get_thread_num() * max_keys;
 #pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t pos = start + t;
-      keys.clear();
+      int64_t n_keys = 0;
       for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
-        keys.push_back(s >= start ? kv.data() + (s - start) * d : cache.window.entry(s));
+        keys[n_keys++] = s >= start ? kv.data() + (s - start) * d : cache.window.entry(s);
       if (csa) {
         const int32_t* ids = sel.ids.data() + t * c.index_topk;
         for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)
-          keys.push_back(cache.compressed.entry(ids[i]));
+          keys[n_keys++] = cache.compressed.entry(ids[i]);
       } else if (compressed_layer) {
         const int64_t n_visible = ops::compressed_visible_count(pos, m);
-        for (int64_t w = 0; w < n_visible; ++w) keys.push_back(cache.compressed.entry(w));
+        for (int64_t w = 0; w < n_visible; ++w) keys[n_keys++] = cache.compressed.entry(w);
       }
       AttentionArgs a;
       a.q = q.data() + t * H * d, a.n_heads = H, a.head_dim = d;
-      a.keys = keys.data(), a.n_keys = int64_t(keys.size());
+      a.keys = keys, a.n_keys = n_keys;
       a.sinks = L.attn_sink.data(), a.out = o.data() + t * H * d;
       Status s = backend.attention(a);
       if (!s) {
@@ -180,7 +203,7 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   for (int64_t t = 0; t < n_tokens; ++t) cache.window.append(kv.data() + t * d);
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
-  std::vector<float> oa(size_t(n_tokens * G * R));
+  const auto oa = scope.take<float>(size_t(n_tokens * G * R));
   throw_if_error(ops::grouped_output_projection(backend, o.data(), n_tokens, G, H * d / G, L.wo_a,
                                                 R, oa.data()));
   linear(backend, oa.data(), n_tokens, L.wo_b, out);

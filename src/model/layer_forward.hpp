@@ -1,11 +1,13 @@
 // The forward pass of one decoder layer's sub-layers over a chunk of T consecutive tokens.
-// Internal to src/model; composed by Session::forward_chunk.
+// Internal to src/model; composed by Session::forward_chunk. Scratch comes from the session's
+// Workspace (released when each function returns), never from the heap.
 #pragma once
 
 #include <cstdint>
 
 #include "dsv4/model/kv_cache.hpp"
 #include "dsv4/model/model.hpp"
+#include "dsv4/model/workspace.hpp"
 
 namespace dsv4::detail {
 
@@ -18,10 +20,10 @@ void matmul_transposed(Backend& backend, const float* x, int64_t rows, const flo
 // Attention sub-layer: h [T, D] (already attn_norm'ed) at positions [start, start+T) -> out [T, D].
 // Reads and extends the layer's cache.
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
-                       int64_t n_tokens, int64_t start, float* out);
+                       int64_t n_tokens, int64_t start, float* out, Workspace& ws);
 
 // MoE sub-layer: h [T, D] (already ffn_norm'ed) -> out [T, D]; tokens are needed by hash routing.
 void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens,
-                 int64_t n_tokens, float* out);
+                 int64_t n_tokens, float* out, Workspace& ws);
 
 }  // namespace dsv4::detail

@@ -1,6 +1,8 @@
 // MoE sub-layer (spec section 4): router, hash or top-k selection, clamped-SwiGLU experts run as
-// one GEMM per expert over the tokens routed to it, plus the shared expert.
-#include <vector>
+// one GEMM per expert over the tokens routed to it (prefill groups tokens by expert; decode reads
+// only the k selected experts, in their stored format: FP4 for official checkpoints), plus the
+// shared expert. Scratch comes from the session's workspace.
+#include <algorithm>
 
 #include "dsv4/ops/moe.hpp"
 #include "layer_forward.hpp"
@@ -10,9 +12,11 @@ namespace {
 
 // y[rows, D] = w2 · swiglu(w1·x, w3·x) for `rows` gathered input rows.
 void expert_forward(Backend& backend, const ExpertWeights& e, const float* x, int64_t rows,
-                    float limit, float* y) {
+                    float limit, float* y, Workspace& ws) {
   const int64_t width = e.w1.out;
-  std::vector<float> gate(size_t(rows * width)), up(size_t(rows * width));
+  Workspace::Scope scope(ws);
+  const auto gate = scope.take<float>(size_t(rows * width));
+  const auto up = scope.take<float>(size_t(rows * width));
   linear(backend, x, rows, e.w1, gate.data());
   linear(backend, x, rows, e.w3, up.data());
   throw_if_error(backend.swiglu({gate.data(), up.data(), rows * width, limit, gate.data()}));
@@ -22,20 +26,21 @@ void expert_forward(Backend& backend, const ExpertWeights& e, const float* x, in
 }  // namespace
 
 void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens,
-                 int64_t n_tokens, float* out) {
+                 int64_t n_tokens, float* out, Workspace& ws) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
   Backend& backend = model.backend();
   const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const float limit = float(c.swiglu_limit);
+  Workspace::Scope scope(ws);
 
-  std::vector<float> logits(size_t(n_tokens * E));
+  const auto logits = scope.take<float>(size_t(n_tokens * E));
   linear(backend, h, n_tokens, L.gate, logits.data());
-  std::vector<int32_t> selected(size_t(n_tokens * k));
-  std::vector<float> weights(size_t(n_tokens * k));
+  const auto selected = scope.take<int32_t>(size_t(n_tokens * k));
+  const auto weights = scope.take<float>(size_t(n_tokens * k));
+  const auto scores = scope.take<float>(size_t(E));
   const bool hash = c.is_hash_layer(layer);
   for (int64_t t = 0; t < n_tokens; ++t) {
-    std::vector<float> scores(static_cast<size_t>(E));
     ops::router_scores(logits.data() + t * E, E, c.scoring_func, scores.data());
     int32_t* sel = selected.data() + t * k;
     if (hash) {
@@ -47,31 +52,38 @@ void moe_forward(const Model& model, int layer, const float* h, const int32_t* t
                          weights.data() + t * k);
   }
 
-  // Group (token, weight) pairs by expert.
-  std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));
-  for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t j = 0; j < k; ++j)
-      routed[size_t(selected[size_t(t * k + j)])].push_back({t, weights[size_t(t * k + j)]});
+  // Group the (token, weight) pairs by expert with a counting sort: first[e]..first[e+1].
+  const auto first = scope.zeros<int64_t>(size_t(E + 1));
+  for (int64_t i = 0; i < n_tokens * k; ++i) ++first[size_t(selected[size_t(i)] + 1)];
+  for (int64_t e = 0; e < E; ++e) first[size_t(e + 1)] += first[size_t(e)];
+  const auto fill = scope.take<int64_t>(size_t(E));
+  std::copy_n(first.begin(), E, fill.begin());
+  const auto pair_token = scope.take<int64_t>(size_t(n_tokens * k));
+  const auto pair_weight = scope.take<float>(size_t(n_tokens * k));
+  for (int64_t i = 0; i < n_tokens * k; ++i) {
+    const int64_t at = fill[size_t(selected[size_t(i)])]++;
+    pair_token[size_t(at)] = i / k;
+    pair_weight[size_t(at)] = weights[size_t(i)];
+  }
 
   if (L.shared_expert) {
-    expert_forward(backend, *L.shared_expert, h, n_tokens, limit, out);
+    expert_forward(backend, *L.shared_expert, h, n_tokens, limit, out, ws);
   } else {
     std::fill(out, out + n_tokens * D, 0.0f);
   }
-  std::vector<float> x, y;
+  int64_t most = 0;
+  for (int64_t e = 0; e < E; ++e) most = std::max(most, first[size_t(e + 1)] - first[size_t(e)]);
+  const auto x = scope.take<float>(size_t(most * D));
+  const auto y = scope.take<float>(size_t(most * D));
   for (int64_t e = 0; e < E; ++e) {
-    const auto& rows = routed[size_t(e)];
-    if (rows.empty()) continue;
-    const int64_t n = int64_t(rows.size());
-    x.resize(size_t(n * D));
-    y.resize(size_t(n * D));
+    const int64_t begin = first[size_t(e)], n = first[size_t(e + 1)] - begin;
+    if (n == 0) continue;
     for (int64_t i = 0; i < n; ++i)
-      std::copy(h + rows[size_t(i)].first * D, h + (rows[size_t(i)].first + 1) * D,
-                x.data() + i * D);
-    expert_forward(backend, L.experts[size_t(e)], x.data(), n, limit, y.data());
+      std::copy_n(h + pair_token[size_t(begin + i)] * D, D, x.data() + i * D);
+    expert_forward(backend, L.experts[size_t(e)], x.data(), n, limit, y.data(), ws);
     for (int64_t i = 0; i < n; ++i) {
-      float* dst = out + rows[size_t(i)].first * D;
-      const float w = rows[size_t(i)].second;
+      float* dst = out + pair_token[size_t(begin + i)] * D;
+      const float w = pair_weight[size_t(begin + i)];
       for (int64_t j = 0; j < D; ++j) dst[j] += w * y[size_t(i * D + j)];
     }
   }

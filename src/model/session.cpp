@@ -6,16 +6,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "layer_forward.hpp"
 
 namespace dsv4 {
 namespace {
 
-// Per-token mHC coefficients of one site over a chunk.
+// Per-token mHC coefficients of one site over a chunk (in the caller's workspace scope).
 struct MhcCoefficients {
-  std::vector<float> post;  // [T, n]
-  std::vector<float> comb;  // [T, n, n]
+  std::span<float> post;  // [T, n]
+  std::span<float> comb;  // [T, n, n]
 };
 
 // The mHC weights of a site as the fp32 [rows, n·D] matrix the backend multiplies by.
@@ -25,11 +26,11 @@ WeightView mhc_matrix(const std::vector<float>& fn, int64_t rows) {
 
 // Collapses the streams into the sub-layer input y[T, D] and returns the update coefficients.
 MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x, int64_t n_tokens,
-                        float* y) {
+                        float* y, Workspace::Scope& scope) {
   const ModelConfig& c = model.config();
   const int64_t n = c.hc_mult;
-  MhcCoefficients coef{std::vector<float>(size_t(n_tokens * n)),
-                       std::vector<float>(size_t(n_tokens * n * n))};
+  MhcCoefficients coef{scope.take<float>(size_t(n_tokens * n)),
+                       scope.take<float>(size_t(n_tokens * n * n))};
   MhcPreArgs a;
   a.x = x, a.n_tokens = n_tokens, a.n = n, a.d = c.hidden_size;
   a.fn = mhc_matrix(w.fn, (2 + n) * n), a.base = w.base.data(), a.scale = w.scale.data();
@@ -74,7 +75,27 @@ class ThreadCountScope {
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options)
-    : model_(std::move(model)), options_(options), cache_(model_->config()) {}
+    : model_(std::move(model)), options_(options), cache_(model_->config()) {
+  // Sized for a decode step at creation: decoding allocates nothing afterwards.
+  workspace_.reserve(workspace_bytes(model_->config(), 1));
+}
+
+size_t Session::workspace_bytes(const ModelConfig& c, int64_t n_tokens) {
+  // The largest set of buffers alive at once (one layer's attention or MoE sub-layer plus the
+  // streams), per token, with room for the per-thread key lists and 64-byte rounding.
+  const int64_t D = c.hidden_size, n = c.hc_mult, d = c.head_dim;
+  const int64_t width = std::max(2 * d, 2 * c.index_head_dim);
+  const int64_t streams = n * D + 2 * D + n + n * n;
+  const int64_t attention = c.q_lora_rank + 2 * c.num_attention_heads * d + d +
+                            c.o_groups * c.o_lora_rank + 2 * width + d +
+                            c.index_n_heads * (c.index_head_dim + 1) + 2 * c.index_topk + 2;
+  const int64_t moe = 2 * c.n_routed_experts + 4 * c.num_experts_per_tok + 2 * D +
+                      4 * c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts) +
+                      2 * c.num_experts_per_tok * D;
+  const int64_t keys = 8 * (c.sliding_window + c.index_topk) / 4;  // pointers, in floats
+  return size_t(n_tokens * (streams + std::max(attention, moe)) + keys) * sizeof(float) +
+         (size_t(64) << 10);
+}
 
 Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model,
                                                  const SessionOptions& options) {
@@ -169,6 +190,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
                                                           : model_->n_threads());
     cache_.begin(position_);
     const int64_t total = int64_t(tokens.size());
+    workspace_.reserve(workspace_bytes(c, std::min(options_.max_chunk, total)));
     for (int64_t begin = 0; begin < total; begin += options_.max_chunk) {
       check_abort(options);
       const int64_t n = std::min(options_.max_chunk, total - begin);
@@ -213,28 +235,35 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
   const int64_t n = c.hc_mult, D = c.hidden_size, stream = n * D;
   const float eps = float(c.rms_norm_eps);
 
+  Workspace::Scope scope(workspace_);
   // Every stream starts as the token embedding.
-  std::vector<float> x(size_t(n_tokens * stream));
+  const auto x = scope.take<float>(size_t(n_tokens * stream));
   throw_if_error(model.backend().embed({w.embed, tokens, n_tokens, n, x.data()}));
   if (trace) trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
 
-  std::vector<float> y(size_t(n_tokens * D)), z(size_t(n_tokens * D));
+  const auto y = scope.take<float>(size_t(n_tokens * D));
+  const auto z = scope.take<float>(size_t(n_tokens * D));
   for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
     const LayerWeights& L = w.layers[size_t(layer)];
     check_abort(options);
     if (trace)
       std::copy(x.begin(), x.end(), trace->layer_inputs.begin() + layer * n_tokens * stream);
 
-    MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data());
-    rms_norm_rows(model, y.data(), L.attn_norm, n_tokens);
-    detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
-                              z.data());
-    mhc_post(model, coef, z.data(), n_tokens, x.data());
-
-    coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data());
-    rms_norm_rows(model, y.data(), L.ffn_norm, n_tokens);
-    detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data());
-    mhc_post(model, coef, z.data(), n_tokens, x.data());
+    {
+      Workspace::Scope site(workspace_);
+      const MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data(), site);
+      rms_norm_rows(model, y.data(), L.attn_norm, n_tokens);
+      detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
+                                z.data(), workspace_);
+      mhc_post(model, coef, z.data(), n_tokens, x.data());
+    }
+    {
+      Workspace::Scope site(workspace_);
+      const MhcCoefficients coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data(), site);
+      rms_norm_rows(model, y.data(), L.ffn_norm, n_tokens);
+      detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data(), workspace_);
+      mhc_post(model, coef, z.data(), n_tokens, x.data());
+    }
   }
 
   // Final head: h = Σ_j pre_j X_j, logits = head · RMSNorm_norm(h).

@@ -286,3 +286,24 @@ TEST_CASE("load: a written checkpoint of official-format random weights loads ba
     CHECK(a == b);
   }
 }
+
+TEST_CASE("workspace: decode allocates nothing, and the working set does not grow with context",
+          "[session][workspace]") {
+  auto model = golden_model("tiny-a-q");
+  const int64_t V = model->config().vocab_size;
+  std::vector<size_t> high_water;
+  for (int64_t context : {1000, 16000}) {
+    auto session = dsv4::Session::create(model).value();
+    const size_t reserved = session->workspace_capacity();
+    REQUIRE(session->fill_synthetic_cache(context, 1).is_ok());
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (int32_t step = 0; step < 20; ++step)
+      REQUIRE(session->append({&step, 1}, logits.data()).is_ok());
+    REQUIRE(all_finite(logits));
+    CHECK(session->workspace_capacity() == reserved);  // sized at creation: no growth
+    high_water.push_back(session->workspace_high_water());
+  }
+  INFO("working set at 1000 tokens " << high_water[0] << " B, at 16000 tokens " << high_water[1]);
+  // Only the key pointer lists (HCA entries, 1/m of the context) and the block table grow.
+  CHECK(high_water[1] < high_water[0] + 16000 / 4 * sizeof(void*));
+}

@@ -11,6 +11,7 @@
 #include "dsv4/core/status.hpp"
 #include "dsv4/model/kv_cache.hpp"
 #include "dsv4/model/model.hpp"
+#include "dsv4/model/workspace.hpp"
 
 namespace dsv4 {
 
@@ -66,6 +67,9 @@ class Session {
   const Model& model() const noexcept { return *model_; }
   CacheMemory memory() const { return cache_.memory(); }
   const KvCache& cache() const noexcept { return cache_; }
+  // The forward pass's working memory: bytes held, and the most used at once so far.
+  size_t workspace_capacity() const noexcept { return workspace_.capacity(); }
+  size_t workspace_high_water() const noexcept { return workspace_.high_water(); }
   void reset();
 
  private:
@@ -75,9 +79,13 @@ class Session {
   void forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t position, float* logits,
                      int64_t logits_first_row, const AppendOptions& options, ForwardTrace* trace);
 
+  // An upper estimate of the workspace a chunk of n_tokens needs (it grows if ever short).
+  static size_t workspace_bytes(const ModelConfig& config, int64_t n_tokens);
+
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   KvCache cache_;
+  Workspace workspace_;
   int64_t position_ = 0;
 };
 
