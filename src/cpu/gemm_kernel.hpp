@@ -93,6 +93,21 @@ struct GemmKernel {
     for (int64_t l = 0; l < kLanes; ++l) tmp[l] = fp8_e4m3_to_float(src[l]) / kFp8ViaFp16Factor;
     return Batch::load_aligned(tmp);
   }
+  // Two vectors of FP8 weights (times 2^-8) from 2·kLanes codes: on AVX-512 one widening of 32
+  // codes to 16 bits serves both halves.
+  static void load_fp8_scaled_pair(const uint8_t* src, Batch& w0, Batch& w1) {
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+      h = _mm512_and_si512(_mm512_slli_epi16(h, 7), _mm512_set1_epi16(int16_t(0xBF80)));
+      w0 = Batch(_mm512_cvtph_ps(_mm512_castsi512_si256(h)));
+      w1 = Batch(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)));
+      return;
+    }
+#endif
+    w0 = load_fp8_scaled(src, 0);
+    w1 = load_fp8_scaled(src, kLanes);
+  }
   // FP4: kLanes bytes hold 2·kLanes weights; `lo` gets the even ones, `hi` the odd ones.
   static void load_fp4_pair(const uint8_t* bytes, Batch& lo, Batch& hi) {
 #if defined(__x86_64__)
@@ -189,7 +204,18 @@ struct GemmKernel {
       Batch part[MI][NJ];
       for (auto& r : part)
         for (auto& b : r) b = Batch(0.0f);
-      for (int64_t p = b0; p < b_vec; p += kLanes) {
+      int64_t p = b0;
+      for (; p + 2 * kLanes <= b_vec; p += 2 * kLanes) {
+        Batch w0[NJ], w1[NJ];
+        for (int c = 0; c < NJ; ++c) load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
+        for (int r = 0; r < MI; ++r) {
+          const Batch a0 = Batch::load_unaligned(t.a[r] + p);
+          const Batch a1 = Batch::load_unaligned(t.a[r] + p + kLanes);
+          for (int c = 0; c < NJ; ++c)
+            part[r][c] = xsimd::fma(a1, w1[c], xsimd::fma(a0, w0[c], part[r][c]));
+        }
+      }
+      for (; p < b_vec; p += kLanes) {
         Batch wv[NJ];
         for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.rows[c], p);
         for (int r = 0; r < MI; ++r) {
@@ -210,29 +236,48 @@ struct GemmKernel {
 
   // FP4: activations come pre-permuted (`a_perm` rows of k: per group of 2·kLanes inputs, the
   // even ones then the odd ones) so the low and high nibbles of kLanes bytes meet two vectors.
+  // One group of 2·kLanes inputs at p: part (=|+=) even·lo + odd·hi.
+  template <bool kFirst, int MI, int NJ>
+  static void fp4_group(const Tile<MI, NJ>& t, const float* a_perm, int64_t p,
+                        Batch (&part)[MI][NJ]) {
+    const int64_t k = t.g.k;
+    Batch lo[NJ], hi[NJ];
+    for (int c = 0; c < NJ; ++c) load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
+    for (int r = 0; r < MI; ++r) {
+      const float* ap = a_perm + r * k + p;
+      const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
+      for (int c = 0; c < NJ; ++c) {
+        const Batch prod = xsimd::fma(ao, hi[c], ae * lo[c]);
+        if constexpr (kFirst) {
+          part[r][c] = prod;
+        } else {
+          part[r][c] = part[r][c] + prod;
+        }
+      }
+    }
+  }
+
   template <int MI, int NJ>
   static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
     const WeightView& w = t.g.w;
     const int64_t k = t.g.k, group = 2 * kLanes;
-    const int64_t k_vec = k / 32 * 32;  // whole scale blocks go through the vector path
-    const uint8_t* scale_rows[NJ];
-    for (int c = 0; c < NJ; ++c) scale_rows[c] = w.scales + (w.first_row + t.j0 + c) * w.scale_cols;
-    for (int64_t b0 = 0; b0 < k_vec; b0 += 32) {
+    const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
+    // The rows' block scales as floats first, so the inner loop broadcasts them from memory
+    // (a load) instead of building each from its code (shuffle-port work, the bottleneck here).
+    thread_local std::vector<float> scale_buffer;
+    scale_buffer.resize(size_t(NJ * n_blocks));
+    float* scales[NJ];
+    for (int c = 0; c < NJ; ++c) {
+      const uint8_t* codes = w.scales + (w.first_row + t.j0 + c) * w.scale_cols;
+      scales[c] = scale_buffer.data() + c * n_blocks;
+      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_value(codes[b]);
+    }
+    for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       Batch part[MI][NJ];
-      for (auto& r : part)
-        for (auto& b : r) b = Batch(0.0f);
-      for (int64_t p = b0; p < b0 + 32; p += group) {
-        Batch lo[NJ], hi[NJ];
-        for (int c = 0; c < NJ; ++c) load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
-        for (int r = 0; r < MI; ++r) {
-          const float* ap = a_perm + r * k + p;
-          const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
-          for (int c = 0; c < NJ; ++c)
-            part[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], part[r][c]));
-        }
-      }
+      fp4_group<true>(t, a_perm, b0, part);  // the first group sets part: no zeroing
+      for (int64_t p = b0 + group; p < b0 + 32; p += group) fp4_group<false>(t, a_perm, p, part);
       for (int c = 0; c < NJ; ++c) {
-        const Batch sv(ue8m0_value(scale_rows[c][b0 / 32]));
+        const Batch sv(scales[c][blk]);
         for (int r = 0; r < MI; ++r) t.acc[r][c] = xsimd::fma(part[r][c], sv, t.acc[r][c]);
       }
     }
