@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <variant>
 
 #include "dsv4/model/checkpoint_schema.hpp"
 
@@ -116,13 +117,14 @@ class WeightReader {
   // A [out, in] matrix viewed in whatever format the checkpoint stores it (PREFIX.weight, and
   // PREFIX.scale for block-scaled formats).
   Linear linear(const std::string& prefix, int64_t out, int64_t in, TensorRole role) {
-    auto format = check_tensor(checkpoint_, TensorSpec{prefix, {out, in}, role});
+    auto format = check_tensor(checkpoint_, TensorSpec{prefix, {out, in}, role, -1, {}, {}});
     throw_if_error(format.status());
     return make_linear(prefix, view(prefix + ".weight"), format.value(), out, in);
   }
   // A matrix stored without scales under its full name (BF16 in official checkpoints).
   Linear dense(const std::string& name, int64_t out, int64_t in) {
-    auto format = check_tensor(checkpoint_, TensorSpec{name, {out, in}, TensorRole::kFloat});
+    auto format =
+        check_tensor(checkpoint_, TensorSpec{name, {out, in}, TensorRole::kFloat, -1, {}, {}});
     throw_if_error(format.status());
     const std::string prefix = name.substr(0, name.size() - std::string(".weight").size());
     return make_linear(prefix, view(name), format.value(), out, in);
@@ -180,82 +182,36 @@ class WeightReader {
   std::mutex mutex_;
 };
 
-MhcWeights read_mhc(const WeightReader& r, const std::string& prefix) {
-  return {r.vec(prefix + "_fn"), r.vec(prefix + "_base"), r.vec(prefix + "_scale")};
-}
-
-CompressorWeights read_compressor(WeightReader& r, const std::string& prefix, int64_t out_dim,
-                                  bool overlap, int64_t D) {
-  const int64_t width = overlap ? 2 * out_dim : out_dim;
-  CompressorWeights c;
-  c.wkv = r.dense(prefix + ".wkv.weight", width, D);
-  c.wgate = r.dense(prefix + ".wgate.weight", width, D);
-  c.ape = r.vec(prefix + ".ape");
-  c.norm = r.vec(prefix + ".norm.weight");
-  c.out_dim = out_dim;
-  c.overlap = overlap;
-  return c;
-}
-
-ExpertWeights read_expert(WeightReader& r, const std::string& prefix, int64_t I, int64_t D,
-                          TensorRole role) {
-  return {r.linear(prefix + "w1", I, D, role), r.linear(prefix + "w2", D, I, role),
-          r.linear(prefix + "w3", I, D, role)};
-}
-
-LayerWeights read_layer(WeightReader& r, const ModelConfig& c, int layer) {
-  const std::string p = "layers." + std::to_string(layer) + ".";
-  const int64_t D = c.hidden_size, H = c.num_attention_heads, d = c.head_dim,
-                m = c.compress_ratio(layer);
-  LayerWeights L;
-  L.attn_norm = r.vec(p + "attn_norm.weight");
-  L.ffn_norm = r.vec(p + "ffn_norm.weight");
-  L.hc_attn = read_mhc(r, p + "hc_attn");
-  L.hc_ffn = read_mhc(r, p + "hc_ffn");
-  L.wq_a = r.linear(p + "attn.wq_a", c.q_lora_rank, D, TensorRole::kLinear);
-  L.q_norm = r.vec(p + "attn.q_norm.weight");
-  L.wq_b = r.linear(p + "attn.wq_b", H * d, c.q_lora_rank, TensorRole::kLinear);
-  L.wkv = r.linear(p + "attn.wkv", d, D, TensorRole::kLinear);
-  L.kv_norm = r.vec(p + "attn.kv_norm.weight");
-  L.wo_a = r.linear(p + "attn.wo_a", c.o_groups * c.o_lora_rank, H * d / c.o_groups,
-                    TensorRole::kLinear);
-  L.wo_b = r.linear(p + "attn.wo_b", D, c.o_groups * c.o_lora_rank, TensorRole::kLinear);
-  L.attn_sink = r.vec(p + "attn.attn_sink");
-  if (m > 0) {
-    const bool csa = m == kCsaCompressRatio;
-    L.compressor = read_compressor(r, p + "attn.compressor", d, csa, D);
-    if (csa) {
-      IndexerWeights ix;
-      ix.wq_b = r.linear(p + "attn.indexer.wq_b", c.index_n_heads * c.index_head_dim, c.q_lora_rank,
-                         TensorRole::kLinear);
-      ix.weights_proj = r.dense(p + "attn.indexer.weights_proj.weight", c.index_n_heads, D);
-      ix.compressor = read_compressor(r, p + "attn.indexer.compressor", c.index_head_dim, true, D);
-      L.indexer = std::move(ix);
-    }
-  }
-  L.gate = r.dense(p + "ffn.gate.weight", c.n_routed_experts, D);
-  if (c.is_hash_layer(layer)) {
-    const ConstTensorView t = r.view(p + "ffn.gate.tid2eid");
-    L.tid2eid.resize(size_t(t.numel()));
+// Reads one schema row into its slot.
+void load_tensor(WeightReader& r, const TensorSpec& spec, const ModelConfig& c, ModelWeights& w) {
+  const WeightSlot slot = spec.slot(w);
+  if (auto* matrix = std::get_if<WeightView*>(&slot)) {
+    **matrix = spec.role == TensorRole::kFloat
+                   ? r.dense(spec.name, spec.shape[0], spec.shape[1])
+                   : r.linear(spec.name, spec.shape[0], spec.shape[1], spec.role);
+  } else if (auto* values = std::get_if<std::vector<float>*>(&slot)) {
+    **values = r.vec(spec.name);
+  } else {
+    std::vector<int32_t>& table = *std::get<std::vector<int32_t>*>(slot);
+    const ConstTensorView t = r.view(spec.name);
+    table.resize(size_t(t.numel()));
     for (int64_t i = 0; i < t.numel(); ++i) {
       const float e = element_as_float(t, i);
       if (!(e >= 0.0f && e < float(c.n_routed_experts)))
-        fail(StatusCode::kModelMismatch, "tensor \"" + p + "ffn.gate.tid2eid\": expert id " +
+        fail(StatusCode::kModelMismatch, "tensor \"" + spec.name + "\": expert id " +
                                              std::to_string(e) + " out of range [0, " +
                                              std::to_string(c.n_routed_experts) + ")");
-      L.tid2eid[size_t(i)] = int32_t(e);
+      table[size_t(i)] = int32_t(e);
     }
-  } else {
-    L.gate_bias = r.vec(p + "ffn.gate.bias");
   }
-  const int64_t I = c.moe_intermediate_size;
-  for (int64_t e = 0; e < c.n_routed_experts; ++e)
-    L.experts.push_back(
-        read_expert(r, p + "ffn.experts." + std::to_string(e) + ".", I, D, TensorRole::kExpert));
-  if (c.n_shared_experts > 0)
-    L.shared_expert =
-        read_expert(r, p + "ffn.shared_experts.", I * c.n_shared_experts, D, TensorRole::kLinear);
-  return L;
+}
+
+// The schema's rows grouped by layer: [0] the model-level tensors, [l + 1] layer l's.
+std::vector<std::vector<const TensorSpec*>> rows_by_layer(const std::vector<TensorSpec>& specs,
+                                                          int64_t n_layers) {
+  std::vector<std::vector<const TensorSpec*>> groups(size_t(n_layers + 1));
+  for (const TensorSpec& spec : specs) groups[size_t(spec.layer + 1)].push_back(&spec);
+  return groups;
 }
 
 }  // namespace
@@ -290,21 +246,21 @@ Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
     if (!checkpoint) fail(StatusCode::kInvalidArgument, "load_weights: checkpoint is null");
     ModelWeights w;
     w.checkpoint = checkpoint;
+    prepare_weights(config, w);
     WeightReader r(*checkpoint, w);
-    w.embed = r.dense("embed.weight", config.vocab_size, config.hidden_size);
-    w.layers.resize(size_t(config.num_hidden_layers));
+    const std::vector<TensorSpec> specs = checkpoint_schema(config);
+    const auto groups = rows_by_layer(specs, config.num_hidden_layers);
     Status first_error;
     // Layers are independent: view and scan them in parallel.
 #pragma omp parallel for schedule(dynamic)
-    for (int layer = 0; layer < int(config.num_hidden_layers); ++layer) {
-      Status s = capture_status([&] { w.layers[size_t(layer)] = read_layer(r, config, layer); });
+    for (size_t g = 0; g < groups.size(); ++g) {
+      Status s = capture_status([&] {
+        for (const TensorSpec* spec : groups[g]) load_tensor(r, *spec, config, w);
+      });
 #pragma omp critical
       if (!s && first_error.is_ok()) first_error = s;
     }
     throw_if_error(first_error);
-    w.norm = r.vec("norm.weight");
-    w.hc_head = {r.vec("hc_head_fn"), r.vec("hc_head_base"), r.vec("hc_head_scale")};
-    w.head = r.dense("head.weight", config.vocab_size, config.hidden_size);
     return w;
   });
 }
@@ -507,84 +463,72 @@ class RandomFill {
   RandomWeightFormats formats_;
 };
 
-MhcWeights random_mhc(RandomFill& f, int64_t rows, int64_t cols, int64_t n_scales) {
-  return {f.normal(rows * cols, 0.02f), f.normal(rows, 0.5f), f.constant(n_scales, 1.0f)};
-}
-
-CompressorWeights random_compressor(RandomFill& f, int64_t out_dim, bool overlap, int64_t m,
-                                    int64_t D) {
-  const int64_t width = overlap ? 2 * out_dim : out_dim;
-  CompressorWeights cw;
-  cw.wkv = f.dense(width, D);
-  cw.wgate = f.dense(width, D);
-  cw.ape = f.normal(m * width, 0.1f);
-  cw.norm = f.around_one(out_dim);
-  cw.out_dim = out_dim;
-  cw.overlap = overlap;
-  return cw;
-}
-
-LayerWeights random_layer(const ModelConfig& c, int layer, RandomFill& f) {
-  const int64_t D = c.hidden_size, n = c.hc_mult, H = c.num_attention_heads, d = c.head_dim;
-  const int64_t I = c.moe_intermediate_size, m = c.compress_ratio(layer);
-  LayerWeights L;
-  L.attn_norm = f.around_one(D);
-  L.ffn_norm = f.around_one(D);
-  L.hc_attn = random_mhc(f, (2 + n) * n, n * D, 3);
-  L.hc_ffn = random_mhc(f, (2 + n) * n, n * D, 3);
-  L.wq_a = f.linear(c.q_lora_rank, D);
-  L.q_norm = f.around_one(c.q_lora_rank);
-  L.wq_b = f.linear(H * d, c.q_lora_rank);
-  L.wkv = f.linear(d, D);
-  L.kv_norm = f.around_one(d);
-  L.wo_a = f.linear(c.o_groups * c.o_lora_rank, H * d / c.o_groups);
-  L.wo_b = f.linear(D, c.o_groups * c.o_lora_rank);
-  L.attn_sink = f.normal(H, 1.0f);
-  if (m > 0) {
-    const bool csa = m == kCsaCompressRatio;
-    L.compressor = random_compressor(f, d, csa, m, D);
-    if (csa)
-      L.indexer = IndexerWeights{f.linear(c.index_n_heads * c.index_head_dim, c.q_lora_rank),
-                                 f.dense(c.index_n_heads, D),
-                                 random_compressor(f, c.index_head_dim, true, m, D)};
-  }
-  L.gate = f.dense(c.n_routed_experts, D);
-  if (c.is_hash_layer(layer)) {
-    L.tid2eid.resize(size_t(c.vocab_size * c.num_experts_per_tok));
-    for (int64_t t = 0; t < c.vocab_size; ++t)
-      for (int64_t j = 0; j < c.num_experts_per_tok; ++j)
-        L.tid2eid[size_t(t * c.num_experts_per_tok + j)] = int32_t(
-            (t * 7 + j * (c.n_routed_experts / c.num_experts_per_tok)) % c.n_routed_experts);
+// Makes up one schema row in its slot, as its TensorInit says.
+void random_tensor(RandomFill& f, const TensorSpec& spec, const ModelConfig& c, ModelWeights& w) {
+  const WeightSlot slot = spec.slot(w);
+  const int64_t n = shape_numel(spec.shape);
+  if (auto* matrix = std::get_if<WeightView*>(&slot)) {
+    const int64_t out = spec.shape[0], in = spec.shape[1];
+    switch (spec.init) {
+      case TensorInit::kExpert:
+        **matrix = f.expert(out, in);
+        break;
+      case TensorInit::kDense:
+        **matrix = f.dense(out, in);
+        break;
+      case TensorInit::kEmbedding:
+        **matrix = f.dense(out, in, std::sqrt(float(in)));  // unit-variance rows
+        break;
+      default:
+        **matrix = f.linear(out, in);
+        break;
+    }
+  } else if (auto* values = std::get_if<std::vector<float>*>(&slot)) {
+    switch (spec.init) {
+      case TensorInit::kNearOne:
+        **values = f.around_one(n);
+        break;
+      case TensorInit::kMhcMatrix:
+        **values = f.normal(n, 0.02f);
+        break;
+      case TensorInit::kMhcBase:
+        **values = f.normal(n, 0.5f);
+        break;
+      case TensorInit::kOnes:
+        **values = f.constant(n, 1.0f);
+        break;
+      case TensorInit::kApe:
+      case TensorInit::kBias:
+        **values = f.normal(n, 0.1f);
+        break;
+      default:
+        **values = f.normal(n, 1.0f);
+        break;
+    }
   } else {
-    L.gate_bias = f.normal(c.n_routed_experts, 0.1f);
+    std::vector<int32_t>& table = *std::get<std::vector<int32_t>*>(slot);
+    const int64_t k = c.num_experts_per_tok, E = c.n_routed_experts;
+    table.resize(size_t(c.vocab_size * k));
+    for (int64_t t = 0; t < c.vocab_size; ++t)
+      for (int64_t j = 0; j < k; ++j) table[size_t(t * k + j)] = int32_t((t * 7 + j * (E / k)) % E);
   }
-  L.experts.resize(size_t(c.n_routed_experts));
-  for (auto& e : L.experts) e = {f.expert(I, D), f.expert(D, I), f.expert(I, D)};
-  if (c.n_shared_experts > 0) {
-    const int64_t Is = I * c.n_shared_experts;
-    L.shared_expert = ExpertWeights{f.linear(Is, D), f.linear(D, Is), f.linear(Is, D)};
-  }
-  return L;
 }
 
 }  // namespace
 
 ModelWeights random_weights(const ModelConfig& c, uint64_t seed,
                             const RandomWeightFormats& formats) {
-  const int64_t D = c.hidden_size, n = c.hc_mult;
   ModelWeights w;
-  RandomFill f(seed, w, formats);
-  w.embed = f.dense(c.vocab_size, D, std::sqrt(float(D)));  // unit-variance rows
-  w.layers.resize(size_t(c.num_hidden_layers));
-  // Each layer has its own generator, so layers fill in parallel and stay reproducible.
+  prepare_weights(c, w);
+  const std::vector<TensorSpec> specs = checkpoint_schema(c);
+  const auto groups = rows_by_layer(specs, c.num_hidden_layers);
+  // Each group (the model-level tensors, each layer) has its own generator, so layers fill in
+  // parallel and stay reproducible.
 #pragma omp parallel for schedule(dynamic)
-  for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
-    RandomFill layer_fill(seed ^ (uint64_t(layer + 1) << 40), w, formats);
-    w.layers[size_t(layer)] = random_layer(c, layer, layer_fill);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    RandomFill fill(g == 0 ? seed : seed ^ (uint64_t(g) << 40), w, formats);
+    for (const TensorSpec* spec : groups[g]) random_tensor(fill, *spec, c, w);
   }
-  w.norm = f.around_one(D);
-  w.hc_head = {f.normal(n * n * D, 0.02f), f.normal(n, 0.5f), f.constant(1, 1.0f)};
-  w.head = f.dense(c.vocab_size, D);
   return w;
 }
 

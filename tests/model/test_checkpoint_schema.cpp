@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+#include <set>
+#include <variant>
 
 #include "dsv4/formats/model_config.hpp"
 #include "dsv4/formats/safetensors.hpp"
@@ -159,4 +161,29 @@ TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the righ
   CHECK(d4[31] == -1.5f);
   CHECK(d4[32] == 4.0f);
   CHECK(d4[63] == -6.0f);
+}
+
+TEST_CASE("schema: every row has its own slot in prepared weights", "[schema]") {
+  dsv4::ModelConfig c;
+  {
+    auto loaded = dsv4::load_model_config(dsv4::test::golden_dir("tiny-a").string());
+    REQUIRE(loaded.is_ok());
+    c = loaded.value();
+  }
+  dsv4::ModelWeights w;
+  dsv4::prepare_weights(c, w);
+  std::set<const void*> seen;
+  for (const auto& spec : dsv4::checkpoint_schema(c)) {
+    INFO(spec.name);
+    REQUIRE(spec.slot);
+    const dsv4::WeightSlot slot = spec.slot(w);
+    const void* where = std::visit([](auto* p) -> const void* { return p; }, slot);
+    REQUIRE(where != nullptr);
+    CHECK(seen.insert(where).second);  // no two rows share a destination
+    // Matrices land in views, vectors in fp32 vectors, tid2eid in the integer table.
+    if (spec.role == dsv4::TensorRole::kTokenTable)
+      CHECK(std::holds_alternative<std::vector<int32_t>*>(slot));
+    else if (spec.role != dsv4::TensorRole::kFloat)
+      CHECK(std::holds_alternative<dsv4::WeightView*>(slot));
+  }
 }
