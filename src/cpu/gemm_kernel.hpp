@@ -169,6 +169,13 @@ struct GemmKernel {
           for (int r = 0; r < MI; ++r) tail[r][c] += a[r][p] * wv;
         }
     }
+    // Software prefetch of each row `kPrefetchBytes` ahead of byte offset `at`: GEMV streams NJ
+    // rows at once, more slowly than a plain copy, and the hardware prefetcher alone leaves the
+    // decode waiting on memory (measured: the stalls sit on the first use of each load).
+    static constexpr int64_t kPrefetchBytes = 1024;
+    void prefetch(int64_t at) const {
+      for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + at + kPrefetchBytes, 0, 3);
+    }
     void finish() {
       for (int r = 0; r < MI; ++r)
         for (int c = 0; c < NJ; ++c) store(g, i0 + r, j0 + c, xsimd::hadd(acc[r][c]) + tail[r][c]);
@@ -179,7 +186,9 @@ struct GemmKernel {
   template <WeightFormat F, int MI, int NJ>
   static void dot_plain(Tile<MI, NJ>& t) {
     const int64_t k = t.g.k, k_vec = k - k % kLanes;
+    constexpr int64_t kBytes = F == WeightFormat::kF32 ? 4 : 2;
     for (int64_t p = 0; p < k_vec; p += kLanes) {
+      if ((p * kBytes) % 64 == 0) t.prefetch(p * kBytes);
       Batch wv[NJ];
       for (int c = 0; c < NJ; ++c)
         wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
@@ -206,6 +215,7 @@ struct GemmKernel {
         for (auto& b : r) b = Batch(0.0f);
       int64_t p = b0;
       for (; p + 2 * kLanes <= b_vec; p += 2 * kLanes) {
+        if (p % 64 == 0) t.prefetch(p);
         Batch w0[NJ], w1[NJ];
         for (int c = 0; c < NJ; ++c) load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
         for (int r = 0; r < MI; ++r) {
@@ -273,6 +283,7 @@ struct GemmKernel {
       for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_value(codes[b]);
     }
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
+      if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
       Batch part[MI][NJ];
       fp4_group<true>(t, a_perm, b0, part);  // the first group sets part: no zeroing
       for (int64_t p = b0 + group; p < b0 + 32; p += group) fp4_group<false>(t, a_perm, p, part);
