@@ -3,7 +3,8 @@
 // The Arch tag is part of every symbol, so the per-ISA copies never collide at link time.
 //
 // C[m, n] = alpha * A[m, k] . W[n, k]^T + beta * C, with W a WeightView in its stored format.
-//  - m <= kGemvRows (decode): every output is a dot product along k; W is streamed exactly once
+//  - m <= kGemvRows (decode, and experts' few rows in prefill): every output is a dot product
+//    along k; W is streamed from memory exactly once
 //    and decoded in registers (BF16 by a shift, FP8 through the fp16 converter, FP4 by a
 //    16-entry table permute), block scales applied once per block. Memory-bound by design.
 //  - larger m (prefill): a panel of W rows is decoded to fp32 while packing k-major, then each row
@@ -44,7 +45,10 @@ struct GemmKernel {
   using Batch = xsimd::batch<float, Arch>;
   static constexpr int64_t kLanes = int64_t(Batch::size);
   static constexpr int64_t kTile = 4;
-  static constexpr int64_t kGemvRows = 4;
+  // Up to this many activation rows take the dot-product path: its in-register decode beats
+  // decoding whole panels for the few rows an expert gets in a prefill chunk (4-row tiles reuse
+  // the same 4 weight rows from L1).
+  static constexpr int64_t kGemvRows = 16;
   static constexpr bool kAvx512 = std::is_same_v<Arch, xsimd::avx512bw>;
   static constexpr bool kAvx2 = std::is_same_v<Arch, xsimd::avx2>;
 
@@ -378,14 +382,13 @@ struct GemmKernel {
   // ---- GEMM-shaped: W panels decoded to fp32 while packed k-major, rows of A broadcast ----
   static constexpr int64_t kNr = 2 * kLanes;  // panel width: two vectors of output columns
   static constexpr int64_t kMr = 6;           // rows per register tile: 12 accumulators
-  static constexpr int64_t kRowBlock = 96;    // rows per task, so small-n GEMMs still split
 
   // panel[p * kNr + j] = W[j0 + j][p] dequantised, zero beyond n. `row` is scratch of k floats.
   static void pack_panel(const GemmArgs& g, int64_t j0, float* panel, float* row) {
     const int64_t nj = std::min(kNr, g.n - j0);
     for (int64_t j = 0; j < kNr; ++j) {
       if (j < nj) {
-        g.w.decode_row(j0 + j, row);
+        decode_row(g.w, j0 + j, row);
         for (int64_t p = 0; p < g.k; ++p) panel[p * kNr + j] = row[p];
       } else {
         for (int64_t p = 0; p < g.k; ++p) panel[p * kNr + j] = 0.0f;
@@ -393,15 +396,62 @@ struct GemmKernel {
     }
   }
 
+  // WeightView::decode_row with the vector decoders (the scalar one is the reference): the
+  // prefill GEMM decodes every weight once per panel.
+  static void decode_row(const WeightView& w, int64_t o, float* dst) {
+    const uint8_t* r = w.row(o);
+    const int64_t k = w.in;
+    if (w.format == WeightFormat::kBF16) {
+      int64_t p = 0;
+      for (; p + kLanes <= k; p += kLanes) load_bf16(r, p).store_unaligned(dst + p);
+      for (; p < k; ++p) dst[p] = w.at(o, p);
+    } else if (w.format == WeightFormat::kFp8Block) {
+      const uint8_t* scales = w.scales + ((w.first_row + o) / 128) * w.scale_cols;
+      for (int64_t b0 = 0; b0 < k; b0 += 128) {
+        const int64_t b1 = std::min(k, b0 + 128);
+        const float s = ue8m0_value(scales[b0 / 128]);
+        const Batch sv(s * kFp8ViaFp16Factor);
+        int64_t p = b0;
+        for (; p + kLanes <= b1; p += kLanes) (load_fp8_scaled(r, p) * sv).store_unaligned(dst + p);
+        for (; p < b1; ++p) dst[p] = fp8_e4m3_to_float(r[p]) * s;
+      }
+    } else if (w.format == WeightFormat::kFp4Block) {
+      const uint8_t* scales = w.scales + (w.first_row + o) * w.scale_cols;
+      const int64_t k_vec = k / (2 * kLanes) * (2 * kLanes);
+      alignas(64) float lo[kLanes], hi[kLanes];
+      for (int64_t p = 0; p < k_vec; p += 2 * kLanes) {
+        Batch l, h;
+        load_fp4_pair(r + p / 2, l, h);
+        l.store_aligned(lo);
+        h.store_aligned(hi);
+        for (int64_t i = 0; i < kLanes; ++i) {
+          const float s = ue8m0_value(scales[(p + 2 * i) / 32]);
+          dst[p + 2 * i] = lo[i] * s;
+          dst[p + 2 * i + 1] = hi[i] * s;
+        }
+      }
+      for (int64_t p = k_vec; p < k; ++p) dst[p] = w.at(o, p);
+    } else {
+      w.decode_row(o, dst);
+    }
+  }
+
+  // Inputs per k-chunk: a chunk of the panel (kKc × kNr floats, 32 KiB) stays in L1 while every
+  // row tile of A passes over it (cache blocking); the panel itself is decoded once.
+  static constexpr int64_t kKc = 256;
+
+  // C[i0.., j0..] (=|+=) alpha · A[i0.., kb..kb+kc) · panel chunk; `first` applies beta.
   template <int Rows>
-  static void packed_tile(const GemmArgs& g, const float* panel, int64_t i0, int64_t j0) {
+  static void packed_tile(const GemmArgs& g, const float* panel, int64_t i0, int64_t j0, int64_t kb,
+                          int64_t kc, bool first) {
     Batch acc[Rows][2];
     for (auto& row : acc) row[0] = row[1] = Batch(0.0f);
     const float* a_rows[Rows];
-    for (int i = 0; i < Rows; ++i) a_rows[i] = g.a + (i0 + i) * g.lda;
-    for (int64_t p = 0; p < g.k; ++p) {
-      const Batch w0 = Batch::load_aligned(panel + p * kNr);
-      const Batch w1 = Batch::load_aligned(panel + p * kNr + kLanes);
+    for (int i = 0; i < Rows; ++i) a_rows[i] = g.a + (i0 + i) * g.lda + kb;
+    const float* chunk = panel + kb * kNr;
+    for (int64_t p = 0; p < kc; ++p) {
+      const Batch w0 = Batch::load_aligned(chunk + p * kNr);
+      const Batch w1 = Batch::load_aligned(chunk + p * kNr + kLanes);
       for (int i = 0; i < Rows; ++i) {
         const Batch a(a_rows[i][p]);
         acc[i][0] = xsimd::fma(a, w0, acc[i][0]);
@@ -413,38 +463,45 @@ struct GemmKernel {
     for (int i = 0; i < Rows; ++i) {
       acc[i][0].store_aligned(out);
       acc[i][1].store_aligned(out + kLanes);
-      for (int64_t j = 0; j < nj; ++j) store(g, i0 + i, j0 + j, out[j]);
+      for (int64_t j = 0; j < nj; ++j) {
+        if (first) {
+          store(g, i0 + i, j0 + j, out[j]);
+        } else {
+          g.c[(i0 + i) * g.ldc + j0 + j] += g.alpha * out[j];
+        }
+      }
     }
   }
 
-  static void packed_rows(const GemmArgs& g, const float* panel, int64_t i0, int64_t rows,
-                          int64_t j0) {
-    int64_t i = i0;
-    for (; i + kMr <= i0 + rows; i += kMr) packed_tile<kMr>(g, panel, i, j0);
-    switch (i0 + rows - i) {
+  static void packed_rows(const GemmArgs& g, const float* panel, int64_t j0, int64_t kb, int64_t kc,
+                          bool first) {
+    int64_t i = 0;
+    for (; i + kMr <= g.m; i += kMr) packed_tile<kMr>(g, panel, i, j0, kb, kc, first);
+    switch (g.m - i) {
       case 5:
-        packed_tile<5>(g, panel, i, j0);
+        packed_tile<5>(g, panel, i, j0, kb, kc, first);
         break;
       case 4:
-        packed_tile<4>(g, panel, i, j0);
+        packed_tile<4>(g, panel, i, j0, kb, kc, first);
         break;
       case 3:
-        packed_tile<3>(g, panel, i, j0);
+        packed_tile<3>(g, panel, i, j0, kb, kc, first);
         break;
       case 2:
-        packed_tile<2>(g, panel, i, j0);
+        packed_tile<2>(g, panel, i, j0, kb, kc, first);
         break;
       case 1:
-        packed_tile<1>(g, panel, i, j0);
+        packed_tile<1>(g, panel, i, j0, kb, kc, first);
         break;
       default:
         break;
     }
   }
 
+  // One task per panel of kNr weight rows: decode it once, then walk k in L1-sized chunks over
+  // every row of A.
   static void run_packed(const GemmArgs& g) {
     const int64_t n_panels = (g.n + kNr - 1) / kNr;
-    const int64_t n_row_blocks = (g.m + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
     {
       // Per-thread scratch that lives as long as the thread: the packed panel and one row.
@@ -452,17 +509,11 @@ struct GemmKernel {
       if (scratch.size() < size_t(g.k * (kNr + 1))) scratch.resize(size_t(g.k * (kNr + 1)));
       float* panel = scratch.data();
       float* row = scratch.data() + g.k * kNr;
-      int64_t packed_for = -1;
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for schedule(dynamic)
       for (int64_t jp = 0; jp < n_panels; ++jp) {
-        for (int64_t ib = 0; ib < n_row_blocks; ++ib) {
-          if (packed_for != jp) {
-            pack_panel(g, jp * kNr, panel, row);
-            packed_for = jp;
-          }
-          const int64_t i0 = ib * kRowBlock;
-          packed_rows(g, panel, i0, std::min(kRowBlock, g.m - i0), jp * kNr);
-        }
+        pack_panel(g, jp * kNr, panel, row);
+        for (int64_t kb = 0; kb < g.k; kb += kKc)
+          packed_rows(g, panel, jp * kNr, kb, std::min(kKc, g.k - kb), kb == 0);
       }
     }
   }

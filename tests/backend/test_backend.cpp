@@ -161,23 +161,32 @@ TEST_CASE("cpu gemm f32: every ISA level matches the scalar reference", "[backen
 }
 
 TEST_CASE("cpu gemm bf16: every ISA level matches the scalar reference", "[backend][gemm]") {
-  check_gemm_all_isas(dsv4::WeightFormat::kBF16,
-                      {{1, 33, 67}, {2, 300, 257}, {4, 5, 16}, {17, 9, 130}, {64, 70, 33}}, 1.2e-7);
+  check_gemm_all_isas(
+      dsv4::WeightFormat::kBF16,
+      {{1, 33, 67}, {2, 300, 257}, {4, 5, 16}, {17, 9, 130}, {64, 70, 33}, {13, 40, 100}}, 1.2e-7);
 }
 
 TEST_CASE("cpu gemm fp8: several 128x128 scale blocks in both directions, every ISA level",
           "[backend][gemm]") {
-  // 260 x 300: three scale rows and three scale columns, the last of each partial.
-  check_gemm_all_isas(dsv4::WeightFormat::kFp8Block,
-                      {{1, 260, 300}, {3, 260, 300}, {4, 129, 385}, {9, 260, 300}, {1, 7, 5}},
-                      1.2e-7);
+  // 260 x 300: three scale rows and three scale columns, the last of each partial. m up to 16
+  // takes the dot-product path, m = 20 the packed GEMM (dequantise-while-packing).
+  check_gemm_all_isas(
+      dsv4::WeightFormat::kFp8Block,
+      {{1, 260, 300}, {3, 260, 300}, {4, 129, 385}, {9, 260, 300}, {1, 7, 5}, {20, 260, 300}},
+      1.2e-7);
 }
 
 TEST_CASE("cpu gemm fp4: several 1x32 scale blocks, every ISA level", "[backend][gemm]") {
   // k = 300: nine whole 32-blocks and a partial one of 12; k = 2 and 34: tails only / one block.
-  check_gemm_all_isas(
-      dsv4::WeightFormat::kFp4Block,
-      {{1, 260, 300}, {2, 33, 64}, {4, 17, 34}, {1, 5, 2}, {12, 40, 300}, {1, 9, 640}}, 1.2e-7);
+  check_gemm_all_isas(dsv4::WeightFormat::kFp4Block,
+                      {{1, 260, 300},
+                       {2, 33, 64},
+                       {4, 17, 34},
+                       {1, 5, 2},
+                       {12, 40, 300},
+                       {1, 9, 640},
+                       {21, 70, 300}},
+                      1.2e-7);
 }
 
 TEST_CASE("cpu gemm: a view of rows of a block-scaled matrix uses its own scale rows",
