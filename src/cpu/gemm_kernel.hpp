@@ -1,14 +1,15 @@
 // The GEMM/GEMV kernel over every weight format, written once over an xsimd architecture tag and
-// instantiated in one translation unit per ISA (gemm_<isa>.cpp, each with its own compiler flags).
-// The Arch tag is part of every symbol, so the per-ISA copies never collide at link time.
+// instantiated in one translation unit per ISA (kernels_<isa>.cpp, each with its own compiler
+// flags). The Arch tag is part of every symbol, so the per-ISA copies never collide at link time.
 //
 // C[m, n] = alpha * A[m, k] . W[n, k]^T + beta * C, with W a WeightView in its stored format.
-//  - m <= kGemvRows (decode, and experts' few rows in prefill): every output is a dot product
-//    along k; W is streamed from memory exactly once
-//    and decoded in registers (BF16 by a shift, FP8 through the fp16 converter, FP4 by a
-//    16-entry table permute), block scales applied once per block. Memory-bound by design.
-//  - larger m (prefill): a panel of W rows is decoded to fp32 while packing k-major, then each row
-//    of A is broadcast against it into a 6x2 register tile (dequantise-while-packing).
+//  - m <= kGemvRows (decode, and the few rows an expert gets in a prefill chunk): every output is
+//    a dot product along k; W is streamed from memory exactly once (with software prefetch) and
+//    decoded in registers (BF16 by a shift, FP8 through the fp16 converter, FP4 by a 16-entry
+//    table permute), block scales applied once per block.
+//  - larger m (prefill): W is packed in chunks of kNr rows × kKc inputs (32 KiB, decoded to fp32
+//    while packing: dequantise-while-packing), which stay in L1 while every row tile of A is
+//    broadcast against them into a kMr × 2-vector register tile.
 #pragma once
 
 #include <algorithm>
@@ -380,89 +381,97 @@ struct GemmKernel {
   }
 
   // ---- GEMM-shaped: W panels decoded to fp32 while packed k-major, rows of A broadcast ----
-  static constexpr int64_t kNr = 2 * kLanes;  // panel width: two vectors of output columns
-  static constexpr int64_t kMr = 6;           // rows per register tile: 12 accumulators
+  // Register tile: kMr rows of A × kNv vectors of output columns (kNr = kNv · kLanes weight rows
+  // per panel). AVX-512 (32 registers): 8 × 2 = 16 accumulators; the 16-register ISAs 6 × 2.
+  // (8 × 3 measured no faster here.)
+  static constexpr int64_t kNv = 2;
+  static constexpr int64_t kNr = kNv * kLanes;
+  static constexpr int64_t kMr = kAvx512 ? 8 : 6;
 
-  // panel[p * kNr + j] = W[j0 + j][p] dequantised, zero beyond n. `row` is scratch of k floats.
-  static void pack_panel(const GemmArgs& g, int64_t j0, float* panel, float* row) {
+  // chunk[(p − kb) * kNr + j] = W[j0 + j][p] dequantised for p in [kb, kb + kc), zero beyond n.
+  // A chunk is 32 KiB, so the transposing stores stay in L1.
+  static void pack_chunk(const GemmArgs& g, int64_t j0, int64_t kb, int64_t kc, float* chunk,
+                         float* row) {
     const int64_t nj = std::min(kNr, g.n - j0);
     for (int64_t j = 0; j < kNr; ++j) {
       if (j < nj) {
-        decode_row(g.w, j0 + j, row);
-        for (int64_t p = 0; p < g.k; ++p) panel[p * kNr + j] = row[p];
+        decode_range(g.w, j0 + j, kb, kc, row);
+        for (int64_t p = 0; p < kc; ++p) chunk[p * kNr + j] = row[p];
       } else {
-        for (int64_t p = 0; p < g.k; ++p) panel[p * kNr + j] = 0.0f;
+        for (int64_t p = 0; p < kc; ++p) chunk[p * kNr + j] = 0.0f;
       }
     }
   }
 
-  // WeightView::decode_row with the vector decoders (the scalar one is the reference): the
-  // prefill GEMM decodes every weight once per panel.
-  static void decode_row(const WeightView& w, int64_t o, float* dst) {
+  // dst[i] = W[o][p0 + i] for i < n, with the vector decoders (WeightView::at is the scalar
+  // reference). p0 is a multiple of 128 (whole FP8 and FP4 scale blocks).
+  static void decode_range(const WeightView& w, int64_t o, int64_t p0, int64_t n, float* dst) {
     const uint8_t* r = w.row(o);
-    const int64_t k = w.in;
-    if (w.format == WeightFormat::kBF16) {
-      int64_t p = 0;
-      for (; p + kLanes <= k; p += kLanes) load_bf16(r, p).store_unaligned(dst + p);
-      for (; p < k; ++p) dst[p] = w.at(o, p);
+    const int64_t p1 = p0 + n;
+    if (w.format == WeightFormat::kF32) {
+      std::memcpy(dst, r + 4 * p0, size_t(n) * 4);
+    } else if (w.format == WeightFormat::kBF16) {
+      int64_t p = p0;
+      for (; p + kLanes <= p1; p += kLanes) load_bf16(r, p).store_unaligned(dst + p - p0);
+      for (; p < p1; ++p) dst[p - p0] = w.at(o, p);
     } else if (w.format == WeightFormat::kFp8Block) {
       const uint8_t* scales = w.scales + ((w.first_row + o) / 128) * w.scale_cols;
-      for (int64_t b0 = 0; b0 < k; b0 += 128) {
-        const int64_t b1 = std::min(k, b0 + 128);
+      for (int64_t b0 = p0; b0 < p1; b0 += 128) {
+        const int64_t b1 = std::min(p1, b0 + 128);
         const float s = ue8m0_value(scales[b0 / 128]);
         const Batch sv(s * kFp8ViaFp16Factor);
         int64_t p = b0;
-        for (; p + kLanes <= b1; p += kLanes) (load_fp8_scaled(r, p) * sv).store_unaligned(dst + p);
-        for (; p < b1; ++p) dst[p] = fp8_e4m3_to_float(r[p]) * s;
+        for (; p + kLanes <= b1; p += kLanes)
+          (load_fp8_scaled(r, p) * sv).store_unaligned(dst + p - p0);
+        for (; p < b1; ++p) dst[p - p0] = fp8_e4m3_to_float(r[p]) * s;
       }
     } else if (w.format == WeightFormat::kFp4Block) {
       const uint8_t* scales = w.scales + (w.first_row + o) * w.scale_cols;
-      const int64_t k_vec = k / (2 * kLanes) * (2 * kLanes);
+      const int64_t p_vec = p0 + n / (2 * kLanes) * (2 * kLanes);
       alignas(64) float lo[kLanes], hi[kLanes];
-      for (int64_t p = 0; p < k_vec; p += 2 * kLanes) {
+      for (int64_t p = p0; p < p_vec; p += 2 * kLanes) {
         Batch l, h;
         load_fp4_pair(r + p / 2, l, h);
         l.store_aligned(lo);
         h.store_aligned(hi);
         for (int64_t i = 0; i < kLanes; ++i) {
           const float s = ue8m0_value(scales[(p + 2 * i) / 32]);
-          dst[p + 2 * i] = lo[i] * s;
-          dst[p + 2 * i + 1] = hi[i] * s;
+          dst[p - p0 + 2 * i] = lo[i] * s;
+          dst[p - p0 + 2 * i + 1] = hi[i] * s;
         }
       }
-      for (int64_t p = k_vec; p < k; ++p) dst[p] = w.at(o, p);
+      for (int64_t p = p_vec; p < p1; ++p) dst[p - p0] = w.at(o, p);
     } else {
-      w.decode_row(o, dst);
+      for (int64_t p = p0; p < p1; ++p) dst[p - p0] = w.at(o, p);
     }
   }
 
-  // Inputs per k-chunk: a chunk of the panel (kKc × kNr floats, 32 KiB) stays in L1 while every
-  // row tile of A passes over it (cache blocking); the panel itself is decoded once.
-  static constexpr int64_t kKc = 256;
+  // Inputs per k-chunk: a chunk of the panel (kKc × kNr floats, 32 KiB with AVX-512) is decoded
+  // once and stays in L1 while every row tile of A passes over it (cache blocking).
+  static constexpr int64_t kKc = 256;  // a multiple of 128: chunks hold whole scale blocks
 
   // C[i0.., j0..] (=|+=) alpha · A[i0.., kb..kb+kc) · panel chunk; `first` applies beta.
   template <int Rows>
   static void packed_tile(const GemmArgs& g, const float* panel, int64_t i0, int64_t j0, int64_t kb,
                           int64_t kc, bool first) {
-    Batch acc[Rows][2];
-    for (auto& row : acc) row[0] = row[1] = Batch(0.0f);
+    Batch acc[Rows][kNv];
+    for (auto& row : acc)
+      for (auto& v : row) v = Batch(0.0f);
     const float* a_rows[Rows];
     for (int i = 0; i < Rows; ++i) a_rows[i] = g.a + (i0 + i) * g.lda + kb;
-    const float* chunk = panel + kb * kNr;
+    const float* chunk = panel;  // the packed chunk of [kb, kb + kc)
     for (int64_t p = 0; p < kc; ++p) {
-      const Batch w0 = Batch::load_aligned(chunk + p * kNr);
-      const Batch w1 = Batch::load_aligned(chunk + p * kNr + kLanes);
+      Batch w[kNv];
+      for (int v = 0; v < kNv; ++v) w[v] = Batch::load_aligned(chunk + p * kNr + v * kLanes);
       for (int i = 0; i < Rows; ++i) {
         const Batch a(a_rows[i][p]);
-        acc[i][0] = xsimd::fma(a, w0, acc[i][0]);
-        acc[i][1] = xsimd::fma(a, w1, acc[i][1]);
+        for (int v = 0; v < kNv; ++v) acc[i][v] = xsimd::fma(a, w[v], acc[i][v]);
       }
     }
     const int64_t nj = std::min(kNr, g.n - j0);
     alignas(64) float out[kNr];
     for (int i = 0; i < Rows; ++i) {
-      acc[i][0].store_aligned(out);
-      acc[i][1].store_aligned(out + kLanes);
+      for (int v = 0; v < kNv; ++v) acc[i][v].store_aligned(out + v * kLanes);
       for (int64_t j = 0; j < nj; ++j) {
         if (first) {
           store(g, i0 + i, j0 + j, out[j]);
@@ -478,6 +487,12 @@ struct GemmKernel {
     int64_t i = 0;
     for (; i + kMr <= g.m; i += kMr) packed_tile<kMr>(g, panel, i, j0, kb, kc, first);
     switch (g.m - i) {
+      case 7:
+        packed_tile<7>(g, panel, i, j0, kb, kc, first);
+        break;
+      case 6:
+        packed_tile<6>(g, panel, i, j0, kb, kc, first);
+        break;
       case 5:
         packed_tile<5>(g, panel, i, j0, kb, kc, first);
         break;
@@ -498,23 +513,24 @@ struct GemmKernel {
     }
   }
 
-  // One task per panel of kNr weight rows: decode it once, then walk k in L1-sized chunks over
-  // every row of A.
+  // One task per panel of kNr weight rows: walk k in L1-sized chunks, each decoded once (the
+  // transposing pack stays in L1) and used by every row tile of A.
   static void run_packed(const GemmArgs& g) {
     const int64_t n_panels = (g.n + kNr - 1) / kNr;
 #pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
     {
-      // Per-thread scratch that lives as long as the thread: the packed panel and one row.
+      // Per-thread scratch that lives as long as the thread: one packed chunk and one row.
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-      if (scratch.size() < size_t(g.k * (kNr + 1))) scratch.resize(size_t(g.k * (kNr + 1)));
-      float* panel = scratch.data();
-      float* row = scratch.data() + g.k * kNr;
+      if (scratch.size() < size_t(kKc * (kNr + 1))) scratch.resize(size_t(kKc * (kNr + 1)));
+      float* chunk = scratch.data();
+      float* row = scratch.data() + kKc * kNr;
 #pragma omp for schedule(dynamic)
-      for (int64_t jp = 0; jp < n_panels; ++jp) {
-        pack_panel(g, jp * kNr, panel, row);
-        for (int64_t kb = 0; kb < g.k; kb += kKc)
-          packed_rows(g, panel, jp * kNr, kb, std::min(kKc, g.k - kb), kb == 0);
-      }
+      for (int64_t jp = 0; jp < n_panels; ++jp)
+        for (int64_t kb = 0; kb < g.k; kb += kKc) {
+          const int64_t kc = std::min(kKc, g.k - kb);
+          pack_chunk(g, jp * kNr, kb, kc, chunk, row);
+          packed_rows(g, chunk, jp * kNr, kb, kc, kb == 0);
+        }
     }
   }
 
