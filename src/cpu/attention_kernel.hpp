@@ -98,9 +98,11 @@ struct AttentionKernel {
 
   static void run(const AttentionArgs& a) {
     const int64_t H = a.n_heads, d = a.head_dim;
-    // Enough keys per thread to pay for the fork: split only outside parallel regions.
+    // Enough work per thread to pay for the fork: split only outside parallel regions.
     const int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-    const int n_parts = int(std::clamp<int64_t>(a.n_keys / 64, 1, max_threads));
+    // At least about 2^21 multiply-adds (scores + values) per part: see GemmKernel::kParallelMacs.
+    const int64_t macs_per_key = 2 * H * d;
+    const int n_parts = int(std::clamp<int64_t>(a.n_keys * macs_per_key >> 21, 1, max_threads));
     thread_local std::vector<Partial> parts;
     if (parts.size() < size_t(n_parts)) parts.resize(size_t(n_parts));
     Partial* p = parts.data();

@@ -364,7 +364,10 @@ struct GemmKernel {
   }
 
   // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
-  static constexpr int64_t kParallelMacs = int64_t(1) << 18;
+  // Waking a sleeping worker can cost tens of microseconds on a shared VM (measured here: decode of
+  // a small model ran 13x slower on 2 threads than on 1 with a 2^18 threshold), so only GEMMs of
+  // about a millisecond of work or more fork.
+  static constexpr int64_t kParallelMacs = int64_t(1) << 21;
 
   static void run_dot(const GemmArgs& g) {
     const int64_t n_tiles = (g.n + kTile - 1) / kTile;
