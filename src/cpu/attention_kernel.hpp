@@ -17,6 +17,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "dsv4/backend/backend.hpp"
+#include "parallel_guard.hpp"
 
 namespace dsv4::cpu::detail {
 
@@ -106,11 +107,13 @@ struct AttentionKernel {
     thread_local std::vector<Partial> parts;
     if (parts.size() < size_t(n_parts)) parts.resize(size_t(n_parts));
     Partial* p = parts.data();
+    ParallelGuard guard;
 #pragma omp parallel for num_threads(n_parts) schedule(static, 1) if (n_parts > 1)
     for (int t = 0; t < n_parts; ++t) {
       const int64_t j0 = a.n_keys * t / n_parts, j1 = a.n_keys * (t + 1) / n_parts;
-      run_range(a, j0, j1, p[t]);
+      guard.run([&] { run_range(a, j0, j1, p[t]); });
     }
+    guard.rethrow();
     // Log-sum-exp merge; the sink adds exp(sink − max) to the denominator only.
     for (int64_t h = 0; h < H; ++h) {
       float m = a.sinks[h];

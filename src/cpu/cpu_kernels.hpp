@@ -12,19 +12,19 @@ enum class Isa { kScalar, kSse2, kAvx2, kAvx512 };
 
 struct KernelTable {
   Isa isa;
-  void (*gemm)(const GemmArgs&) noexcept;
-  void (*attention)(const AttentionArgs&) noexcept;
+  void (*gemm)(const GemmArgs&);  // may throw std::bad_alloc (scratch); the backend catches
+  void (*attention)(const AttentionArgs&);
 };
 
 // Reference (scalar, always compiled, the oracle) and per-ISA kernels.
-void gemm_reference(const GemmArgs& args) noexcept;
-void gemm_sse2(const GemmArgs& args) noexcept;
-void gemm_avx2(const GemmArgs& args) noexcept;
-void gemm_avx512(const GemmArgs& args) noexcept;
-void attention_reference(const AttentionArgs& args) noexcept;
-void attention_sse2(const AttentionArgs& args) noexcept;
-void attention_avx2(const AttentionArgs& args) noexcept;
-void attention_avx512(const AttentionArgs& args) noexcept;
+void gemm_reference(const GemmArgs& args);
+void gemm_sse2(const GemmArgs& args);
+void gemm_avx2(const GemmArgs& args);
+void gemm_avx512(const GemmArgs& args);
+void attention_reference(const AttentionArgs& args);
+void attention_sse2(const AttentionArgs& args);
+void attention_avx2(const AttentionArgs& args);
+void attention_avx512(const AttentionArgs& args);
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

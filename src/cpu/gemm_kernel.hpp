@@ -24,6 +24,7 @@
 #endif
 
 #include "dsv4/backend/backend.hpp"
+#include "parallel_guard.hpp"
 
 namespace dsv4::cpu::detail {
 
@@ -520,21 +521,27 @@ struct GemmKernel {
   // transposing pack stays in L1) and used by every row tile of A.
   static void run_packed(const GemmArgs& g) {
     const int64_t n_panels = (g.n + kNr - 1) / kNr;
+    ParallelGuard guard;
 #pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
     {
       // Per-thread scratch that lives as long as the thread: one packed chunk and one row.
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-      if (scratch.size() < size_t(kKc * (kNr + 1))) scratch.resize(size_t(kKc * (kNr + 1)));
-      float* chunk = scratch.data();
-      float* row = scratch.data() + kKc * kNr;
+      float* chunk = nullptr;
+      guard.run([&] {
+        if (scratch.size() < size_t(kKc * (kNr + 1))) scratch.resize(size_t(kKc * (kNr + 1)));
+        chunk = scratch.data();
+      });
 #pragma omp for schedule(dynamic)
-      for (int64_t jp = 0; jp < n_panels; ++jp)
+      for (int64_t jp = 0; jp < n_panels; ++jp) {
+        if (!chunk) continue;  // this thread's scratch failed; the guard has the error
         for (int64_t kb = 0; kb < g.k; kb += kKc) {
           const int64_t kc = std::min(kKc, g.k - kb);
-          pack_chunk(g, jp * kNr, kb, kc, chunk, row);
+          pack_chunk(g, jp * kNr, kb, kc, chunk, chunk + kKc * kNr);
           packed_rows(g, chunk, jp * kNr, kb, kc, kb == 0);
         }
+      }
     }
+    guard.rethrow();
   }
 
   static void run(const GemmArgs& g) {

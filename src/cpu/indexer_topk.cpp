@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cpu_kernels.hpp"
+#include "parallel_guard.hpp"
 
 namespace dsv4::cpu {
 namespace {
@@ -116,8 +117,9 @@ void run_split_keys(const IndexerTopkArgs& a) {
     const int64_t n_blocks = blocks_for(a, visible);
     const int n_threads = int(std::clamp<int64_t>(n_blocks / 4, 1, omp_get_max_threads()));
     std::vector<std::vector<Candidate>> partial(static_cast<size_t>(n_threads));
+    ParallelGuard guard;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-    {
+    guard.run([&] {
       thread_local Worker w;
       RunningTopk topk;
       topk.reset(a.top_k);
@@ -125,7 +127,8 @@ void run_split_keys(const IndexerTopkArgs& a) {
       for (int64_t b = n_blocks * id / nt; b < n_blocks * (id + 1) / nt; ++b)
         score_block(a, t, 1, b, std::min(a.block_entries, visible - b * a.block_entries), w, &topk);
       partial[size_t(id)] = topk.items();
-    }
+    });
+    guard.rethrow();
     std::vector<Candidate> merged;
     for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
     write_selection(a, t, std::move(merged));
@@ -136,22 +139,25 @@ void run_split_keys(const IndexerTopkArgs& a) {
 void run_split_queries(const IndexerTopkArgs& a) {
   constexpr int64_t kGroup = 8;  // queries per GEMM: 8 × H_I rows use the packed kernel well
   const int64_t n_groups = (a.n_queries + kGroup - 1) / kGroup;
+  ParallelGuard guard;
 #pragma omp parallel for schedule(dynamic)
-  for (int64_t gi = 0; gi < n_groups; ++gi) {
-    thread_local Worker w;
-    const int64_t q0 = gi * kGroup, nq = std::min(kGroup, a.n_queries - q0);
-    w.topk.resize(size_t(kGroup));
-    int64_t max_visible = 0;
-    for (int64_t t = 0; t < nq; ++t) {
-      w.topk[size_t(t)].reset(a.top_k);
-      max_visible = std::max(max_visible, a.n_visible[q0 + t]);
-    }
-    if (max_visible > a.top_k)
-      for (int64_t b = 0; b < blocks_for(a, max_visible); ++b)
-        score_block(a, q0, nq, b, std::min(a.block_entries, max_visible - b * a.block_entries), w,
-                    w.topk.data());
-    for (int64_t t = 0; t < nq; ++t) write_selection(a, q0 + t, w.topk[size_t(t)].items());
-  }
+  for (int64_t gi = 0; gi < n_groups; ++gi)
+    guard.run([&] {
+      thread_local Worker w;
+      const int64_t q0 = gi * kGroup, nq = std::min(kGroup, a.n_queries - q0);
+      w.topk.resize(size_t(kGroup));
+      int64_t max_visible = 0;
+      for (int64_t t = 0; t < nq; ++t) {
+        w.topk[size_t(t)].reset(a.top_k);
+        max_visible = std::max(max_visible, a.n_visible[q0 + t]);
+      }
+      if (max_visible > a.top_k)
+        for (int64_t b = 0; b < blocks_for(a, max_visible); ++b)
+          score_block(a, q0, nq, b, std::min(a.block_entries, max_visible - b * a.block_entries), w,
+                      w.topk.data());
+      for (int64_t t = 0; t < nq; ++t) write_selection(a, q0 + t, w.topk[size_t(t)].items());
+    });
+  guard.rethrow();
 }
 
 }  // namespace

@@ -4,8 +4,6 @@
 #include "gemm_kernel.hpp"
 
 namespace dsv4::cpu {
-void gemm_avx2(const GemmArgs& args) noexcept { detail::GemmKernel<xsimd::avx2>::run(args); }
-void attention_avx2(const AttentionArgs& args) noexcept {
-  detail::AttentionKernel<xsimd::avx2>::run(args);
-}
+void gemm_avx2(const GemmArgs& args) { detail::GemmKernel<xsimd::avx2>::run(args); }
+void attention_avx2(const AttentionArgs& args) { detail::AttentionKernel<xsimd::avx2>::run(args); }
 }  // namespace dsv4::cpu

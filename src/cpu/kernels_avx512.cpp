@@ -4,8 +4,8 @@
 #include "gemm_kernel.hpp"
 
 namespace dsv4::cpu {
-void gemm_avx512(const GemmArgs& args) noexcept { detail::GemmKernel<xsimd::avx512bw>::run(args); }
-void attention_avx512(const AttentionArgs& args) noexcept {
+void gemm_avx512(const GemmArgs& args) { detail::GemmKernel<xsimd::avx512bw>::run(args); }
+void attention_avx512(const AttentionArgs& args) {
   detail::AttentionKernel<xsimd::avx512bw>::run(args);
 }
 }  // namespace dsv4::cpu

@@ -4,8 +4,6 @@
 #include "gemm_kernel.hpp"
 
 namespace dsv4::cpu {
-void gemm_sse2(const GemmArgs& args) noexcept { detail::GemmKernel<xsimd::sse2>::run(args); }
-void attention_sse2(const AttentionArgs& args) noexcept {
-  detail::AttentionKernel<xsimd::sse2>::run(args);
-}
+void gemm_sse2(const GemmArgs& args) { detail::GemmKernel<xsimd::sse2>::run(args); }
+void attention_sse2(const AttentionArgs& args) { detail::AttentionKernel<xsimd::sse2>::run(args); }
 }  // namespace dsv4::cpu

@@ -14,6 +14,7 @@
 #include "dsv4/ops/moe.hpp"
 #include "dsv4/ops/rms_norm.hpp"
 #include "dsv4/ops/rope.hpp"
+#include "parallel_guard.hpp"
 
 namespace dsv4::cpu {
 namespace {
@@ -52,17 +53,20 @@ void rms_norm(const RmsNormArgs& a) {
 
 void rope(const RopeArgs& a) {
   const int64_t half = a.rope_dim / 2;
+  ParallelGuard guard;
 #pragma omp parallel for schedule(static) if (a.rows > kParallelRows)
-  for (int64_t r = 0; r < a.rows; ++r) {
-    thread_local std::vector<float> cos_sin;
-    cos_sin.resize(size_t(2 * half));
-    float *cos_a = cos_sin.data(), *sin_a = cos_sin.data() + half;
-    ops::rope_cos_sin(a.theta, half, a.first_position + r * a.position_step, cos_a, sin_a);
-    float* row = a.x + r * a.row_stride;
-    for (int64_t h = 0; h < a.n_heads; ++h)
-      ops::rope_rotate(row + h * a.head_dim + a.head_dim - a.rope_dim, half, cos_a, sin_a,
-                       a.inverse);
-  }
+  for (int64_t r = 0; r < a.rows; ++r)
+    guard.run([&] {
+      thread_local std::vector<float> cos_sin;
+      cos_sin.resize(size_t(2 * half));
+      float *cos_a = cos_sin.data(), *sin_a = cos_sin.data() + half;
+      ops::rope_cos_sin(a.theta, half, a.first_position + r * a.position_step, cos_a, sin_a);
+      float* row = a.x + r * a.row_stride;
+      for (int64_t h = 0; h < a.n_heads; ++h)
+        ops::rope_rotate(row + h * a.head_dim + a.head_dim - a.rope_dim, half, cos_a, sin_a,
+                         a.inverse);
+    });
+  guard.rethrow();
 }
 
 void compress_pool(const CompressPoolArgs& a) {
@@ -90,13 +94,16 @@ void mhc_pre(const MhcPreArgs& a) {
 }
 
 void mhc_post(const MhcPostArgs& a) {
+  ParallelGuard guard;
 #pragma omp parallel for schedule(static) if (a.n_tokens > kParallelRows)
-  for (int64_t t = 0; t < a.n_tokens; ++t) {
-    thread_local std::vector<float> scratch;
-    scratch.resize(size_t(a.n * a.d));
-    ops::mhc_update(a.x + t * a.n * a.d, a.z + t * a.d, a.post + t * a.n, a.comb + t * a.n * a.n,
-                    a.n, a.d, scratch.data());
-  }
+  for (int64_t t = 0; t < a.n_tokens; ++t)
+    guard.run([&] {
+      thread_local std::vector<float> scratch;
+      scratch.resize(size_t(a.n * a.d));
+      ops::mhc_update(a.x + t * a.n * a.d, a.z + t * a.d, a.post + t * a.n, a.comb + t * a.n * a.n,
+                      a.n, a.d, scratch.data());
+    });
+  guard.rethrow();
 }
 
 void mhc_head(const MhcHeadArgs& a) {

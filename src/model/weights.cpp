@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -524,11 +525,18 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed,
   const auto groups = rows_by_layer(specs, c.num_hidden_layers);
   // Each group (the model-level tensors, each layer) has its own generator, so layers fill in
   // parallel and stay reproducible.
+  std::exception_ptr failed;  // nothing may leave the parallel region (std::bad_alloc included)
 #pragma omp parallel for schedule(dynamic)
   for (size_t g = 0; g < groups.size(); ++g) {
-    RandomFill fill(g == 0 ? seed : seed ^ (uint64_t(g) << 40), w, formats);
-    for (const TensorSpec* spec : groups[g]) random_tensor(fill, *spec, c, w);
+    try {
+      RandomFill fill(g == 0 ? seed : seed ^ (uint64_t(g) << 40), w, formats);
+      for (const TensorSpec* spec : groups[g]) random_tensor(fill, *spec, c, w);
+    } catch (...) {
+#pragma omp critical(dsv4_random_weights_error)
+      if (!failed) failed = std::current_exception();
+    }
   }
+  if (failed) std::rethrow_exception(failed);
   return w;
 }
 

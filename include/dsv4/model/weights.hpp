@@ -98,7 +98,8 @@ Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
                                   const ModelConfig& config);
 
 // Seeded random weights of the right shapes and sensible scales (for demos and tests that need a
-// model of a shape no checkpoint has). Same seed, same weights.
+// model of a shape no checkpoint has). Same seed, same weights. Throws std::bad_alloc when memory
+// runs out.
 ModelWeights random_weights(const ModelConfig& config, uint64_t seed,
                             const RandomWeightFormats& formats = {});
 

@@ -8,7 +8,7 @@
 
 namespace dsv4::cpu {
 
-void gemm_reference(const GemmArgs& g) noexcept {
+void gemm_reference(const GemmArgs& g) {
   for (int64_t i = 0; i < g.m; ++i) {
     for (int64_t j = 0; j < g.n; ++j) {
       double sum = 0.0;
@@ -23,7 +23,7 @@ void gemm_reference(const GemmArgs& g) noexcept {
 
 namespace dsv4::cpu {
 
-void attention_reference(const AttentionArgs& a) noexcept {
+void attention_reference(const AttentionArgs& a) {
   thread_local std::vector<float> scores;
   scores.resize(size_t(a.n_keys));
   ops::attention_with_sink(a.q, a.n_heads, a.head_dim, a.keys, a.n_keys, a.sinks, a.out,
