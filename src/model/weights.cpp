@@ -217,30 +217,6 @@ std::vector<std::vector<const TensorSpec*>> rows_by_layer(const std::vector<Tens
 
 }  // namespace
 
-std::vector<float> dequantize_fp8_block(const ConstTensorView& weight,
-                                        const ConstTensorView& scale) {
-  const int64_t out = weight.shape[0], in = weight.shape[1], scale_cols = scale.shape[1];
-  std::vector<float> w(size_t(out * in));
-  const auto* codes = reinterpret_cast<const uint8_t*>(weight.data);
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t i = 0; i < in; ++i)
-      w[size_t(o * in + i)] = fp8_e4m3_to_float(codes[o * in + i]) *
-                              element_as_float(scale, (o / 128) * scale_cols + i / 128);
-  return w;
-}
-
-std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const ConstTensorView& scale,
-                                        int64_t in) {
-  const int64_t out = weight.shape[0], scale_cols = scale.shape[1];
-  std::vector<float> w(size_t(out * in));
-  const auto* packed = reinterpret_cast<const uint8_t*>(weight.data);
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t i = 0; i < in; ++i)
-      w[size_t(o * in + i)] = fp4_e2m1_packed_at(packed + o * (in / 2), size_t(i)) *
-                              element_as_float(scale, o * scale_cols + i / 32);
-  return w;
-}
-
 Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
                                   const ModelConfig& config) {
   return capture_result([&] {

@@ -136,11 +136,12 @@ TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the righ
   std::vector<uint8_t> fp8(130 * 2);
   for (size_t i = 0; i < fp8.size(); ++i) fp8[i] = dsv4::float_to_fp8_e4m3(i % 2 ? -1.5f : 3.0f);
   const uint8_t fp8_scales[2] = {128, 124};
-  const dsv4::ConstTensorView w8{
-      reinterpret_cast<const std::byte*>(fp8.data()), dsv4::DType::kF8E4M3, {130, 2}};
-  const dsv4::ConstTensorView s8{
-      reinterpret_cast<const std::byte*>(fp8_scales), dsv4::DType::kF8E8M0, {2, 1}};
-  const auto d8 = dsv4::dequantize_fp8_block(w8, s8);
+  // The loader's views decode through WeightView (the scalar reference of every kernel).
+  dsv4::WeightView w8;
+  w8.format = dsv4::WeightFormat::kFp8Block;
+  w8.out = 130, w8.in = 2, w8.data = fp8.data(), w8.scales = fp8_scales, w8.scale_cols = 1;
+  std::vector<float> d8(130 * 2);
+  for (int64_t o = 0; o < 130; ++o) w8.decode_row(o, d8.data() + o * 2);
   CHECK(d8[0] == 6.0f);
   CHECK(d8[1] == -3.0f);
   CHECK(d8[127 * 2] == 6.0f);
@@ -151,11 +152,12 @@ TEST_CASE("dequantisation: FP8 128x128 blocks and FP4 1x32 blocks apply the righ
   std::vector<uint8_t> fp4(32);
   for (size_t b = 0; b < fp4.size(); ++b) fp4[b] = uint8_t(0x2 | (0xB << 4));  // 1.0 then -1.5
   const uint8_t fp4_scales[2] = {127, 129};
-  const dsv4::ConstTensorView w4{
-      reinterpret_cast<const std::byte*>(fp4.data()), dsv4::DType::kI8, {1, 32}};
-  const dsv4::ConstTensorView s4{
-      reinterpret_cast<const std::byte*>(fp4_scales), dsv4::DType::kF8E8M0, {1, 2}};
-  const auto d4 = dsv4::dequantize_fp4_block(w4, s4, 64);
+  dsv4::WeightView w4;
+  w4.format = dsv4::WeightFormat::kFp4Block;
+  w4.out = 1, w4.in = 64, w4.data = fp4.data(), w4.scales = fp4_scales, w4.scale_cols = 2;
+  std::vector<float> d4(64);
+  w4.decode_row(0, d4.data());
+  for (int64_t i = 0; i < 64; ++i) CHECK(w4.at(0, i) == d4[size_t(i)]);  // both decoders agree
   CHECK(d4[0] == 1.0f);
   CHECK(d4[1] == -1.5f);
   CHECK(d4[31] == -1.5f);

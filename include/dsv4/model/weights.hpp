@@ -109,11 +109,4 @@ ModelWeights random_weights(const ModelConfig& config, uint64_t seed,
 Status write_checkpoint(const std::string& dir, const ModelConfig& config,
                         const ModelWeights& weights);
 
-// Dequantisation of one stored linear, exposed for tests.
-// FP8: w = e4m3 × scale[o/128][i/128]. FP4: w = e2m1(nibble) × scale[o][i/32].
-std::vector<float> dequantize_fp8_block(const ConstTensorView& weight,
-                                        const ConstTensorView& scale);
-std::vector<float> dequantize_fp4_block(const ConstTensorView& weight, const ConstTensorView& scale,
-                                        int64_t in);
-
 }  // namespace dsv4
