@@ -26,69 +26,58 @@ std::vector<float> to_float(const ConstTensorView& v) {
                                      std::to_string(index) + " (non-finite weights are refused)");
 }
 
-// First index of a non-finite code among n, or -1. The loops are branch-free so they vectorise:
-// the scan reads every weight once at load time.
-int64_t first_nonfinite_fp8(const uint8_t* codes, int64_t n) {
-  constexpr int64_t kChunk = 1 << 16;
-  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-    const int64_t c1 = std::min(n, c0 + kChunk);
-    int bad = 0;
-    for (int64_t i = c0; i < c1; ++i) bad |= (codes[i] & 0x7f) == 0x7f;
-    if (bad)
-      for (int64_t i = c0; i < c1; ++i)
-        if ((codes[i] & 0x7f) == 0x7f) return i;
-  }
-  return -1;
-}
-int64_t first_nonfinite_ue8m0(const uint8_t* codes, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (codes[i] == 0xff) return i;
-  return -1;
-}
-// BF16 (shift 16) and F32 (shift 0) share the test: exponent bits all ones.
-template <class Word, uint32_t kExpMask>
-int64_t first_nonfinite_ieee(const uint8_t* bytes, int64_t n) {
+// First index among n stored words of type Word for which `bad` holds, or -1. The scan over a
+// chunk is branch-free so it vectorises (it reads every weight once at load time); only a chunk
+// with a hit is searched again for the index.
+template <class Word, class Bad>
+int64_t first_bad(const void* data, int64_t n, Bad bad) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  auto word = [&](int64_t i) {
+    Word w;
+    std::memcpy(&w, bytes + i * int64_t(sizeof(Word)), sizeof(Word));
+    return w;
+  };
   constexpr int64_t kChunk = 1 << 15;
   for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
     const int64_t c1 = std::min(n, c0 + kChunk);
-    int bad = 0;
-    for (int64_t i = c0; i < c1; ++i) {
-      Word w;
-      std::memcpy(&w, bytes + i * int64_t(sizeof(Word)), sizeof(Word));
-      bad |= (uint32_t(w) & kExpMask) == kExpMask;
-    }
-    if (bad)
-      for (int64_t i = c0; i < c1; ++i) {
-        Word w;
-        std::memcpy(&w, bytes + i * int64_t(sizeof(Word)), sizeof(Word));
-        if ((uint32_t(w) & kExpMask) == kExpMask) return i;
-      }
+    int any = 0;
+    for (int64_t i = c0; i < c1; ++i) any |= bad(word(i));
+    if (any)
+      for (int64_t i = c0; i < c1; ++i)
+        if (bad(word(i))) return i;
   }
   return -1;
 }
 
+// IEEE-style formats: the exponent bits all ones is NaN or infinity.
+template <class Word, uint32_t kExpMask>
+int64_t first_nonfinite_ieee(const void* data, int64_t n) {
+  return first_bad<Word>(data, n, [](Word w) { return (uint32_t(w) & kExpMask) == kExpMask; });
+}
+
 void check_finite(const WeightView& w, const std::string& name) {
-  const auto* bytes = static_cast<const uint8_t*>(w.data);
   const int64_t n = w.out * w.in;
   int64_t bad = -1;
   switch (w.format) {
     case WeightFormat::kF32:
-      bad = first_nonfinite_ieee<uint32_t, 0x7f800000u>(bytes, n);
+      bad = first_nonfinite_ieee<uint32_t, 0x7f800000u>(w.data, n);
       break;
     case WeightFormat::kBF16:
-    case WeightFormat::kF16:
-      bad = w.format == WeightFormat::kBF16 ? first_nonfinite_ieee<uint16_t, 0x7f80u>(bytes, n)
-                                            : first_nonfinite_ieee<uint16_t, 0x7c00u>(bytes, n);
+      bad = first_nonfinite_ieee<uint16_t, 0x7f80u>(w.data, n);
       break;
-    case WeightFormat::kFp8Block:
-      bad = first_nonfinite_fp8(bytes, n);
+    case WeightFormat::kF16:
+      bad = first_nonfinite_ieee<uint16_t, 0x7c00u>(w.data, n);
+      break;
+    case WeightFormat::kFp8Block:  // e4m3fn: 0x7f and 0xff are NaN, there is no infinity
+      bad = first_bad<uint8_t>(w.data, n, [](uint8_t c) { return (c & 0x7f) == 0x7f; });
       break;
     case WeightFormat::kFp4Block:
       break;  // every e2m1 code is finite
   }
   if (bad >= 0) non_finite(name + ".weight", bad, "NaN or infinite code");
   if (w.scales) {
-    bad = first_nonfinite_ue8m0(w.scales, int64_t(w.scale_bytes()));
+    bad =
+        first_bad<uint8_t>(w.scales, int64_t(w.scale_bytes()), [](uint8_t c) { return c == 0xff; });
     if (bad >= 0) non_finite(name + ".scale", bad, "ue8m0 NaN code 0xff");
   }
 }
@@ -275,22 +264,21 @@ size_t ModelWeights::resident_bytes() const noexcept {
 }
 
 size_t estimate_resident_bytes(const Checkpoint& checkpoint, const ModelConfig& config) {
+  // The table says where each tensor lands: a matrix view stays as stored (F16 is widened to
+  // F32), a vector becomes an fp32 copy. A shaped-but-empty ModelWeights gives the slots.
+  ModelWeights shape_only;
+  prepare_weights(config, shape_only);
   size_t total = 0;
   for (const TensorSpec& spec : checkpoint_schema(config)) {
-    const bool matrix =
-        spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert ||
-        (spec.role == TensorRole::kFloat && spec.shape.size() == 2 &&
-         spec.name.find("hc_") == std::string::npos && spec.name.find(".ape") == std::string::npos);
-    const std::string weight = stored_weight_name(spec);
-    const auto entry = checkpoint.find(weight);
+    const auto entry = checkpoint.find(stored_weight_name(spec));
     if (!entry.info) continue;  // the schema check reports it
     const size_t stored = size_t(entry.info->end - entry.info->begin);
-    const bool f16 = entry.info->dtype == DType::kF16;
-    // Matrices stay as stored (F16 is widened); vectors and mHC tables become fp32 copies.
-    total += matrix ? (f16 ? stored * 2 : stored) : size_t(shape_numel(spec.shape)) * 4;
-    if (spec.role == TensorRole::kLinear || spec.role == TensorRole::kExpert) {
+    if (std::holds_alternative<WeightView*>(spec.slot(shape_only))) {
+      total += entry.info->dtype == DType::kF16 ? stored * 2 : stored;
       const auto scale = checkpoint.find(spec.name + ".scale");
       if (scale.info) total += size_t(scale.info->end - scale.info->begin);
+    } else {
+      total += size_t(shape_numel(spec.shape)) * 4;
     }
   }
   return total;
