@@ -42,6 +42,16 @@ inline float ue8m0_value(uint8_t code) noexcept {
   return f;
 }
 
+// Calls f.template operator()<N>() for the runtime count n in [1, Max]: tile shapes are template
+// arguments (so accumulators live in registers), the edge tiles' sizes are known only at run time.
+template <int Max, class F>
+void with_count(int64_t n, F&& f) {
+  if constexpr (Max > 1) {
+    if (n < Max) return with_count<Max - 1>(n, f);
+  }
+  f.template operator()<Max>();
+}
+
 template <class Arch>
 struct GemmKernel {
   using Batch = xsimd::batch<float, Arch>;
@@ -322,31 +332,11 @@ struct GemmKernel {
     }
     t.finish();
   }
-  template <int MI>
-  static void dot_rows(const GemmArgs& g, int64_t i0, int64_t j0, int64_t nj, const float* ap) {
-    switch (nj) {
-      case 4:
-        return dot_tile<MI, 4>(g, i0, j0, ap);
-      case 3:
-        return dot_tile<MI, 3>(g, i0, j0, ap);
-      case 2:
-        return dot_tile<MI, 2>(g, i0, j0, ap);
-      default:
-        return dot_tile<MI, 1>(g, i0, j0, ap);
-    }
-  }
   static void dot_any(const GemmArgs& g, int64_t i0, int64_t mi, int64_t j0, int64_t nj,
                       const float* ap) {
-    switch (mi) {
-      case 4:
-        return dot_rows<4>(g, i0, j0, nj, ap);
-      case 3:
-        return dot_rows<3>(g, i0, j0, nj, ap);
-      case 2:
-        return dot_rows<2>(g, i0, j0, nj, ap);
-      default:
-        return dot_rows<1>(g, i0, j0, nj, ap);
-    }
+    with_count<kTile>(mi, [&]<int MI>() {
+      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ>(g, i0, j0, ap); });
+    });
   }
 
   // a_perm[i][p]: within each group of 2·kLanes inputs (whole 32-blocks only), evens then odds.
@@ -490,31 +480,9 @@ struct GemmKernel {
                           bool first) {
     int64_t i = 0;
     for (; i + kMr <= g.m; i += kMr) packed_tile<kMr>(g, panel, i, j0, kb, kc, first);
-    switch (g.m - i) {
-      case 7:
-        packed_tile<7>(g, panel, i, j0, kb, kc, first);
-        break;
-      case 6:
-        packed_tile<6>(g, panel, i, j0, kb, kc, first);
-        break;
-      case 5:
-        packed_tile<5>(g, panel, i, j0, kb, kc, first);
-        break;
-      case 4:
-        packed_tile<4>(g, panel, i, j0, kb, kc, first);
-        break;
-      case 3:
-        packed_tile<3>(g, panel, i, j0, kb, kc, first);
-        break;
-      case 2:
-        packed_tile<2>(g, panel, i, j0, kb, kc, first);
-        break;
-      case 1:
-        packed_tile<1>(g, panel, i, j0, kb, kc, first);
-        break;
-      default:
-        break;
-    }
+    if (i < g.m)
+      with_count<kMr - 1>(g.m - i,
+                          [&]<int Rows>() { packed_tile<Rows>(g, panel, i, j0, kb, kc, first); });
   }
 
   // One task per panel of kNr weight rows: walk k in L1-sized chunks, each decoded once (the
