@@ -4,26 +4,16 @@
 // mapping). Weights stay in their stored formats, so the ratio after the prefill is about 1.
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 
+#include "dsv4/bench/memory_probe.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/model.hpp"
 #include "dsv4/model/session.hpp"
 
 namespace {
 
-size_t rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (!f) return 0;
-  char line[256];
-  size_t kib = 0;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "VmRSS: %zu kB", &kib) == 1) break;
-  std::fclose(f);
-  return kib * 1024;
-}
+size_t rss_bytes() { return dsv4::bench::proc_status_bytes("VmRSS"); }
 
 // A V4-shaped model of about 1.7 GB in the official formats (FP8 attention, FP4 experts).
 dsv4::ModelConfig big_config() {

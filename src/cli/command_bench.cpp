@@ -11,11 +11,11 @@
 
 #include "cli.hpp"
 #include "dsv4/backend/registry.hpp"
+#include "dsv4/bench/memory_probe.hpp"
 #include "dsv4/bench/roofline.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
 #include "dsv4/model/traffic.hpp"
-#include "memory_probe.hpp"
 
 namespace dsv4::cli {
 namespace {
@@ -131,7 +131,7 @@ int command_bench(const Args& args) {
     }
     AppendOptions last;
     last.output = OutputMode::kLast;
-    const WorkingMemoryProbe probe;  // after the fill: the cache is part of the baseline
+    const bench::WorkingMemoryProbe probe;  // after the fill: the cache is part of the baseline
     std::vector<double> times;
     int32_t token = 1;
     for (int64_t i = 0; i < steps + 1; ++i) {  // the first step warms caches and scratch

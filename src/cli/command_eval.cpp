@@ -7,9 +7,9 @@
 #include <random>
 
 #include "cli.hpp"
+#include "dsv4/bench/memory_probe.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/session.hpp"
-#include "memory_probe.hpp"
 #include "token_file.hpp"
 
 namespace dsv4::cli {
@@ -51,7 +51,8 @@ Result<Loaded> load_inputs(const Args& args) {
   return Loaded{model.value(), std::move(tokens.value())};
 }
 
-void print_memory(const Model& model, const Session& session, const WorkingMemoryProbe& probe) {
+void print_memory(const Model& model, const Session& session,
+                  const bench::WorkingMemoryProbe& probe) {
   const CacheMemory cache = session.memory();
   std::printf("memory: weights %.1f MB resident, KV cache %.1f MB, peak working %.1f MB\n",
               double(model.resident_bytes()) / 1e6, double(cache.total_reserved()) / 1e6,
@@ -82,7 +83,7 @@ int command_eval(const Args& args) {
   std::vector<float> prefill(size_t(prompt_len * vocab)), decode(size_t((n - prompt_len) * vocab));
   std::fill(prefill.begin(), prefill.end(), 0.0f);  // resident before the probe starts
   std::fill(decode.begin(), decode.end(), 0.0f);
-  const WorkingMemoryProbe probe;
+  const bench::WorkingMemoryProbe probe;
   const auto t0 = Clock::now();
   if (Status s = session.value()->append({tokens.data(), size_t(prompt_len)}, prefill.data()); !s)
     return report(s, "eval");
@@ -148,7 +149,7 @@ int command_generate(const Args& args) {
   if (!session) return report(session.status(), "generate");
   const std::vector<int32_t>& prompt = inputs->tokens;
   std::vector<float> logits(prompt.size() * size_t(vocab));
-  const WorkingMemoryProbe probe;
+  const bench::WorkingMemoryProbe probe;
   const auto t0 = Clock::now();
   if (Status s = session.value()->append(prompt, logits.data()); !s) return report(s, "generate");
   std::vector<float> last(logits.end() - vocab, logits.end());

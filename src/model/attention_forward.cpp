@@ -28,11 +28,6 @@ void rope_rows(const Model& model, bool compressed_layer, float* x, int64_t rows
   throw_if_error(model.backend().rope(a));
 }
 
-void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows, int64_t n,
-                   float eps) {
-  throw_if_error(backend.rms_norm({x, weight, x, rows, n, eps}));
-}
-
 // Feeds T tokens' input rows through a compressor; every completed window appends one entry
 // (pooled, RMSNorm'ed, RoPE'd at the window's first position) to `store`.
 void compress_chunk(const Model& model, const CompressorWeights& w, CompressorState& state,
@@ -207,6 +202,11 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   throw_if_error(ops::grouped_output_projection(backend, o.data(), n_tokens, G, H * d / G, L.wo_a,
                                                 R, oa.data()));
   linear(backend, oa.data(), n_tokens, L.wo_b, out);
+}
+
+void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows, int64_t n,
+                   float eps) {
+  throw_if_error(backend.rms_norm({x, weight, x, rows, n, eps}));
 }
 
 void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out,

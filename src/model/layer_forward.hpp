@@ -17,6 +17,10 @@ void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, flo
 void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out,
                        int64_t in, float* y);
 
+// RMSNorm of `rows` rows of n values in place (weight may be null: unweighted).
+void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows, int64_t n,
+                   float eps);
+
 // Attention sub-layer: h [T, D] (already attn_norm'ed) at positions [start, start+T) -> out [T, D].
 // Reads and extends the layer's cache.
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,

@@ -48,13 +48,6 @@ void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, i
       {x, z, coef.post.data(), coef.comb.data(), n_tokens, c.hc_mult, c.hidden_size}));
 }
 
-void rms_norm_rows(const Model& model, float* x, const std::vector<float>& weight,
-                   int64_t n_tokens) {
-  const ModelConfig& c = model.config();
-  throw_if_error(model.backend().rms_norm(
-      {x, weight.data(), x, n_tokens, c.hidden_size, float(c.rms_norm_eps)}));
-}
-
 // Applies the model's thread count to this thread's OpenMP regions for one call, and restores it.
 class ThreadCountScope {
  public:
@@ -252,7 +245,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
     {
       Workspace::Scope site(workspace_);
       const MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data(), site);
-      rms_norm_rows(model, y.data(), L.attn_norm, n_tokens);
+      detail::rms_norm_rows(model.backend(), y.data(), L.attn_norm.data(), n_tokens, D, eps);
       detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
                                 z.data(), workspace_);
       mhc_post(model, coef, z.data(), n_tokens, x.data());
@@ -260,7 +253,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
     {
       Workspace::Scope site(workspace_);
       const MhcCoefficients coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data(), site);
-      rms_norm_rows(model, y.data(), L.ffn_norm, n_tokens);
+      detail::rms_norm_rows(model.backend(), y.data(), L.ffn_norm.data(), n_tokens, D, eps);
       detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data(), workspace_);
       mhc_post(model, coef, z.data(), n_tokens, x.data());
     }
@@ -273,7 +266,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
   head.scale = w.hc_head.scale[0], head.hc_eps = float(c.hc_eps), head.norm_eps = eps;
   head.y = y.data();
   throw_if_error(model.backend().mhc_head(head));
-  rms_norm_rows(model, y.data(), w.norm, n_tokens);
+  detail::rms_norm_rows(model.backend(), y.data(), w.norm.data(), n_tokens, D, eps);
   if (trace) trace->final_hidden.assign(y.begin(), y.end());
   if (!logits || logits_first_row >= n_tokens) return;
   detail::linear(model.backend(), y.data() + logits_first_row * D, n_tokens - logits_first_row,

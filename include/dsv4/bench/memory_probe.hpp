@@ -1,12 +1,13 @@
-// Process memory as the kernel sees it (Linux /proc), for the CLI's "peak working memory": the
-// high-water mark of the resident set during a run, less what was resident before it (weights
-// and caller buffers) and less the cache the run left behind.
+// Process memory as the kernel sees it (Linux /proc), for the CLI's "peak working memory" and the
+// benchmarks: the resident set, and its high-water mark during a run less what was resident
+// before it (weights and caller buffers) and less the cache the run left behind.
 #pragma once
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
-namespace dsv4::cli {
+namespace dsv4::bench {
 
 // A field of /proc/self/status in bytes ("VmRSS", "VmHWM"); 0 when unavailable.
 inline size_t proc_status_bytes(const char* field) {
@@ -49,4 +50,4 @@ class WorkingMemoryProbe {
   size_t baseline_ = 0;
 };
 
-}  // namespace dsv4::cli
+}  // namespace dsv4::bench
