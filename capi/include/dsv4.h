@@ -4,6 +4,9 @@
  * Stability: everything in this header is the stable ABI. Enum values and struct fields are only
  * ever appended. Parameter structs begin with `struct_size`; initialise them with the matching
  * *_default_params() function (or *_INIT macro), which records the size you compiled against.
+ * A struct_size smaller than the first version of a struct, or larger than 1024, is rejected with
+ * DSV4_ERR_INVALID_ARGUMENT before anything past the known fields is read; a larger struct than
+ * this library knows is accepted only when the unknown tail is zero (else DSV4_ERR_UNSUPPORTED).
  *
  * Errors: every function returns a dsv4_status. On failure, dsv4_last_error() returns a message
  * with context (file, tensor, expected vs found) that stays valid on the calling thread until its

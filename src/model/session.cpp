@@ -48,7 +48,8 @@ void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, i
       {x, z, coef.post.data(), coef.comb.data(), n_tokens, c.hc_mult, c.hidden_size}));
 }
 
-// Applies the model's thread count to this thread's OpenMP regions for one call, and restores it.
+// Applies the session's thread count (or the model's) to this thread's OpenMP regions for one
+// append, and restores it.
 class ThreadCountScope {
  public:
   explicit ThreadCountScope(int n) : previous_(omp_get_max_threads()), active_(n > 0) {
