@@ -91,10 +91,11 @@ class AddedTokenTrie {
   std::vector<Node> nodes_ = std::vector<Node>(1);
 };
 
-// A stretch of text, or an added token already matched.
+// A stretch of text (where added tokens may be matched or not), or an added token matched.
 struct Segment {
   std::string_view text;
   int32_t token = -1;
+  bool matchable = true;
 };
 
 // Splits every text segment of `in` at the matches of `trie` (leftmost-longest).
@@ -102,7 +103,7 @@ void match_added(const AddedTokenTrie& trie, const std::vector<Segment>& in,
                  std::vector<Segment>& out) {
   out.clear();
   for (const Segment& s : in) {
-    if (s.token >= 0 || trie.empty()) {
+    if (s.token >= 0 || !s.matchable || trie.empty()) {
       out.push_back(s);
       continue;
     }
@@ -114,7 +115,7 @@ void match_added(const AddedTokenTrie& trie, const std::vector<Segment>& in,
         continue;
       }
       if (i > gap) out.push_back({s.text.substr(gap, i - gap)});
-      out.push_back({{}, id});
+      out.push_back({{}, id, false});
       i += len;
       gap = i;
     }
@@ -412,29 +413,67 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::load(const std::string& path
   });
 }
 
+namespace {
+
+void check_utf8(std::string_view text) {
+  if (const size_t bad = utf8::first_invalid(text); bad != std::string_view::npos)
+    fail(StatusCode::kInvalidArgument,
+         "text is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
+}
+
+}  // namespace
+
+// Matches added tokens in the matchable segments, then pre-tokenizes and BPEs the text between
+// the matches: neighbouring text segments are joined first, so where matching was allowed or not
+// never changes how the text around it is split.
+std::vector<int32_t> encode_segments(const Tokenizer::Impl& impl, std::vector<Segment>& segments) {
+  thread_local std::vector<Segment> matched;
+  match_added(impl.added_raw, segments, matched);
+  match_added(impl.added_normalized, matched, segments);
+  std::vector<int32_t> ids;
+  thread_local std::vector<std::string_view> pieces, scratch;
+  for (size_t i = 0; i < segments.size();) {
+    if (segments[i].token >= 0) {
+      ids.push_back(segments[i++].token);
+      continue;
+    }
+    std::string_view run = segments[i++].text;
+    while (i < segments.size() && segments[i].token < 0) {
+      run = std::string_view(run.data(), run.size() + segments[i].text.size());
+      ++i;
+    }
+    impl.pre.run(run, pieces, scratch);
+    for (std::string_view p : pieces) impl.bpe(p, ids);
+  }
+  return ids;
+}
+
 Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, EncodeOptions options) const {
   return capture_result([&] {
-    if (const size_t bad = utf8::first_invalid(text); bad != std::string_view::npos)
-      fail(StatusCode::kInvalidArgument,
-           "text is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
-    thread_local std::vector<Segment> segments, matched;
-    segments.assign(1, Segment{text});
-    if (options.match_added_tokens) {
-      match_added(impl_->added_raw, segments, matched);
-      match_added(impl_->added_normalized, matched, segments);
+    check_utf8(text);
+    thread_local std::vector<Segment> segments;
+    segments.assign(1, Segment{text, -1, options.match_added_tokens});
+    return encode_segments(*impl_, segments);
+  });
+}
+
+Result<std::vector<int32_t>> Tokenizer::encode_with_added_tokens_in(
+    std::string_view text, std::span<const std::pair<size_t, size_t>> added_token_spans) const {
+  return capture_result([&] {
+    check_utf8(text);
+    thread_local std::vector<Segment> segments;
+    segments.clear();
+    size_t at = 0;
+    for (const auto& [begin, end] : added_token_spans) {
+      if (begin < at || end < begin || end > text.size())
+        fail(StatusCode::kInvalidArgument,
+             "added-token spans must be sorted, disjoint, in the text");
+      if (begin > at) segments.push_back({text.substr(at, begin - at), -1, false});
+      if (end > begin) segments.push_back({text.substr(begin, end - begin), -1, true});
+      at = end;
     }
-    std::vector<int32_t> ids;
-    ids.reserve(text.size() / 3 + 4);
-    thread_local std::vector<std::string_view> pieces, scratch;
-    for (const Segment& s : segments) {
-      if (s.token >= 0) {
-        ids.push_back(s.token);
-        continue;
-      }
-      impl_->pre.run(s.text, pieces, scratch);
-      for (std::string_view p : pieces) impl_->bpe(p, ids);
-    }
-    return ids;
+    if (at < text.size()) segments.push_back({text.substr(at), -1, false});
+    return encode_segments(*impl_, segments);
   });
 }
 

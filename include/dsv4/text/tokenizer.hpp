@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dsv4/core/status.hpp"
@@ -40,6 +41,10 @@ class Tokenizer {
 
   // kInvalidArgument if `text` is not valid UTF-8. Safe to call from several threads at once.
   Result<std::vector<int32_t>> encode(std::string_view text, EncodeOptions options = {}) const;
+  // As encode, with added tokens matched only inside the byte ranges `added_token_spans`
+  // (sorted, disjoint): the chat encoder marks the protocol text it wrote itself this way.
+  Result<std::vector<int32_t>> encode_with_added_tokens_in(
+      std::string_view text, std::span<const std::pair<size_t, size_t>> added_token_spans) const;
   // The text of `ids` (invalid UTF-8 from byte tokens becomes U+FFFD, as the reference does).
   // kOutOfRange naming the first id that is not a token.
   Result<std::string> decode(std::span<const int32_t> ids, DecodeOptions options = {}) const;
