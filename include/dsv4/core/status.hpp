@@ -88,7 +88,8 @@ class [[nodiscard]] Result {
     if (!is_ok()) throw Error(std::get<Status>(state_));
     return std::get<T>(state_);
   }
-  T&& value() && {
+  // By value from a temporary, so `for (x : f().value())` never refers into a destroyed Result.
+  T value() && {
     if (!is_ok()) throw Error(std::get<Status>(state_));
     return std::get<T>(std::move(state_));
   }
