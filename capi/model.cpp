@@ -1,3 +1,5 @@
+#include <filesystem>
+
 #include "capi_guard.hpp"
 #include "handles.hpp"
 
@@ -47,7 +49,16 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
   options.memory_limit = size_t(p.memory_limit);
   auto model = dsv4::Model::load(dir, options);
   if (!model) return dsv4::capi::report(model.status());
-  *out = new dsv4_model{std::move(model.value())};
+  // A tokenizer shipped next to the weights comes with the model; a broken one fails the load
+  // rather than surfacing later as garbage text.
+  std::shared_ptr<const dsv4::text::Tokenizer> tokenizer;
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json", ec)) {
+    auto loaded = dsv4::text::Tokenizer::load(dir);
+    if (!loaded) return dsv4::capi::report(loaded.status());
+    tokenizer = std::move(loaded.value());
+  }
+  *out = new dsv4_model{std::move(model.value()), std::move(tokenizer)};
   return DSV4_OK;
   DSV4_CAPI_END
 }

@@ -69,24 +69,25 @@ DSV4_API dsv4_status dsv4_session_create(dsv4_model* model, const dsv4_session_p
   if (p.max_chunk > 0) options.max_chunk = p.max_chunk;
   auto session = dsv4::Session::create(model->model, options);
   if (!session) return dsv4::capi::report(session.status());
-  *out = new dsv4_session{std::move(session.value())};
+  *out = new dsv4_session;
+  (*out)->session = std::move(session.value());
   return DSV4_OK;
   DSV4_CAPI_END
 }
 
 DSV4_API void dsv4_session_free(dsv4_session* session) { delete session; }
 
-DSV4_API dsv4_status dsv4_session_append(dsv4_session* session, const int32_t* tokens,
-                                         size_t n_tokens, float* logits) {
+static dsv4_status dsv4_session_append_impl(dsv4_session* session, const int32_t* tokens,
+                                            size_t n_tokens, float* logits) {
   DSV4_CAPI_BEGIN
   return append(session, tokens, n_tokens, logits, nullptr, dsv4::AppendOptions{},
                 "dsv4_session_append");
   DSV4_CAPI_END
 }
 
-DSV4_API dsv4_status dsv4_session_append_checked(dsv4_session* session, const int32_t* tokens,
-                                                 size_t n_tokens, float* logits,
-                                                 size_t logits_capacity) {
+static dsv4_status dsv4_session_append_checked_impl(dsv4_session* session, const int32_t* tokens,
+                                                    size_t n_tokens, float* logits,
+                                                    size_t logits_capacity) {
   DSV4_CAPI_BEGIN
   return append(session, tokens, n_tokens, logits, &logits_capacity, dsv4::AppendOptions{},
                 "dsv4_session_append_checked");
@@ -100,9 +101,9 @@ DSV4_API dsv4_append_params dsv4_append_default_params(void) {
   return p;
 }
 
-DSV4_API dsv4_status dsv4_session_append_ex(dsv4_session* session, const int32_t* tokens,
-                                            size_t n_tokens, const dsv4_append_params* params,
-                                            float* logits, size_t logits_capacity) {
+static dsv4_status dsv4_session_append_ex_impl(dsv4_session* session, const int32_t* tokens,
+                                               size_t n_tokens, const dsv4_append_params* params,
+                                               float* logits, size_t logits_capacity) {
   DSV4_CAPI_BEGIN
   const dsv4_append_params p = dsv4::capi::read_params(params, dsv4_append_default_params(),
                                                        kAppendParamsV1Size, "dsv4_append_params");
@@ -122,7 +123,7 @@ DSV4_API dsv4_status dsv4_session_append_ex(dsv4_session* session, const int32_t
   DSV4_CAPI_END
 }
 
-DSV4_API dsv4_status dsv4_session_position(const dsv4_session* session, int64_t* out) {
+static dsv4_status dsv4_session_position_impl(const dsv4_session* session, int64_t* out) {
   DSV4_CAPI_BEGIN
   if (out) *out = 0;
   require(session != nullptr, "dsv4_session_position: session is NULL");
@@ -132,15 +133,15 @@ DSV4_API dsv4_status dsv4_session_position(const dsv4_session* session, int64_t*
   DSV4_CAPI_END
 }
 
-DSV4_API dsv4_status dsv4_session_reset(dsv4_session* session) {
+static dsv4_status dsv4_session_reset_impl(dsv4_session* session) {
   DSV4_CAPI_BEGIN
   session_of(session, "dsv4_session_reset").reset();
   return DSV4_OK;
   DSV4_CAPI_END
 }
 
-DSV4_API dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64_t layer,
-                                              dsv4_cache_kind kind, size_t* out) {
+static dsv4_status dsv4_session_cache_bytes_impl(const dsv4_session* session, int64_t layer,
+                                                 dsv4_cache_kind kind, size_t* out) {
   DSV4_CAPI_BEGIN
   if (out) *out = 0;
   require(session != nullptr, "dsv4_session_cache_bytes: session is NULL");
@@ -158,6 +159,50 @@ DSV4_API dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64
                    : memory.bytes_used[size_t(layer)][size_t(kind)];
   return DSV4_OK;
   DSV4_CAPI_END
+}
+
+// Every call on a session leaves its outcome in the session too (dsv4_session_last_error).
+static dsv4_status remember(const dsv4_session* session, dsv4_status status) {
+  if (session) {
+    std::lock_guard<std::mutex> lock(session->error_mutex);
+    session->last_error = status == DSV4_OK ? "" : dsv4_last_error();
+  }
+  return status;
+}
+
+DSV4_API dsv4_status dsv4_session_append(dsv4_session* session, const int32_t* tokens,
+                                         size_t n_tokens, float* logits) {
+  return remember(session, dsv4_session_append_impl(session, tokens, n_tokens, logits));
+}
+DSV4_API dsv4_status dsv4_session_append_checked(dsv4_session* session, const int32_t* tokens,
+                                                 size_t n_tokens, float* logits,
+                                                 size_t logits_capacity) {
+  return remember(session, dsv4_session_append_checked_impl(session, tokens, n_tokens, logits,
+                                                            logits_capacity));
+}
+DSV4_API dsv4_status dsv4_session_append_ex(dsv4_session* session, const int32_t* tokens,
+                                            size_t n_tokens, const dsv4_append_params* params,
+                                            float* logits, size_t logits_capacity) {
+  return remember(session, dsv4_session_append_ex_impl(session, tokens, n_tokens, params, logits,
+                                                       logits_capacity));
+}
+DSV4_API dsv4_status dsv4_session_position(const dsv4_session* session, int64_t* out) {
+  return remember(session, dsv4_session_position_impl(session, out));
+}
+DSV4_API dsv4_status dsv4_session_reset(dsv4_session* session) {
+  return remember(session, dsv4_session_reset_impl(session));
+}
+DSV4_API dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64_t layer,
+                                              dsv4_cache_kind kind, size_t* out) {
+  return remember(session, dsv4_session_cache_bytes_impl(session, layer, kind, out));
+}
+
+DSV4_API const char* dsv4_session_last_error(const dsv4_session* session) {
+  if (!session) return "";
+  // The string is only replaced by a later call on this session, which the caller does not
+  // run concurrently with reading the message (documented).
+  std::lock_guard<std::mutex> lock(session->error_mutex);
+  return session->last_error.c_str();
 }
 
 }  // extern "C"

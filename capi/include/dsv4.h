@@ -224,6 +224,158 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session*
                                                              int64_t layer, dsv4_cache_kind kind,
                                                              size_t* out);
 
+/* Thread-independent errors of one session: the message of the last failed call that took this
+ * session (any thread), or "" after a success. Unlike dsv4_last_error() it survives a move of the
+ * calling code to another OS thread between the failing call and this one (Go, async runtimes).
+ * The pointer stays valid until the next call on this session. Returns "" for NULL. */
+DSV4_API const char* dsv4_session_last_error(const dsv4_session* session);
+
+/* ---- text: tokenizer ---- */
+
+typedef struct dsv4_tokenizer dsv4_tokenizer;
+
+/* Loads a Hugging Face tokenizer.json (byte-level BPE), from the file or from a directory holding
+ * it (with its tokenizer_config.json for BOS/EOS). Errors: IO, CORRUPT_FILE, UNSUPPORTED. A
+ * tokenizer is immutable: any number of threads may use one at once. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_tokenizer_load(const char* path, dsv4_tokenizer** out);
+/* The tokenizer that dsv4_model_load found next to the weights (tokenizer.json in the model
+ * directory), as a new handle the caller frees. IO if the directory had none. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_tokenizer(const dsv4_model* model,
+                                                         dsv4_tokenizer** out);
+DSV4_API void dsv4_tokenizer_free(dsv4_tokenizer* tokenizer);
+
+/* One more than the largest token id; BOS and EOS ids (-1 when the tokenizer names none). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_tokenizer_n_vocab(const dsv4_tokenizer* tokenizer,
+                                                           int32_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_tokenizer_bos(const dsv4_tokenizer* tokenizer,
+                                                       int32_t* out);
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_tokenizer_eos(const dsv4_tokenizer* tokenizer,
+                                                       int32_t* out);
+
+/* Flags of dsv4_tokenize. Without DSV4_TOKENIZE_SPECIAL, text such as "<｜User｜>" is plain text
+ * (users cannot inject protocol tokens); with it, added tokens are matched as the reference
+ * tokenizer's encode does. */
+#define DSV4_TOKENIZE_SPECIAL 1u
+
+/* Encodes `text_len` bytes of UTF-8. *n_ids always receives the number of ids; when it exceeds
+ * `capacity` nothing is written and the call returns BUFFER_TOO_SMALL (call again with a larger
+ * buffer; `ids` may be NULL with capacity 0 to ask for the size). INVALID_ARGUMENT for text
+ * that is not valid UTF-8. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_tokenize(const dsv4_tokenizer* tokenizer, const char* text,
+                                                  size_t text_len, uint32_t flags, int32_t* ids,
+                                                  size_t capacity, size_t* n_ids);
+
+/* Flags of dsv4_detokenize. */
+#define DSV4_DETOKENIZE_SKIP_SPECIAL 1u
+
+/* Decodes ids to UTF-8 (invalid sequences from byte tokens become U+FFFD). *text_len receives
+ * the length without the terminating NUL; `text` needs text_len + 1 bytes, else
+ * BUFFER_TOO_SMALL. OUT_OF_RANGE for an id that is not a token. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_detokenize(const dsv4_tokenizer* tokenizer,
+                                                    const int32_t* ids, size_t n_ids,
+                                                    uint32_t flags, char* text, size_t capacity,
+                                                    size_t* text_len);
+
+/* The raw bytes of one token (possibly part of a UTF-8 character: use dsv4_detokenize or
+ * dsv4_decoder for text), NUL-terminated as dsv4_detokenize. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_token_to_piece(const dsv4_tokenizer* tokenizer, int32_t id,
+                                                        char* piece, size_t capacity,
+                                                        size_t* piece_len);
+/* The id of a token given as stored in tokenizer.json ("Ġthe") or as an added token's content
+ * ("<｜User｜>"). OUT_OF_RANGE when there is none. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_piece_to_token(const dsv4_tokenizer* tokenizer,
+                                                        const char* piece, size_t piece_len,
+                                                        int32_t* id);
+
+/* A streaming decoder: feed ids as they are generated, get whole UTF-8 characters back (bytes of
+ * a character that a later token completes are held back). */
+typedef struct dsv4_decoder dsv4_decoder;
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_decoder_create(const dsv4_tokenizer* tokenizer,
+                                                        dsv4_decoder** out);
+DSV4_API void dsv4_decoder_free(dsv4_decoder* decoder);
+/* The text `id` completes (often empty), NUL-terminated as dsv4_detokenize. On BUFFER_TOO_SMALL
+ * nothing is consumed: call again with `id` and a larger buffer. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_decoder_push(dsv4_decoder* decoder, int32_t id, char* text,
+                                                      size_t capacity, size_t* text_len);
+
+/* ---- text: the V4 chat format ---- */
+
+typedef struct dsv4_chat_params {
+  size_t struct_size;           /* sizeof(dsv4_chat_params) as compiled by the caller */
+  int32_t thinking;             /* 1: thinking mode (the prompt ends with <think>); 0: chat */
+  int32_t drop_thinking;        /* 1 (default): earlier turns lose their reasoning */
+  int32_t add_bos;              /* 1 (default): start with BOS when there is no context */
+  const char* reasoning_effort; /* NULL, "low", "high" or "max" */
+  const char* variant;          /* NULL or "v4" (initial release), "v4-0731" */
+  const char* context_json;     /* NULL or a JSON array of the messages already in the cache */
+} dsv4_chat_params;
+
+DSV4_API dsv4_chat_params dsv4_chat_default_params(void);
+
+/* Renders a JSON array of OpenAI-style messages (system, developer, user, assistant with
+ * reasoning_content and tool_calls, tool, latest_reminder) as the V4 prompt text, NUL-terminated
+ * as dsv4_detokenize. INVALID_ARGUMENT for malformed messages, with the reason. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_chat_render(const char* messages_json,
+                                                     const dsv4_chat_params* params, char* text,
+                                                     size_t capacity, size_t* text_len);
+/* The same prompt as token ids, sized as dsv4_tokenize. Protocol tokens are the encoder's own:
+ * text inside messages never becomes a protocol token. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_chat_render_tokens(const dsv4_tokenizer* tokenizer,
+                                                            const char* messages_json,
+                                                            const dsv4_chat_params* params,
+                                                            int32_t* ids, size_t capacity,
+                                                            size_t* n_ids);
+/* Parses one generated assistant turn (text up to and including EOS) into a JSON object
+ * {"role", "content", "reasoning_content", "tool_calls"}, NUL-terminated as dsv4_detokenize.
+ * INVALID_ARGUMENT with the reason when the text breaks the format (truncated, no EOS, malformed
+ * tool calls). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_chat_parse(const char* text, size_t text_len,
+                                                    int32_t thinking, char* json, size_t capacity,
+                                                    size_t* json_len);
+
+/* ---- sampling ---- */
+
+typedef struct dsv4_sampler dsv4_sampler;
+
+typedef struct dsv4_sampler_params {
+  size_t struct_size;         /* sizeof(dsv4_sampler_params) as compiled by the caller */
+  float temperature;          /* 0: greedy; default 1 */
+  int32_t top_k;              /* 0: off */
+  float top_p;                /* 1: off */
+  float min_p;                /* 0: off */
+  float repetition_penalty;   /* 1: off */
+  float presence_penalty;     /* 0: off */
+  float frequency_penalty;    /* 0: off */
+  int32_t penalty_last_n;     /* accepted tokens the penalties look at; -1: all; default 64 */
+  uint64_t seed;              /* same seed, same tokens, on every platform */
+  const int32_t* stop_tokens; /* copied at creation */
+  size_t n_stop_tokens;
+  const char* const* stop_strings; /* NUL-terminated UTF-8, copied; need a tokenizer */
+  size_t n_stop_strings;
+  const int32_t* logit_bias_tokens; /* n_logit_bias ids and the bias added to each */
+  const float* logit_bias_values;
+  size_t n_logit_bias;
+} dsv4_sampler_params;
+
+DSV4_API dsv4_sampler_params dsv4_sampler_default_params(void);
+
+/* params may be NULL (defaults); tokenizer may be NULL unless stop strings are given (it is
+ * shared, not copied: keep it alive as long as the sampler). INVALID_ARGUMENT names a bad
+ * parameter. A sampler belongs to one generation at a time (not thread-safe). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_sampler_create(const dsv4_sampler_params* params,
+                                                        const dsv4_tokenizer* tokenizer,
+                                                        dsv4_sampler** out);
+DSV4_API void dsv4_sampler_free(dsv4_sampler* sampler);
+/* Draws the next token from `n_vocab` logits. INVALID_ARGUMENT for a NaN logit. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_sampler_sample(dsv4_sampler* sampler, const float* logits,
+                                                        size_t n_vocab, int32_t* token);
+/* Records a token (prompt or generated) for the penalties; *stop (may be NULL) becomes 1 when
+ * it is a stop token or the generated text now contains a stop string. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_sampler_accept(dsv4_sampler* sampler, int32_t token,
+                                                        int32_t* stop);
+/* Forgets the accepted tokens and restarts the seeded generator. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_sampler_reset(dsv4_sampler* sampler);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -19,6 +19,34 @@ static_assert(offsetof(dsv4_append_params, output) == 8);
 static_assert(offsetof(dsv4_append_params, abort_cb) == 16);
 static_assert(offsetof(dsv4_append_params, abort_user) == 24);
 static_assert(sizeof(dsv4_append_params) == 32);
+// v3 (0.3): the text path.
+static_assert(offsetof(dsv4_chat_params, struct_size) == 0);
+static_assert(offsetof(dsv4_chat_params, thinking) == 8);
+static_assert(offsetof(dsv4_chat_params, drop_thinking) == 12);
+static_assert(offsetof(dsv4_chat_params, add_bos) == 16);
+static_assert(offsetof(dsv4_chat_params, reasoning_effort) == 24);
+static_assert(offsetof(dsv4_chat_params, variant) == 32);
+static_assert(offsetof(dsv4_chat_params, context_json) == 40);
+static_assert(sizeof(dsv4_chat_params) == 48);
+static_assert(offsetof(dsv4_sampler_params, struct_size) == 0);
+static_assert(offsetof(dsv4_sampler_params, temperature) == 8);
+static_assert(offsetof(dsv4_sampler_params, top_k) == 12);
+static_assert(offsetof(dsv4_sampler_params, top_p) == 16);
+static_assert(offsetof(dsv4_sampler_params, min_p) == 20);
+static_assert(offsetof(dsv4_sampler_params, repetition_penalty) == 24);
+static_assert(offsetof(dsv4_sampler_params, presence_penalty) == 28);
+static_assert(offsetof(dsv4_sampler_params, frequency_penalty) == 32);
+static_assert(offsetof(dsv4_sampler_params, penalty_last_n) == 36);
+static_assert(offsetof(dsv4_sampler_params, seed) == 40);
+static_assert(offsetof(dsv4_sampler_params, stop_tokens) == 48);
+static_assert(offsetof(dsv4_sampler_params, n_stop_tokens) == 56);
+static_assert(offsetof(dsv4_sampler_params, stop_strings) == 64);
+static_assert(offsetof(dsv4_sampler_params, n_stop_strings) == 72);
+static_assert(offsetof(dsv4_sampler_params, logit_bias_tokens) == 80);
+static_assert(offsetof(dsv4_sampler_params, logit_bias_values) == 88);
+static_assert(offsetof(dsv4_sampler_params, n_logit_bias) == 96);
+static_assert(sizeof(dsv4_sampler_params) == 104);
+static_assert(DSV4_TOKENIZE_SPECIAL == 1u && DSV4_DETOKENIZE_SKIP_SPECIAL == 1u);
 static_assert(DSV4_CACHE_WINDOW == 0 && DSV4_CACHE_COMPRESSED == 1 && DSV4_CACHE_INDEXER == 2 &&
               DSV4_CACHE_STATE == 3);
 static_assert(DSV4_OK == 0 && DSV4_ERR_INVALID_ARGUMENT == 1 && DSV4_ERR_IO == 2 &&

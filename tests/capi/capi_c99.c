@@ -1,5 +1,5 @@
 /* The C ABI exercised from C99 (compiled with -std=c99 -pedantic -Werror). Prints the plain
- * "N passed, N failed" line at the end. usage: capi_c99 GOLDEN_DIR CORRUPT_DIR */
+ * "N passed, N failed" line at the end. usage: capi_c99 GOLDEN_DIR CORRUPT_DIR TOKENIZER_DIR */
 #include <dsv4.h>
 #include <stdio.h>
 #include <string.h>
@@ -293,9 +293,139 @@ static void test_session(const char* golden_dir) {
   dsv4_session_free(NULL);
 }
 
+static void test_tokenizer(const char* tokenizer_dir) {
+  dsv4_tokenizer* tok = NULL;
+  const char* text = "Hello, world! <\xEF\xBD\x9CUser\xEF\xBD\x9C>"; /* with a literal <｜User｜> */
+  int32_t ids[64], n_vocab = 0, bos = -2, eos = -2, id = 0;
+  size_t n = 0, n_special = 0, len = 0;
+  char out[256];
+  dsv4_decoder* decoder = NULL;
+  size_t i;
+  EXPECT(dsv4_tokenizer_load(NULL, &tok) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenizer_load("/nonexistent", &tok) == DSV4_ERR_IO && tok == NULL);
+  EXPECT(dsv4_tokenizer_load(tokenizer_dir, &tok) == DSV4_OK);
+  if (!tok) return;
+  EXPECT(dsv4_tokenizer_n_vocab(tok, &n_vocab) == DSV4_OK && n_vocab == 129280);
+  EXPECT(dsv4_tokenizer_bos(tok, &bos) == DSV4_OK && bos == 0);
+  EXPECT(dsv4_tokenizer_eos(tok, &eos) == DSV4_OK && eos == 1);
+  /* Size query, then the real call. */
+  EXPECT(dsv4_tokenize(tok, text, strlen(text), 0, NULL, 0, &n) == DSV4_ERR_BUFFER_TOO_SMALL);
+  EXPECT(n > 4 && n < 64);
+  EXPECT(dsv4_tokenize(tok, text, strlen(text), 0, ids, 64, &n) == DSV4_OK);
+  for (i = 0; i < n; ++i) EXPECT(ids[i] != 128803); /* no injection by default */
+  EXPECT(dsv4_tokenize(tok, text, strlen(text), DSV4_TOKENIZE_SPECIAL, ids, 64, &n_special) ==
+         DSV4_OK);
+  EXPECT(ids[n_special - 1] == 128803);
+  EXPECT(dsv4_detokenize(tok, ids, n_special, 0, out, 3, &len) == DSV4_ERR_BUFFER_TOO_SMALL);
+  EXPECT(len == strlen(text));
+  EXPECT(dsv4_detokenize(tok, ids, n_special, 0, out, sizeof out, &len) == DSV4_OK);
+  EXPECT(strcmp(out, text) == 0);
+  EXPECT(dsv4_tokenize(tok, "\xC3\x28", 2, 0, ids, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(strstr(dsv4_last_error(), "UTF-8") != NULL);
+  ids[0] = 129280;
+  EXPECT(dsv4_detokenize(tok, ids, 1, 0, out, sizeof out, &len) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_tokenize(tok, text, strlen(text), 8u, ids, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_piece_to_token(tok,
+                             "<\xEF\xBD\x9C"
+                             "Assistant\xEF\xBD\x9C>",
+                             17, &id) == DSV4_OK &&
+         id == 128804);
+  EXPECT(dsv4_token_to_piece(tok, 223, out, sizeof out, &len) == DSV4_OK && len == 1 &&
+         out[0] == ' ');
+  EXPECT(dsv4_token_to_piece(tok, -5, out, sizeof out, &len) == DSV4_ERR_OUT_OF_RANGE);
+  /* Streaming: an emoji made of byte tokens comes out whole. */
+  EXPECT(dsv4_tokenize(tok, "\xF0\x9F\x8C\xA7!", 5, 0, ids, 64, &n) == DSV4_OK);
+  EXPECT(dsv4_decoder_create(tok, &decoder) == DSV4_OK);
+  out[0] = 0;
+  {
+    char all[64] = "";
+    for (i = 0; i < n; ++i) {
+      EXPECT(dsv4_decoder_push(decoder, ids[i], out, sizeof out, &len) == DSV4_OK);
+      strcat(all, out);
+    }
+    EXPECT(strcmp(all, "\xF0\x9F\x8C\xA7!") == 0);
+  }
+  dsv4_decoder_free(decoder);
+  dsv4_tokenizer_free(tok);
+  dsv4_tokenizer_free(NULL);
+}
+
+static void test_chat(const char* tokenizer_dir) {
+  dsv4_tokenizer* tok = NULL;
+  dsv4_chat_params params = dsv4_chat_default_params();
+  const char* messages = "[{\"role\":\"user\",\"content\":\"What is a KV cache?\"}]";
+  const char* completion =
+      "Short answer.</think>A cache.<\xEF\xBD\x9C"
+      "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
+  char out[512];
+  int32_t ids[64];
+  size_t len = 0, n = 0;
+  EXPECT(dsv4_tokenizer_load(tokenizer_dir, &tok) == DSV4_OK);
+  params.thinking = 1;
+  EXPECT(dsv4_chat_render(messages, &params, out, sizeof out, &len) == DSV4_OK);
+  EXPECT(strstr(out,
+                "What is a KV cache?<\xEF\xBD\x9C"
+                "Assistant\xEF\xBD\x9C><think>") != NULL);
+  EXPECT(dsv4_chat_render_tokens(tok, messages, &params, ids, 64, &n) == DSV4_OK);
+  EXPECT(n > 3 && ids[0] == 0 && ids[n - 1] == 128821 && ids[n - 2] == 128804);
+  EXPECT(dsv4_chat_render("{\"role\":1}", &params, out, sizeof out, &len) ==
+         DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_chat_render(NULL, &params, out, sizeof out, &len) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_chat_parse(completion, strlen(completion), 1, out, sizeof out, &len) == DSV4_OK);
+  EXPECT(strstr(out, "\"reasoning_content\":\"Short answer.\"") != NULL);
+  EXPECT(dsv4_chat_parse("no end", 6, 0, out, sizeof out, &len) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(strstr(dsv4_last_error(), "missing EOS") != NULL);
+  dsv4_tokenizer_free(tok);
+}
+
+static void test_sampler(void) {
+  dsv4_sampler* s = NULL;
+  dsv4_sampler_params p = dsv4_sampler_default_params();
+  float logits[4] = {0.0f, 5.0f, 1.0f, -1.0f};
+  const int32_t stops[1] = {2};
+  int32_t token = -1, stop = 0;
+  EXPECT(p.temperature == 1.0f && p.top_p == 1.0f && p.penalty_last_n == 64);
+  p.temperature = 0.0f;
+  p.stop_tokens = stops;
+  p.n_stop_tokens = 1;
+  EXPECT(dsv4_sampler_create(&p, NULL, &s) == DSV4_OK);
+  EXPECT(dsv4_sampler_sample(s, logits, 4, &token) == DSV4_OK && token == 1);
+  EXPECT(dsv4_sampler_accept(s, 1, &stop) == DSV4_OK && stop == 0);
+  EXPECT(dsv4_sampler_accept(s, 2, &stop) == DSV4_OK && stop == 1);
+  logits[3] = logits[3] * 0.0f / 0.0f; /* NaN */
+  EXPECT(dsv4_sampler_sample(s, logits, 4, &token) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_sampler_reset(s) == DSV4_OK);
+  dsv4_sampler_free(s);
+  p.top_p = 2.0f;
+  EXPECT(dsv4_sampler_create(&p, NULL, &s) == DSV4_ERR_INVALID_ARGUMENT && s == NULL);
+  EXPECT(strstr(dsv4_last_error(), "top_p") != NULL);
+}
+
+static void test_session_last_error(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model* model = NULL;
+  dsv4_session* session = NULL;
+  dsv4_tokenizer* tok = (dsv4_tokenizer*)1;
+  const int32_t bad[1] = {1 << 30};
+  path_join(dir, sizeof dir, golden_dir, "tiny-a");
+  EXPECT(dsv4_model_load(dir, NULL, &model) == DSV4_OK);
+  EXPECT(dsv4_model_tokenizer(model, &tok) == DSV4_ERR_IO && tok == NULL); /* goldens ship none */
+  EXPECT(dsv4_session_create(model, NULL, &session) == DSV4_OK);
+  EXPECT(strcmp(dsv4_session_last_error(session), "") == 0);
+  EXPECT(dsv4_session_append(session, bad, 1, NULL) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_backend_available("cpu", NULL) != DSV4_OK); /* another failure on this thread... */
+  /* ...does not replace the session's own message. */
+  EXPECT(strstr(dsv4_session_last_error(session), "token") != NULL);
+  EXPECT(dsv4_session_reset(session) == DSV4_OK);
+  EXPECT(strcmp(dsv4_session_last_error(session), "") == 0);
+  EXPECT(strcmp(dsv4_session_last_error(NULL), "") == 0);
+  dsv4_session_free(session);
+  dsv4_model_free(model);
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s GOLDEN_DIR CORRUPT_DIR\n", argv[0]);
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s GOLDEN_DIR CORRUPT_DIR TOKENIZER_DIR\n", argv[0]);
     return 2;
   }
   test_version();
@@ -305,6 +435,10 @@ int main(int argc, char** argv) {
   test_bad_files(argv[2]);
   test_session(argv[1]);
   test_append_ex(argv[1]);
+  test_tokenizer(argv[3]);
+  test_chat(argv[3]);
+  test_sampler();
+  test_session_last_error(argv[1]);
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
