@@ -12,6 +12,7 @@ namespace dsv4::cli {
 // "--key value" pairs and bare flags after the subcommand.
 struct Args {
   std::map<std::string, std::string> options;
+  std::vector<std::string> positional;  // arguments that are not options (a prompt)
   std::string get(const std::string& key, const std::string& fallback = "") const {
     auto it = options.find(key);
     return it == options.end() ? fallback : it->second;
@@ -40,5 +41,10 @@ int command_eval(const Args& args);
 int command_generate(const Args& args);
 int command_demo(const Args& args);
 int command_bench(const Args& args);
+int command_tokenize(const Args& args);
+int command_chat_render(const Args& args);
+int command_chat_parse(const Args& args);
+int command_run(const Args& args);
+int command_chat(const Args& args);
 
 }  // namespace dsv4::cli

@@ -12,6 +12,8 @@
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
+#include "dsv4/text/chat.hpp"
+#include "text_generation.hpp"
 
 namespace dsv4::cli {
 namespace {
@@ -52,7 +54,51 @@ void print_cache_table(const ModelConfig& c, const CacheMemory& mem, int64_t n_t
 
 }  // namespace
 
+namespace {
+
+// `dsv4 demo --text`: the whole text path on the embedded model — chat prompt, tokenizer,
+// prefill, sampling, streaming decode. The weights are random, so the reply is random text.
+int demo_text(const Args& args) {
+  const int64_t n_decode = int_option(args, "decode", 24);
+  if (n_decode < 1) {
+    std::fprintf(stderr, "dsv4 demo --text: --decode >= 1\n");
+    return 2;
+  }
+  Args model_args = args;
+  model_args.options["preset"] = "demo";
+  auto tm = load_text_model(model_args);
+  if (!tm) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", tm.status().to_string().c_str());
+    return 1;
+  }
+  auto params = sampler_params_from_args(args, *tm->tokenizer, 0.7f);
+  if (!params) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", params.status().to_string().c_str());
+    return 1;
+  }
+  auto sampler = sampling::Sampler::create(params.value()).value();
+  auto session = Session::create(tm->model).value();
+  const std::string messages =
+      R"([{"role":"user","content":"What makes the DeepSeek-V4 KV cache small?"}])";
+  const auto prompt = text::render_chat(messages, text::ChatOptions{}).value();
+  const auto ids = text::tokenize_prompt(*tm->tokenizer, prompt).value();
+  std::printf("dsv4 demo --text: %s\nprompt (%zu tokens): %s\nreply: ", tm->description.c_str(),
+              ids.size(), prompt.text.c_str());
+  std::fflush(stdout);
+  auto turn = generate_turn(*session, *tm->tokenizer, *sampler, ids, n_decode, stdout);
+  std::printf("\n");
+  if (!turn) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", turn.status().to_string().c_str());
+    return 1;
+  }
+  print_turn_stats(turn.value(), stdout);
+  return 0;
+}
+
+}  // namespace
+
 int command_demo(const Args& args) {
+  if (args.has("text")) return demo_text(args);
   const int64_t n_prompt = int_option(args, "tokens", 32768);
   const int64_t n_decode = int_option(args, "decode", 8);
   const int64_t n_layers = int_option(args, "layers", 12);

@@ -1,15 +1,15 @@
 // dsv4 eval: teacher-forced prefill + decode, logits to a safetensors file, NLL and throughput.
-// dsv4 generate: greedy or temperature sampling from a prompt of token ids.
+// dsv4 generate: greedy or seeded sampling (dsv4::sampling::Sampler) from a prompt of token ids.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
 
 #include "cli.hpp"
 #include "dsv4/bench/memory_probe.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/session.hpp"
+#include "dsv4/sampling/sampler.hpp"
 #include "token_file.hpp"
 
 namespace dsv4::cli {
@@ -153,27 +153,19 @@ int command_generate(const Args& args) {
   const auto t0 = Clock::now();
   if (Status s = session.value()->append(prompt, logits.data()); !s) return report(s, "generate");
   std::vector<float> last(logits.end() - vocab, logits.end());
-  std::mt19937_64 rng{static_cast<uint64_t>(seed)};
+  sampling::SamplerParams sp;
+  sp.temperature = float(temperature);
+  sp.top_k = int32_t(top_k);
+  sp.seed = uint64_t(seed);
+  auto sampler = sampling::Sampler::create(sp);
+  if (!sampler) return report(sampler.status(), "generate");
   std::vector<int32_t> generated;
   const auto t1 = Clock::now();
   for (int64_t step = 0; step < n_new; ++step) {
-    int32_t next = 0;
-    if (temperature == 0.0) {
-      next = int32_t(std::max_element(last.begin(), last.end()) - last.begin());
-    } else {
-      std::vector<double> weights(last.size());
-      const double max_logit = *std::max_element(last.begin(), last.end());
-      double kth = -INFINITY;
-      if (top_k > 0 && top_k < vocab) {
-        std::vector<float> sorted(last);
-        std::nth_element(sorted.begin(), sorted.begin() + (top_k - 1), sorted.end(),
-                         std::greater<float>());
-        kth = sorted[size_t(top_k - 1)];
-      }
-      for (size_t i = 0; i < last.size(); ++i)
-        weights[i] = last[i] >= kth ? std::exp((double(last[i]) - max_logit) / temperature) : 0.0;
-      next = int32_t(std::discrete_distribution<int32_t>(weights.begin(), weights.end())(rng));
-    }
+    auto sampled = sampler.value()->sample(last);
+    if (!sampled) return report(sampled.status(), "generate");
+    const int32_t next = sampled.value();
+    sampler.value()->accept(next);
     generated.push_back(next);
     std::printf("%d%s", next, step + 1 == n_new ? "\n" : " ");
     std::fflush(stdout);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -24,6 +25,18 @@ void print_usage() {
       "             [--steps N] [--prefill N] [--threads N]\n"
       "                              prefill and decode against rooflines measured in the same "
       "run\n"
+      "  dsv4 run [--model DIR | --preset demo] [--tokenizer PATH] \"prompt\" [-n N] [--think]\n"
+      "           [--system TEXT] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed "
+      "S]\n"
+      "                              one chat turn, the reply streamed as it is generated\n"
+      "  dsv4 chat [--model DIR | --preset demo] [--think] [--system TEXT] [sampling options]\n"
+      "                              interactive multi-turn chat; the session (KV cache) is kept\n"
+      "                              between turns, so each turn prefills only its new tokens\n"
+      "  dsv4 tokenize --tokenizer PATH --jsonl [--special]\n"
+      "                              JSON strings on stdin, one JSON array of ids per line out\n"
+      "  dsv4 chat-render --tokenizer PATH --jsonl\n"
+      "                              {messages, args, variant} per line in, {rendered, ids} out\n"
+      "  dsv4 chat-parse --jsonl     {completion, thinking_mode} per line in, the message out\n"
       "  dsv4 version                print the library version\n",
       dsv4::kVersionString);
 }
@@ -32,12 +45,16 @@ bool parse_args(int argc, char** argv, dsv4::cli::Args* out) {
   for (int i = 2; i < argc; ++i) {
     std::string key = argv[i];
     if (key == "-n") key = "--n";
-    if (key.rfind("--", 0) != 0) {
-      std::fprintf(stderr, "dsv4: unexpected argument \"%s\"\n", argv[i]);
-      return false;
+    if (key.rfind("--", 0) != 0 || key == "--") {
+      out->positional.push_back(key == "--" && i + 1 < argc ? argv[++i] : argv[i]);
+      continue;
     }
     key = key.substr(2);
-    if (i + 1 < argc &&
+    // Options that take no value, so that `--think "prompt"` leaves the prompt positional.
+    static const char* kFlags[] = {"jsonl", "special", "think", "raw", "text"};
+    const bool is_flag =
+        std::any_of(std::begin(kFlags), std::end(kFlags), [&](const char* f) { return key == f; });
+    if (!is_flag && i + 1 < argc &&
         (std::strncmp(argv[i + 1], "--", 2) != 0 || std::strcmp(argv[i + 1], "--") == 0)) {
       out->options[key] = argv[++i];
     } else {
@@ -62,6 +79,11 @@ int main(int argc, char** argv) {
   if (command == "generate") return dsv4::cli::command_generate(args);
   if (command == "demo") return dsv4::cli::command_demo(args);
   if (command == "bench") return dsv4::cli::command_bench(args);
+  if (command == "tokenize") return dsv4::cli::command_tokenize(args);
+  if (command == "chat-render") return dsv4::cli::command_chat_render(args);
+  if (command == "chat-parse") return dsv4::cli::command_chat_parse(args);
+  if (command == "run") return dsv4::cli::command_run(args);
+  if (command == "chat") return dsv4::cli::command_chat(args);
   if (command == "version") {
     std::printf("%s\n", dsv4::kVersionString);
     return 0;

@@ -34,8 +34,7 @@ ModelConfig v4_common() {
 
 ModelConfig demo_model_config(int64_t n_layers) {
   // V4's structure and constants at scaled-down widths.
-  ModelConfig c = v4_common();
-  c.vocab_size = 4096;
+  ModelConfig c = v4_common();  // the real vocabulary: the real tokenizer's ids all fit
   c.hidden_size = 256;
   c.num_hidden_layers = n_layers;
   c.num_attention_heads = 4;

@@ -1,0 +1,68 @@
+// What `dsv4 run`, `dsv4 chat`, `dsv4 generate` and `dsv4 demo --text` share: the model and
+// tokenizer from the command line, sampler options, a progress bar, and one generated turn.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "cli.hpp"
+#include "dsv4/model/model.hpp"
+#include "dsv4/model/session.hpp"
+#include "dsv4/sampling/sampler.hpp"
+#include "dsv4/text/tokenizer.hpp"
+
+namespace dsv4::cli {
+
+// A bar on stderr, drawn only when stderr is a terminal (scripts and logs stay clean).
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label);
+  void update(double fraction);
+  void finish();
+
+ private:
+  std::string label_;
+  bool enabled_;
+  int drawn_ = -1;
+};
+
+struct TextModel {
+  std::shared_ptr<const Model> model;
+  std::shared_ptr<const text::Tokenizer> tokenizer;
+  std::string description;
+};
+
+// --model DIR (its tokenizer.json, or --tokenizer PATH) or --preset demo (the embedded random
+// model, with --tokenizer PATH or the tokenizer found at build time). Checks that every token id
+// fits the model's vocabulary.
+Result<TextModel> load_text_model(const Args& args);
+// The tokenizer of --tokenizer PATH, else the V4 tokenizer this build was configured with.
+Result<std::shared_ptr<const text::Tokenizer>> load_tokenizer_arg(const Args& args);
+
+// --temperature --top-k --top-p --min-p --repeat-penalty --presence-penalty
+// --frequency-penalty --seed; EOS is always a stop token.
+Result<sampling::SamplerParams> sampler_params_from_args(const Args& args,
+                                                         const text::Tokenizer& tok,
+                                                         float default_temperature);
+
+struct TurnResult {
+  int64_t prefill_tokens = 0;
+  double prefill_seconds = 0;
+  int64_t generated_tokens = 0;
+  double decode_seconds = 0;
+  bool ended_by_stop = false;  // EOS or a stop string, not the token limit
+  std::string text;            // the generated text (without the EOS)
+};
+
+// Appends `prompt` (in chunks, with a progress bar for long ones), then samples up to
+// `max_new` tokens, streaming their text to `out` as it completes. The turn's closing EOS is
+// appended too, so the cache holds the finished turn and the next prompt can follow it.
+Result<TurnResult> generate_turn(Session& session, const text::Tokenizer& tok,
+                                 sampling::Sampler& sampler, std::span<const int32_t> prompt,
+                                 int64_t max_new, std::FILE* out);
+
+void print_turn_stats(const TurnResult& r, std::FILE* to);
+
+}  // namespace dsv4::cli
