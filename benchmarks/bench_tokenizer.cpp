@@ -51,7 +51,8 @@ void bench_encode(benchmark::State& state) {
   size_t tokens = 0;
   for (auto _ : state) {
     tokens = 0;
-    for (const std::string& d : c.docs) tokens += tok->encode(d, {.match_added_tokens = true}).value().size();
+    for (const std::string& d : c.docs)
+      tokens += tok->encode(d, {.match_added_tokens = true}).value().size();
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(c.bytes));
   state.counters["tokens"] = double(tokens);

@@ -48,7 +48,9 @@ Result<TextModel> load_text_model(const Args& args) {
   if (args.has("model")) {
     const std::string dir = args.get("model");
     ProgressBar bar("loading " + dir);
-    bar.update(0.0);
+    options.progress = [&bar](int64_t done, int64_t total) {
+      bar.update(double(done) / double(total));
+    };
     auto model = Model::load(dir, options);
     bar.finish();
     if (!model) return model.status();

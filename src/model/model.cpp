@@ -155,7 +155,7 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& dir,
     auto checkpoint = std::make_shared<const Checkpoint>(std::move(opened.value()));
     throw_if_error(check_checkpoint(*checkpoint, model->config_));
     check_memory(estimate_resident_bytes(*checkpoint, model->config_), options);
-    auto weights = load_weights(checkpoint, model->config_);
+    auto weights = load_weights(checkpoint, model->config_, options.progress);
     throw_if_error(weights.status());
     model->weights_ = std::move(weights.value());
   });

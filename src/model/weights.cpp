@@ -207,7 +207,7 @@ std::vector<std::vector<const TensorSpec*>> rows_by_layer(const std::vector<Tens
 }  // namespace
 
 Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
-                                  const ModelConfig& config) {
+                                  const ModelConfig& config, const LoadProgress& progress) {
   return capture_result([&] {
     if (!checkpoint) fail(StatusCode::kInvalidArgument, "load_weights: checkpoint is null");
     ModelWeights w;
@@ -217,6 +217,7 @@ Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
     const std::vector<TensorSpec> specs = checkpoint_schema(config);
     const auto groups = rows_by_layer(specs, config.num_hidden_layers);
     Status first_error;
+    int64_t done = 0;
     // Layers are independent: view and scan them in parallel.
 #pragma omp parallel for schedule(dynamic)
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -224,7 +225,11 @@ Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
         for (const TensorSpec* spec : groups[g]) load_tensor(r, *spec, config, w);
       });
 #pragma omp critical
-      if (!s && first_error.is_ok()) first_error = s;
+      {
+        if (!s && first_error.is_ok()) first_error = s;
+        ++done;
+        if (progress) (void)capture_status([&] { progress(done, int64_t(groups.size())); });
+      }
     }
     throw_if_error(first_error);
     return w;

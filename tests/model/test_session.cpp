@@ -307,3 +307,21 @@ TEST_CASE("workspace: decode allocates nothing, and the working set does not gro
   // Only the key pointer lists (HCA entries, 1/m of the context) and the block table grow.
   CHECK(high_water[1] < high_water[0] + 16000 / 4 * sizeof(void*));
 }
+
+TEST_CASE("model: load progress reaches every layer group once, in order", "[model]") {
+  std::vector<std::pair<int64_t, int64_t>> calls;
+  dsv4::ModelLoadOptions options;
+  options.progress = [&](int64_t done, int64_t total) { calls.emplace_back(done, total); };
+  auto model = dsv4::Model::load(dsv4::test::golden_dir("tiny-a").string(), options);
+  REQUIRE(model.is_ok());
+  const int64_t groups =
+      model.value()->config().num_hidden_layers + 1;  // + the model-level tensors
+  REQUIRE(calls.size() == size_t(groups));
+  for (size_t i = 0; i < calls.size(); ++i) {
+    CHECK(calls[i].first == int64_t(i) + 1);
+    CHECK(calls[i].second == groups);
+  }
+  // A callback that throws does not break the load.
+  options.progress = [](int64_t, int64_t) { throw std::runtime_error("observer failed"); };
+  CHECK(dsv4::Model::load(dsv4::test::golden_dir("tiny-a").string(), options).is_ok());
+}

@@ -22,6 +22,9 @@ struct ModelLoadOptions {
   // Refuse (kOutOfMemory, with the numbers) a load whose estimated resident size exceeds this;
   // 0 = the memory the machine has available now (MemAvailable).
   size_t memory_limit = 0;
+  // Told (layers read, layers total) while the weights are read and checked (the long part of
+  // loading a big checkpoint); called from loader threads, one call at a time.
+  LoadProgress progress;
 };
 
 // One operator the model graph will call, and the first tensor (or role) that needs it.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -94,8 +95,11 @@ size_t estimate_resident_bytes(const Checkpoint& checkpoint, const ModelConfig& 
 // Views every tensor of the schema in its stored format; the checkpoint must already pass
 // check_checkpoint. Non-finite codes (e4m3 0x7f/0xff, ue8m0 0xff, NaN/Inf in BF16/F32) are
 // rejected (kCorruptFile) with the tensor's name. The weights keep the checkpoint alive.
+// `progress` (optional) is told (groups done, groups total) as each layer's tensors are read;
+// it is called from the loader's threads, one call at a time.
+using LoadProgress = std::function<void(int64_t done, int64_t total)>;
 Result<ModelWeights> load_weights(std::shared_ptr<const Checkpoint> checkpoint,
-                                  const ModelConfig& config);
+                                  const ModelConfig& config, const LoadProgress& progress = {});
 
 // Seeded random weights of the right shapes and sensible scales (for demos and tests that need a
 // model of a shape no checkpoint has). Same seed, same weights. Throws std::bad_alloc when memory
