@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 #include <cstddef>
 
+#include <unistd.h>
+
 #include "dsv4.h"
 
 static_assert(offsetof(dsv4_model_params, struct_size) == 0);
@@ -58,4 +60,51 @@ static_assert(DSV4_OK == 0 && DSV4_ERR_INVALID_ARGUMENT == 1 && DSV4_ERR_IO == 2
 TEST_CASE("abi: the library's version equals the header's", "[abi]") {
   CHECK(dsv4_version_number() == DSV4_VERSION_NUMBER);
   CHECK(dsv4_model_default_params().struct_size == sizeof(dsv4_model_params));
+}
+
+#include <filesystem>
+#include <fstream>
+
+namespace {
+// A copy of tiny-a with tokenizer files beside the weights (links, not copies, for the weights).
+std::filesystem::path model_dir_with_tokenizer(const char* tokenizer_json_or_null) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("dsv4_abi_tok_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& entry : fs::directory_iterator(fs::path(DSV4_GOLDEN_DIR) / "tiny-a"))
+    fs::create_symlink(entry.path(), dir / entry.path().filename());
+  if (tokenizer_json_or_null) {
+    std::ofstream(dir / "tokenizer.json") << tokenizer_json_or_null;
+  } else {
+    fs::create_symlink(fs::path(DSV4_TOKENIZER_DIR) / "tokenizer.json", dir / "tokenizer.json");
+    fs::create_symlink(fs::path(DSV4_TOKENIZER_DIR) / "tokenizer_config.json", dir / "tokenizer_config.json");
+  }
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("abi: a model directory's tokenizer comes with the model", "[abi]") {
+  const auto dir = model_dir_with_tokenizer(nullptr);
+  dsv4_model* model = nullptr;
+  REQUIRE(dsv4_model_load(dir.c_str(), nullptr, &model) == DSV4_OK);
+  dsv4_tokenizer* tok = nullptr;
+  REQUIRE(dsv4_model_tokenizer(model, &tok) == DSV4_OK);
+  dsv4_model_free(model);  // the tokenizer handle keeps what it needs
+  int32_t n_vocab = 0, eos = 0;
+  CHECK(dsv4_tokenizer_n_vocab(tok, &n_vocab) == DSV4_OK);
+  CHECK(n_vocab == 129280);
+  CHECK(dsv4_tokenizer_eos(tok, &eos) == DSV4_OK);
+  CHECK(eos == 1);
+  dsv4_tokenizer_free(tok);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("abi: a broken tokenizer.json fails the model load with CORRUPT_FILE", "[abi]") {
+  const auto dir = model_dir_with_tokenizer("{\"model\": {\"type\": \"BPE\", \"vocab\": ");
+  dsv4_model* model = reinterpret_cast<dsv4_model*>(1);
+  CHECK(dsv4_model_load(dir.c_str(), nullptr, &model) == DSV4_ERR_CORRUPT_FILE);
+  CHECK(model == nullptr);
+  CHECK(std::string(dsv4_last_error()).find("tokenizer") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
