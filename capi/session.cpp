@@ -63,9 +63,14 @@ DSV4_API dsv4_status dsv4_session_create(dsv4_model* model, const dsv4_session_p
   require(p.max_positions >= 0, "dsv4_session_create: max_positions must be >= 0");
   require(p.max_chunk >= 0, "dsv4_session_create: max_chunk must be >= 0");
   require(p.n_threads >= 0, "dsv4_session_create: n_threads must be >= 0");
+  if (p.kv_format != DSV4_KV_F32 && p.kv_format != DSV4_KV_BF16 && p.kv_format != DSV4_KV_PACKED)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument, "dsv4_session_create: unknown kv_format " +
+                                                       std::to_string(p.kv_format) +
+                                                       " (expected DSV4_KV_F32, _BF16 or _PACKED)");
   dsv4::SessionOptions options;
   options.n_threads = p.n_threads;
   options.max_positions = p.max_positions;
+  options.kv_format = dsv4::KvFormat(p.kv_format);
   if (p.max_chunk > 0) options.max_chunk = p.max_chunk;
   auto session = dsv4::Session::create(model->model, options);
   if (!session) return dsv4::capi::report(session.status());

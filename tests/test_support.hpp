@@ -12,6 +12,7 @@
 
 #include "dsv4/core/dtype.hpp"
 #include "dsv4/core/tensor_view.hpp"
+#include "dsv4/formats/safetensors.hpp"
 
 namespace dsv4::test {
 
@@ -94,6 +95,36 @@ inline void write_text(const std::filesystem::path& path, const std::string& tex
 inline std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A golden run: ids, then logits of the prefill and of the teacher-forced decode.
+struct Golden {
+  std::vector<int32_t> input_ids;
+  std::vector<float> prefill_logits, decode_logits, hidden_states, final_hidden;
+  int64_t prompt_len = 0;
+};
+
+inline std::vector<float> read_f32(const dsv4::Checkpoint& file, const std::string& name) {
+  const auto entry = file.find(name);
+  if (!entry.info) return {};
+  const auto view = file.view(entry);
+  std::vector<float> out(size_t(view.numel()));
+  dsv4::decode_to_float(view, out);
+  return out;
+}
+
+inline Golden load_golden(const std::string& name) {
+  auto file =
+      dsv4::Checkpoint::open((dsv4::test::golden_dir(name) / "golden.safetensors").string());
+  if (!file.is_ok()) throw std::runtime_error("cannot open golden " + name);
+  Golden g;
+  for (float id : read_f32(file.value(), "input_ids")) g.input_ids.push_back(int32_t(id));
+  g.prefill_logits = read_f32(file.value(), "prefill_logits");
+  g.decode_logits = read_f32(file.value(), "decode_logits");
+  g.hidden_states = read_f32(file.value(), "hidden_states");
+  g.final_hidden = read_f32(file.value(), "final_hidden");
+  g.prompt_len = int64_t(g.prefill_logits.size() / 256);
+  return g;
 }
 
 }  // namespace dsv4::test

@@ -148,7 +148,21 @@ typedef struct dsv4_session_params {
   int64_t max_chunk;     /* tokens per internal forward step (bounds activation memory); 0 = 1024 */
   /* v2 (0.2): worker threads for this session's appends; 0 = the model's n_threads. */
   int32_t n_threads;
+  /* Padding of the v2 struct, named so that kv_format starts past the v2 size (a v2 caller's
+   * uninitialised padding is never read as a format). Ignored. */
+  int32_t reserved0;
+  /* v3 (0.3): how the KV cache stores entries, DSV4_KV_*; 0 = DSV4_KV_F32. */
+  int32_t kv_format;
 } dsv4_session_params;
+
+/* KV-cache storage formats (dsv4_session_params.kv_format). */
+#define DSV4_KV_F32 0  /* fp32 entries: the exact numerics (default) */
+#define DSV4_KV_BF16 1 /* bf16 entries: half the bytes */
+#define DSV4_KV_PACKED                                                        \
+  2 /* the official layout: window and compressed entries as e4m3 nope values \
+       with a power-of-two scale per 64 plus bf16 rope values (584 bytes for  \
+       V4's 512 dims), indexer keys Hadamard-rotated as e2m1 with a scale per \
+       32 (68 bytes for 128 dims) */
 
 DSV4_API dsv4_session_params dsv4_session_default_params(void);
 

@@ -71,14 +71,35 @@ struct AttentionKernel {
     }
   }
 
+  // The block's keys as fp32: the caller's pointers, or cache entries decoded into `tile` (one
+  // block of kBlock entries at a time, so the cache itself is never expanded).
+  static const float* const* block_keys(const AttentionArgs& a, int64_t b0, int64_t nb,
+                                        std::vector<float>& tile, const float** ptrs) {
+    if (!a.key_entries) return a.keys + b0;
+    const int64_t d = a.head_dim;
+    if (a.key_codec.format == CacheFormat::kF32) {
+      for (int64_t j = 0; j < nb; ++j)
+        ptrs[j] = reinterpret_cast<const float*>(a.key_entries[b0 + j]);
+      return ptrs;
+    }
+    tile.resize(size_t(kBlock * d));
+    for (int64_t j = 0; j < nb; ++j) {
+      a.key_codec.decode(a.key_entries[b0 + j], tile.data() + j * d);
+      ptrs[j] = tile.data() + j * d;
+    }
+    return ptrs;
+  }
+
   static void run_range(const AttentionArgs& a, int64_t j0, int64_t j1, Partial& part) {
     const int64_t H = a.n_heads, d = a.head_dim;
     const float scale = 1.0f / std::sqrt(float(d));
     part.reset(H, d);
     float s[kBlock];
+    thread_local std::vector<float> tile;
+    const float* ptrs[kBlock];
     for (int64_t b0 = j0; b0 < j1; b0 += kBlock) {
       const int64_t nb = std::min(kBlock, j1 - b0);
-      const float* const* keys = a.keys + b0;
+      const float* const* keys = block_keys(a, b0, nb, tile, ptrs);
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = a.q + h * d;
         float block_max = -std::numeric_limits<float>::infinity();

@@ -87,13 +87,15 @@ class CpuBackend final : public Backend {
 
   Status attention(const AttentionArgs& a) noexcept override {
     if (a.n_heads <= 0 || a.head_dim <= 0 || a.n_keys < 0 || !a.q || !a.out || !a.sinks ||
-        (a.n_keys > 0 && !a.keys))
+        (a.n_keys > 0 && !a.keys && !a.key_entries) ||
+        (a.key_entries && a.key_codec.dim != a.head_dim))
       return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent attention arguments");
     return guarded([&] { kernels().attention(a); });
   }
   Status indexer_topk(const IndexerTopkArgs& a) noexcept override {
     if (a.n_queries < 0 || a.n_heads <= 0 || a.head_dim <= 0 || a.top_k <= 0 ||
-        a.block_entries <= 0 || !a.n_visible || !a.selected || !a.n_selected)
+        a.block_entries <= 0 || !a.n_visible || !a.selected || !a.n_selected ||
+        (a.key_block_entries && a.key_codec.dim != a.head_dim))
       return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent indexer arguments");
     return guarded([&] { cpu::indexer_topk(a); });
   }

@@ -54,7 +54,7 @@ class RunningTopk {
 };
 
 struct Worker {
-  std::vector<float> dots, scores;
+  std::vector<float> dots, scores, keys;  // keys: a block decoded from its stored format
   std::vector<RunningTopk> topk;
 };
 
@@ -67,7 +67,19 @@ void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, in
   GemmArgs g;
   g.m = nq * nh, g.n = nb, g.k = c;
   g.a = a.q + q0 * nh * c, g.lda = c;
-  g.w = f32_weights(a.key_blocks[b], nb, c);
+  const float* keys = a.key_blocks ? a.key_blocks[b] : nullptr;
+  if (a.key_block_entries) {
+    if (a.key_codec.format == CacheFormat::kF32) {
+      keys = reinterpret_cast<const float*>(a.key_block_entries[b]);
+    } else {
+      const size_t entry_bytes = a.key_codec.bytes();
+      w.keys.resize(size_t(nb * c));
+      for (int64_t j = 0; j < nb; ++j)
+        a.key_codec.decode(a.key_block_entries[b] + size_t(j) * entry_bytes, w.keys.data() + j * c);
+      keys = w.keys.data();
+    }
+  }
+  g.w = f32_weights(keys, nb, c);
   g.c = w.dots.data(), g.ldc = nb;
   kernels().gemm(g);
   const float inv_sqrt_dim = 1.0f / std::sqrt(float(c));

@@ -103,12 +103,17 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
 
   for (int64_t t = 0; t < n_tokens; ++t)
     sel.n_visible[size_t(t)] = ops::compressed_visible_count(start + t, m);
+  // Keys stored rotated (packed FP4): rotate the queries alike, so q·k is what it was.
+  if (keys.codec().rotate)
+    for (int64_t r = 0; r < n_tokens * nh; ++r)
+      quant::hadamard_rotate(q.data() + r * dim, dim, q.data() + r * dim);
   // The block table: one pointer per 64 keys (1/256 of the keys' own bytes).
-  const auto blocks = scope.take<const float*>(size_t(keys.n_blocks()));
+  const auto blocks = scope.take<const uint8_t*>(size_t(keys.n_blocks()));
   for (int64_t b = 0; b < keys.n_blocks(); ++b) blocks[size_t(b)] = keys.block(b);
   IndexerTopkArgs a;
   a.q = q.data(), a.weights = u.data(), a.n_queries = n_tokens, a.n_heads = nh, a.head_dim = dim;
-  a.top_k = k, a.key_blocks = blocks.data(), a.block_entries = EntryStore::kBlockEntries;
+  a.top_k = k, a.key_block_entries = blocks.data(), a.key_codec = keys.codec();
+  a.block_entries = EntryStore::kBlockEntries;
   a.n_visible = sel.n_visible.data(), a.selected = sel.ids.data();
   a.n_selected = sel.n_selected.data();
   throw_if_error(backend.indexer_topk(a));
@@ -162,18 +167,26 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
                                : compressed_layer ? ops::compressed_visible_count(last, m)
                                                   : 0);
   const int n_lists = n_tokens > 1 ? omp_get_max_threads() : 1;
-  const auto key_lists = scope.take<const float*>(size_t(n_lists * max_keys));
+  const auto key_lists = scope.take<const uint8_t*>(size_t(n_lists * max_keys));
+  // The chunk's own keys in the cache's format, so a key reads the same whether it comes from
+  // this chunk or from the cache (prefill, chunked prefill and decode agree).
+  const EntryCodec& codec = cache.window.codec();
+  const size_t entry_bytes = codec.bytes();
+  const auto chunk_entries = scope.take<uint8_t>(size_t(n_tokens) * entry_bytes);
+  for (int64_t t = 0; t < n_tokens; ++t)
+    codec.encode(kv.data() + t * d, chunk_entries.data() + size_t(t) * entry_bytes);
   Status failed;
   // One query position per task; each attention call reads its keys once for all heads.
 #pragma omp parallel num_threads(n_lists) if (n_lists > 1)
   {
-    const float** keys = key_lists.data() + omp_get_thread_num() * max_keys;
+    const uint8_t** keys = key_lists.data() + omp_get_thread_num() * max_keys;
 #pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t pos = start + t;
       int64_t n_keys = 0;
       for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
-        keys[n_keys++] = s >= start ? kv.data() + (s - start) * d : cache.window.entry(s);
+        keys[n_keys++] = s >= start ? chunk_entries.data() + size_t(s - start) * entry_bytes
+                                    : cache.window.entry(s);
       if (csa) {
         const int32_t* ids = sel.ids.data() + t * c.index_topk;
         for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)
@@ -184,7 +197,7 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
       }
       AttentionArgs a;
       a.q = q.data() + t * H * d, a.n_heads = H, a.head_dim = d;
-      a.keys = keys, a.n_keys = n_keys;
+      a.key_entries = keys, a.key_codec = codec, a.n_keys = n_keys;
       a.sinks = L.attn_sink.data(), a.out = o.data() + t * H * d;
       Status s = backend.attention(a);
       if (!s) {

@@ -22,29 +22,65 @@ std::string_view cache_kind_name(CacheKind kind) noexcept {
   return "?";
 }
 
-size_t cache_format_entry_bytes(CacheFormat format, int64_t entry_dim) noexcept {
+std::string_view kv_format_name(KvFormat format) noexcept {
   switch (format) {
-    case CacheFormat::kF32:
-      return size_t(entry_dim) * sizeof(float);
+    case KvFormat::kF32:
+      return "f32";
+    case KvFormat::kBF16:
+      return "bf16";
+    case KvFormat::kPacked:
+      return "packed";
   }
-  return 0;
+  return "?";
 }
 
-EntryStore::EntryStore(CacheFormat format, int64_t entry_dim, int64_t ring_capacity)
-    : format_(format), entry_dim_(entry_dim), ring_capacity_(ring_capacity) {}
+bool parse_kv_format(std::string_view name, KvFormat* out) noexcept {
+  for (KvFormat f : {KvFormat::kF32, KvFormat::kBF16, KvFormat::kPacked})
+    if (name == kv_format_name(f)) {
+      *out = f;
+      return true;
+    }
+  return false;
+}
 
-float* EntryStore::slot(int64_t slot_index) const {
+EntryCodec main_entry_codec(const ModelConfig& c, KvFormat format) noexcept {
+  EntryCodec codec;
+  codec.dim = c.head_dim;
+  codec.rope_dim = c.qk_rope_head_dim;
+  codec.format = format == KvFormat::kPacked ? CacheFormat::kFp8Rope
+                 : format == KvFormat::kBF16 ? CacheFormat::kBF16
+                                             : CacheFormat::kF32;
+  return codec;
+}
+
+EntryCodec indexer_entry_codec(const ModelConfig& c, KvFormat format) noexcept {
+  EntryCodec codec;
+  codec.dim = c.index_head_dim;
+  codec.format = format == KvFormat::kPacked ? CacheFormat::kFp4
+                 : format == KvFormat::kBF16 ? CacheFormat::kBF16
+                                             : CacheFormat::kF32;
+  // FP4 keys are stored rotated, as the official code does: the rotation spreads outliers over
+  // the block so the 1-bit mantissa loses less. Scores are unchanged when c is a power of two
+  // (the rotation is then orthonormal and queries are rotated alike).
+  codec.rotate = codec.format == CacheFormat::kFp4;
+  return codec;
+}
+
+EntryStore::EntryStore(EntryCodec codec, int64_t ring_capacity)
+    : codec_(codec), entry_bytes_(codec.bytes()), ring_capacity_(ring_capacity) {}
+
+uint8_t* EntryStore::slot(int64_t slot_index) const {
   return blocks_[size_t(slot_index / kBlockEntries)].get() +
-         (slot_index % kBlockEntries) * entry_dim_;
+         size_t(slot_index % kBlockEntries) * entry_bytes_;
 }
 
 namespace {
 thread_local int64_t allocation_failure_countdown = -1;
 
-std::unique_ptr<float[]> allocate_block(int64_t floats) {
+std::unique_ptr<uint8_t[]> allocate_block(size_t bytes) {
   if (allocation_failure_countdown >= 0 && allocation_failure_countdown-- == 0)
     throw std::bad_alloc();
-  return std::unique_ptr<float[]>(new float[size_t(floats)]);
+  return std::unique_ptr<uint8_t[]>(new uint8_t[bytes]);
 }
 }  // namespace
 
@@ -55,15 +91,15 @@ void set_cache_allocation_failure_countdown(int64_t n) noexcept {
 int64_t EntryStore::append(const float* values) {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
   const size_t block = size_t(slot_index / kBlockEntries);
-  while (block >= blocks_.size()) blocks_.push_back(allocate_block(kBlockEntries * entry_dim_));
+  while (block >= blocks_.size()) blocks_.push_back(allocate_block(kBlockEntries * entry_bytes_));
   // A ring slot about to lose an entry from before the transaction: keep its value.
   if (in_transaction_ && ring_capacity_ > 0 && size_ >= ring_capacity_ &&
       size_ - ring_capacity_ < begin_size_) {
     journal_slots_.push_back(slot_index);
-    const float* old = slot(slot_index);
-    journal_values_.insert(journal_values_.end(), old, old + entry_dim_);
+    const uint8_t* old = slot(slot_index);
+    journal_values_.insert(journal_values_.end(), old, old + entry_bytes_);
   }
-  std::memcpy(slot(slot_index), values, size_t(entry_dim_) * sizeof(float));
+  codec_.encode(values, slot(slot_index));
   return size_++;
 }
 
@@ -81,7 +117,7 @@ void EntryStore::begin() {
   // Reserve the worst case once so journalling never allocates mid-append.
   if (ring_capacity_ > 0) {
     journal_slots_.reserve(size_t(ring_capacity_));
-    journal_values_.reserve(size_t(ring_capacity_ * entry_dim_));
+    journal_values_.reserve(size_t(ring_capacity_) * entry_bytes_);
   }
 }
 
@@ -94,8 +130,7 @@ void EntryStore::commit() noexcept {
 void EntryStore::rollback() noexcept {
   if (!in_transaction_) return;
   for (size_t i = 0; i < journal_slots_.size(); ++i)
-    std::memcpy(slot(journal_slots_[i]), journal_values_.data() + i * size_t(entry_dim_),
-                size_t(entry_dim_) * sizeof(float));
+    std::memcpy(slot(journal_slots_[i]), journal_values_.data() + i * entry_bytes_, entry_bytes_);
   size_ = begin_size_;
   // Blocks allocated by the failed transaction go; a ring keeps the blocks it had.
   const int64_t resident_slots = ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
@@ -103,7 +138,7 @@ void EntryStore::rollback() noexcept {
   commit();
 }
 
-const float* EntryStore::entry(int64_t i) const {
+const uint8_t* EntryStore::entry(int64_t i) const {
   return slot(ring_capacity_ > 0 ? i % ring_capacity_ : i);
 }
 
@@ -111,12 +146,10 @@ int64_t EntryStore::resident() const noexcept {
   return ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
 }
 
-size_t EntryStore::bytes_used() const noexcept {
-  return size_t(resident()) * cache_format_entry_bytes(format_, entry_dim_);
-}
+size_t EntryStore::bytes_used() const noexcept { return size_t(resident()) * entry_bytes_; }
 
 size_t EntryStore::bytes_reserved() const noexcept {
-  return blocks_.size() * size_t(kBlockEntries) * cache_format_entry_bytes(format_, entry_dim_);
+  return blocks_.size() * size_t(kBlockEntries) * entry_bytes_;
 }
 
 void EntryStore::clear() {
@@ -208,17 +241,18 @@ size_t CacheMemory::total_reserved() const {
   return total;
 }
 
-KvCache::KvCache(const ModelConfig& c) {
+KvCache::KvCache(const ModelConfig& c, KvFormat format) : format_(format) {
+  const EntryCodec main = main_entry_codec(c, format), indexer = indexer_entry_codec(c, format);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     LayerCache lc;
-    lc.window = EntryStore(CacheFormat::kF32, c.head_dim, c.sliding_window);
+    lc.window = EntryStore(main, c.sliding_window);
     const int64_t m = c.compress_ratio(l);
     if (m > 0) {
       const bool csa = m == kCsaCompressRatio;
-      lc.compressed = EntryStore(CacheFormat::kF32, c.head_dim);
+      lc.compressed = EntryStore(main);
       lc.compressor = CompressorState(m, csa ? 2 * c.head_dim : c.head_dim, csa);
       if (csa) {
-        lc.indexer = EntryStore(CacheFormat::kF32, c.index_head_dim);
+        lc.indexer = EntryStore(indexer);
         lc.indexer_compressor = CompressorState(m, 2 * c.index_head_dim, true);
       }
     }

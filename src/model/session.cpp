@@ -69,7 +69,7 @@ class ThreadCountScope {
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options)
-    : model_(std::move(model)), options_(options), cache_(model_->config()) {
+    : model_(std::move(model)), options_(options), cache_(model_->config(), options.kv_format) {
   // Sized for a decode step at creation: decoding allocates nothing afterwards.
   workspace_.reserve(workspace_bytes(model_->config(), 1));
 }

@@ -1,8 +1,8 @@
 // ABI freeze: struct layouts and enum values of the released v1 C API never change.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstddef>
-
-#include <unistd.h>
 
 #include "dsv4.h"
 
@@ -15,7 +15,9 @@ static_assert(offsetof(dsv4_session_params, struct_size) == 0);
 static_assert(offsetof(dsv4_session_params, max_positions) == 8);
 static_assert(offsetof(dsv4_session_params, max_chunk) == 16);
 static_assert(offsetof(dsv4_session_params, n_threads) == 24);  // v2
-static_assert(sizeof(dsv4_session_params) == 32);
+static_assert(offsetof(dsv4_session_params, kv_format) == 32);  // v3
+static_assert(sizeof(dsv4_session_params) == 40);
+static_assert(DSV4_KV_F32 == 0 && DSV4_KV_BF16 == 1 && DSV4_KV_PACKED == 2);
 static_assert(offsetof(dsv4_append_params, struct_size) == 0);
 static_assert(offsetof(dsv4_append_params, output) == 8);
 static_assert(offsetof(dsv4_append_params, abort_cb) == 16);
@@ -78,7 +80,8 @@ std::filesystem::path model_dir_with_tokenizer(const char* tokenizer_json_or_nul
     std::ofstream(dir / "tokenizer.json") << tokenizer_json_or_null;
   } else {
     fs::create_symlink(fs::path(DSV4_TOKENIZER_DIR) / "tokenizer.json", dir / "tokenizer.json");
-    fs::create_symlink(fs::path(DSV4_TOKENIZER_DIR) / "tokenizer_config.json", dir / "tokenizer_config.json");
+    fs::create_symlink(fs::path(DSV4_TOKENIZER_DIR) / "tokenizer_config.json",
+                       dir / "tokenizer_config.json");
   }
   return dir;
 }

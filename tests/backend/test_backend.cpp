@@ -303,3 +303,93 @@ TEST_CASE("cpu indexer top-k: streaming selection equals scoring everything and 
     }
   }
 }
+
+TEST_CASE("cpu attention: cache entries in every format are read directly at every ISA level",
+          "[backend][attention][kv]") {
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(6);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const Isa best = dsv4::cpu::detect_isa();
+  const int64_t H = 4, d = 96, rope = 16, n_keys = 150;
+  for (auto format :
+       {dsv4::CacheFormat::kF32, dsv4::CacheFormat::kBF16, dsv4::CacheFormat::kFp8Rope}) {
+    const dsv4::EntryCodec codec{format, d, rope};
+    std::vector<float> q(static_cast<size_t>(H * d)), sinks(static_cast<size_t>(H)),
+        values(static_cast<size_t>(n_keys * d));
+    for (auto& x : q) x = dist(rng);
+    for (auto& x : sinks) x = dist(rng);
+    for (auto& x : values) x = dist(rng);
+    std::vector<uint8_t> stored(size_t(n_keys) * codec.bytes());
+    std::vector<float> decoded(values.size());
+    std::vector<const uint8_t*> entries;
+    std::vector<const float*> plain;
+    for (int64_t j = 0; j < n_keys; ++j) {
+      codec.encode(values.data() + j * d, stored.data() + size_t(j) * codec.bytes());
+      codec.decode(stored.data() + size_t(j) * codec.bytes(), decoded.data() + j * d);
+      entries.push_back(stored.data() + size_t(j) * codec.bytes());
+      plain.push_back(decoded.data() + j * d);
+    }
+    // Reference: the plain operator over the decoded values.
+    dsv4::AttentionArgs a;
+    a.q = q.data(), a.n_heads = H, a.head_dim = d, a.keys = plain.data(), a.n_keys = n_keys;
+    a.sinks = sinks.data();
+    std::vector<float> ref(size_t(H * d)), out(size_t(H * d));
+    a.out = ref.data();
+    dsv4::cpu::attention_reference(a);
+    a.keys = nullptr, a.key_entries = entries.data(), a.key_codec = codec;
+    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+      if (isa > best) continue;
+      a.out = out.data();
+      dsv4::cpu::kernels_for(isa).attention(a);
+      for (size_t i = 0; i < out.size(); ++i) {
+        INFO("isa " << dsv4::cpu::isa_name(isa) << " format " << int(format));
+        REQUIRE(std::isfinite(out[i]));
+        REQUIRE(std::abs(out[i] - ref[i]) <= 2e-5f * (1.0f + std::abs(ref[i])));
+      }
+    }
+  }
+}
+
+TEST_CASE("cpu indexer top-k: packed FP4 keys with rotated queries select as the decoded keys do",
+          "[backend][indexer][kv]") {
+  auto cpu = dsv4::create_backend("cpu").value();
+  std::mt19937 rng(10);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const int64_t nh = 4, c = 64, block = 64, n_entries = 300, top_k = 20, nq = 3;
+  const dsv4::EntryCodec codec{dsv4::CacheFormat::kFp4, c, 0, true};
+  std::vector<std::vector<uint8_t>> blocks;
+  std::vector<std::vector<float>> decoded;
+  for (int64_t b = 0; b * block < n_entries; ++b) {
+    blocks.emplace_back(size_t(block) * codec.bytes());
+    decoded.emplace_back(size_t(block * c));
+    std::vector<float> key(static_cast<size_t>(c));
+    for (int64_t j = 0; j < block; ++j) {
+      for (auto& x : key) x = dist(rng);
+      codec.encode(key.data(), blocks.back().data() + size_t(j) * codec.bytes());
+      codec.decode(blocks.back().data() + size_t(j) * codec.bytes(), decoded.back().data() + j * c);
+    }
+  }
+  std::vector<const uint8_t*> entry_table;
+  std::vector<const float*> float_table;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    entry_table.push_back(blocks[b].data());
+    float_table.push_back(decoded[b].data());
+  }
+  std::vector<float> q(static_cast<size_t>(nq * nh * c)), u(static_cast<size_t>(nq * nh));
+  for (auto& x : q) x = dist(rng);
+  for (auto& x : u) x = dist(rng);
+  std::vector<int64_t> visible(static_cast<size_t>(nq), n_entries), n_a(static_cast<size_t>(nq)),
+      n_b(static_cast<size_t>(nq));
+  std::vector<int32_t> sel_a(size_t(nq * top_k)), sel_b(size_t(nq * top_k));
+  dsv4::IndexerTopkArgs a;
+  a.q = q.data(), a.weights = u.data(), a.n_queries = nq, a.n_heads = nh, a.head_dim = c;
+  a.top_k = top_k, a.block_entries = block, a.n_visible = visible.data();
+  a.key_block_entries = entry_table.data(), a.key_codec = codec;
+  a.selected = sel_a.data(), a.n_selected = n_a.data();
+  REQUIRE(cpu->indexer_topk(a).is_ok());
+  a.key_block_entries = nullptr, a.key_blocks = float_table.data();
+  a.selected = sel_b.data(), a.n_selected = n_b.data();
+  REQUIRE(cpu->indexer_topk(a).is_ok());
+  CHECK(sel_a == sel_b);
+  CHECK(n_a == n_b);
+}

@@ -8,34 +8,8 @@
 
 namespace {
 
-struct Golden {
-  std::vector<int32_t> input_ids;
-  std::vector<float> prefill_logits, decode_logits, hidden_states, final_hidden;
-  int64_t prompt_len = 0;
-};
-
-std::vector<float> read_f32(const dsv4::Checkpoint& file, const std::string& name) {
-  const auto entry = file.find(name);
-  if (!entry.info) return {};
-  const auto view = file.view(entry);
-  std::vector<float> out(size_t(view.numel()));
-  dsv4::decode_to_float(view, out);
-  return out;
-}
-
-Golden load_golden(const std::string& name) {
-  auto file =
-      dsv4::Checkpoint::open((dsv4::test::golden_dir(name) / "golden.safetensors").string());
-  REQUIRE(file.is_ok());
-  Golden g;
-  for (float id : read_f32(file.value(), "input_ids")) g.input_ids.push_back(int32_t(id));
-  g.prefill_logits = read_f32(file.value(), "prefill_logits");
-  g.decode_logits = read_f32(file.value(), "decode_logits");
-  g.hidden_states = read_f32(file.value(), "hidden_states");
-  g.final_hidden = read_f32(file.value(), "final_hidden");
-  g.prompt_len = int64_t(g.prefill_logits.size() / 256);
-  return g;
-}
+using dsv4::test::Golden;
+using dsv4::test::load_golden;
 
 // Largest |a − b|; a NaN or infinity on either side counts as an infinite difference, so it can
 // never pass a bound.

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "dsv4/core/format_traits.hpp"
+#include "dsv4/core/kv_codec.hpp"
 #include "dsv4/core/status.hpp"
 #include "dsv4/core/weight_view.hpp"
 
@@ -110,6 +111,10 @@ struct AttentionArgs {
   const float* q = nullptr;  // [H, d]
   int64_t n_heads = 0, head_dim = 0;
   const float* const* keys = nullptr;  // n_keys pointers to [d] entries (key = value)
+  // Or: n_keys entries as stored in a cache (key_codec's format: f32, bf16, FP8 nope + bf16
+  // rope), read directly by the kernel. Used when not null.
+  const uint8_t* const* key_entries = nullptr;
+  EntryCodec key_codec;
   int64_t n_keys = 0;
   const float* sinks = nullptr;  // [H]
   float* out = nullptr;          // [H, d]
@@ -123,6 +128,10 @@ struct IndexerTopkArgs {
   const float* weights = nullptr;  // [nq, H_I] (u, already divided by sqrt(H_I))
   int64_t n_queries = 0, n_heads = 0, head_dim = 0, top_k = 0;
   const float* const* key_blocks = nullptr;  // blocks of block_entries consecutive [c] keys
+  // Or: blocks of block_entries consecutive entries in key_codec's format (used when not null).
+  // With a rotating codec the queries must already be rotated alike.
+  const uint8_t* const* key_block_entries = nullptr;
+  EntryCodec key_codec;
   int64_t block_entries = 0;
   const int64_t* n_visible = nullptr;  // [nq]
   int32_t* selected = nullptr;         // [nq, top_k]: min(n_visible, top_k) ids, ascending

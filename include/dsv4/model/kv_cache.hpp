@@ -6,8 +6,9 @@
 //   state        the compressor's incomplete window (+ CSA's previous A halves)
 //
 // Entries live in fixed-size blocks (kBlockEntries each) allocated on demand, each kind with its
-// own storage format, so lower-precision formats, per-block accounting and spilling blocks to disk
-// fit without changing callers. Today every kind stores fp32 (CacheFormat::kF32).
+// own storage format (core/kv_codec.hpp), chosen per session by KvFormat: f32, bf16, or packed
+// (e4m3 nope + bf16 rope for window and compressed entries, Hadamard-rotated e2m1 for indexer
+// keys, as the official inference code quantises them). Readers get the stored bytes and the codec.
 #pragma once
 
 #include <array>
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dsv4/core/kv_codec.hpp"
 #include "dsv4/formats/model_config.hpp"
 
 namespace dsv4 {
@@ -24,10 +26,14 @@ enum class CacheKind : uint8_t { kWindow, kCompressed, kIndexer, kCompressorStat
 inline constexpr int kNumCacheKinds = 4;
 std::string_view cache_kind_name(CacheKind kind) noexcept;
 
-// Storage format of one kind's entries. New formats (FP8 nope + BF16 rope, FP4 e2m1 indexer keys)
-// are appended here and implemented in EntryStore's encode/decode.
-enum class CacheFormat : uint8_t { kF32 };
-size_t cache_format_entry_bytes(CacheFormat format, int64_t entry_dim) noexcept;
+// The storage chosen for a session's cache (values pinned: the C ABI's DSV4_KV_*).
+enum class KvFormat : int32_t { kF32 = 0, kBF16 = 1, kPacked = 2 };
+std::string_view kv_format_name(KvFormat format) noexcept;
+bool parse_kv_format(std::string_view name, KvFormat* out) noexcept;
+// The codec of each kind of entry for a format: window and compressed entries (head_dim, the
+// last qk_rope_head_dim being rope) and indexer keys (index_head_dim).
+EntryCodec main_entry_codec(const ModelConfig& config, KvFormat format) noexcept;
+EntryCodec indexer_entry_codec(const ModelConfig& config, KvFormat format) noexcept;
 
 // Fixed-size entries in blocks. In ring mode (ring_capacity > 0) logical entry i lives in slot
 // i mod ring_capacity and only the last ring_capacity entries are resident.
@@ -36,16 +42,18 @@ class EntryStore {
   static constexpr int64_t kBlockEntries = 64;
 
   EntryStore() = default;
-  EntryStore(CacheFormat format, int64_t entry_dim, int64_t ring_capacity = 0);
+  EntryStore(EntryCodec codec, int64_t ring_capacity = 0);
 
-  // Appends one entry (entry_dim fp32 values); returns its logical index.
+  // Appends one entry (entry_dim fp32 values, encoded in the store's format); returns its
+  // logical index.
   int64_t append(const float* values);
-  // The fp32 values of logical entry i (must be resident). Pointers stay valid as the store grows.
-  // In a non-ring store the entries of one block (i / kBlockEntries) are contiguous, so a block can
-  // be handed to a GEMM as one [kBlockEntries, entry_dim] matrix.
-  const float* entry(int64_t i) const;
+  // The stored bytes of logical entry i (must be resident); codec() reads them. Pointers stay
+  // valid as the store grows. In a non-ring store the entries of one block (i / kBlockEntries)
+  // are contiguous, so a block can be handed to a kernel as one [kBlockEntries] array of entries.
+  const uint8_t* entry(int64_t i) const;
   // Block b of a non-ring store: entries [b·kBlockEntries, (b+1)·kBlockEntries), contiguous.
-  const float* block(int64_t b) const { return blocks_[size_t(b)].get(); }
+  const uint8_t* block(int64_t b) const { return blocks_[size_t(b)].get(); }
+  const EntryCodec& codec() const noexcept { return codec_; }
   int64_t n_blocks() const noexcept { return int64_t(blocks_.size()); }
   // Ring stores only: advances the logical count by n without writing (the skipped entries are
   // never read once W more are appended). Used by synthetic cache fills.
@@ -53,8 +61,8 @@ class EntryStore {
 
   int64_t size() const noexcept { return size_; }  // entries ever appended
   int64_t resident() const noexcept;               // entries held now
-  int64_t entry_dim() const noexcept { return entry_dim_; }
-  CacheFormat format() const noexcept { return format_; }
+  int64_t entry_dim() const noexcept { return codec_.dim; }
+  CacheFormat format() const noexcept { return codec_.format; }
   size_t bytes_used() const noexcept;      // resident entries × bytes per entry
   size_t bytes_reserved() const noexcept;  // allocated blocks
   void clear();
@@ -67,18 +75,18 @@ class EntryStore {
   void rollback() noexcept;
 
  private:
-  float* slot(int64_t slot_index) const;
-  CacheFormat format_ = CacheFormat::kF32;
-  int64_t entry_dim_ = 0;
+  uint8_t* slot(int64_t slot_index) const;
+  EntryCodec codec_;
+  size_t entry_bytes_ = 0;
   int64_t ring_capacity_ = 0;
   int64_t size_ = 0;
-  std::vector<std::unique_ptr<float[]>> blocks_;
+  std::vector<std::unique_ptr<uint8_t[]>> blocks_;
   // Transaction journal: the size at begin() and the ring slots overwritten since, with their
   // previous values (capacity is kept between transactions: no allocation per decode step).
   bool in_transaction_ = false;
   int64_t begin_size_ = 0;
   std::vector<int64_t> journal_slots_;
-  std::vector<float> journal_values_;
+  std::vector<uint8_t> journal_values_;
 };
 
 // The incomplete window of a compressor: kv and gate rows (gate includes the ape row) of the tokens
@@ -132,7 +140,8 @@ struct CacheMemory {
 
 class KvCache {
  public:
-  explicit KvCache(const ModelConfig& config);
+  explicit KvCache(const ModelConfig& config, KvFormat format = KvFormat::kF32);
+  KvFormat format() const noexcept { return format_; }
   LayerCache& layer(int64_t i) { return layers_[size_t(i)]; }
   const LayerCache& layer(int64_t i) const { return layers_[size_t(i)]; }
   int64_t n_layers() const noexcept { return int64_t(layers_.size()); }
@@ -147,6 +156,7 @@ class KvCache {
 
  private:
   std::vector<LayerCache> layers_;
+  KvFormat format_ = KvFormat::kF32;
 };
 
 // Fault injection for tests: after `n` more cache block allocations on this thread, the next one

@@ -19,6 +19,9 @@ struct SessionOptions {
   int64_t max_positions = 0;  // 0 = unlimited
   int64_t max_chunk = 1024;   // tokens per internal forward step (bounds activation memory)
   int n_threads = 0;          // threads for this session's appends; 0 = the model's
+  // How the KV cache stores its entries: f32 (exact), bf16, or packed (e4m3 nope + bf16 rope,
+  // 584 bytes per V4 entry, and FP4 indexer keys, 68 bytes: the official layout).
+  KvFormat kv_format = KvFormat::kF32;
 };
 
 // Which logits an append writes.

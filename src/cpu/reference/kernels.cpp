@@ -24,9 +24,20 @@ void gemm_reference(const GemmArgs& g) {
 namespace dsv4::cpu {
 
 void attention_reference(const AttentionArgs& a) {
-  thread_local std::vector<float> scores;
+  thread_local std::vector<float> scores, decoded;
+  thread_local std::vector<const float*> keys;
   scores.resize(size_t(a.n_keys));
-  ops::attention_with_sink(a.q, a.n_heads, a.head_dim, a.keys, a.n_keys, a.sinks, a.out,
+  const float* const* key_ptrs = a.keys;
+  if (a.key_entries) {  // cache entries: decode them all, then the plain operator
+    decoded.resize(size_t(a.n_keys * a.head_dim));
+    keys.resize(size_t(a.n_keys));
+    for (int64_t j = 0; j < a.n_keys; ++j) {
+      a.key_codec.decode(a.key_entries[j], decoded.data() + j * a.head_dim);
+      keys[size_t(j)] = decoded.data() + j * a.head_dim;
+    }
+    key_ptrs = keys.data();
+  }
+  ops::attention_with_sink(a.q, a.n_heads, a.head_dim, key_ptrs, a.n_keys, a.sinks, a.out,
                            scores.data());
 }
 
