@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/model/session.hpp"
+
 namespace dsv4::cli {
 
 // "--key value" pairs and bare flags after the subcommand.
@@ -26,6 +28,13 @@ inline double seconds_since(Clock::time_point t0) {
 }
 
 // A whole decimal integer ("12abc" and "" are rejected).
+inline Result<SessionOptions> session_options_from_args(const Args& args) {
+  SessionOptions options;
+  if (args.has("kv-format") && !parse_kv_format(args.get("kv-format"), &options.kv_format))
+    return Status(StatusCode::kInvalidArgument, "--kv-format must be f32, bf16 or packed");
+  return options;
+}
+
 inline bool parse_int(const std::string& text, int64_t* out) {
   try {
     size_t used = 0;
@@ -35,6 +44,9 @@ inline bool parse_int(const std::string& text, int64_t* out) {
     return false;
   }
 }
+
+// Session options from --kv-format f32|bf16|packed (kInvalidArgument for anything else).
+Result<SessionOptions> session_options_from_args(const Args& args);
 
 int command_info(const Args& args);
 int command_eval(const Args& args);

@@ -97,8 +97,16 @@ int command_bench(const Args& args) {
   std::printf("  rooflines measured now: streaming read %.1f GB/s, fp32 FMA %.0f GFLOP/s\n",
               bandwidth / 1e9, fma_peak / 1e9);
 
+  auto session_options = session_options_from_args(args);
+  if (!session_options) {
+    std::fprintf(stderr, "dsv4 bench: %s\n", session_options.status().to_string().c_str());
+    return 2;
+  }
+  const SessionOptions session_opts = session_options.value();
+  std::printf("  kv cache format: %s\n",
+              std::string(kv_format_name(session_opts.kv_format)).c_str());
   if (prefill_tokens > 0) {
-    auto session = Session::create(model).value();
+    auto session = Session::create(model, session_opts).value();
     const auto prompt = random_tokens(prefill_tokens, c.vocab_size, 1);
     AppendOptions none;
     none.output = OutputMode::kNone;
@@ -124,7 +132,7 @@ int command_bench(const Args& args) {
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   double first_ms = 0.0;
   for (int64_t context : contexts) {
-    auto session = Session::create(model).value();
+    auto session = Session::create(model, session_opts).value();
     if (Status s = session->fill_synthetic_cache(context, 7); !s) {
       std::fprintf(stderr, "dsv4 bench: %s\n", s.to_string().c_str());
       return 1;
@@ -144,7 +152,8 @@ int command_bench(const Args& args) {
       token = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     const double seconds = median(times);
-    const DecodeTraffic traffic = decode_traffic(c, model->weights(), context);
+    const DecodeTraffic traffic =
+        decode_traffic(c, model->weights(), context, session_opts.kv_format);
     const double achieved = traffic.total() / seconds;
     if (first_ms == 0.0) first_ms = seconds * 1e3;
     std::printf(

@@ -77,7 +77,12 @@ int demo_text(const Args& args) {
     return 1;
   }
   auto sampler = sampling::Sampler::create(params.value()).value();
-  auto session = Session::create(tm->model).value();
+  auto session_options = session_options_from_args(args);
+  if (!session_options) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", session_options.status().to_string().c_str());
+    return 2;
+  }
+  auto session = Session::create(tm->model, session_options.value()).value();
   const std::string messages =
       R"([{"role":"user","content":"What makes the DeepSeek-V4 KV cache small?"}])";
   const auto prompt = text::render_chat(messages, text::ChatOptions{}).value();
@@ -148,7 +153,12 @@ int command_demo(const Args& args) {
   std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
   for (auto& t : prompt) t = token_dist(rng);
 
-  auto session = Session::create(model.value());
+  auto session_options = session_options_from_args(args);
+  if (!session_options) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", session_options.status().to_string().c_str());
+    return 2;
+  }
+  auto session = Session::create(model.value(), session_options.value());
   if (!session) return 1;
   std::vector<float> logits(static_cast<size_t>(config.vocab_size));
   const auto t_prefill = Clock::now();

@@ -78,7 +78,9 @@ int command_eval(const Args& args) {
   if (args.get("out").empty())
     return report(Status(StatusCode::kInvalidArgument, "--out FILE is required"), "eval");
 
-  auto session = Session::create(inputs->model);
+  auto session_options = session_options_from_args(args);
+  if (!session_options) return report(session_options.status(), "eval");
+  auto session = Session::create(inputs->model, session_options.value());
   if (!session) return report(session.status(), "eval");
   std::vector<float> prefill(size_t(prompt_len * vocab)), decode(size_t((n - prompt_len) * vocab));
   std::fill(prefill.begin(), prefill.end(), 0.0f);  // resident before the probe starts
@@ -145,7 +147,9 @@ int command_generate(const Args& args) {
       return report(Status(StatusCode::kInvalidArgument, "--temperature must be >= 0"), "generate");
   }
   const int64_t vocab = inputs->model->config().vocab_size;
-  auto session = Session::create(inputs->model);
+  auto session_options = session_options_from_args(args);
+  if (!session_options) return report(session_options.status(), "generate");
+  auto session = Session::create(inputs->model, session_options.value());
   if (!session) return report(session.status(), "generate");
   const std::vector<int32_t>& prompt = inputs->tokens;
   std::vector<float> logits(prompt.size() * size_t(vocab));

@@ -112,7 +112,9 @@ Result<Conversation> start_conversation(const Args& args, float default_temperat
   auto sampler = sampling::Sampler::create(params.value());
   if (!sampler) return sampler.status();
   c.sampler = std::move(sampler.value());
-  auto session = Session::create(c.tm.model);
+  auto session_options = session_options_from_args(args);
+  if (!session_options) return session_options.status();
+  auto session = Session::create(c.tm.model, session_options.value());
   if (!session) return session.status();
   c.session = std::move(session.value());
   c.options.thinking = args.has("think");

@@ -22,7 +22,7 @@ void print_usage() {
       "  dsv4 demo [--tokens N] [--decode N] [--threads N]\n"
       "                              long-context session on an embedded V4-shaped model\n"
       "  dsv4 bench [--model DIR | --preset v4-flash-slice|demo] [--contexts 1024,16384,65536]\n"
-      "             [--steps N] [--prefill N] [--threads N]\n"
+      "             [--steps N] [--prefill N] [--threads N] [--kv-format f32|bf16|packed]\n"
       "                              prefill and decode against rooflines measured in the same "
       "run\n"
       "  dsv4 run [--model DIR | --preset demo] [--tokenizer PATH] \"prompt\" [-n N] [--think]\n"
@@ -37,7 +37,10 @@ void print_usage() {
       "  dsv4 chat-render --tokenizer PATH --jsonl\n"
       "                              {messages, args, variant} per line in, {rendered, ids} out\n"
       "  dsv4 chat-parse --jsonl     {completion, thinking_mode} per line in, the message out\n"
-      "  dsv4 version                print the library version\n",
+      "  dsv4 version                print the library version\n"
+      "\n"
+      "eval, generate, run, chat, demo and bench take --kv-format f32|bf16|packed (the KV cache's\n"
+      "storage; packed = the official 584-byte entries and FP4 indexer keys).\n",
       dsv4::kVersionString);
 }
 

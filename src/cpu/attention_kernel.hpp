@@ -17,6 +17,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "dsv4/backend/backend.hpp"
+#include "gemm_kernel.hpp"
 #include "parallel_guard.hpp"
 
 namespace dsv4::cpu::detail {
@@ -71,6 +72,39 @@ struct AttentionKernel {
     }
   }
 
+  // One stored entry as fp32, with the GEMM kernel's vector decoders (e4m3 through the fp16
+  // converter, bf16 by a shift); the codec's scalar decode for anything else.
+  static void decode_entry(const EntryCodec& codec, const uint8_t* in, float* out) {
+    using G = GemmKernel<Arch>;
+    if (codec.format == CacheFormat::kFp8Rope) {
+      const int64_t n = codec.nope_dim();
+      for (int64_t b = 0; b < codec.fp8_scales(); ++b) {
+        const int64_t i0 = b * quant::kFp8Block, i1 = std::min(n, i0 + quant::kFp8Block);
+        const float s = ue8m0_value(in[n + b]);
+        const Batch sv(s * kFp8ViaFp16Factor);
+        int64_t i = i0;
+        for (; i + kLanes <= i1; i += kLanes)
+          (G::load_fp8_scaled(in, i) * sv).store_unaligned(out + i);
+        for (; i < i1; ++i) out[i] = fp8_e4m3_to_float(in[i]) * s;
+      }
+      decode_bf16(in + codec.rope_offset(), codec.rope_dim, out + n);
+    } else if (codec.format == CacheFormat::kBF16) {
+      decode_bf16(in, codec.dim, out);
+    } else {
+      codec.decode(in, out);
+    }
+  }
+  static void decode_bf16(const uint8_t* in, int64_t n, float* out) {
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      GemmKernel<Arch>::load_bf16(in, i).store_unaligned(out + i);
+    for (; i < n; ++i) {
+      uint16_t b;
+      std::memcpy(&b, in + 2 * i, 2);
+      out[i] = bf16_to_float(b);
+    }
+  }
+
   // The block's keys as fp32: the caller's pointers, or cache entries decoded into `tile` (one
   // block of kBlock entries at a time, so the cache itself is never expanded).
   static const float* const* block_keys(const AttentionArgs& a, int64_t b0, int64_t nb,
@@ -84,7 +118,7 @@ struct AttentionKernel {
     }
     tile.resize(size_t(kBlock * d));
     for (int64_t j = 0; j < nb; ++j) {
-      a.key_codec.decode(a.key_entries[b0 + j], tile.data() + j * d);
+      decode_entry(a.key_codec, a.key_entries[b0 + j], tile.data() + j * d);
       ptrs[j] = tile.data() + j * d;
     }
     return ptrs;

@@ -222,8 +222,7 @@ struct GemmKernel {
     const WeightView& w = t.g.w;
     const int64_t k = t.g.k;
     const uint8_t* scale_rows[NJ];
-    for (int c = 0; c < NJ; ++c)
-      scale_rows[c] = w.scales + ((w.first_row + t.j0 + c) / 128) * w.scale_cols;
+    for (int c = 0; c < NJ; ++c) scale_rows[c] = w.scale_row((w.first_row + t.j0 + c) / 128);
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
       Batch part[MI][NJ];
@@ -294,7 +293,7 @@ struct GemmKernel {
     scale_buffer.resize(size_t(NJ * n_blocks));
     float* scales[NJ];
     for (int c = 0; c < NJ; ++c) {
-      const uint8_t* codes = w.scales + (w.first_row + t.j0 + c) * w.scale_cols;
+      const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
       scales[c] = scale_buffer.data() + c * n_blocks;
       for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_value(codes[b]);
     }
@@ -409,7 +408,7 @@ struct GemmKernel {
       for (; p + kLanes <= p1; p += kLanes) load_bf16(r, p).store_unaligned(dst + p - p0);
       for (; p < p1; ++p) dst[p - p0] = w.at(o, p);
     } else if (w.format == WeightFormat::kFp8Block) {
-      const uint8_t* scales = w.scales + ((w.first_row + o) / 128) * w.scale_cols;
+      const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
       for (int64_t b0 = p0; b0 < p1; b0 += 128) {
         const int64_t b1 = std::min(p1, b0 + 128);
         const float s = ue8m0_value(scales[b0 / 128]);
@@ -420,7 +419,7 @@ struct GemmKernel {
         for (; p < b1; ++p) dst[p - p0] = fp8_e4m3_to_float(r[p]) * s;
       }
     } else if (w.format == WeightFormat::kFp4Block) {
-      const uint8_t* scales = w.scales + (w.first_row + o) * w.scale_cols;
+      const uint8_t* scales = w.scale_row(w.first_row + o);
       const int64_t p_vec = p0 + n / (2 * kLanes) * (2 * kLanes);
       alignas(64) float lo[kLanes], hi[kLanes];
       for (int64_t p = p0; p < p_vec; p += 2 * kLanes) {

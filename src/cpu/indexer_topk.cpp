@@ -58,6 +58,31 @@ struct Worker {
   std::vector<RunningTopk> topk;
 };
 
+// Block b's keys as a GEMM weight matrix [nb, c]: fp32 keys as they are; FP4 entries (codes then
+// scales, entry after entry) as a strided FP4 view the GEMM reads directly; other formats decoded
+// into `scratch`.
+WeightView key_block_weights(const IndexerTopkArgs& a, int64_t b, int64_t nb,
+                             std::vector<float>& scratch) {
+  const int64_t c = a.head_dim;
+  if (!a.key_block_entries) return f32_weights(a.key_blocks[b], nb, c);
+  const EntryCodec& codec = a.key_codec;
+  const uint8_t* block = a.key_block_entries[b];
+  if (codec.format == CacheFormat::kF32)
+    return f32_weights(reinterpret_cast<const float*>(block), nb, c);
+  const auto entry_bytes = int64_t(codec.bytes());
+  if (codec.format == CacheFormat::kFp4 && c % 2 == 0) {
+    WeightView v;
+    v.format = WeightFormat::kFp4Block;
+    v.out = nb, v.in = c;
+    v.data = block, v.row_stride = entry_bytes;
+    v.scales = block + c / 2, v.scale_cols = codec.fp4_scales(), v.scale_stride = entry_bytes;
+    return v;
+  }
+  scratch.resize(size_t(nb * c));
+  for (int64_t j = 0; j < nb; ++j) codec.decode(block + j * entry_bytes, scratch.data() + j * c);
+  return f32_weights(scratch.data(), nb, c);
+}
+
 // Scores of queries [q0, q0 + nq) against block b (its first `nb` entries), offered to `topk`.
 void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, int64_t nb, Worker& w,
                  RunningTopk* topk) {
@@ -67,19 +92,7 @@ void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, in
   GemmArgs g;
   g.m = nq * nh, g.n = nb, g.k = c;
   g.a = a.q + q0 * nh * c, g.lda = c;
-  const float* keys = a.key_blocks ? a.key_blocks[b] : nullptr;
-  if (a.key_block_entries) {
-    if (a.key_codec.format == CacheFormat::kF32) {
-      keys = reinterpret_cast<const float*>(a.key_block_entries[b]);
-    } else {
-      const size_t entry_bytes = a.key_codec.bytes();
-      w.keys.resize(size_t(nb * c));
-      for (int64_t j = 0; j < nb; ++j)
-        a.key_codec.decode(a.key_block_entries[b] + size_t(j) * entry_bytes, w.keys.data() + j * c);
-      keys = w.keys.data();
-    }
-  }
-  g.w = f32_weights(keys, nb, c);
+  g.w = key_block_weights(a, b, nb, w.keys);
   g.c = w.dots.data(), g.ldc = nb;
   kernels().gemm(g);
   const float inv_sqrt_dim = 1.0f / std::sqrt(float(c));

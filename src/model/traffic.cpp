@@ -38,22 +38,21 @@ void for_each_linear_of_a_token(const ModelConfig& c, const ModelWeights& w, F&&
 }  // namespace
 
 DecodeTraffic decode_traffic(const ModelConfig& c, const ModelWeights& w, int64_t context,
-                             double kv_bytes_per_element) {
+                             KvFormat kv_format) {
   DecodeTraffic t;
   for_each_linear_of_a_token(c, w,
                              [&](const WeightView& l) { t.weight_bytes += double(l.bytes()); });
   t.weight_bytes += double(w.embed.row_bytes());
-  double elements = 0.0;
+  const double entry = double(main_entry_codec(c, kv_format).bytes());
+  const double key = double(indexer_entry_codec(c, kv_format).bytes());
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const int64_t m = c.compress_ratio(l), T = context;
-    elements += double(std::min(T, c.sliding_window)) * double(c.head_dim);
+    t.kv_bytes += double(std::min(T, c.sliding_window)) * entry;
     if (m == kCsaCompressRatio)
-      elements += double(T / m) * double(c.index_head_dim) +
-                  double(std::min(T / m, c.index_topk)) * double(c.head_dim);
+      t.kv_bytes += double(T / m) * key + double(std::min(T / m, c.index_topk)) * entry;
     else if (m > 0)
-      elements += double(T / m) * double(c.head_dim);
+      t.kv_bytes += double(T / m) * entry;
   }
-  t.kv_bytes = elements * kv_bytes_per_element;
   return t;
 }
 

@@ -231,9 +231,11 @@ inline uint8_t float_to_fp8_e5m2(float x) noexcept {
 inline constexpr float kFp8E5M2Max = 57344.0f;
 
 // ---- ue8m0 power-of-two scale ----
+// 2^(bits − 127), built from the bits (codes 1..254 are normal floats, 0 is the subnormal
+// 2^-127): no libm call, since decoders call this once per block.
 inline float ue8m0_to_float(uint8_t bits) noexcept {
   if (bits == 0xff) return std::numeric_limits<float>::quiet_NaN();
-  return std::ldexp(1.0f, int(bits) - 127);
+  return detail::bits_as<float>(bits == 0 ? 0x00400000u : uint32_t(bits) << 23);
 }
 inline uint8_t float_to_ue8m0(float x) noexcept {
   if (!(x > 0.0f)) return 0xff;  // NaN, zero and negatives have no encoding

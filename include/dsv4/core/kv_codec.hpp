@@ -185,11 +185,27 @@ struct EntryCodec {
         return;
       }
       case CacheFormat::kFp4: {
+        // A byte holds two codes: one table lookup gives both values.
+        struct PairTable {
+          float v[256][2];
+          PairTable() {
+            for (int b = 0; b < 256; ++b)
+              v[b][0] = fp4_e2m1_to_float(uint8_t(b & 0xf)),
+              v[b][1] = fp4_e2m1_to_float(uint8_t(b >> 4));
+          }
+        };
+        static const PairTable table;
         const int64_t codes = (dim + 1) / 2;
         for (int64_t b = 0; b < fp4_scales(); ++b) {
           const float s = ue8m0_to_float(in[codes + b]);
           const int64_t i0 = b * quant::kFp4Block, i1 = std::min(dim, i0 + quant::kFp4Block);
-          for (int64_t i = i0; i < i1; ++i) out[i] = fp4_e2m1_packed_at(in, size_t(i)) * s;
+          int64_t i = i0;
+          for (; i + 1 < i1; i += 2) {
+            const float* pair = table.v[in[i / 2]];
+            out[i] = pair[0] * s;
+            out[i + 1] = pair[1] * s;
+          }
+          if (i < i1) out[i] = fp4_e2m1_packed_at(in, size_t(i)) * s;
         }
         return;
       }

@@ -29,6 +29,11 @@ struct WeightView {
   // Logical row o is stored row first_row + o: a view of rows [first_row, first_row + out) of a
   // larger matrix (grouped projections) shares its block scales without copying them.
   int64_t first_row = 0;
+  // Bytes from one stored row to the next, and from one scale row to the next; 0 = packed
+  // (row_bytes(), scale_cols). Set for rows interleaved with other data, e.g. FP4 indexer keys in
+  // a KV-cache block, where each entry is its codes followed by its scales.
+  int64_t row_stride = 0;
+  int64_t scale_stride = 0;
 
   // Bytes of one stored row of codes.
   int64_t row_bytes() const noexcept {
@@ -60,7 +65,12 @@ struct WeightView {
   size_t scale_bytes() const noexcept { return size_t(scale_rows() * scale_cols); }
   size_t bytes() const noexcept { return data_bytes() + scale_bytes(); }
   const uint8_t* row(int64_t o) const noexcept {
-    return static_cast<const uint8_t*>(data) + (first_row + o) * row_bytes();
+    return static_cast<const uint8_t*>(data) +
+           (first_row + o) * (row_stride ? row_stride : row_bytes());
+  }
+  // The scale codes of stored scale row r (FP8: a row of 128×128 blocks; FP4: one matrix row).
+  const uint8_t* scale_row(int64_t r) const noexcept {
+    return scales + r * (scale_stride ? scale_stride : scale_cols);
   }
 
   // The dequantised value of element (o, i): code × block scale, exact in fp32.
@@ -83,11 +93,9 @@ struct WeightView {
         return fp16_to_float(b);
       }
       case WeightFormat::kFp8Block:
-        return fp8_e4m3_to_float(r[i]) *
-               ue8m0_to_float(scales[((first_row + o) / 128) * scale_cols + i / 128]);
+        return fp8_e4m3_to_float(r[i]) * ue8m0_to_float(scale_row((first_row + o) / 128)[i / 128]);
       case WeightFormat::kFp4Block:
-        return fp4_e2m1_packed_at(r, size_t(i)) *
-               ue8m0_to_float(scales[(first_row + o) * scale_cols + i / 32]);
+        return fp4_e2m1_packed_at(r, size_t(i)) * ue8m0_to_float(scale_row(first_row + o)[i / 32]);
     }
     return 0.0f;
   }
@@ -108,14 +116,14 @@ struct WeightView {
         return;
       case WeightFormat::kFp8Block:
         for (int64_t b = 0; b * 128 < in; ++b) {
-          const float s = ue8m0_to_float(scales[((first_row + o) / 128) * scale_cols + b]);
+          const float s = ue8m0_to_float(scale_row((first_row + o) / 128)[b]);
           const int64_t end = in < (b + 1) * 128 ? in : (b + 1) * 128;
           for (int64_t i = b * 128; i < end; ++i) dst[i] = fp8_e4m3_to_float(r[i]) * s;
         }
         return;
       case WeightFormat::kFp4Block:
         for (int64_t b = 0; b * 32 < in; ++b) {
-          const float s = ue8m0_to_float(scales[(first_row + o) * scale_cols + b]);
+          const float s = ue8m0_to_float(scale_row(first_row + o)[b]);
           const int64_t end = in < (b + 1) * 32 ? in : (b + 1) * 32;
           for (int64_t i = b * 32; i < end; ++i) dst[i] = fp4_e2m1_packed_at(r, size_t(i)) * s;
         }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "dsv4/formats/model_config.hpp"
+#include "dsv4/model/kv_cache.hpp"
 #include "dsv4/model/weights.hpp"
 
 namespace dsv4 {
@@ -15,10 +16,10 @@ struct DecodeTraffic {
   double total() const noexcept { return weight_bytes + kv_bytes; }
 };
 
-// Bytes one decode step reads at `context` tokens, with the cache stored as `kv_entry_bytes` per
-// element (4 for the fp32 cache).
+// Bytes one decode step reads at `context` tokens, with the cache stored in `kv_format` (each
+// entry at its codec's size: 2048 B per V4 entry in f32, 584 B packed).
 DecodeTraffic decode_traffic(const ModelConfig& config, const ModelWeights& weights,
-                             int64_t context, double kv_bytes_per_element = 4.0);
+                             int64_t context, KvFormat kv_format = KvFormat::kF32);
 
 // Floating-point operations (2 per multiply-add) of one token through every linear it uses.
 double linear_flops_per_token(const ModelConfig& config, const ModelWeights& weights);
