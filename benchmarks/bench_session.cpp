@@ -47,7 +47,9 @@ void bench_decode(benchmark::State& state) {
   auto model = model_for(state.range(0));
   const auto& c = model->config();
   const int64_t context = state.range(1);
-  auto session = dsv4::Session::create(model).value();
+  dsv4::SessionOptions options;
+  options.kv_format = dsv4::KvFormat(state.range(2));
+  auto session = dsv4::Session::create(model, options).value();
   if (!session->fill_synthetic_cache(context, 3)) state.SkipWithError("fill failed");
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   int32_t token = 1;
@@ -55,7 +57,9 @@ void bench_decode(benchmark::State& state) {
     if (!session->append({&token, 1}, logits.data())) state.SkipWithError("decode failed");
     token = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
-  const double bytes = dsv4::decode_traffic(c, model->weights(), context).total();
+  const double bytes =
+      dsv4::decode_traffic(c, model->weights(), context, options.kv_format).total();
+  state.SetLabel(std::string(dsv4::kv_format_name(options.kv_format)));
   state.counters["tokens/s"] =
       benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GB/s"] =
@@ -83,12 +87,16 @@ void bench_prefill(benchmark::State& state) {
 
 // Compare GB/s with roofline_GB/s: the ratio is how close decode runs to the memory limit.
 // model 0: the demo model; model 1: the V4-Flash slice (real widths, 2 layers: CSA + HCA).
+// kv: 0 f32, 1 bf16, 2 packed (the demo model at 64K is where the cache's reads matter most).
 BENCHMARK(bench_decode)
-    ->ArgNames({"model", "context"})
-    ->Args({0, 1024})
-    ->Args({0, 8192})
-    ->Args({1, 1024})
-    ->Args({1, 65536})
+    ->ArgNames({"model", "context", "kv"})
+    ->Args({0, 1024, 0})
+    ->Args({0, 8192, 0})
+    ->Args({0, 65536, 0})
+    ->Args({0, 65536, 2})
+    ->Args({1, 1024, 0})
+    ->Args({1, 65536, 0})
+    ->Args({1, 65536, 2})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(1.0);
 // Compare linear_GFLOP/s with roofline_fma_GFLOP/s.

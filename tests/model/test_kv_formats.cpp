@@ -76,6 +76,28 @@ TEST_CASE("kv codec: e4m3 and e2m1 round to nearest even (vectors 3, 4)", "[kv]"
   for (int i = 0; i < 8; ++i) CHECK(e2m1(in[i]) == want[i]);
 }
 
+TEST_CASE("kv codec: the fast e4m3 and e2m1 encoders give the reference codes", "[kv]") {
+  std::vector<float> xs;
+  for (int e = -12; e <= 9; ++e)
+    for (int k = 0; k < 4096; ++k) xs.push_back(std::ldexp(1.0f + float(k) / 4096.0f, e));
+  for (uint32_t c = 0; c < 0x7f; ++c) {  // every code and the midpoints next to it
+    const float v = dsv4::fp8_e4m3_to_float(uint8_t(c));
+    xs.push_back(v);
+    xs.push_back(std::nextafter(v, 0.0f));
+    xs.push_back(std::nextafter(v, 1000.0f));
+  }
+  xs.push_back(0.0f);
+  for (float x : xs) {
+    for (float signed_x : {x, -x}) {
+      const float clamped = std::clamp(signed_x, -448.0f, 448.0f);
+      INFO("x = " << clamped);
+      REQUIRE(dsv4::quant::e4m3_rne(clamped) == dsv4::float_to_fp8_e4m3(clamped));
+      const float c4 = std::clamp(signed_x, -6.0f, 6.0f);
+      REQUIRE(dsv4::quant::e2m1_rne(c4) == dsv4::float_to_fp4_e2m1(c4));
+    }
+  }
+}
+
 TEST_CASE("kv codec: Hadamard rotation then FP4 (vectors 5, 6)", "[kv]") {
   std::vector<float> e0(128, 0.0f), out(128);
   e0[0] = 1.0f;

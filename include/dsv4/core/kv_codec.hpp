@@ -41,7 +41,36 @@ inline int ceil_pow2_exponent(float amax, float inv_max) noexcept {
   return exp_field - 127 + ((bits & 0x7fffffu) != 0 ? 1 : 0);
 }
 
-inline float pow2(int e) noexcept { return std::ldexp(1.0f, e); }
+// 2^e for e in [-126, 127], from the bits.
+inline float pow2(int e) noexcept { return detail::bits_as<float>(uint32_t(e + 127) << 23); }
+
+// e4m3 code of x, round to nearest even, for |x| <= 448 (callers clamp first): the same codes as
+// float_to_fp8_e4m3, from the float's bits instead of libm (appends encode every cached key).
+inline uint8_t e4m3_rne(float x) noexcept {
+  const uint32_t u = detail::bits_as<uint32_t>(x);
+  const uint8_t sign = uint8_t((u >> 24) & 0x80u);
+  const float a = std::fabs(x);
+  if (a < 0x1p-6f)
+    return uint8_t(sign | uint8_t(std::nearbyint(a * 512.0f)));  // subnormal step 2^-9
+  const uint32_t m = u & 0x7fffffffu;
+  const uint32_t rounded = m + 0x7ffffu + ((m >> 20) & 1u);  // RNE at 3 mantissa bits
+  return uint8_t(sign | uint8_t((rounded >> 20) - (120u << 3)));
+}
+
+// e2m1 code of x, round to nearest even, saturating at 6 (thresholds between the 8 magnitudes;
+// a tie goes to the even code).
+inline uint8_t e2m1_rne(float x) noexcept {
+  const float a = std::fabs(x);
+  const uint8_t magnitude = a <= 0.25f   ? 0
+                            : a < 0.75f  ? 1
+                            : a <= 1.25f ? 2
+                            : a < 1.75f  ? 3
+                            : a <= 2.5f  ? 4
+                            : a < 3.5f   ? 5
+                            : a <= 5.0f  ? 6
+                                         : 7;
+  return uint8_t((std::signbit(x) ? 8 : 0) | magnitude);
+}
 
 // One block of act_quant (FP8): e4m3 codes of x/s and the ue8m0 code of s.
 inline uint8_t quantize_fp8_block(const float* x, int64_t n, uint8_t* codes) noexcept {
@@ -49,8 +78,7 @@ inline uint8_t quantize_fp8_block(const float* x, int64_t n, uint8_t* codes) noe
   for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
   const int e = ceil_pow2_exponent(std::max(amax, kAmaxFloorFp8), 1.0f / 448.0f);
   const float inv_s = pow2(-e);  // x / s is exact: s is a power of two
-  for (int64_t i = 0; i < n; ++i)
-    codes[i] = float_to_fp8_e4m3(std::clamp(x[i] * inv_s, -448.0f, 448.0f));
+  for (int64_t i = 0; i < n; ++i) codes[i] = e4m3_rne(std::clamp(x[i] * inv_s, -448.0f, 448.0f));
   return uint8_t(e + 127);
 }
 
