@@ -113,7 +113,7 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
   IndexerTopkArgs a;
   a.q = q.data(), a.weights = u.data(), a.n_queries = n_tokens, a.n_heads = nh, a.head_dim = dim;
   a.top_k = k, a.key_block_entries = blocks.data(), a.key_codec = keys.codec();
-  a.block_entries = EntryStore::kBlockEntries;
+  a.block_entries = keys.block_entries();
   a.n_visible = sel.n_visible.data(), a.selected = sel.ids.data();
   a.n_selected = sel.n_selected.data();
   throw_if_error(backend.indexer_topk(a));

@@ -66,12 +66,15 @@ EntryCodec indexer_entry_codec(const ModelConfig& c, KvFormat format) noexcept {
   return codec;
 }
 
-EntryStore::EntryStore(EntryCodec codec, int64_t ring_capacity)
-    : codec_(codec), entry_bytes_(codec.bytes()), ring_capacity_(ring_capacity) {}
+EntryStore::EntryStore(EntryCodec codec, int64_t ring_capacity, int64_t block_entries)
+    : codec_(codec),
+      entry_bytes_(codec.bytes()),
+      block_entries_(block_entries),
+      ring_capacity_(ring_capacity) {}
 
 uint8_t* EntryStore::slot(int64_t slot_index) const {
-  return blocks_[size_t(slot_index / kBlockEntries)].get() +
-         size_t(slot_index % kBlockEntries) * entry_bytes_;
+  return blocks_[size_t(slot_index / block_entries_)].get() +
+         size_t(slot_index % block_entries_) * entry_bytes_;
 }
 
 namespace {
@@ -90,8 +93,8 @@ void set_cache_allocation_failure_countdown(int64_t n) noexcept {
 
 int64_t EntryStore::append(const float* values) {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
-  const size_t block = size_t(slot_index / kBlockEntries);
-  while (block >= blocks_.size()) blocks_.push_back(allocate_block(kBlockEntries * entry_bytes_));
+  const size_t block = size_t(slot_index / block_entries_);
+  while (block >= blocks_.size()) blocks_.push_back(allocate_block(block_entries_ * entry_bytes_));
   // A ring slot about to lose an entry from before the transaction: keep its value.
   if (in_transaction_ && ring_capacity_ > 0 && size_ >= ring_capacity_ &&
       size_ - ring_capacity_ < begin_size_) {
@@ -134,7 +137,7 @@ void EntryStore::rollback() noexcept {
   size_ = begin_size_;
   // Blocks allocated by the failed transaction go; a ring keeps the blocks it had.
   const int64_t resident_slots = ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
-  blocks_.resize(size_t((resident_slots + kBlockEntries - 1) / kBlockEntries));
+  blocks_.resize(size_t((resident_slots + block_entries_ - 1) / block_entries_));
   commit();
 }
 
@@ -149,7 +152,7 @@ int64_t EntryStore::resident() const noexcept {
 size_t EntryStore::bytes_used() const noexcept { return size_t(resident()) * entry_bytes_; }
 
 size_t EntryStore::bytes_reserved() const noexcept {
-  return blocks_.size() * size_t(kBlockEntries) * entry_bytes_;
+  return blocks_.size() * size_t(block_entries_) * entry_bytes_;
 }
 
 void EntryStore::clear() {
@@ -241,6 +244,10 @@ size_t CacheMemory::total_reserved() const {
   return total;
 }
 
+namespace {
+constexpr int64_t kIndexerBlockEntries = 512;
+}  // namespace
+
 KvCache::KvCache(const ModelConfig& c, KvFormat format) : format_(format) {
   const EntryCodec main = main_entry_codec(c, format), indexer = indexer_entry_codec(c, format);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -252,7 +259,8 @@ KvCache::KvCache(const ModelConfig& c, KvFormat format) : format_(format) {
       lc.compressed = EntryStore(main);
       lc.compressor = CompressorState(m, csa ? 2 * c.head_dim : c.head_dim, csa);
       if (csa) {
-        lc.indexer = EntryStore(indexer);
+        // Indexer keys are scored a block per GEMM call: bigger blocks, fewer calls.
+        lc.indexer = EntryStore(indexer, 0, kIndexerBlockEntries);
         lc.indexer_compressor = CompressorState(m, 2 * c.index_head_dim, true);
       }
     }

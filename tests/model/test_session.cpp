@@ -78,7 +78,7 @@ TEST_CASE("session: an append failing on allocation leaves the session bit-ident
           "[session]") {
   auto model = golden_model("tiny-a");
   const int64_t V = model->config().vocab_size;
-  const auto prefix = tokens(131, V, 4), chunk = tokens(200, V, 5), rest = tokens(6, V, 6);
+  const auto prefix = tokens(131, V, 4), chunk = tokens(700, V, 5), rest = tokens(6, V, 6);
   auto reference = dsv4::Session::create(model).value();
   REQUIRE(reference->append(prefix, nullptr).is_ok());
   const auto expected = continuation(*reference, rest);

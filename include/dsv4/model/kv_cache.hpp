@@ -39,10 +39,11 @@ EntryCodec indexer_entry_codec(const ModelConfig& config, KvFormat format) noexc
 // i mod ring_capacity and only the last ring_capacity entries are resident.
 class EntryStore {
  public:
-  static constexpr int64_t kBlockEntries = 64;
+  static constexpr int64_t kBlockEntries = 64;  // the default block size
 
   EntryStore() = default;
-  EntryStore(EntryCodec codec, int64_t ring_capacity = 0);
+  EntryStore(EntryCodec codec, int64_t ring_capacity = 0, int64_t block_entries = kBlockEntries);
+  int64_t block_entries() const noexcept { return block_entries_; }
 
   // Appends one entry (entry_dim fp32 values, encoded in the store's format); returns its
   // logical index.
@@ -51,7 +52,7 @@ class EntryStore {
   // valid as the store grows. In a non-ring store the entries of one block (i / kBlockEntries)
   // are contiguous, so a block can be handed to a kernel as one [kBlockEntries] array of entries.
   const uint8_t* entry(int64_t i) const;
-  // Block b of a non-ring store: entries [b·kBlockEntries, (b+1)·kBlockEntries), contiguous.
+  // Block b of a non-ring store: entries [b·block_entries, (b+1)·block_entries), contiguous.
   const uint8_t* block(int64_t b) const { return blocks_[size_t(b)].get(); }
   const EntryCodec& codec() const noexcept { return codec_; }
   int64_t n_blocks() const noexcept { return int64_t(blocks_.size()); }
@@ -78,6 +79,7 @@ class EntryStore {
   uint8_t* slot(int64_t slot_index) const;
   EntryCodec codec_;
   size_t entry_bytes_ = 0;
+  int64_t block_entries_ = kBlockEntries;
   int64_t ring_capacity_ = 0;
   int64_t size_ = 0;
   std::vector<std::unique_ptr<uint8_t[]>> blocks_;
