@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 #include <cstddef>
+#include <cstring>
+#include <vector>
 
 #include "dsv4.h"
 
@@ -110,4 +112,68 @@ TEST_CASE("abi: a broken tokenizer.json fails the model load with CORRUPT_FILE",
   CHECK(model == nullptr);
   CHECK(std::string(dsv4_last_error()).find("tokenizer") != std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+#include "dsv4/model/demo_model.hpp"
+#include "dsv4/model/weights.hpp"
+#include "test_support.hpp"
+
+TEST_CASE("abi: the packed cache on V4's attention shapes, through dsv4_session_cache_bytes",
+          "[abi][kv]") {
+  // V4's attention widths (d 512, rope 64, indexer c 128, window 128) in a 2-layer model that is
+  // small elsewhere: CSA then HCA.
+  dsv4::ModelConfig c = dsv4::demo_model_config(3);
+  c.head_dim = 512, c.qk_rope_head_dim = 64, c.index_head_dim = 128, c.sliding_window = 128;
+  c.num_attention_heads = 2, c.o_groups = 2, c.index_n_heads = 4, c.index_topk = 64;
+  c.compress_ratios = {4, 128, 0};
+  c.num_hash_layers = 0;
+  c.vocab_size = 512;
+  dsv4::test::TempDir dir("abi-v4-shapes");
+  REQUIRE(dsv4::write_checkpoint(dir.path().string(), c,
+                                 dsv4::random_weights(c, 5, dsv4::RandomWeightFormats::official()))
+              .is_ok());
+  dsv4_model* model = nullptr;
+  REQUIRE(dsv4_model_load(dir.path().c_str(), nullptr, &model) == DSV4_OK);
+  const int64_t n_tokens = 300;  // past the window: the ring holds 128 entries
+  std::vector<int32_t> ids(n_tokens);
+  for (int64_t i = 0; i < n_tokens; ++i) ids[size_t(i)] = int32_t((i * 31 + 3) % 512);
+  struct Expect {
+    int32_t format;
+    size_t entry, key;
+  };
+  for (const Expect e : {Expect{DSV4_KV_F32, 2048, 512}, Expect{DSV4_KV_BF16, 1024, 256},
+                         Expect{DSV4_KV_PACKED, 584, 68}}) {
+    dsv4_session_params p = dsv4_session_default_params();
+    p.kv_format = e.format;
+    dsv4_session* session = nullptr;
+    REQUIRE(dsv4_session_create(model, &p, &session) == DSV4_OK);
+    REQUIRE(dsv4_session_append(session, ids.data(), ids.size(), nullptr) == DSV4_OK);
+    size_t window = 0, compressed = 0, indexer = 0;
+    REQUIRE(dsv4_session_cache_bytes(session, 0, DSV4_CACHE_WINDOW, &window) == DSV4_OK);
+    REQUIRE(dsv4_session_cache_bytes(session, 0, DSV4_CACHE_COMPRESSED, &compressed) == DSV4_OK);
+    REQUIRE(dsv4_session_cache_bytes(session, 0, DSV4_CACHE_INDEXER, &indexer) == DSV4_OK);
+    INFO("kv_format " << e.format);
+    CHECK(window == 128 * e.entry);
+    CHECK(compressed == size_t(n_tokens / 4) * e.entry);
+    CHECK(indexer == size_t(n_tokens / 4) * e.key);
+    REQUIRE(dsv4_session_cache_bytes(session, 1, DSV4_CACHE_COMPRESSED, &compressed) == DSV4_OK);
+    CHECK(compressed == size_t(n_tokens / 128) * e.entry);
+    dsv4_session_free(session);
+  }
+  dsv4_session_params bad = dsv4_session_default_params();
+  bad.kv_format = 7;
+  dsv4_session* session = nullptr;
+  CHECK(dsv4_session_create(model, &bad, &session) == DSV4_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(dsv4_last_error()).find("kv_format") != std::string::npos);
+  // A v2 caller (struct_size 32) with garbage where v3 keeps reserved0: still an f32 session.
+  dsv4_session_params v2 = dsv4_session_default_params();
+  v2.struct_size = 32;
+  std::memset(reinterpret_cast<unsigned char*>(&v2) + 28, 0xAB, 4);
+  REQUIRE(dsv4_session_create(model, &v2, &session) == DSV4_OK);
+  REQUIRE(dsv4_session_append(session, ids.data(), 8, nullptr) == DSV4_OK);
+  size_t window = 0;
+  REQUIRE(dsv4_session_cache_bytes(session, 0, DSV4_CACHE_WINDOW, &window) == DSV4_OK);
+  CHECK(window == 8 * 2048);
+  dsv4_session_free(session);
+  dsv4_model_free(model);
 }
