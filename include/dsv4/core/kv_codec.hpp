@@ -175,8 +175,10 @@ struct EntryCodec {
         thread_local std::vector<float> rotated;
         const float* x = in;
         if (rotate) {
+          // The official rotate_activation hands FP4 its output in bf16: round the same way.
           rotated.resize(size_t(dim));
           quant::hadamard_rotate(in, dim, rotated.data());
+          for (float& v : rotated) v = bf16_to_float(float_to_bf16(v));
           x = rotated.data();
         }
         uint8_t nibbles[quant::kFp4Block];
