@@ -208,7 +208,8 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   }
   throw_if_error(failed);
   rope_rows(model, compressed_layer, o.data(), n_tokens, H * d, H, d, start, 1, true);
-  for (int64_t t = 0; t < n_tokens; ++t) cache.window.append(kv.data() + t * d);
+  for (int64_t t = 0; t < n_tokens; ++t)
+    cache.window.append_encoded(chunk_entries.data() + size_t(t) * entry_bytes);
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
   const auto oa = scope.take<float>(size_t(n_tokens * G * R));

@@ -91,7 +91,7 @@ void set_cache_allocation_failure_countdown(int64_t n) noexcept {
   allocation_failure_countdown = n;
 }
 
-int64_t EntryStore::append(const float* values) {
+uint8_t* EntryStore::next_slot() {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
   const size_t block = size_t(slot_index / block_entries_);
   while (block >= blocks_.size()) blocks_.push_back(allocate_block(block_entries_ * entry_bytes_));
@@ -102,7 +102,16 @@ int64_t EntryStore::append(const float* values) {
     const uint8_t* old = slot(slot_index);
     journal_values_.insert(journal_values_.end(), old, old + entry_bytes_);
   }
-  codec_.encode(values, slot(slot_index));
+  return slot(slot_index);
+}
+
+int64_t EntryStore::append(const float* values) {
+  codec_.encode(values, next_slot());
+  return size_++;
+}
+
+int64_t EntryStore::append_encoded(const uint8_t* entry) {
+  std::memcpy(next_slot(), entry, entry_bytes_);
   return size_++;
 }
 

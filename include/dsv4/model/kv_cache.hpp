@@ -48,6 +48,8 @@ class EntryStore {
   // Appends one entry (entry_dim fp32 values, encoded in the store's format); returns its
   // logical index.
   int64_t append(const float* values);
+  // The same for an entry already in the store's format (codec().bytes() bytes).
+  int64_t append_encoded(const uint8_t* entry);
   // The stored bytes of logical entry i (must be resident); codec() reads them. Pointers stay
   // valid as the store grows. In a non-ring store the entries of one block (i / kBlockEntries)
   // are contiguous, so a block can be handed to a kernel as one [kBlockEntries] array of entries.
@@ -76,6 +78,7 @@ class EntryStore {
   void rollback() noexcept;
 
  private:
+  uint8_t* next_slot();  // the slot the next entry goes to (allocating, journalling)
   uint8_t* slot(int64_t slot_index) const;
   EntryCodec codec_;
   size_t entry_bytes_ = 0;
