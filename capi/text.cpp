@@ -58,6 +58,18 @@ dsv4::text::ChatOptions chat_options(const dsv4_chat_params* params) {
   return o;
 }
 
+// One int32 property of a tokenizer into *out.
+dsv4_status query(const dsv4_tokenizer* tokenizer, int32_t* out, const char* fn,
+                  int32_t (dsv4::text::Tokenizer::*get)() const noexcept) {
+  DSV4_CAPI_BEGIN
+  if (out) *out = 0;
+  const auto& tok = tokenizer_of(tokenizer, fn);
+  if (!out) dsv4::fail(StatusCode::kInvalidArgument, std::string(fn) + ": out is NULL");
+  *out = (tok.*get)();
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
+
 dsv4::text::RenderedPrompt render(const char* messages_json, const dsv4_chat_params* params) {
   require(messages_json != nullptr, "messages_json is NULL");
   return dsv4::text::render_chat(messages_json, chat_options(params)).value();
@@ -94,25 +106,13 @@ DSV4_API dsv4_status dsv4_model_tokenizer(const dsv4_model* model, dsv4_tokenize
 DSV4_API void dsv4_tokenizer_free(dsv4_tokenizer* tokenizer) { delete tokenizer; }
 
 DSV4_API dsv4_status dsv4_tokenizer_n_vocab(const dsv4_tokenizer* tokenizer, int32_t* out) {
-  DSV4_CAPI_BEGIN
-  require(out != nullptr, "dsv4_tokenizer_n_vocab: out is NULL");
-  *out = tokenizer_of(tokenizer, "dsv4_tokenizer_n_vocab").n_vocab();
-  return DSV4_OK;
-  DSV4_CAPI_END
+  return query(tokenizer, out, "dsv4_tokenizer_n_vocab", &dsv4::text::Tokenizer::n_vocab);
 }
 DSV4_API dsv4_status dsv4_tokenizer_bos(const dsv4_tokenizer* tokenizer, int32_t* out) {
-  DSV4_CAPI_BEGIN
-  require(out != nullptr, "dsv4_tokenizer_bos: out is NULL");
-  *out = tokenizer_of(tokenizer, "dsv4_tokenizer_bos").bos_id();
-  return DSV4_OK;
-  DSV4_CAPI_END
+  return query(tokenizer, out, "dsv4_tokenizer_bos", &dsv4::text::Tokenizer::bos_id);
 }
 DSV4_API dsv4_status dsv4_tokenizer_eos(const dsv4_tokenizer* tokenizer, int32_t* out) {
-  DSV4_CAPI_BEGIN
-  require(out != nullptr, "dsv4_tokenizer_eos: out is NULL");
-  *out = tokenizer_of(tokenizer, "dsv4_tokenizer_eos").eos_id();
-  return DSV4_OK;
-  DSV4_CAPI_END
+  return query(tokenizer, out, "dsv4_tokenizer_eos", &dsv4::text::Tokenizer::eos_id);
 }
 
 DSV4_API dsv4_status dsv4_tokenize(const dsv4_tokenizer* tokenizer, const char* text,
