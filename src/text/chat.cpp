@@ -92,7 +92,19 @@ std::string text_field(const J& msg, const char* key) {
   return msg[key].get<std::string>();
 }
 
-// Content given as a list of parts: the text parts joined by blank lines.
+// The type of a content part ("text" for a bare string).
+std::string part_type(const J& part) {
+  if (part.is_string()) return "text";
+  if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
+    bad_message("a content part must be a string or an object with a string 'type'");
+  return part["type"].get<std::string>();
+}
+std::string part_text(const J& part) {
+  return part.is_string() ? part.get<std::string>() : text_field(part, "text");
+}
+
+// Content given as a list of parts: the text parts joined by blank lines (other parts, such as
+// images, carry no text here).
 std::string content_text(const J& content) {
   if (content.is_null()) return {};
   if (content.is_string()) return content.get<std::string>();
@@ -100,15 +112,8 @@ std::string content_text(const J& content) {
   std::string out;
   bool first = true;
   for (const J& part : content) {
-    std::string piece;
-    if (part.is_string()) {
-      piece = part.get<std::string>();
-    } else if (part.is_object() && part.value("type", "") == "text") {
-      piece = text_field(part, "text");
-    } else {
-      bad_message("content parts must be text");
-    }
-    out += (first ? "" : "\n\n") + piece;
+    if (part_type(part) != "text") continue;
+    out += (first ? "" : "\n\n") + part_text(part);
     first = false;
   }
   return out;
@@ -125,10 +130,26 @@ std::string task_of(const J& msg) {
 
 // A message after merging: user turns carry their blocks (text and tool results).
 struct Block {
-  enum Kind { kText, kToolResult } kind;
-  std::string text;         // the text, or the tool result's content
+  enum Kind { kText, kToolResult, kUnsupported } kind;
+  std::string text;         // the text, the tool result's content, or the unsupported part's type
   std::string tool_use_id;  // tool results only
 };
+
+// A user message's blocks: its text, or one block per part of a list (parts other than text,
+// such as images, become "[Unsupported TYPE]" in the prompt, as the reference renders them).
+std::vector<Block> user_blocks(const J& content) {
+  if (!content.is_array()) return {Block{Block::kText, content_text(content), {}}};
+  std::vector<Block> blocks;
+  for (const J& part : content) {
+    const std::string type = part_type(part);
+    if (type == "text") {
+      blocks.push_back({Block::kText, part_text(part), {}});
+    } else {
+      blocks.push_back({Block::kUnsupported, type, {}});
+    }
+  }
+  return blocks;
+}
 struct Message {
   std::string role;
   J fields;  // the original message (content, tools, tool_calls, reasoning_content, task, …)
@@ -154,19 +175,20 @@ std::vector<Message> merge_tool_results(const J& context, const J& messages) {
       merged.push_back({role, msg, {}, from_context});
       return;
     }
-    Block block = role == "tool"
-                      ? Block{Block::kToolResult, content_text(msg.value("content", J())),
-                              text_field(msg, "tool_call_id")}
-                      : Block{Block::kText, content_text(msg.value("content", J())), {}};
+    std::vector<Block> blocks =
+        role == "tool"
+            ? std::vector<Block>{Block{Block::kToolResult, content_text(msg.value("content", J())),
+                                       text_field(msg, "tool_call_id")}}
+            : user_blocks(msg.value("content", J()));
     Message* last = merged.empty() ? nullptr : &merged.back();
     if (last && last->role == "user" && last->from_context == from_context &&
         task_of(last->fields).empty()) {
-      last->blocks.push_back(std::move(block));
+      last->blocks.insert(last->blocks.end(), blocks.begin(), blocks.end());
       return;
     }
     J fields = role == "user" ? msg : J{{"role", "user"}};
     fields["role"] = "user";
-    merged.push_back({"user", std::move(fields), {std::move(block)}, from_context});
+    merged.push_back({"user", std::move(fields), std::move(blocks), from_context});
   };
   for (const J& m : context) add(m, true);
   for (const J& m : messages) add(m, false);
@@ -382,6 +404,10 @@ Result<RenderedPrompt> render_chat(std::string_view messages_json, const ChatOpt
           if (b) w.protocol("\n\n");
           if (m.blocks[b].kind == Block::kText) {
             w.content(m.blocks[b].text);
+          } else if (m.blocks[b].kind == Block::kUnsupported) {
+            w.protocol("[Unsupported ");
+            w.content(m.blocks[b].text);
+            w.protocol("]");
           } else {
             w.protocol("<tool_result>");
             w.content(m.blocks[b].text);

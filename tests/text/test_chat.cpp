@@ -78,6 +78,18 @@ TEST_CASE("message content cannot inject protocol tokens into the prompt ids") {
   CHECK(ids.front() == 0);
 }
 
+TEST_CASE("list content: text parts are blocks, other parts render as unsupported") {
+  const auto prompt =
+      render_chat(
+          R"([{"role":"user","content":[{"type":"text","text":"Look:"},{"type":"image_url","image_url":{"url":"x"}},"and this"]},
+          {"role":"tool","tool_call_id":"t","content":[{"type":"text","text":"a"},{"type":"image","data":"z"},{"type":"text","text":"b"}]}])",
+          ChatOptions{})
+          .value();
+  CHECK(prompt.text ==
+        "<｜begin▁of▁sentence｜><｜User｜>Look:\n\n[Unsupported image_url]\n\nand this\n\n"
+        "<tool_result>a\n\nb</tool_result><｜Assistant｜></think>");
+}
+
 TEST_CASE("malformed messages and completions get a clear status, never a crash") {
   const ChatOptions o;
   CHECK(render_chat("not json", o).status().code() == dsv4::StatusCode::kInvalidArgument);
