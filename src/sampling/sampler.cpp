@@ -102,14 +102,17 @@ bool Sampler::accept(int32_t token) {
   return false;
 }
 
-void Sampler::apply_penalties_and_bias(std::span<const float> logits) {
+std::span<const float> Sampler::apply_penalties_and_bias(std::span<const float> logits) {
+  const bool penalize = (params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                         params_.frequency_penalty != 0.0f) &&
+                        !history_.empty() && params_.penalty_last_n != 0;
+  // Nothing to change: read the caller's logits instead of copying a vocabulary-sized row.
+  if (params_.logit_bias.empty() && !penalize) return logits;
   work_.assign(logits.begin(), logits.end());
   const auto n = int64_t(work_.size());
   for (const auto& [token, bias] : params_.logit_bias)
     if (token < n) work_[size_t(token)] += bias;
-  const bool penalize = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
-                        params_.frequency_penalty != 0.0f;
-  if (!penalize || history_.empty() || params_.penalty_last_n == 0) return;
+  if (!penalize) return work_;
   const size_t window = params_.penalty_last_n < 0
                             ? history_.size()
                             : std::min(history_.size(), size_t(params_.penalty_last_n));
@@ -121,26 +124,28 @@ void Sampler::apply_penalties_and_bias(std::span<const float> logits) {
     l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
     l -= params_.presence_penalty + params_.frequency_penalty * float(count);
   }
+  return work_;
 }
 
-Result<std::vector<std::pair<int32_t, float>>> Sampler::distribution(
-    std::span<const float> logits) {
+Status Sampler::build_distribution(std::span<const float> logits) {
   if (logits.empty()) return Status(StatusCode::kInvalidArgument, "sampler: no logits");
   for (size_t i = 0; i < logits.size(); ++i)
     if (std::isnan(logits[i]) || logits[i] == INFINITY)
       return Status(StatusCode::kInvalidArgument,
                     "sampler: logit " + std::to_string(i) + " is not a number");
-  apply_penalties_and_bias(logits);
-  const auto top = std::max_element(work_.begin(), work_.end());  // lowest id among equal maxima
+  const std::span<const float> values = apply_penalties_and_bias(logits);
+  const auto top = std::max_element(values.begin(), values.end());  // lowest id among equal maxima
   if (*top == -INFINITY)
     return Status(StatusCode::kInvalidArgument, "sampler: every token is masked");
-  if (params_.temperature == 0.0f)
-    return std::vector<std::pair<int32_t, float>>{{int32_t(top - work_.begin()), 1.0f}};
+  candidates_.clear();
+  if (params_.temperature == 0.0f) {
+    candidates_.emplace_back(int32_t(top - values.begin()), 1.0f);
+    return Status::ok();
+  }
 
   const float max_logit = *top, inv_t = 1.0f / params_.temperature;
-  candidates_.clear();
-  for (size_t i = 0; i < work_.size(); ++i) {
-    const float scaled = (work_[i] - max_logit) * inv_t;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float scaled = (values[i] - max_logit) * inv_t;
     if (scaled >= kNegligibleLogProb) candidates_.emplace_back(int32_t(i), scaled);
   }
   auto more_likely = [](const auto& a, const auto& b) {
@@ -173,23 +178,26 @@ Result<std::vector<std::pair<int32_t, float>>> Sampler::distribution(
   }
   sum = 0;
   for (const auto& c : candidates_) sum += c.second;
-  std::vector<std::pair<int32_t, float>> out(candidates_.size());
-  for (size_t i = 0; i < candidates_.size(); ++i)
-    out[i] = {candidates_[i].first, float(candidates_[i].second / sum)};
-  return out;
+  for (auto& c : candidates_) c.second = float(c.second / sum);
+  return Status::ok();
+}
+
+Result<std::vector<std::pair<int32_t, float>>> Sampler::distribution(
+    std::span<const float> logits) {
+  if (Status s = build_distribution(logits); !s) return s;
+  return candidates_;
 }
 
 Result<int32_t> Sampler::sample(std::span<const float> logits) {
-  auto dist = distribution(logits);
-  if (!dist) return dist.status();
-  if (dist->size() == 1) return dist->front().first;
+  if (Status s = build_distribution(logits); !s) return s;
+  if (candidates_.size() == 1) return candidates_.front().first;
   const double u = rng_.uniform();
   double cumulative = 0;
-  for (const auto& [token, p] : *dist) {
+  for (const auto& [token, p] : candidates_) {
     cumulative += p;
     if (u < cumulative) return token;
   }
-  return dist->back().first;  // u beyond the rounded total
+  return candidates_.back().first;  // u beyond the rounded total
 }
 
 }  // namespace dsv4::sampling

@@ -72,7 +72,10 @@ class Sampler {
 
  private:
   explicit Sampler(SamplerParams params);
-  void apply_penalties_and_bias(std::span<const float> logits);
+  // The logits with bias and penalties applied: `logits` itself when there are none, else work_.
+  std::span<const float> apply_penalties_and_bias(std::span<const float> logits);
+  // Leaves the final distribution in candidates_ (token, probability), most likely first.
+  Status build_distribution(std::span<const float> logits);
 
   SamplerParams params_;
   Rng rng_;
@@ -80,7 +83,7 @@ class Sampler {
   std::vector<int32_t> history_;
   std::string recent_text_;  // the tail of the decoded text, for stop strings
   std::vector<float> work_;
-  std::vector<std::pair<int32_t, float>> candidates_;
+  std::vector<std::pair<int32_t, float>> candidates_;  // working values, then probabilities
 };
 
 }  // namespace dsv4::sampling
