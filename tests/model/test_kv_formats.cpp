@@ -111,8 +111,6 @@ TEST_CASE("kv codec: Hadamard rotation then FP4 (vectors 5, 6)", "[kv]") {
   // The indexer key codec rotates then quantises: e_0 becomes 0.09375 everywhere (s = 2^-6, q = 6).
   const EntryCodec idx{CacheFormat::kFp4, 128, 0, true};
   CHECK(idx.bytes() == 68);
-  std::vector<float> rotated_e0(128);
-  for (size_t i = 0; i < 128; ++i) rotated_e0[i] = bf(out[i]);  // (unused: shows the BF16 step)
   const auto q = fake_quant(idx, e0);
   for (float v : q) CHECK(v == 0.09375f);
   // Vector 6: an FP4 block of 32 without rotation.

@@ -72,25 +72,29 @@ inline uint8_t e2m1_rne(float x) noexcept {
   return uint8_t((std::signbit(x) ? 8 : 0) | magnitude);
 }
 
-// One block of act_quant (FP8): e4m3 codes of x/s and the ue8m0 code of s.
-inline uint8_t quantize_fp8_block(const float* x, int64_t n, uint8_t* codes) noexcept {
+// The shared shape of act_quant and fp4_act_quant for one block: s = the ceiling power of two of
+// max(amax, amax_floor) / max_value, codes = encode(clamp(x / s, ±max_value)); returns s's ue8m0
+// code.
+template <class Encode>
+inline uint8_t quantize_block(const float* x, int64_t n, float amax_floor, float max_value,
+                              Encode encode, uint8_t* codes) noexcept {
   float amax = 0.0f;
   for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const int e = ceil_pow2_exponent(std::max(amax, kAmaxFloorFp8), 1.0f / 448.0f);
+  const int e = ceil_pow2_exponent(std::max(amax, amax_floor), 1.0f / max_value);
   const float inv_s = pow2(-e);  // x / s is exact: s is a power of two
-  for (int64_t i = 0; i < n; ++i) codes[i] = e4m3_rne(std::clamp(x[i] * inv_s, -448.0f, 448.0f));
+  for (int64_t i = 0; i < n; ++i)
+    codes[i] = encode(std::clamp(x[i] * inv_s, -max_value, max_value));
   return uint8_t(e + 127);
+}
+
+// One block of act_quant (FP8): e4m3 codes of x/s and the ue8m0 code of s.
+inline uint8_t quantize_fp8_block(const float* x, int64_t n, uint8_t* codes) noexcept {
+  return quantize_block(x, n, kAmaxFloorFp8, 448.0f, e4m3_rne, codes);
 }
 
 // One block of fp4_act_quant: e2m1 codes (nibbles) of x/s and the ue8m0 code of s.
 inline uint8_t quantize_fp4_block(const float* x, int64_t n, uint8_t* nibbles) noexcept {
-  float amax = 0.0f;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const int e = ceil_pow2_exponent(std::max(amax, kAmaxFloorFp4), 1.0f / 6.0f);
-  const float inv_s = pow2(-e);
-  for (int64_t i = 0; i < n; ++i)
-    nibbles[i] = float_to_fp4_e2m1(std::clamp(x[i] * inv_s, -6.0f, 6.0f));
-  return uint8_t(e + 127);
+  return quantize_block(x, n, kAmaxFloorFp4, 6.0f, e2m1_rne, nibbles);
 }
 
 inline int64_t next_pow2(int64_t n) noexcept {
