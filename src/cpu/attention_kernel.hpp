@@ -80,7 +80,7 @@ struct AttentionKernel {
       const int64_t n = codec.nope_dim();
       for (int64_t b = 0; b < codec.fp8_scales(); ++b) {
         const int64_t i0 = b * quant::kFp8Block, i1 = std::min(n, i0 + quant::kFp8Block);
-        const float s = ue8m0_value(in[n + b]);
+        const float s = ue8m0_to_float(in[n + b]);
         const Batch sv(s * kFp8ViaFp16Factor);
         int64_t i = i0;
         for (; i + kLanes <= i1; i += kLanes)

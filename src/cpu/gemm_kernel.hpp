@@ -33,15 +33,6 @@ namespace dsv4::cpu::detail {
 // does the rest and the 2^8 is folded into the block scale.
 inline constexpr float kFp8ViaFp16Factor = 256.0f;
 
-// 2^(code − 127) by building the bits (codes 1..254 are normal floats, 0 is the subnormal
-// 2^-127); 0xff (NaN) is refused at load. No libm call in the inner loops.
-inline float ue8m0_value(uint8_t code) noexcept {
-  const uint32_t bits = code == 0 ? 0x00400000u : uint32_t(code) << 23;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 // Calls f.template operator()<N>() for the runtime count n in [1, Max]: tile shapes are template
 // arguments (so accumulators live in registers), the edge tiles' sizes are known only at run time.
 template <int Max, class F>
@@ -249,7 +240,7 @@ struct GemmKernel {
         }
       }
       for (int c = 0; c < NJ; ++c) {
-        const Batch sv(ue8m0_value(scale_rows[c][blk]) * kFp8ViaFp16Factor);
+        const Batch sv(ue8m0_to_float(scale_rows[c][blk]) * kFp8ViaFp16Factor);
         for (int r = 0; r < MI; ++r) t.acc[r][c] = xsimd::fma(part[r][c], sv, t.acc[r][c]);
       }
     }
@@ -295,7 +286,7 @@ struct GemmKernel {
     for (int c = 0; c < NJ; ++c) {
       const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
       scales[c] = scale_buffer.data() + c * n_blocks;
-      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_value(codes[b]);
+      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
     }
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
@@ -411,7 +402,7 @@ struct GemmKernel {
       const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
       for (int64_t b0 = p0; b0 < p1; b0 += 128) {
         const int64_t b1 = std::min(p1, b0 + 128);
-        const float s = ue8m0_value(scales[b0 / 128]);
+        const float s = ue8m0_to_float(scales[b0 / 128]);
         const Batch sv(s * kFp8ViaFp16Factor);
         int64_t p = b0;
         for (; p + kLanes <= b1; p += kLanes)
@@ -428,7 +419,7 @@ struct GemmKernel {
         l.store_aligned(lo);
         h.store_aligned(hi);
         for (int64_t i = 0; i < kLanes; ++i) {
-          const float s = ue8m0_value(scales[(p + 2 * i) / 32]);
+          const float s = ue8m0_to_float(scales[(p + 2 * i) / 32]);
           dst[p - p0 + 2 * i] = lo[i] * s;
           dst[p - p0 + 2 * i + 1] = hi[i] * s;
         }
