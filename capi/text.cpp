@@ -47,10 +47,9 @@ dsv4_status write_ids(const std::vector<int32_t>& ids, int32_t* out, size_t capa
 dsv4::text::ChatOptions chat_options(const dsv4_chat_params* params) {
   const dsv4_chat_params p = dsv4::capi::read_params(params, dsv4_chat_default_params(),
                                                      kChatParamsV1Size, "dsv4_chat_params");
-  const std::string args =
-      std::string("{\"thinking_mode\":") + (p.thinking ? "\"thinking\"" : "\"chat\"") + "}";
-  dsv4::text::ChatOptions o =
-      dsv4::text::chat_options_from_json(args, p.variant ? p.variant : "v4").value();
+  dsv4::text::ChatOptions o;
+  o.variant = dsv4::text::chat_variant_from_name(p.variant ? p.variant : "v4").value();
+  o.thinking = p.thinking != 0;
   o.drop_thinking = p.drop_thinking != 0;
   o.add_bos = p.add_bos != 0;
   if (p.reasoning_effort) o.reasoning_effort = p.reasoning_effort;

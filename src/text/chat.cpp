@@ -454,14 +454,16 @@ Result<std::vector<int32_t>> tokenize_prompt(const Tokenizer& tokenizer,
   return tokenizer.encode_with_added_tokens_in(prompt.text, prompt.protocol_spans);
 }
 
+Result<ChatVariant> chat_variant_from_name(std::string_view name) {
+  if (name == "v4" || name.empty()) return ChatVariant::kV4;
+  if (name == "v4-0731") return ChatVariant::kV4_0731;
+  return Status(StatusCode::kInvalidArgument, "unknown chat variant '" + std::string(name) + "'");
+}
+
 Result<ChatOptions> chat_options_from_json(std::string_view args_json, std::string_view variant) {
   return capture_result([&] {
     ChatOptions o;
-    if (variant == "v4-0731") {
-      o.variant = ChatVariant::kV4_0731;
-    } else if (variant != "v4" && !variant.empty()) {
-      fail(StatusCode::kInvalidArgument, "unknown chat variant '" + std::string(variant) + "'");
-    }
+    o.variant = chat_variant_from_name(variant).value();
     const J args = args_json.empty() ? J::object() : parse_json(args_json, "chat arguments");
     if (!args.is_object())
       fail(StatusCode::kInvalidArgument, "chat arguments must be a JSON object");

@@ -31,6 +31,9 @@ struct ChatOptions {
   std::string context_json;
 };
 
+// "v4" (or "") and "v4-0731"; kInvalidArgument for any other name.
+Result<ChatVariant> chat_variant_from_name(std::string_view name);
+
 // Reads `variant` and the encoder's keyword arguments (thinking_mode, drop_thinking,
 // add_default_bos_token, reasoning_effort, context) from JSON objects as in chat-cases.jsonl.
 Result<ChatOptions> chat_options_from_json(std::string_view args_json, std::string_view variant);
