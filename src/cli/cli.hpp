@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dsv4/model/session.hpp"
+#include "dsv4/model/weights.hpp"
 
 namespace dsv4::cli {
 
@@ -43,6 +44,15 @@ inline bool parse_int(const std::string& text, int64_t* out) {
   } catch (...) {
     return false;
   }
+}
+
+// The embedded models (demo, bench presets): seeded random weights (seed 2026) in the official
+// checkpoints' formats — FP8 attention and shared expert, FP4 routed experts, BF16 embeddings,
+// head, compressors and router.
+inline Result<std::shared_ptr<const Model>> random_official_model(const ModelConfig& config,
+                                                                  const ModelLoadOptions& options) {
+  return Model::from_weights(config, random_weights(config, 2026, RandomWeightFormats::official()),
+                             options);
 }
 
 // Session options from --kv-format f32|bf16|packed (kInvalidArgument for anything else).

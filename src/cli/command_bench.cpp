@@ -57,8 +57,7 @@ Result<std::shared_ptr<const Model>> bench_model(const Args& args, const ModelLo
                   "--preset must be v4-flash-slice or demo (the full models do not fit here; "
                   "load a checkpoint with --model)");
   *what = preset + " (random weights: FP8 attention + shared expert, FP4 experts, BF16 rest)";
-  return Model::from_weights(config, random_weights(config, 2026, RandomWeightFormats::official()),
-                             options);
+  return random_official_model(config, options);
 }
 
 }  // namespace

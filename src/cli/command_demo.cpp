@@ -90,7 +90,7 @@ int demo_text(const Args& args) {
   std::printf("dsv4 demo --text: %s\nprompt (%zu tokens): %s\nreply: ", tm->description.c_str(),
               ids.size(), prompt.text.c_str());
   std::fflush(stdout);
-  auto turn = generate_turn(*session, *tm->tokenizer, *sampler, ids, n_decode, stdout);
+  auto turn = generate_turn(*session, tm->tokenizer, *sampler, ids, n_decode, stdout);
   std::printf("\n");
   if (!turn) {
     std::fprintf(stderr, "dsv4 demo: %s\n", turn.status().to_string().c_str());
@@ -121,10 +121,7 @@ int command_demo(const Args& args) {
   const auto t_build = Clock::now();
   ModelLoadOptions options;
   options.n_threads = int(threads);
-  // Weights in the official checkpoints' formats: FP8 attention and shared expert, FP4 routed
-  // experts, BF16 embeddings, head, compressors and router.
-  auto model = Model::from_weights(
-      config, random_weights(config, 2026, RandomWeightFormats::official()), options);
+  auto model = random_official_model(config, options);
   if (!model) {
     std::fprintf(stderr, "dsv4 demo: %s\n", model.status().to_string().c_str());
     return 1;

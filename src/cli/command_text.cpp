@@ -137,8 +137,7 @@ Result<TurnResult> chat_turn(Conversation& c, const std::string& user_text,
   if (!prompt) return prompt.status();
   auto ids = text::tokenize_prompt(*c.tm.tokenizer, prompt.value());
   if (!ids) return ids.status();
-  auto turn =
-      generate_turn(*c.session, *c.tm.tokenizer, *c.sampler, ids.value(), c.max_new, stdout);
+  auto turn = generate_turn(*c.session, c.tm.tokenizer, *c.sampler, ids.value(), c.max_new, stdout);
   if (!turn) return turn.status();
   for (const json& m : fresh) c.history.push_back(m);
   json reply = {{"role", "assistant"}, {"content", turn->text}};

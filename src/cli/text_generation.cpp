@@ -68,9 +68,7 @@ Result<TextModel> load_text_model(const Args& args) {
     auto tok = load_tokenizer_arg(args);
     if (!tok) return tok.status();
     out.tokenizer = tok.value();
-    const ModelConfig config = demo_model_config();
-    auto model = Model::from_weights(
-        config, random_weights(config, 2026, RandomWeightFormats::official()), options);
+    auto model = random_official_model(demo_model_config(), options);
     if (!model) return model.status();
     out.model = model.value();
     out.description = "the embedded demo model (random weights: its text is random)";
@@ -129,10 +127,12 @@ Result<sampling::SamplerParams> sampler_params_from_args(const Args& args,
   return p;
 }
 
-Result<TurnResult> generate_turn(Session& session, const text::Tokenizer& tok,
+Result<TurnResult> generate_turn(Session& session,
+                                 const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
                                  int64_t max_new, std::FILE* out) {
   TurnResult r;
+  const text::Tokenizer& tok = *tokenizer;
   const int64_t vocab = session.model().config().vocab_size;
   std::vector<float> logits(static_cast<size_t>(vocab));
   // Prefill in chunks so a long prompt shows progress; only the last chunk computes logits.
@@ -150,8 +150,7 @@ Result<TurnResult> generate_turn(Session& session, const text::Tokenizer& tok,
   r.prefill_tokens = int64_t(prompt.size());
   r.prefill_seconds = seconds_since(t0);
   sampler.reset();  // each turn: penalties over its own text, the seed's stream from the start
-  text::StreamDecoder decoder(
-      std::shared_ptr<const text::Tokenizer>(&tok, [](const text::Tokenizer*) {}));
+  text::StreamDecoder decoder(tokenizer);
   const auto t1 = Clock::now();
   AppendOptions last;
   last.output = OutputMode::kLast;

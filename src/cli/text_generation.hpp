@@ -59,7 +59,8 @@ struct TurnResult {
 // Appends `prompt` (in chunks, with a progress bar for long ones), then samples up to
 // `max_new` tokens, streaming their text to `out` as it completes. The turn's closing EOS is
 // appended too, so the cache holds the finished turn and the next prompt can follow it.
-Result<TurnResult> generate_turn(Session& session, const text::Tokenizer& tok,
+Result<TurnResult> generate_turn(Session& session,
+                                 const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
                                  int64_t max_new, std::FILE* out);
 
