@@ -204,6 +204,8 @@ TEST_CASE("kv formats: prefill, chunked prefill and decode agree in every format
     float worst_chunked = 0.0f, worst_stepped = 0.0f;
     for (size_t i = 0; i < whole.size(); ++i) {
       REQUIRE(std::isfinite(whole[i]));
+      REQUIRE(std::isfinite(chunked[i]));
+      REQUIRE(std::isfinite(stepped[i]));
       worst_chunked = std::max(worst_chunked, std::abs(whole[i] - chunked[i]));
       worst_stepped = std::max(worst_stepped, std::abs(whole[i] - stepped[i]));
     }
