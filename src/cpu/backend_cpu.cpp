@@ -8,6 +8,7 @@
 #include "cpu_kernels.hpp"
 #include "dsv4/backend/registry.hpp"
 #include "indexer_topk.hpp"
+#include "official_cpu.hpp"
 #include "ops_cpu.hpp"
 
 namespace dsv4::cpu {
@@ -39,6 +40,12 @@ Status guarded(F&& body) noexcept {
   } catch (...) {
     return Status(StatusCode::kInternal, "cpu backend: unexpected exception in an operator");
   }
+}
+
+// Runs the exact or the official variant of a row-wise operator, as the arguments ask.
+template <class Args>
+Status dispatch(const Args& a, void (*exact)(const Args&), void (*official)(const Args&)) noexcept {
+  return guarded([&] { (a.numerics == Numerics::kOfficial ? official : exact)(a); });
 }
 
 class CpuBackend final : public Backend {
@@ -81,6 +88,12 @@ class CpuBackend final : public Backend {
                         std::string(weight_format_traits(g.w.format).name));
     if (Status s = check_gemm_args(g); !s) return s;
     if (g.m == 0 || g.n == 0) return Status::ok();
+    if (g.numerics != GemmNumerics::kExact) {
+      if (g.alpha != 1.0f || g.beta != 0.0f)
+        return Status(StatusCode::kInvalidArgument,
+                      "cpu backend: the official gemm takes alpha = 1 and beta = 0");
+      return guarded([&] { official::gemm(g); });
+    }
     return guarded([&] { kernels().gemm(g); });
   }
   Status synchronize() noexcept override { return Status::ok(); }
@@ -90,6 +103,7 @@ class CpuBackend final : public Backend {
         (a.n_keys > 0 && !a.keys && !a.key_entries) ||
         (a.key_entries && a.key_codec.dim != a.head_dim))
       return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent attention arguments");
+    if (a.numerics == Numerics::kOfficial) return guarded([&] { official::attention(a); });
     return guarded([&] { kernels().attention(a); });
   }
   Status indexer_topk(const IndexerTopkArgs& a) noexcept override {
@@ -97,6 +111,7 @@ class CpuBackend final : public Backend {
         a.block_entries <= 0 || !a.n_visible || !a.selected || !a.n_selected ||
         (a.key_block_entries && a.key_codec.dim != a.head_dim))
       return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent indexer arguments");
+    if (a.numerics == Numerics::kOfficial) return guarded([&] { official::indexer_topk(a); });
     return guarded([&] { cpu::indexer_topk(a); });
   }
   Status embed(const EmbedArgs& a) noexcept override {
@@ -106,29 +121,29 @@ class CpuBackend final : public Backend {
     return guarded([&] { cpu::embed(a); });
   }
   Status rms_norm(const RmsNormArgs& a) noexcept override {
-    return guarded([&] { cpu::rms_norm(a); });
+    return dispatch(a, cpu::rms_norm, official::rms_norm);
   }
   Status rope(const RopeArgs& a) noexcept override {
-    return guarded([&] { cpu::rope(a); });
+    return dispatch(a, cpu::rope, official::rope);
   }
   Status compress_pool(const CompressPoolArgs& a) noexcept override {
-    return guarded([&] { cpu::compress_pool(a); });
+    return dispatch(a, cpu::compress_pool, official::compress_pool);
   }
   Status mhc_pre(const MhcPreArgs& a) noexcept override {
     if (!supports({OpKind::kGemm, a.fn.format}))
       return Status(StatusCode::kUnsupported, "cpu backend: mHC weights in an unsupported format");
-    return guarded([&] { cpu::mhc_pre(a); });
+    return dispatch(a, cpu::mhc_pre, official::mhc_pre);
   }
   Status mhc_post(const MhcPostArgs& a) noexcept override {
-    return guarded([&] { cpu::mhc_post(a); });
+    return dispatch(a, cpu::mhc_post, official::mhc_post);
   }
   Status mhc_head(const MhcHeadArgs& a) noexcept override {
     if (!supports({OpKind::kGemm, a.fn.format}))
       return Status(StatusCode::kUnsupported, "cpu backend: mHC weights in an unsupported format");
-    return guarded([&] { cpu::mhc_head(a); });
+    return dispatch(a, cpu::mhc_head, official::mhc_head);
   }
   Status swiglu(const SwigluArgs& a) noexcept override {
-    return guarded([&] { cpu::swiglu(a); });
+    return dispatch(a, cpu::swiglu, official::swiglu);
   }
 };
 

@@ -10,6 +10,7 @@
 
 #include "dsv4/ops/attention_variants.hpp"
 #include "dsv4/ops/grouped_output.hpp"
+#include "dsv4/ops/official_numerics.hpp"
 #include "layer_forward.hpp"
 
 namespace dsv4::detail {
@@ -25,6 +26,7 @@ void rope_rows(const Model& model, bool compressed_layer, float* x, int64_t rows
   a.x = x, a.rows = rows, a.row_stride = row_stride, a.n_heads = n_heads, a.head_dim = head_dim;
   a.rope_dim = c.qk_rope_head_dim, a.theta = model.rope_theta(compressed_layer).data();
   a.first_position = first, a.position_step = step, a.inverse = inverse;
+  a.numerics = model.numerics();
   throw_if_error(model.backend().rope(a));
 }
 
@@ -39,8 +41,8 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
   Workspace::Scope scope(ws);
   const auto kv = scope.take<float>(size_t(n_tokens * width));
   const auto gate = scope.take<float>(size_t(n_tokens * width));
-  linear(backend, h, n_tokens, w.wkv, kv.data());
-  linear(backend, h, n_tokens, w.wgate, gate.data());
+  linear(backend, h, n_tokens, w.wkv, kv.data(), fp32_linear_numerics(model));
+  linear(backend, h, n_tokens, w.wgate, gate.data(), fp32_linear_numerics(model));
   const auto entry = scope.take<float>(size_t(out_dim));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t pos = start + t, slot = pos % m;
@@ -55,7 +57,7 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
     const int64_t window_index = pos / m;
     CompressPoolArgs pool;
     pool.kv = state.kv.data(), pool.gate = state.gate.data(), pool.m = m, pool.out_dim = out_dim;
-    pool.overlap = state.overlap, pool.out = entry.data();
+    pool.overlap = state.overlap, pool.out = entry.data(), pool.numerics = model.numerics();
     if (state.overlap && state.has_prev) {
       pool.prev_kv_a = state.prev_kv_a.data();
       pool.prev_gate_a = state.prev_gate_a.data();
@@ -71,7 +73,8 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
         }
       state.has_prev = true;
     }
-    rms_norm_rows(backend, entry.data(), w.norm.data(), 1, out_dim, float(c.rms_norm_eps));
+    rms_norm_rows(backend, entry.data(), w.norm.data(), 1, out_dim, float(c.rms_norm_eps),
+                  model.numerics());
     rope_rows(model, true, entry.data(), 1, out_dim, 1, out_dim, window_index * m, 0, false);
     store.append(entry.data());
   }
@@ -95,18 +98,34 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
   Workspace::Scope scope(ws);
   const auto q = scope.take<float>(size_t(n_tokens * nh * dim));
   const auto u = scope.take<float>(size_t(n_tokens * nh));
-  linear(backend, cq, n_tokens, ix.wq_b, q.data());
-  linear(backend, h, n_tokens, ix.weights_proj, u.data());
-  const float inv_sqrt_heads = 1.0f / std::sqrt(float(nh));
-  for (auto& x : u) x *= inv_sqrt_heads;
+  linear(backend, cq, n_tokens, ix.wq_b, q.data(), linear_numerics(model));
+  linear(backend, h, n_tokens, ix.weights_proj, u.data(), linear_numerics(model));
+  if (model.official()) {
+    // The official weights carry 1/sqrt(c) too: bf16(u · fl32(c^-1/2 · H^-1/2)).
+    const auto scale = float(std::pow(double(dim), -0.5) * std::pow(double(nh), -0.5));
+    for (auto& x : u) x = ops::official::round_bf16(ops::official::mul32(x, scale));
+  } else {
+    const float inv_sqrt_heads = 1.0f / std::sqrt(float(nh));
+    for (auto& x : u) x *= inv_sqrt_heads;
+  }
   rope_rows(model, true, q.data(), n_tokens, nh * dim, nh, dim, start, 1, false);
 
   for (int64_t t = 0; t < n_tokens; ++t)
     sel.n_visible[size_t(t)] = ops::compressed_visible_count(start + t, m);
-  // Keys stored rotated (packed FP4): rotate the queries alike, so q·k is what it was.
-  if (keys.codec().rotate)
+  const EntryCodec& codec = keys.codec();
+  if (model.official()) {
+    // The official queries: Hadamard-rotated and fake-quantised on the FP4 grid, exactly as the
+    // keys are stored (encode then decode with the keys' codec).
+    const auto packed = scope.take<uint8_t>(codec.bytes());
+    for (int64_t r = 0; r < n_tokens * nh; ++r) {
+      codec.encode(q.data() + r * dim, packed.data());
+      codec.decode(packed.data(), q.data() + r * dim);
+    }
+  } else if (codec.rotate) {
+    // Keys stored rotated (packed FP4): rotate the queries alike, so q·k is what it was.
     for (int64_t r = 0; r < n_tokens * nh; ++r)
       quant::hadamard_rotate(q.data() + r * dim, dim, q.data() + r * dim);
+  }
   // The block table: one pointer per 64 keys (1/256 of the keys' own bytes).
   const auto blocks = scope.take<const uint8_t*>(size_t(keys.n_blocks()));
   for (int64_t b = 0; b < keys.n_blocks(); ++b) blocks[size_t(b)] = keys.block(b);
@@ -116,14 +135,34 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
   a.block_entries = keys.block_entries();
   a.n_visible = sel.n_visible.data(), a.selected = sel.ids.data();
   a.n_selected = sel.n_selected.data();
+  a.numerics = model.numerics();
   throw_if_error(backend.indexer_topk(a));
   return sel;
+}
+
+// The length of each query's window part of the key list. The official kernel walks a list of
+// indices in blocks of 64, and −1 entries hold their places: a prefill from position 0 lists
+// min(T, W) window slots, a decode step W (official get_window_topk_idxs). The exact mode lists
+// only the visible entries.
+int64_t window_list_length(const Model& model, int64_t n_tokens, int64_t start) {
+  const int64_t W = model.config().sliding_window;
+  if (model.official()) return start == 0 ? std::min(n_tokens, W) : W;
+  return std::min(W, start + n_tokens);
+}
+
+// The selections of a chunk as [T, k] rows, −1 past each row's count.
+void record_selection(const Selection& sel, int64_t n_tokens, int64_t k,
+                      std::vector<int32_t>& out) {
+  out.assign(size_t(n_tokens * k), -1);
+  for (int64_t t = 0; t < n_tokens; ++t)
+    std::copy_n(sel.ids.data() + t * k, sel.n_selected[size_t(t)], out.data() + t * k);
 }
 
 }  // namespace
 
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
-                       int64_t n_tokens, int64_t start, float* out, Workspace& ws) {
+                       int64_t n_tokens, int64_t start, float* out, Workspace& ws,
+                       LayerDecisions* decisions) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
   Backend& backend = model.backend();
@@ -131,20 +170,22 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   const int64_t m = c.compress_ratio(layer);
   const bool compressed_layer = m > 0, csa = m == kCsaCompressRatio;
   const float eps = float(c.rms_norm_eps);
+  const Numerics numerics = model.numerics();
+  const GemmNumerics lin = linear_numerics(model);
 
   // Query: c_q = RMSNorm(wq_a·x); q = wq_b·c_q per head, unweighted RMSNorm, RoPE at t.
   Workspace::Scope scope(ws);
   const auto cq = scope.take<float>(size_t(n_tokens * c.q_lora_rank));
   const auto q = scope.take<float>(size_t(n_tokens * H * d));
-  linear(backend, h, n_tokens, L.wq_a, cq.data());
-  rms_norm_rows(backend, cq.data(), L.q_norm.data(), n_tokens, c.q_lora_rank, eps);
-  linear(backend, cq.data(), n_tokens, L.wq_b, q.data());
-  rms_norm_rows(backend, q.data(), nullptr, n_tokens * H, d, eps);
+  linear(backend, h, n_tokens, L.wq_a, cq.data(), lin);
+  rms_norm_rows(backend, cq.data(), L.q_norm.data(), n_tokens, c.q_lora_rank, eps, numerics);
+  linear(backend, cq.data(), n_tokens, L.wq_b, q.data(), lin);
+  rms_norm_rows(backend, q.data(), nullptr, n_tokens * H, d, eps, numerics);
   rope_rows(model, compressed_layer, q.data(), n_tokens, H * d, H, d, start, 1, false);
   // Key (= value): RMSNorm(wkv·x), RoPE at t.
   const auto kv = scope.take<float>(size_t(n_tokens * d));
-  linear(backend, h, n_tokens, L.wkv, kv.data());
-  rms_norm_rows(backend, kv.data(), L.kv_norm.data(), n_tokens, d, eps);
+  linear(backend, h, n_tokens, L.wkv, kv.data(), lin);
+  rms_norm_rows(backend, kv.data(), L.kv_norm.data(), n_tokens, d, eps, numerics);
   rope_rows(model, compressed_layer, kv.data(), n_tokens, d, 1, d, start, 1, false);
 
   if (compressed_layer)
@@ -156,16 +197,18 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
                    n_tokens, start, ws);
     sel = indexer_select(model, *L.indexer, cache.indexer, cq.data(), h, n_tokens, start, m, scope,
                          ws);
+    if (decisions) record_selection(sel, n_tokens, c.index_topk, decisions->indexer);
   }
 
   const auto o = scope.take<float>(size_t(n_tokens * H * d));
   // Key pointer lists, one per thread: the window, then the selected (CSA) or all visible (HCA)
   // compressed entries of the chunk's last position, the longest list.
   const int64_t last = start + n_tokens - 1;
+  const int64_t window_slots = window_list_length(model, n_tokens, start);
   const int64_t max_keys =
-      std::min(W, last + 1) + (csa                ? c.index_topk
-                               : compressed_layer ? ops::compressed_visible_count(last, m)
-                                                  : 0);
+      window_slots + (csa                ? c.index_topk
+                      : compressed_layer ? ops::compressed_visible_count(last, m)
+                                         : 0);
   const int n_lists = n_tokens > 1 ? omp_get_max_threads() : 1;
   const auto key_lists = scope.take<const uint8_t*>(size_t(n_lists * max_keys));
   // The chunk's own keys in the cache's format, so a key reads the same whether it comes from
@@ -187,6 +230,8 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
       for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
         keys[n_keys++] = s >= start ? chunk_entries.data() + size_t(s - start) * entry_bytes
                                     : cache.window.entry(s);
+      if (numerics == Numerics::kOfficial)
+        while (n_keys < window_slots) keys[n_keys++] = nullptr;  // the official −1 slots
       if (csa) {
         const int32_t* ids = sel.ids.data() + t * c.index_topk;
         for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)
@@ -198,7 +243,7 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
       AttentionArgs a;
       a.q = q.data() + t * H * d, a.n_heads = H, a.head_dim = d;
       a.key_entries = keys, a.key_codec = codec, a.n_keys = n_keys;
-      a.sinks = L.attn_sink.data(), a.out = o.data() + t * H * d;
+      a.sinks = L.attn_sink.data(), a.out = o.data() + t * H * d, a.numerics = numerics;
       Status s = backend.attention(a);
       if (!s) {
 #pragma omp critical(dsv4_attention_status)
@@ -213,14 +258,20 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
   const auto oa = scope.take<float>(size_t(n_tokens * G * R));
-  throw_if_error(ops::grouped_output_projection(backend, o.data(), n_tokens, G, H * d / G, L.wo_a,
-                                                R, oa.data()));
-  linear(backend, oa.data(), n_tokens, L.wo_b, out);
+  // wo_a: a bf16 einsum in the official code (convert.py dequantises it to bf16).
+  throw_if_error(ops::grouped_output_projection(
+      backend, o.data(), n_tokens, G, H * d / G, L.wo_a, R, oa.data(),
+      model.official() ? GemmNumerics::kOfficialBf16 : GemmNumerics::kExact));
+  linear(backend, oa.data(), n_tokens, L.wo_b, out, lin);
 }
 
 void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows, int64_t n,
-                   float eps) {
-  throw_if_error(backend.rms_norm({x, weight, x, rows, n, eps}));
+                   float eps, Numerics numerics) {
+  throw_if_error(backend.rms_norm({x, weight, x, rows, n, eps, numerics}));
+}
+
+void round_to_bf16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = ops::official::round_bf16(x[i]);
 }
 
 void matmul_transposed(Backend& backend, const float* x, int64_t rows, const float* w, int64_t out,
@@ -228,10 +279,12 @@ void matmul_transposed(Backend& backend, const float* x, int64_t rows, const flo
   linear(backend, x, rows, f32_weights(w, out, in), y);
 }
 
-void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y) {
+void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y,
+            GemmNumerics numerics) {
   GemmArgs args;
   args.m = rows, args.n = w.out, args.k = w.in;
   args.a = x, args.lda = w.in, args.w = w, args.c = y, args.ldc = w.out;
+  args.numerics = numerics;
   throw_if_error(backend.gemm(args));
 }
 

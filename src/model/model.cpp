@@ -6,12 +6,16 @@
 #include "dsv4/core/format_traits.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/checkpoint_schema.hpp"
+#include "dsv4/ops/official_numerics.hpp"
 #include "dsv4/ops/rope.hpp"
 
 namespace dsv4 {
 namespace {
 void check_options(const ModelLoadOptions& options) {
   if (options.n_threads < 0) fail(StatusCode::kInvalidArgument, "n_threads must be >= 0");
+  if (options.numerics != Numerics::kExact && options.numerics != Numerics::kOfficial)
+    fail(StatusCode::kInvalidArgument,
+         "unknown numerics mode " + std::to_string(int(options.numerics)));
 }
 
 std::string gib(size_t bytes) {
@@ -33,6 +37,7 @@ std::string describe(const OpDesc& op) {
   std::string s(op_kind_name(op.kind));
   if (op.kind == OpKind::kGemm || op.kind == OpKind::kEmbed)
     s += "[" + std::string(weight_format_traits(op.weight_format).name) + "]";
+  if (op.numerics == Numerics::kOfficial) s += " in the official numerics";
   return s;
 }
 
@@ -63,9 +68,11 @@ std::unique_ptr<Backend> choose_backend(const std::string& name,
 }
 }  // namespace
 
-std::vector<RequiredOperator> required_operators(const ModelConfig& c, const ModelWeights& w) {
+std::vector<RequiredOperator> required_operators(const ModelConfig& c, const ModelWeights& w,
+                                                 Numerics numerics) {
   std::vector<RequiredOperator> out;
   auto add = [&](OpDesc op, const std::string& user) {
+    op.numerics = numerics;
     for (const RequiredOperator& r : out)
       if (r.op.kind == op.kind && r.op.weight_format == op.weight_format) return;
     out.push_back({op, user});
@@ -123,10 +130,21 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
   return capture_result([&]() -> std::shared_ptr<const Model> {
     check_options(options);
     throw_if_error(validate_model_config(model->config_));
-    model->backend_ =
-        choose_backend(options.backend, required_operators(model->config_, model->weights_));
+    model->backend_ = choose_backend(
+        options.backend, required_operators(model->config_, model->weights_, options.numerics));
     model->n_threads_ = options.n_threads;
+    model->numerics_ = options.numerics;
     const ModelConfig& c = model->config_;
+    if (model->official()) {
+      // The official code's fp32 frequencies: YaRN only on compressed layers.
+      const auto& rs = c.rope_scaling;
+      model->theta_window_ = ops::official::rope_frequencies(c.qk_rope_head_dim, c.rope_theta,
+                                                             false, 1.0, 0, 32.0, 1.0);
+      model->theta_compressed_ = ops::official::rope_frequencies(
+          c.qk_rope_head_dim, c.compress_rope_theta, c.has_rope_scaling, rs.factor,
+          rs.original_max_position_embeddings, rs.beta_fast, rs.beta_slow);
+      return model;
+    }
     ops::RopeParams window{c.qk_rope_head_dim, c.rope_theta};
     ops::RopeParams compressed{c.qk_rope_head_dim, c.compress_rope_theta};
     if (c.has_rope_scaling) {

@@ -37,6 +37,7 @@ MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x,
   a.sinkhorn_iters = c.hc_sinkhorn_iters, a.hc_eps = float(c.hc_eps);
   a.norm_eps = float(c.rms_norm_eps);
   a.y = y, a.post = coef.post.data(), a.comb = coef.comb.data();
+  a.numerics = model.numerics();
   throw_if_error(model.backend().mhc_pre(a));
   return coef;
 }
@@ -44,8 +45,8 @@ MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x,
 void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, int64_t n_tokens,
               float* x) {
   const ModelConfig& c = model.config();
-  throw_if_error(model.backend().mhc_post(
-      {x, z, coef.post.data(), coef.comb.data(), n_tokens, c.hc_mult, c.hidden_size}));
+  throw_if_error(model.backend().mhc_post({x, z, coef.post.data(), coef.comb.data(), n_tokens,
+                                           c.hc_mult, c.hidden_size, model.numerics()}));
 }
 
 // Applies the session's thread count (or the model's) to this thread's OpenMP regions for one
@@ -99,8 +100,17 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
   if (options.max_chunk <= 0)
     return Status(StatusCode::kInvalidArgument, "max_chunk must be positive");
   if (options.n_threads < 0) return Status(StatusCode::kInvalidArgument, "n_threads must be >= 0");
+  SessionOptions chosen = options;
+  if (model->official()) {
+    // The official numerics fake-quantise the cache onto the packed grid: an official session
+    // stores it packed (f32, the default, means "the model's format"); bf16 would lose the grid.
+    if (options.kv_format == KvFormat::kBF16)
+      return Status(StatusCode::kInvalidArgument,
+                    "the official numerics store the packed cache; kv_format bf16 is refused");
+    chosen.kv_format = KvFormat::kPacked;
+  }
   return capture_result(
-      [&] { return std::unique_ptr<Session>(new Session(std::move(model), options)); });
+      [&] { return std::unique_ptr<Session>(new Session(std::move(model), chosen)); });
 }
 
 Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
@@ -179,6 +189,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
       trace->layer_inputs.assign(
           size_t(c.num_hidden_layers * int64_t(tokens.size()) * c.hc_mult * c.hidden_size), 0.0f);
       trace->final_hidden.assign(tokens.size() * size_t(c.hidden_size), 0.0f);
+      trace->decisions.assign(size_t(c.num_hidden_layers), {});
     }
     const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads
                                                           : model_->n_threads());
@@ -208,6 +219,12 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
                       trace->layer_inputs.data() + (l * total + begin) * stream);
         std::copy_n(chunk_trace.final_hidden.data(), n * c.hidden_size,
                     trace->final_hidden.data() + begin * c.hidden_size);
+        for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+          const LayerDecisions& from = chunk_trace.decisions[size_t(l)];
+          LayerDecisions& to = trace->decisions[size_t(l)];
+          to.indexer.insert(to.indexer.end(), from.indexer.begin(), from.indexer.end());
+          to.router.insert(to.router.end(), from.router.begin(), from.router.end());
+        }
       }
     }
   });
@@ -233,7 +250,12 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
   // Every stream starts as the token embedding.
   const auto x = scope.take<float>(size_t(n_tokens * stream));
   throw_if_error(model.backend().embed({w.embed, tokens, n_tokens, n, x.data()}));
-  if (trace) trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
+  if (model.official()) detail::round_to_bf16(x.data(), n_tokens * stream);  // bf16 embedding
+  const Numerics numerics = model.numerics();
+  if (trace) {
+    trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
+    trace->decisions.assign(size_t(c.num_hidden_layers), {});
+  }
 
   const auto y = scope.take<float>(size_t(n_tokens * D));
   const auto z = scope.take<float>(size_t(n_tokens * D));
@@ -246,16 +268,20 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
     {
       Workspace::Scope site(workspace_);
       const MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data(), site);
-      detail::rms_norm_rows(model.backend(), y.data(), L.attn_norm.data(), n_tokens, D, eps);
+      detail::rms_norm_rows(model.backend(), y.data(), L.attn_norm.data(), n_tokens, D, eps,
+                            numerics);
       detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
-                                z.data(), workspace_);
+                                z.data(), workspace_,
+                                trace ? &trace->decisions[size_t(layer)] : nullptr);
       mhc_post(model, coef, z.data(), n_tokens, x.data());
     }
     {
       Workspace::Scope site(workspace_);
       const MhcCoefficients coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data(), site);
-      detail::rms_norm_rows(model.backend(), y.data(), L.ffn_norm.data(), n_tokens, D, eps);
-      detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data(), workspace_);
+      detail::rms_norm_rows(model.backend(), y.data(), L.ffn_norm.data(), n_tokens, D, eps,
+                            numerics);
+      detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data(), workspace_,
+                          trace ? &trace->decisions[size_t(layer)] : nullptr);
       mhc_post(model, coef, z.data(), n_tokens, x.data());
     }
   }
@@ -265,13 +291,13 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
   head.x = x.data(), head.n_tokens = n_tokens, head.n = n, head.d = D;
   head.fn = mhc_matrix(w.hc_head.fn, n), head.base = w.hc_head.base.data();
   head.scale = w.hc_head.scale[0], head.hc_eps = float(c.hc_eps), head.norm_eps = eps;
-  head.y = y.data();
+  head.y = y.data(), head.numerics = numerics;
   throw_if_error(model.backend().mhc_head(head));
-  detail::rms_norm_rows(model.backend(), y.data(), w.norm.data(), n_tokens, D, eps);
+  detail::rms_norm_rows(model.backend(), y.data(), w.norm.data(), n_tokens, D, eps, numerics);
   if (trace) trace->final_hidden.assign(y.begin(), y.end());
   if (!logits || logits_first_row >= n_tokens) return;
   detail::linear(model.backend(), y.data() + logits_first_row * D, n_tokens - logits_first_row,
-                 w.head, logits);
+                 w.head, logits, detail::fp32_linear_numerics(model));
 }
 
 }  // namespace dsv4

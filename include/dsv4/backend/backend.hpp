@@ -61,9 +61,26 @@ class Buffer {
   Deleter deleter_ = nullptr;
 };
 
+// The numerics an operator follows (docs/numerics.md). kExact: fp32 on the dequantised weights,
+// the default. kOfficial: DeepSeek's own inference numerics point by point
+// (../shared/spec/official-numerics.md, the reference operators of dsv4/ops/official_numerics.hpp).
+enum class Numerics : uint8_t { kExact, kOfficial };
+
+// How a GEMM rounds. The official code has three kinds of linear layer, told apart by role.
+enum class GemmNumerics : uint8_t {
+  kExact,           // fp32 accumulation of the dequantised weights
+  kOfficialLinear,  // model.py linear(): FP8/FP4 weights -> 1x128 FP8 activation quantisation and
+                    // the block-scaled GEMM; other formats -> exact dot products; output in bf16
+  kOfficialBf16,    // a bf16 F.linear / einsum: exact dot products of the dequantised weights,
+                    // rounded once to fp32, then to bf16 (wo_a, whatever its stored format)
+  kOfficialF32,     // an fp32 F.linear: exact dot products rounded once to fp32 (router, head,
+                    // compressors)
+};
+
 // C[m, n] = alpha * A[m, k] . W[n, k]^T + beta * C: the shape of every linear layer (weights are
 // [out, in] as in the checkpoint, in their stored format). A and C are row-major fp32 with
-// leading dimensions in elements; n and k must equal w.out and w.in.
+// leading dimensions in elements; n and k must equal w.out and w.in. The official numerics need
+// alpha = 1 and beta = 0.
 struct GemmArgs {
   int64_t m = 0, n = 0, k = 0;
   const float* a = nullptr;
@@ -73,6 +90,7 @@ struct GemmArgs {
   int64_t ldc = 0;
   float alpha = 1.0f;
   float beta = 0.0f;
+  GemmNumerics numerics = GemmNumerics::kExact;
 };
 
 // ---- the operator table: every operation the model graph performs goes through one of these ----
@@ -87,26 +105,35 @@ struct EmbedArgs {
 };
 
 // y[r] = weight ⊙ x[r] / sqrt(mean(x[r]²) + eps); weight may be null (unweighted). y may be x.
+// Official: the fp32 recipe with a bf16 result; unweighted (the per-head query norm) it is the
+// official chain of bf16 tensor operations, each rounded to bf16.
 struct RmsNormArgs {
   const float* x = nullptr;
   const float* weight = nullptr;  // [n] or null
   float* y = nullptr;
   int64_t rows = 0, n = 0;
   float eps = 0.0f;
+  Numerics numerics = Numerics::kExact;
 };
 
 // Interleaved RoPE on the last rope_dim values of each of n_heads vectors of head_dim in each row;
-// row r is at position first_position + r·position_step; inverse rotates back.
+// row r is at position first_position + r·position_step; inverse rotates back. Official: the
+// angle is fl32(position · θ_i) with θ the fp32 official frequencies (Model::rope_theta), the
+// rotation is fp32 and the result is rounded to bf16.
 struct RopeArgs {
   float* x = nullptr;  // [rows, row_stride]
   int64_t rows = 0, row_stride = 0, n_heads = 1, head_dim = 0, rope_dim = 0;
   const double* theta = nullptr;  // [rope_dim / 2]
   int64_t first_position = 0, position_step = 1;
   bool inverse = false;
+  Numerics numerics = Numerics::kExact;
 };
 
 // Sink attention of one query over a set of shared key/value entries (spec section 3):
 // out_h = Σ_j softmax({q_h·k_j/sqrt(d)} ∪ {sink_h})_j k_j. Keys are read once for all heads.
+// Official: the official sparse-attention kernel (blocks of 64 keys in list order, online
+// softmax, bf16 probabilities before PV, bf16 output); a null entry is the official index −1
+// (no key, but it occupies its place in the list's blocks).
 struct AttentionArgs {
   const float* q = nullptr;  // [H, d]
   int64_t n_heads = 0, head_dim = 0;
@@ -118,11 +145,15 @@ struct AttentionArgs {
   int64_t n_keys = 0;
   const float* sinks = nullptr;  // [H]
   float* out = nullptr;          // [H, d]
+  Numerics numerics = Numerics::kExact;
 };
 
 // Lightning-indexer top-k for nq queries over the first n_visible[t] entries of a block table:
 // I_{t,w} = Σ_h u_h · ReLU(q_h · K_w) / sqrt(c); the top_k best (lower index first on ties), in
 // ascending index order. Queries with n_visible ≤ top_k select all their entries.
+// Official: weights carry both 1/sqrt(c) and 1/sqrt(H_I) (bf16); per-head scores, ReLU·weight
+// and the head sum are each rounded to bf16, and the selection comes in the official list order:
+// descending score, lower index first among equals.
 struct IndexerTopkArgs {
   const float* q = nullptr;        // [nq, H_I, c]
   const float* weights = nullptr;  // [nq, H_I] (u, already divided by sqrt(H_I))
@@ -136,6 +167,7 @@ struct IndexerTopkArgs {
   const int64_t* n_visible = nullptr;  // [nq]
   int32_t* selected = nullptr;         // [nq, top_k]: min(n_visible, top_k) ids, ascending
   int64_t* n_selected = nullptr;       // [nq]
+  Numerics numerics = Numerics::kExact;
 };
 
 // Pooling of one complete compressor window (spec section 3, "Compressors"). HCA (prev_kv null
@@ -150,6 +182,8 @@ struct CompressPoolArgs {
   int64_t m = 0, out_dim = 0;
   bool overlap = false;
   float* out = nullptr;  // [out_dim]
+  // Official: softmax and pooled sum in the fp32 recipe, the entry rounded to bf16.
+  Numerics numerics = Numerics::kExact;
 };
 
 // mHC around a sub-layer (spec section 2) for T tokens of n streams of width D.
@@ -162,9 +196,10 @@ struct MhcPreArgs {
   const float* scale = nullptr;  // [3]
   int64_t sinkhorn_iters = 0;
   float hc_eps = 0.0f, norm_eps = 0.0f;
-  float* y = nullptr;     // [T, D]
-  float* post = nullptr;  // [T, n]
-  float* comb = nullptr;  // [T, n, n]
+  float* y = nullptr;                    // [T, D]
+  float* post = nullptr;                 // [T, n]
+  float* comb = nullptr;                 // [T, n, n]
+  Numerics numerics = Numerics::kExact;  // official: the Sinkhorn kernel's recipe, y in bf16
 };
 // post: X'_k = post_k · z + Σ_i comb[i][k] · X_i, in place.
 struct MhcPostArgs {
@@ -173,6 +208,7 @@ struct MhcPostArgs {
   const float* post = nullptr;
   const float* comb = nullptr;
   int64_t n_tokens = 0, n = 0, d = 0;
+  Numerics numerics = Numerics::kExact;  // official: sequential fp32 sums, X' in bf16
 };
 // head: y = Σ_j (sigmoid(mix_j·scale + base_j) + eps) X_j with mix = fn·x / rms(x).
 struct MhcHeadArgs {
@@ -181,7 +217,8 @@ struct MhcHeadArgs {
   WeightView fn;  // [n, n·D]
   const float* base = nullptr;
   float scale = 1.0f, hc_eps = 0.0f, norm_eps = 0.0f;
-  float* y = nullptr;  // [T, D]
+  float* y = nullptr;                    // [T, D]
+  Numerics numerics = Numerics::kExact;  // official: separate fp32 ops, y in bf16
 };
 
 // out = silu(min(gate, L)) ⊙ clamp(up, −L, L) elementwise (L = 0: no clamp). out may be gate.
@@ -191,6 +228,7 @@ struct SwigluArgs {
   int64_t n = 0;
   float limit = 0.0f;
   float* out = nullptr;
+  Numerics numerics = Numerics::kExact;  // official: silu = g / (1 + exp(−g)), each op in fp32
 };
 
 enum class OpKind : uint8_t {
@@ -214,6 +252,7 @@ std::string_view op_kind_name(OpKind kind) noexcept;
 struct OpDesc {
   OpKind kind = OpKind::kGemm;
   WeightFormat weight_format = WeightFormat::kF32;
+  Numerics numerics = Numerics::kExact;
 };
 
 // A device: memory plus the operator table. A model asks supports() for every operator it will

@@ -22,6 +22,9 @@ struct ModelLoadOptions {
   // Refuse (kOutOfMemory, with the numbers) a load whose estimated resident size exceeds this;
   // 0 = the memory the machine has available now (MemAvailable).
   size_t memory_limit = 0;
+  // kExact (fp32 on the dequantised weights, the default) or kOfficial (DeepSeek's inference
+  // numerics, docs/numerics.md; its sessions store the packed cache).
+  Numerics numerics = Numerics::kExact;
   // Told (layers read, layers total) while the weights are read and checked (the long part of
   // loading a big checkpoint); called from loader threads, one call at a time.
   LoadProgress progress;
@@ -34,7 +37,8 @@ struct RequiredOperator {
 };
 // Every distinct operator (and weight format, for GEMM) the forward pass of these weights calls.
 std::vector<RequiredOperator> required_operators(const ModelConfig& config,
-                                                 const ModelWeights& weights);
+                                                 const ModelWeights& weights,
+                                                 Numerics numerics = Numerics::kExact);
 
 // Bytes of memory the machine can give now without swapping (Linux MemAvailable; 0 if unknown).
 size_t available_memory_bytes() noexcept;
@@ -53,9 +57,12 @@ class Model {
   const ModelWeights& weights() const noexcept { return weights_; }
   Backend& backend() const noexcept { return *backend_; }
   int n_threads() const noexcept { return n_threads_; }
+  Numerics numerics() const noexcept { return numerics_; }
+  bool official() const noexcept { return numerics_ == Numerics::kOfficial; }
   // Bytes the weights occupy as held (stored formats; see ModelWeights::resident_bytes).
   size_t resident_bytes() const noexcept { return weights_.resident_bytes(); }
-  // RoPE frequencies θ_i of window-only layers and of compressed (CSA/HCA) layers.
+  // RoPE frequencies θ_i of window-only layers and of compressed (CSA/HCA) layers (the official
+  // code's fp32 values in the official numerics).
   const std::vector<double>& rope_theta(bool compressed_layer) const noexcept {
     return compressed_layer ? theta_compressed_ : theta_window_;
   }
@@ -67,6 +74,7 @@ class Model {
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
   int n_threads_ = 0;
+  Numerics numerics_ = Numerics::kExact;
   std::vector<double> theta_window_, theta_compressed_;
 };
 

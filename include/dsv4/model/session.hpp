@@ -40,9 +40,19 @@ struct AppendOptions {
 };
 
 // Optional record of intermediate values, for tests and debugging.
+// The discrete decisions of one layer over T tokens (−1 = none). The indexer's selections come in
+// the order the numerics produce them: ascending index (exact) or the official list order
+// (descending score, lower index first among equals); the router's in selection order (hash
+// layers: the tid2eid row).
+struct LayerDecisions {
+  std::vector<int32_t> indexer;  // [T, index_topk] (CSA layers; empty elsewhere)
+  std::vector<int32_t> router;   // [T, num_experts_per_tok]
+};
+
 struct ForwardTrace {
   std::vector<float> layer_inputs;  // [n_layers, T, hc_mult, D]: the streams entering each layer
   std::vector<float> final_hidden;  // [T, D]: RMSNorm_norm(Σ_j pre_j X_j), the input of the head
+  std::vector<LayerDecisions> decisions;  // [n_layers]
 };
 
 class Session {
@@ -70,6 +80,8 @@ class Session {
   const Model& model() const noexcept { return *model_; }
   CacheMemory memory() const { return cache_.memory(); }
   const KvCache& cache() const noexcept { return cache_; }
+  // The cache's storage format (an official model's sessions store packed).
+  KvFormat kv_format() const noexcept { return options_.kv_format; }
   // The forward pass's working memory: bytes held, and the most used at once so far.
   size_t workspace_capacity() const noexcept { return workspace_.capacity(); }
   size_t workspace_high_water() const noexcept { return workspace_.high_water(); }

@@ -13,13 +13,15 @@ namespace dsv4::ops {
 // out: [T, G·R].
 inline Status grouped_output_projection(Backend& backend, const float* o, int64_t n_tokens,
                                         int64_t n_groups, int64_t group_in, const WeightView& wo_a,
-                                        int64_t rank, float* out) {
+                                        int64_t rank, float* out,
+                                        GemmNumerics numerics = GemmNumerics::kExact) {
   for (int64_t g = 0; g < n_groups; ++g) {
     GemmArgs args;
     args.m = n_tokens, args.n = rank, args.k = group_in;
     args.a = o + g * group_in, args.lda = n_groups * group_in;
     args.w = weight_rows(wo_a, g * rank, rank);
     args.c = out + g * rank, args.ldc = n_groups * rank;
+    args.numerics = numerics;
     if (Status s = backend.gemm(args); !s) return s;
   }
   return Status::ok();

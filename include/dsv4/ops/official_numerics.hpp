@@ -7,6 +7,7 @@
 // oracle of the `official` numerics mode; the exact mode never calls them.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -15,6 +16,7 @@
 #include "dsv4/core/dtype.hpp"
 #include "dsv4/core/kv_codec.hpp"
 #include "dsv4/core/weight_view.hpp"
+#include "dsv4/formats/model_config.hpp"
 
 namespace dsv4::ops::official {
 
@@ -52,50 +54,272 @@ inline QuantizedRow act_quant_row(const float* x, int64_t n, int64_t block) {
   return r;
 }
 
-// linear() with an FP8 weight: act_quant(x, 128), then per 128-wide K block the exact sum of the
-// code products (rounded once to fp32), times sa·sb, accumulated in fp32 in K-block order; the
-// result rounded to bf16 once. x holds bf16 values [m, k]; y [m, n].
+// Exact dot product rounded once to fp32 (the recipe's "exact sum": products of fp32 values are
+// exact in double, and double accumulation is exact or within an ulp of double for these sizes).
+inline float dot_exact(const float* a, const float* b, int64_t n) noexcept {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(a[i]) * double(b[i]);
+  return float(s);
+}
+
+// One output of linear() with an FP8 weight, for an act-quantised row: per 128-wide K block the
+// exact sum of the code products (rounded once to fp32), times sa·sb, accumulated in fp32 in
+// K-block order; rounded to bf16 once. (Products of e4m3 values are exact in double and so is their
+// sum over a block: the order of the double sum does not matter.)
+inline float fp8_dot(const QuantizedRow& a, const WeightView& w, int64_t o) {
+  const int64_t k = w.in;
+  const uint8_t* row = w.row(o);
+  const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
+  float acc = 0.0f;
+  for (int64_t kb = 0; kb * 128 < k; ++kb) {
+    double block = 0.0;
+    for (int64_t p = kb * 128; p < std::min(k, kb * 128 + 128); ++p)
+      block += double(a.q[size_t(p)]) * double(fp8_e4m3_to_float(row[p]));
+    const float scale = mul32(a.scales[size_t(kb)], ue8m0_to_float(scales[kb]));
+    acc = add32(acc, mul32(float(block), scale));
+  }
+  return round_bf16(acc);
+}
+
+// One output of linear() with an FP4 weight: K blocks of 32, t = fl32(C_blk · sa[k/4]),
+// t = fl32(t · sb[k]), acc = fl32(acc + t); rounded to bf16 once.
+inline float fp4_dot(const QuantizedRow& a, const WeightView& w, int64_t o) {
+  const int64_t k = w.in;
+  const uint8_t* row = w.row(o);
+  const uint8_t* scales = w.scale_row(w.first_row + o);
+  float acc = 0.0f;
+  for (int64_t kb = 0; kb * 32 < k; ++kb) {
+    double block = 0.0;
+    for (int64_t p = kb * 32; p < std::min(k, kb * 32 + 32); ++p)
+      block += double(a.q[size_t(p)]) * double(fp4_e2m1_packed_at(row, size_t(p)));
+    float t = mul32(float(block), a.scales[size_t(kb / 4)]);
+    t = mul32(t, ue8m0_to_float(scales[kb]));
+    acc = add32(acc, t);
+  }
+  return round_bf16(acc);
+}
+
+// linear() with an FP8 weight: act_quant(x, 128), then fp8_dot per output. x holds bf16 values
+// [m, k]; y [m, n].
 inline void fp8_gemm(const float* x, int64_t m, const WeightView& w, float* y) {
-  const int64_t k = w.in, n = w.out;
   for (int64_t i = 0; i < m; ++i) {
-    const QuantizedRow a = act_quant_row(x + i * k, k, 128);
-    for (int64_t o = 0; o < n; ++o) {
-      const uint8_t* row = w.row(o);
-      const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
-      float acc = 0.0f;
-      for (int64_t kb = 0; kb * 128 < k; ++kb) {
-        double block = 0.0;
-        for (int64_t p = kb * 128; p < std::min(k, kb * 128 + 128); ++p)
-          block += double(a.q[size_t(p)]) * double(fp8_e4m3_to_float(row[p]));
-        const float scale = mul32(a.scales[size_t(kb)], ue8m0_to_float(scales[kb]));
-        acc = add32(acc, mul32(float(block), scale));
-      }
-      y[i * n + o] = round_bf16(acc);
-    }
+    const QuantizedRow a = act_quant_row(x + i * w.in, w.in, 128);
+    for (int64_t o = 0; o < w.out; ++o) y[i * w.out + o] = fp8_dot(a, w, o);
   }
 }
 
-// linear() with an FP4 weight: act_quant(x, 128), K blocks of 32: t = fl32(C_blk · sa[k/4]),
-// t = fl32(t · sb[k]), acc = fl32(acc + t); the result rounded to bf16 once.
+// linear() with an FP4 weight: act_quant(x, 128), then fp4_dot per output.
 inline void fp4_gemm(const float* x, int64_t m, const WeightView& w, float* y) {
-  const int64_t k = w.in, n = w.out;
   for (int64_t i = 0; i < m; ++i) {
-    const QuantizedRow a = act_quant_row(x + i * k, k, 128);
-    for (int64_t o = 0; o < n; ++o) {
-      const uint8_t* row = w.row(o);
-      const uint8_t* scales = w.scale_row(w.first_row + o);
-      float acc = 0.0f;
-      for (int64_t kb = 0; kb * 32 < k; ++kb) {
-        double block = 0.0;
-        for (int64_t p = kb * 32; p < std::min(k, kb * 32 + 32); ++p)
-          block += double(a.q[size_t(p)]) * double(fp4_e2m1_packed_at(row, size_t(p)));
-        float t = mul32(float(block), a.scales[size_t(kb / 4)]);
-        t = mul32(t, ue8m0_to_float(scales[kb]));
-        acc = add32(acc, t);
-      }
-      y[i * n + o] = round_bf16(acc);
+    const QuantizedRow a = act_quant_row(x + i * w.in, w.in, 128);
+    for (int64_t o = 0; o < w.out; ++o) y[i * w.out + o] = fp4_dot(a, w, o);
+  }
+}
+
+inline float rsqrt32(float x) noexcept { return float(1.0 / std::sqrt(double(x))); }
+
+// torch's CUDA mean: the exact sum rounded once, times fl32(1/n).
+inline float mean32(const float* x, int64_t n) noexcept {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(x[i]);
+  return mul32(float(s), float(1.0 / double(n)));
+}
+// mean32 of fl32(x_i²).
+inline float mean_square32(const float* x, int64_t n) noexcept {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(mul32(x[i], x[i]));
+  return mul32(float(s), float(1.0 / double(n)));
+}
+
+// model.py RMSNorm: y = bf16(w · fl32(x · rsqrt(mean(x²) + eps))). y may be x.
+inline void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* y) noexcept {
+  const float r = rsqrt32(add32(mean_square32(x, n), eps));
+  for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(mul32(weight[i], mul32(x[i], r)));
+}
+
+// The per-head query norm, q *= rsqrt(q.square().mean(-1) + eps) on bf16 tensors: every torch
+// operation rounds to bf16. y may be x.
+inline void query_norm_bf16(const float* x, int64_t n, float eps, float* y) {
+  std::vector<float> sq(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) sq[size_t(i)] = round_bf16(mul32(x[i], x[i]));
+  const float ms = round_bf16(add32(round_bf16(mean32(sq.data(), n)), eps));
+  const float r = round_bf16(rsqrt32(ms));
+  for (int64_t i = 0; i < n; ++i) y[i] = round_bf16(mul32(x[i], r));
+}
+
+// model.py precompute_freqs_cis in fp32: θ_i = 1 / fl32(base^fl32(2i / r)), with YaRN's ramp
+// when original_max_position > 0. Returned as doubles holding fp32 values (RopeArgs::theta).
+inline std::vector<double> rope_frequencies(int64_t rope_dim, double base, bool yarn, double factor,
+                                            int64_t original_max_position, double beta_fast,
+                                            double beta_slow) {
+  const int64_t half = rope_dim / 2;
+  std::vector<float> freqs(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const float expo = div32(float(2 * i), float(rope_dim));
+    freqs[size_t(i)] = div32(1.0f, float(std::pow(base, double(expo))));
+  }
+  if (yarn && original_max_position > 0) {
+    const double two_pi = 2.0 * M_PI, L = double(original_max_position);
+    auto correction_dim = [&](double rotations) {
+      return double(rope_dim) * std::log(L / (rotations * two_pi)) / (2.0 * std::log(base));
+    };
+    const double low = std::max(std::floor(correction_dim(beta_fast)), 0.0);
+    const double high = std::min(std::ceil(correction_dim(beta_slow)), double(rope_dim - 1));
+    const double span = low == high ? 0.001 : high - low;
+    for (int64_t i = 0; i < half; ++i) {
+      float ramp = div32(add32(float(i), -float(low)), float(span));
+      ramp = std::clamp(ramp, 0.0f, 1.0f);
+      const float smooth = add32(1.0f, -ramp);
+      const float f = freqs[size_t(i)];
+      freqs[size_t(i)] =
+          add32(mul32(div32(f, float(factor)), add32(1.0f, -smooth)), mul32(f, smooth));
     }
   }
+  return {freqs.begin(), freqs.end()};
+}
+
+// apply_rotary_emb on the interleaved pairs of x[0, 2·half) at `position`: angles fl32(t·θ_i),
+// cos/sin correctly rounded, the complex product in fp32 ops, the result in bf16.
+inline void rope_rotate(float* x, int64_t half, const double* theta, int64_t position,
+                        bool inverse) noexcept {
+  for (int64_t i = 0; i < half; ++i) {
+    const float angle = mul32(float(position), float(theta[i]));
+    const float c = float(std::cos(double(angle)));
+    float s = float(std::sin(double(angle)));
+    if (inverse) s = -s;
+    const float x0 = x[2 * i], x1 = x[2 * i + 1];
+    x[2 * i] = round_bf16(add32(mul32(x0, c), -mul32(x1, s)));
+    x[2 * i + 1] = round_bf16(add32(mul32(x0, s), mul32(x1, c)));
+  }
+}
+
+// Compressor pooling of one channel over `n` slots (gate −inf = an empty slot): per-channel
+// softmax p = fl32(exp(g − max) / Σexp), pooled = exact Σ fl32(kv · p), rounded to bf16 (the
+// official code casts the pooled entry to bf16 before its norm).
+inline float pool_channel(const float* kv, const float* gate, int64_t n) {
+  float g_max = -std::numeric_limits<float>::infinity();
+  for (int64_t s = 0; s < n; ++s) g_max = std::max(g_max, gate[s]);
+  std::vector<float> e(static_cast<size_t>(n));
+  double denom = 0.0;
+  for (int64_t s = 0; s < n; ++s) {
+    e[size_t(s)] =
+        gate[s] == -std::numeric_limits<float>::infinity() ? 0.0f : exp32(add32(gate[s], -g_max));
+    denom += e[size_t(s)];
+  }
+  double pooled = 0.0;
+  for (int64_t s = 0; s < n; ++s) pooled += double(mul32(kv[s], div32(e[size_t(s)], float(denom))));
+  return round_bf16(float(pooled));
+}
+
+// y = Σ_j pre_j · x_j over the n streams, sequential fp32 (j ascending), rounded to bf16.
+inline void mhc_collapse(const float* x, const float* pre, int64_t n, int64_t d, float* y) {
+  for (int64_t c = 0; c < d; ++c) {
+    float acc = mul32(pre[0], x[c]);
+    for (int64_t j = 1; j < n; ++j) acc = add32(acc, mul32(pre[j], x[j * d + c]));
+    y[c] = round_bf16(acc);
+  }
+}
+
+// hc_post: X'_k = bf16(fl32(post_k · z) + Σ_j comb[j][k] · X_j) with the sum sequential in j.
+// In place on X [n, D]; `scratch` holds n·D values.
+inline void mhc_update(float* x, const float* z, const float* post, const float* comb, int64_t n,
+                       int64_t d, float* scratch) {
+  std::copy_n(x, n * d, scratch);
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t c = 0; c < d; ++c) {
+      float t = mul32(comb[k], scratch[c]);
+      for (int64_t j = 1; j < n; ++j) t = add32(t, mul32(comb[j * n + k], scratch[j * d + c]));
+      x[k * d + c] = round_bf16(add32(mul32(post[k], z[c]), t));
+    }
+}
+
+// The mHC mixes of one token: fl32(exact(x · fn_r)) · rsqrt(mean(x²) + eps) for each fn row.
+inline void mhc_mixes(const float* x, int64_t width, const float* fn, int64_t rows, float eps,
+                      float* mixes) {
+  const float rs = rsqrt32(add32(mean_square32(x, width), eps));
+  for (int64_t r = 0; r < rows; ++r) mixes[r] = mul32(dot_exact(x, fn + r * width, width), rs);
+}
+
+// hc_head weights: pre_j = fl32(sigmoid(fl32(fl32(mix_j · scale) + base_j)) + eps), separate ops.
+inline void mhc_head_weights(const float* mixes, const float* base, float scale, int64_t n,
+                             float eps, float* pre) noexcept {
+  for (int64_t j = 0; j < n; ++j)
+    pre[j] = add32(sigmoid32(add32(mul32(mixes[j], scale), base[j])), eps);
+}
+
+// The expert activation: u = clamp(u, ±L), g = min(g, L), silu(g) = g / (1 + exp(−g)), h = silu·u,
+// each an fp32 operation. out may be gate.
+inline void swiglu(const float* gate, const float* up, int64_t n, float limit, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    float g = gate[i], u = up[i];
+    if (limit > 0.0f) {
+      u = std::clamp(u, -limit, limit);
+      g = std::min(g, limit);
+    }
+    out[i] = mul32(div32(g, add32(1.0f, exp32(-g))), u);
+  }
+}
+
+// The indices of the k largest of n scores in torch.topk's order: descending, lower index first
+// among equal values.
+inline void top_k_descending(const float* scores, int64_t n, int64_t k, int32_t* out) {
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = int32_t(i);
+  k = std::min(k, n);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  std::copy_n(order.begin(), k, out);
+}
+
+// The router's scores from fp32 logits: softmax (exp(s − max) / Σ), sigmoid, or
+// sqrt(softplus(s)) with softplus's threshold of 20.
+inline void router_scores(const float* logits, int64_t n, ScoringFunc func, float* scores) {
+  switch (func) {
+    case ScoringFunc::kSoftmax: {
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t i = 0; i < n; ++i) m = std::max(m, logits[i]);
+      double denom = 0.0;
+      for (int64_t i = 0; i < n; ++i) denom += (scores[i] = exp32(add32(logits[i], -m)));
+      for (int64_t i = 0; i < n; ++i) scores[i] = div32(scores[i], float(denom));
+      return;
+    }
+    case ScoringFunc::kSigmoid:
+      for (int64_t i = 0; i < n; ++i) scores[i] = sigmoid32(logits[i]);
+      return;
+    case ScoringFunc::kSqrtSoftplus:
+      for (int64_t i = 0; i < n; ++i) {
+        const float s = logits[i];
+        const float sp = s > 20.0f ? s : float(std::log1p(std::exp(double(std::min(s, 20.0f)))));
+        scores[i] = float(std::sqrt(double(sp)));
+      }
+      return;
+  }
+}
+
+// The routing weights of the selected experts (in selection order): the unbiased scores,
+// normalised by their sequential fp32 sum unless softmax, times fl32(route_scale).
+inline void routing_weights(const float* scores, const int32_t* selected, int64_t k,
+                            ScoringFunc func, float route_scale, float* weights) {
+  for (int64_t j = 0; j < k; ++j) weights[j] = scores[selected[j]];
+  if (func != ScoringFunc::kSoftmax) {
+    float sum = weights[0];
+    for (int64_t j = 1; j < k; ++j) sum = add32(sum, weights[j]);
+    for (int64_t j = 0; j < k; ++j) weights[j] = div32(weights[j], sum);
+  }
+  for (int64_t j = 0; j < k; ++j) weights[j] = mul32(weights[j], route_scale);
+}
+
+// The indexer's score of one key: Σ_h bf16(relu(bf16(q_h · k)) · w_h), each term and the exact
+// head sum rounded to bf16. q [H, c] and k [c] hold the (rotated, FP4-grid) bf16 values.
+inline float index_score(const float* q, const float* weights, int64_t n_heads, int64_t c,
+                         const float* key) noexcept {
+  double sum = 0.0;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    const float s = round_bf16(dot_exact(q + h * c, key, c));
+    sum += round_bf16(mul32(std::max(s, 0.0f), weights[h]));
+  }
+  return round_bf16(float(sum));
 }
 
 // hc_split_sinkhorn for one token: mixes [(2 + hc)·hc], scale[3], base [(2 + hc)·hc]; pre [hc],
