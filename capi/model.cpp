@@ -47,6 +47,11 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
   if (p.backend) options.backend = p.backend;
   options.n_threads = p.n_threads;
   options.memory_limit = size_t(p.memory_limit);
+  if (p.numerics != DSV4_NUMERICS_EXACT && p.numerics != DSV4_NUMERICS_OFFICIAL)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               "dsv4_model_load: unknown numerics " + std::to_string(p.numerics) +
+                   " (expected DSV4_NUMERICS_EXACT or DSV4_NUMERICS_OFFICIAL)");
+  options.numerics = dsv4::Numerics(p.numerics);
   auto model = dsv4::Model::load(dir, options);
   if (!model) return dsv4::capi::report(model.status());
   // A tokenizer shipped next to the weights comes with the model; a broken one fails the load
@@ -64,6 +69,15 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
 }
 
 DSV4_API void dsv4_model_free(dsv4_model* model) { delete model; }
+
+DSV4_API dsv4_status dsv4_model_numerics(const dsv4_model* model, int32_t* out) {
+  DSV4_CAPI_BEGIN
+  const dsv4::Model& m = model_of(model, "dsv4_model_numerics");
+  require(out != nullptr, "dsv4_model_numerics: out is NULL");
+  *out = int32_t(m.numerics());
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
 
 DSV4_API dsv4_status dsv4_model_resident_bytes(const dsv4_model* model, size_t* out) {
   DSV4_CAPI_BEGIN

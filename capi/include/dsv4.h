@@ -103,7 +103,18 @@ typedef struct dsv4_model_params {
   /* v2 (0.2): refuse with DSV4_ERR_OUT_OF_MEMORY a model whose estimated resident size exceeds
    * this many bytes; 0 = the memory the machine has available at load time. */
   uint64_t memory_limit;
+  /* v3 (0.4): the numerics the model runs in, DSV4_NUMERICS_*; 0 = DSV4_NUMERICS_EXACT. */
+  int32_t numerics;
 } dsv4_model_params;
+
+/* Numerics modes (dsv4_model_params.numerics; docs/numerics.md). */
+#define DSV4_NUMERICS_EXACT 0 /* fp32 activations on the dequantised weights (default) */
+#define DSV4_NUMERICS_OFFICIAL                                                   \
+  1 /* DeepSeek's own inference numerics, rounding point by rounding point: FP8  \
+       activation quantisation before FP8/FP4 GEMMs, bf16 activations, the       \
+       official sparse-attention and Sinkhorn kernels, FP4 indexer queries. Its  \
+       sessions store the packed cache (kv_format DSV4_KV_F32 means packed here; \
+       DSV4_KV_BF16 is refused). CPU backend only. */
 
 /* Defaults with struct_size filled in. */
 DSV4_API dsv4_model_params dsv4_model_default_params(void);
@@ -134,6 +145,9 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_n_embd(const dsv4_model* model, i
  * OUT_OF_RANGE when layer is not in [0, n_layers). */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model,
                                                                     int64_t layer, int64_t* out);
+
+/* The numerics mode the model was loaded with (DSV4_NUMERICS_*). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_numerics(const dsv4_model* model, int32_t* out);
 
 /* Bytes the loaded weights occupy (stored formats plus fp32 copies of small vectors). */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_resident_bytes(const dsv4_model* model, size_t* out);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/model/model.hpp"
 #include "dsv4/model/session.hpp"
 #include "dsv4/model/weights.hpp"
 
@@ -28,7 +29,7 @@ inline double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// A whole decimal integer ("12abc" and "" are rejected).
+// Session options from --kv-format f32|bf16|packed (kInvalidArgument for anything else).
 inline Result<SessionOptions> session_options_from_args(const Args& args) {
   SessionOptions options;
   if (args.has("kv-format") && !parse_kv_format(args.get("kv-format"), &options.kv_format))
@@ -36,6 +37,20 @@ inline Result<SessionOptions> session_options_from_args(const Args& args) {
   return options;
 }
 
+// --numerics exact|official into the model's load options (kInvalidArgument otherwise).
+inline Status numerics_from_args(const Args& args, ModelLoadOptions* options) {
+  const std::string name = args.get("numerics", "exact");
+  if (name == "exact") {
+    options->numerics = Numerics::kExact;
+  } else if (name == "official") {
+    options->numerics = Numerics::kOfficial;
+  } else {
+    return Status(StatusCode::kInvalidArgument, "--numerics must be exact or official");
+  }
+  return Status::ok();
+}
+
+// A whole decimal integer ("12abc" and "" are rejected).
 inline bool parse_int(const std::string& text, int64_t* out) {
   try {
     size_t used = 0;
@@ -54,9 +69,6 @@ inline Result<std::shared_ptr<const Model>> random_official_model(const ModelCon
   return Model::from_weights(config, random_weights(config, 2026, RandomWeightFormats::official()),
                              options);
 }
-
-// Session options from --kv-format f32|bf16|packed (kInvalidArgument for anything else).
-Result<SessionOptions> session_options_from_args(const Args& args);
 
 int command_info(const Args& args);
 int command_eval(const Args& args);

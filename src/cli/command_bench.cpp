@@ -76,6 +76,10 @@ int command_bench(const Args& args) {
   }
   ModelLoadOptions options;
   options.n_threads = int(threads);
+  if (Status s = numerics_from_args(args, &options); !s) {
+    std::fprintf(stderr, "dsv4 bench: %s\n", s.to_string().c_str());
+    return 2;
+  }
   // The rooflines are measured with the thread count the model runs with.
   if (threads > 0) omp_set_num_threads(int(threads));
   const auto t_build = Clock::now();
@@ -102,8 +106,15 @@ int command_bench(const Args& args) {
     return 2;
   }
   const SessionOptions session_opts = session_options.value();
-  std::printf("  kv cache format: %s\n",
-              std::string(kv_format_name(session_opts.kv_format)).c_str());
+  // A probe session: it reports the format the model actually stores (official: packed) and
+  // refuses combinations the model cannot run before anything is timed.
+  auto probe = Session::create(model, session_opts);
+  if (!probe) {
+    std::fprintf(stderr, "dsv4 bench: %s\n", probe.status().to_string().c_str());
+    return 2;
+  }
+  std::printf("  numerics %s, kv cache format %s\n", model->official() ? "official" : "exact",
+              std::string(kv_format_name(probe.value()->kv_format())).c_str());
   if (prefill_tokens > 0) {
     auto session = Session::create(model, session_opts).value();
     const auto prompt = random_tokens(prefill_tokens, c.vocab_size, 1);

@@ -25,8 +25,10 @@ int64_t int_option(const Args& args, const char* key, int64_t fallback) {
   return parse_int(args.get(key), &value) ? value : -1;
 }
 
-void print_cache_table(const ModelConfig& c, const CacheMemory& mem, int64_t n_tokens) {
-  std::printf("\nKV cache after %lld tokens (fp32 storage)\n", static_cast<long long>(n_tokens));
+void print_cache_table(const ModelConfig& c, const CacheMemory& mem, int64_t n_tokens,
+                       KvFormat format) {
+  std::printf("\nKV cache after %lld tokens (%s storage)\n", static_cast<long long>(n_tokens),
+              std::string(kv_format_name(format)).c_str());
   std::printf("  %-12s %14s %14s\n", "kind", "bytes", "bytes/token");
   for (int k = 0; k < kNumCacheKinds; ++k) {
     const size_t bytes = mem.total_used(CacheKind(k));
@@ -82,7 +84,12 @@ int demo_text(const Args& args) {
     std::fprintf(stderr, "dsv4 demo: %s\n", session_options.status().to_string().c_str());
     return 2;
   }
-  auto session = Session::create(tm->model, session_options.value()).value();
+  auto created = Session::create(tm->model, session_options.value());
+  if (!created) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", created.status().to_string().c_str());
+    return 2;
+  }
+  auto session = std::move(created.value());
   const std::string messages =
       R"([{"role":"user","content":"What makes the DeepSeek-V4 KV cache small?"}])";
   const auto prompt = text::render_chat(messages, text::ChatOptions{}).value();
@@ -121,6 +128,10 @@ int command_demo(const Args& args) {
   const auto t_build = Clock::now();
   ModelLoadOptions options;
   options.n_threads = int(threads);
+  if (Status s = numerics_from_args(args, &options); !s) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", s.to_string().c_str());
+    return 2;
+  }
   auto model = random_official_model(config, options);
   if (!model) {
     std::fprintf(stderr, "dsv4 demo: %s\n", model.status().to_string().c_str());
@@ -156,7 +167,10 @@ int command_demo(const Args& args) {
     return 2;
   }
   auto session = Session::create(model.value(), session_options.value());
-  if (!session) return 1;
+  if (!session) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", session.status().to_string().c_str());
+    return 2;
+  }
   std::vector<float> logits(static_cast<size_t>(config.vocab_size));
   const auto t_prefill = Clock::now();
   // Only the last position's logits are needed to start decoding.
@@ -164,7 +178,10 @@ int command_demo(const Args& args) {
     std::fprintf(stderr, "dsv4 demo: %s\n", s.to_string().c_str());
     return 1;
   }
-  if (Status s = session.value()->append({&prompt.back(), 1}, logits.data()); !s) return 1;
+  if (Status s = session.value()->append({&prompt.back(), 1}, logits.data()); !s) {
+    std::fprintf(stderr, "dsv4 demo: %s\n", s.to_string().c_str());
+    return 1;
+  }
   const double prefill_seconds = seconds_since(t_prefill);
 
   std::vector<int32_t> generated;
@@ -172,7 +189,10 @@ int command_demo(const Args& args) {
   for (int64_t i = 0; i < n_decode; ++i) {
     const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
     generated.push_back(next);
-    if (Status s = session.value()->append({&next, 1}, logits.data()); !s) return 1;
+    if (Status s = session.value()->append({&next, 1}, logits.data()); !s) {
+      std::fprintf(stderr, "dsv4 demo: %s\n", s.to_string().c_str());
+      return 1;
+    }
   }
   const double decode_seconds = seconds_since(t_decode);
 
@@ -187,7 +207,8 @@ int command_demo(const Args& args) {
     for (int32_t t : generated) std::printf(" %d", t);
     std::printf("\n");
   }
-  print_cache_table(config, session.value()->memory(), session.value()->position());
+  print_cache_table(config, session.value()->memory(), session.value()->position(),
+                    session.value()->kv_format());
   return 0;
 }
 

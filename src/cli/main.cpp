@@ -40,7 +40,8 @@ void print_usage() {
       "  dsv4 version                print the library version\n"
       "\n"
       "eval, generate, run, chat, demo and bench take --kv-format f32|bf16|packed (the KV cache's\n"
-      "storage; packed = the official 584-byte entries and FP4 indexer keys).\n",
+      "storage; packed = the official 584-byte entries and FP4 indexer keys) and --numerics\n"
+      "exact|official (official = DeepSeek's inference numerics, which store the packed cache).\n",
       dsv4::kVersionString);
 }
 

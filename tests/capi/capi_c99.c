@@ -1,6 +1,7 @@
 /* The C ABI exercised from C99 (compiled with -std=c99 -pedantic -Werror). Prints the plain
  * "N passed, N failed" line at the end. usage: capi_c99 GOLDEN_DIR CORRUPT_DIR TOKENIZER_DIR */
 #include <dsv4.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,6 +115,60 @@ static void test_params_versioning(const char* golden_dir) {
   EXPECT(dsv4_model_load(dir, &params, &model) == DSV4_ERR_OUT_OF_MEMORY);
   EXPECT(model == NULL);
   EXPECT(strstr(dsv4_last_error(), "4096 bytes") != NULL);
+}
+
+/* v3 model params: the official numerics (an official session stores the packed cache). */
+static void test_official_numerics(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model *exact = NULL, *official = NULL;
+  dsv4_session *s_exact = NULL, *s_packed = NULL, *s_official = NULL;
+  dsv4_model_params params = dsv4_model_default_params();
+  dsv4_session_params sp = dsv4_session_default_params();
+  int32_t numerics = -1;
+  size_t exact_bytes = 0, packed_bytes = 0, official_bytes = 0;
+  const int32_t ids[5] = {1, 17, 42, 200, 3};
+  static float a[5 * 256], b[5 * 256]; /* logits of every appended token */
+  size_t i;
+  int finite = 1, differs = 0;
+  path_join(dir, sizeof dir, golden_dir, "tiny-a-q");
+  params.numerics = 7;
+  EXPECT(dsv4_model_load(dir, &params, &official) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(strstr(dsv4_last_error(), "numerics") != NULL);
+  params = dsv4_model_default_params();
+  params.struct_size = 32; /* a v2 caller: numerics is not read, the exact mode */
+  EXPECT(dsv4_model_load(dir, &params, &exact) == DSV4_OK);
+  EXPECT(dsv4_model_numerics(exact, &numerics) == DSV4_OK && numerics == DSV4_NUMERICS_EXACT);
+  params = dsv4_model_default_params();
+  params.numerics = DSV4_NUMERICS_OFFICIAL;
+  EXPECT(dsv4_model_load(dir, &params, &official) == DSV4_OK);
+  EXPECT(dsv4_model_numerics(official, &numerics) == DSV4_OK && numerics == DSV4_NUMERICS_OFFICIAL);
+  EXPECT(dsv4_model_numerics(NULL, &numerics) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_numerics(official, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  sp.kv_format = DSV4_KV_BF16;
+  EXPECT(dsv4_session_create(official, &sp, &s_official) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(s_official == NULL);
+  EXPECT(dsv4_session_create(official, NULL, &s_official) == DSV4_OK);
+  EXPECT(dsv4_session_create(exact, NULL, &s_exact) == DSV4_OK);
+  sp.kv_format = DSV4_KV_PACKED;
+  EXPECT(dsv4_session_create(exact, &sp, &s_packed) == DSV4_OK);
+  EXPECT(dsv4_session_append(s_exact, ids, 5, a) == DSV4_OK);
+  EXPECT(dsv4_session_append(s_packed, ids, 5, b) == DSV4_OK);
+  EXPECT(dsv4_session_append(s_official, ids, 5, b) == DSV4_OK);
+  for (i = 0; i < 5 * 256; ++i) {
+    finite = finite && isfinite(a[i]) && isfinite(b[i]);
+    differs = differs || a[i] != b[i];
+  }
+  EXPECT(finite && differs);
+  /* The official session's cache is the packed one, byte for byte. */
+  EXPECT(dsv4_session_cache_bytes(s_exact, -1, DSV4_CACHE_WINDOW, &exact_bytes) == DSV4_OK);
+  EXPECT(dsv4_session_cache_bytes(s_packed, -1, DSV4_CACHE_WINDOW, &packed_bytes) == DSV4_OK);
+  EXPECT(dsv4_session_cache_bytes(s_official, -1, DSV4_CACHE_WINDOW, &official_bytes) == DSV4_OK);
+  EXPECT(official_bytes == packed_bytes && packed_bytes < exact_bytes);
+  dsv4_session_free(s_exact);
+  dsv4_session_free(s_packed);
+  dsv4_session_free(s_official);
+  dsv4_model_free(exact);
+  dsv4_model_free(official);
 }
 
 static int g_abort_calls = 0;
@@ -432,6 +487,7 @@ int main(int argc, char** argv) {
   test_null_arguments(argv[1]);
   test_load_and_query(argv[1]);
   test_params_versioning(argv[1]);
+  test_official_numerics(argv[1]);
   test_bad_files(argv[2]);
   test_session(argv[1]);
   test_append_ex(argv[1]);

@@ -1,5 +1,6 @@
 // Test helper for the CLI tests: prints a golden's input ids, or compares an eval output with it.
-// usage: golden_tool tokens GOLDEN_DIR | golden_tool compare OUT.safetensors GOLDEN_DIR
+// usage: golden_tool tokens GOLDEN_DIR | golden_tool compare OUT.safetensors
+// GOLDEN_DIR|REF.safetensors
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -29,7 +30,9 @@ int main(int argc, char** argv) {
   }
   if (argc == 4 && !std::strcmp(argv[1], "compare")) {
     auto out = dsv4::Checkpoint::open(argv[2]);
-    auto golden = dsv4::Checkpoint::open(std::string(argv[3]) + "/golden.safetensors");
+    const std::string ref = argv[3];
+    const bool is_file = ref.size() > 12 && ref.substr(ref.size() - 12) == ".safetensors";
+    auto golden = dsv4::Checkpoint::open(is_file ? ref : ref + "/golden.safetensors");
     if (!out || !golden) return 1;
     for (const char* name : {"prefill_logits", "decode_logits"}) {
       dsv4::Shape a_shape, b_shape;
@@ -40,7 +43,8 @@ int main(int argc, char** argv) {
         return 1;
       }
       float worst = 0.0f;
-      for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+      for (size_t i = 0; i < a.size(); ++i)
+        worst = std::isfinite(a[i]) ? std::max(worst, std::fabs(a[i] - b[i])) : INFINITY;
       std::printf("%s %s: max |diff| = %g\n", name, dsv4::shape_to_string(a_shape).c_str(), worst);
       if (!(worst < 1e-3f)) return 1;
     }

@@ -13,6 +13,11 @@ for name in tiny-a tiny-a-q; do
   grep -qE '^memory: weights [0-9.]+ MB resident, KV cache [0-9.]+ MB, peak working [0-9.]+ MB' <<<"$out"
   "$tool" compare "$work/$name.safetensors" "$golden/$name"
 done
+# The official numerics through the CLI reproduce the official reference.
+out=$("$bin" eval --model "$golden/tiny-a-q" --numerics official --tokens "$work/tokens.txt" --prompt-len 250 --out "$work/official.safetensors")
+"$tool" compare "$work/official.safetensors" "$golden/tiny-a-q/official.safetensors"
+if "$bin" eval --model "$golden/tiny-a-q" --numerics fast --tokens "$work/tokens.txt" --prompt-len 250 --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
+grep -q -- '--numerics must be exact or official' "$work/err"
 head -20 "$work/tokens.txt" > "$work/prompt.txt"
 a=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 2>/dev/null)
 b=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 2>/dev/null)
