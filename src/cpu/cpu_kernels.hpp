@@ -2,6 +2,7 @@
 // set this CPU supports (capped by the DSV4_CPU_ISA environment variable: scalar|sse2|avx2|avx512).
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 #include "dsv4/backend/backend.hpp"
@@ -14,6 +15,20 @@ struct KernelTable {
   Isa isa;
   void (*gemm)(const GemmArgs&);  // may throw std::bad_alloc (scratch); the backend catches
   void (*attention)(const AttentionArgs&);
+  // Σ double(a_i)·double(b_i): the official numerics' exact dot products.
+  double (*dot_f64)(const float* a, const float* b, int64_t n);
+  // The same against n bf16 values (little-endian, any alignment).
+  double (*dot_bf16_f64)(const float* a, const uint8_t* w, int64_t n);
+  // The official FP8 / FP4 GEMMs: a weight row's code values (scales not applied), and the
+  // per-block sums Σ aq·w of a row, exact in double (aq: act_quant's e4m3 values).
+  void (*fp8_values)(const uint8_t* codes, int64_t k, float* out);
+  void (*fp4_values)(const uint8_t* packed, int64_t k, float* out);
+  void (*block_sums)(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
+  // The same for one activation row, decoding the codes on the fly (FP4: the row split into its
+  // even and odd elements).
+  void (*fp8_block_sums)(const float* aq, const uint8_t* codes, int64_t k, double* sums);
+  void (*fp4_block_sums)(const float* aq_even, const float* aq_odd, const uint8_t* packed,
+                         int64_t k, double* sums);
 };
 
 // Reference (scalar, always compiled, the oracle) and per-ISA kernels.
@@ -25,6 +40,38 @@ void attention_reference(const AttentionArgs& args);
 void attention_sse2(const AttentionArgs& args);
 void attention_avx2(const AttentionArgs& args);
 void attention_avx512(const AttentionArgs& args);
+double dot_f64_reference(const float* a, const float* b, int64_t n);
+double dot_f64_sse2(const float* a, const float* b, int64_t n);
+double dot_f64_avx2(const float* a, const float* b, int64_t n);
+double dot_f64_avx512(const float* a, const float* b, int64_t n);
+double dot_bf16_f64_reference(const float* a, const uint8_t* w, int64_t n);
+double dot_bf16_f64_sse2(const float* a, const uint8_t* w, int64_t n);
+double dot_bf16_f64_avx2(const float* a, const uint8_t* w, int64_t n);
+double dot_bf16_f64_avx512(const float* a, const uint8_t* w, int64_t n);
+void fp8_values_reference(const uint8_t* codes, int64_t k, float* out);
+void fp4_values_reference(const uint8_t* packed, int64_t k, float* out);
+void block_sums_reference(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
+void fp8_block_sums_reference(const float* aq, const uint8_t* codes, int64_t k, double* sums);
+void fp4_block_sums_reference(const float* aq_even, const float* aq_odd, const uint8_t* packed,
+                              int64_t k, double* sums);
+void fp8_values_sse2(const uint8_t* codes, int64_t k, float* out);
+void fp4_values_sse2(const uint8_t* packed, int64_t k, float* out);
+void block_sums_sse2(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
+void fp8_block_sums_sse2(const float* aq, const uint8_t* codes, int64_t k, double* sums);
+void fp4_block_sums_sse2(const float* aq_even, const float* aq_odd, const uint8_t* packed,
+                         int64_t k, double* sums);
+void fp8_values_avx2(const uint8_t* codes, int64_t k, float* out);
+void fp4_values_avx2(const uint8_t* packed, int64_t k, float* out);
+void block_sums_avx2(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
+void fp8_block_sums_avx2(const float* aq, const uint8_t* codes, int64_t k, double* sums);
+void fp4_block_sums_avx2(const float* aq_even, const float* aq_odd, const uint8_t* packed,
+                         int64_t k, double* sums);
+void fp8_values_avx512(const uint8_t* codes, int64_t k, float* out);
+void fp4_values_avx512(const uint8_t* packed, int64_t k, float* out);
+void block_sums_avx512(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
+void fp8_block_sums_avx512(const float* aq, const uint8_t* codes, int64_t k, double* sums);
+void fp4_block_sums_avx512(const float* aq_even, const float* aq_odd, const uint8_t* packed,
+                           int64_t k, double* sums);
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

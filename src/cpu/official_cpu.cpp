@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu_kernels.hpp"
 #include "dsv4/ops/official_numerics.hpp"
 #include "parallel_guard.hpp"
 
@@ -20,14 +21,79 @@ bool block_scaled(WeightFormat f) {
   return f == WeightFormat::kFp8Block || f == WeightFormat::kFp4Block;
 }
 
-// The mHC mixes of every token of a site: x [T, width], fn [rows, width] (decoded once).
+// One output of model.py's linear() with an FP8 or FP4 weight from the row's block sums
+// (Σ aq·code per 128-wide FP8 or 32-wide FP4 block): ref::fp8_dot / fp4_dot's scaling and
+// K-ordered fp32 accumulation, rounded to bf16.
+float combine_blocks(const ref::QuantizedRow& a, const WeightView& w, int64_t o,
+                     const double* sums) {
+  const int64_t k = w.in;
+  float acc = 0.0f;
+  if (w.format == WeightFormat::kFp8Block) {
+    const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
+    for (int64_t kb = 0; kb * 128 < k; ++kb) {
+      const float scale = ref::mul32(a.scales[size_t(kb)], ue8m0_to_float(scales[kb]));
+      acc = ref::add32(acc, ref::mul32(float(sums[kb]), scale));
+    }
+  } else {
+    const uint8_t* scales = w.scale_row(w.first_row + o);
+    for (int64_t kb = 0; kb * 32 < k; ++kb) {
+      float t = ref::mul32(float(sums[kb]), a.scales[size_t(kb / 4)]);
+      t = ref::mul32(t, ue8m0_to_float(scales[kb]));
+      acc = ref::add32(acc, t);
+    }
+  }
+  return ref::round_bf16(acc);
+}
+
+// Row o of a block-scaled weight as code values (scales not applied).
+void code_values(const WeightView& w, int64_t o, float* out) {
+  if (w.format == WeightFormat::kFp8Block)
+    kernels().fp8_values(w.row(o), w.in, out);
+  else
+    kernels().fp4_values(w.row(o), w.in, out);
+}
+
+// Row o dequantised (a bf16 or fp32 linear over a block-scaled weight, e.g. wo_a): code values
+// times their block scales, exact.
+void dequantized_row(const WeightView& w, int64_t o, float* out) {
+  if (!block_scaled(w.format)) return w.decode_row(o, out);
+  code_values(w, o, out);
+  const bool fp8 = w.format == WeightFormat::kFp8Block;
+  const int64_t block = fp8 ? 128 : 32;
+  const uint8_t* scales = w.scale_row(fp8 ? (w.first_row + o) / 128 : w.first_row + o);
+  for (int64_t i0 = 0; i0 < w.in; i0 += block) {
+    const float scale = ue8m0_to_float(scales[i0 / block]);
+    for (int64_t i = i0; i < std::min(w.in, i0 + block); ++i) out[i] *= scale;
+  }
+}
+
+// Scratch that lives as long as the thread: the official operators run every step, and fresh
+// multi-megabyte buffers would cost a page fault per page each time.
+template <class T>
+T* scratch(std::vector<T>& buffer, size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// The mHC mixes of every token of a site: x [T, width], fn [rows, width] (decoded once unless
+// stored as fp32).
 std::vector<float> mhc_mixes(const WeightView& fn, const float* x, int64_t n_tokens, int64_t width,
                              float eps) {
-  std::vector<float> fn_rows(size_t(fn.out * width)), mixes(size_t(n_tokens * fn.out));
-  for (int64_t r = 0; r < fn.out; ++r) fn.decode_row(r, fn_rows.data() + r * width);
+  std::vector<float> mixes(size_t(n_tokens * fn.out));
+  thread_local std::vector<float> decoded;
+  const float* fn_rows = reinterpret_cast<const float*>(fn.row(0));
+  if (fn.format != WeightFormat::kF32 || fn.row_stride != 0) {
+    fn_rows = scratch(decoded, size_t(fn.out * width));
+    for (int64_t r = 0; r < fn.out; ++r) fn.decode_row(r, const_cast<float*>(fn_rows) + r * width);
+  }
+  const auto& dot = kernels().dot_f64;
 #pragma omp parallel for schedule(static) if (n_tokens > kParallelRows)
-  for (int64_t t = 0; t < n_tokens; ++t)
-    ref::mhc_mixes(x + t * width, width, fn_rows.data(), fn.out, eps, mixes.data() + t * fn.out);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * width;
+    const float rs = ref::rsqrt32(ref::add32(ref::mean_square32(xt, width), eps));
+    for (int64_t r = 0; r < fn.out; ++r)
+      mixes[size_t(t * fn.out + r)] = ref::mul32(float(dot(xt, fn_rows + r * width, width)), rs);
+  }
   return mixes;
 }
 
@@ -41,22 +107,53 @@ void gemm(const GemmArgs& g) {
   std::vector<ref::QuantizedRow> rows(quantized ? size_t(g.m) : 0);
   for (int64_t i = 0; i < int64_t(rows.size()); ++i)
     rows[size_t(i)] = ref::act_quant_row(g.a + i * g.lda, g.k, 128);
+  // Decode (one row): the codes are decoded on the fly, FP4 against the row's even and odd
+  // elements. Prefill: each weight row is decoded once for all the activation rows.
+  const bool one_row = quantized && g.m == 1;
+  std::vector<float> even, odd;
+  if (one_row && w.format == WeightFormat::kFp4Block) {
+    even.resize(size_t(g.k / 2)), odd.resize(size_t(g.k / 2));
+    for (int64_t j = 0; j < g.k / 2; ++j)
+      even[size_t(j)] = rows[0].q[size_t(2 * j)], odd[size_t(j)] = rows[0].q[size_t(2 * j + 1)];
+  }
+  const KernelTable& kt = kernels();
   ParallelGuard guard;
 #pragma omp parallel for schedule(static)
   for (int64_t o = 0; o < g.n; ++o)
     guard.run([&] {
-      if (quantized) {
-        for (int64_t i = 0; i < g.m; ++i)
-          g.c[i * g.ldc + o] = w.format == WeightFormat::kFp8Block
-                                   ? ref::fp8_dot(rows[size_t(i)], w, o)
-                                   : ref::fp4_dot(rows[size_t(i)], w, o);
+      thread_local std::vector<float> weight_row;
+      thread_local std::vector<double> sums;
+      float* values = scratch(weight_row, size_t(g.k));
+      double* block_sums = scratch(sums, size_t(g.k / 32 + 1));
+      if (one_row) {
+        if (w.format == WeightFormat::kFp8Block)
+          kt.fp8_block_sums(rows[0].q.data(), w.row(o), g.k, block_sums);
+        else
+          kt.fp4_block_sums(even.data(), odd.data(), w.row(o), g.k, block_sums);
+        g.c[o] = combine_blocks(rows[0], w, o, block_sums);
         return;
       }
-      thread_local std::vector<float> weight_row;
-      weight_row.resize(size_t(g.k));
-      w.decode_row(o, weight_row.data());
+      if (quantized) {
+        code_values(w, o, values);
+        const int64_t block = w.format == WeightFormat::kFp8Block ? 128 : 32;
+        for (int64_t i = 0; i < g.m; ++i) {
+          kt.block_sums(rows[size_t(i)].q.data(), values, g.k, block, block_sums);
+          g.c[i * g.ldc + o] = combine_blocks(rows[size_t(i)], w, o, block_sums);
+        }
+        return;
+      }
+      // F32 and BF16 rows are read where they lie; other formats are dequantised first.
+      const float* f32_row = nullptr;
+      if (w.format == WeightFormat::kF32) {
+        f32_row = reinterpret_cast<const float*>(w.row(o));
+      } else if (w.format != WeightFormat::kBF16) {
+        dequantized_row(w, o, values);
+        f32_row = values;
+      }
       for (int64_t i = 0; i < g.m; ++i) {
-        const float y = ref::dot_exact(g.a + i * g.lda, weight_row.data(), g.k);
+        const float* x = g.a + i * g.lda;
+        const auto y =
+            float(f32_row ? kt.dot_f64(x, f32_row, g.k) : kt.dot_bf16_f64(x, w.row(o), g.k));
         g.c[i * g.ldc + o] = to_bf16 ? ref::round_bf16(y) : y;
       }
     });
@@ -92,18 +189,21 @@ void attention(const AttentionArgs& a) {
   const int64_t d = a.head_dim;
   // Keys stored in a cache format are decoded to the values the official kernel reads (bf16
   // values of the packed grid); a null entry stays null (index −1).
-  std::vector<float> decoded(a.key_entries ? size_t(a.n_keys * d) : 0);
-  std::vector<const float*> keys(size_t(a.n_keys));
+  thread_local std::vector<float> decoded_buffer;
+  thread_local std::vector<const float*> key_buffer;
+  float* decoded = scratch(decoded_buffer, a.key_entries ? size_t(a.n_keys * d) : 0);
+  const float** keys = scratch(key_buffer, size_t(a.n_keys));
   for (int64_t j = 0; j < a.n_keys; ++j) {
+    keys[j] = nullptr;
     if (!a.key_entries) {
-      keys[size_t(j)] = a.keys[j];
+      keys[j] = a.keys[j];
     } else if (a.key_entries[j]) {
-      a.key_codec.decode(a.key_entries[j], decoded.data() + j * d);
-      keys[size_t(j)] = decoded.data() + j * d;
+      a.key_codec.decode(a.key_entries[j], decoded + j * d);
+      keys[j] = decoded + j * d;
     }
   }
   const auto scale = float(std::pow(double(d), -0.5));
-  ref::sparse_attn(a.q, a.n_heads, d, keys.data(), a.n_keys, a.sinks, scale, a.out);
+  ref::sparse_attn(a.q, a.n_heads, d, keys, a.n_keys, a.sinks, scale, a.out);
 }
 
 void indexer_topk(const IndexerTopkArgs& a) {
@@ -111,14 +211,15 @@ void indexer_topk(const IndexerTopkArgs& a) {
   int64_t most = 0;
   for (int64_t t = 0; t < a.n_queries; ++t) most = std::max(most, a.n_visible[t]);
   // Every visible key decoded once (the official mode is the reference, not the fast path).
-  std::vector<float> keys(size_t(most * c));
+  thread_local std::vector<float> key_buffer;
+  float* keys = scratch(key_buffer, size_t(most * c));
   const size_t entry_bytes = a.key_block_entries ? a.key_codec.bytes() : 0;
   for (int64_t w = 0; w < most; ++w) {
     const int64_t b = w / a.block_entries, i = w % a.block_entries;
     if (a.key_block_entries)
-      a.key_codec.decode(a.key_block_entries[b] + size_t(i) * entry_bytes, keys.data() + w * c);
+      a.key_codec.decode(a.key_block_entries[b] + size_t(i) * entry_bytes, keys + w * c);
     else
-      std::copy_n(a.key_blocks[b] + i * c, c, keys.data() + w * c);
+      std::copy_n(a.key_blocks[b] + i * c, c, keys + w * c);
   }
   ParallelGuard guard;
 #pragma omp parallel for schedule(dynamic, 1) if (a.n_queries > 1)
@@ -127,9 +228,16 @@ void indexer_topk(const IndexerTopkArgs& a) {
       const int64_t n = a.n_visible[t];
       thread_local std::vector<float> scores;
       scores.resize(size_t(n));
-      for (int64_t w = 0; w < n; ++w)
-        scores[size_t(w)] =
-            ref::index_score(a.q + t * H * c, a.weights + t * H, H, c, keys.data() + w * c);
+      const auto& dot = kernels().dot_f64;
+      for (int64_t w = 0; w < n; ++w) {
+        // ref::index_score with the head dot products on the kernel table.
+        double sum = 0.0;
+        for (int64_t h = 0; h < H; ++h) {
+          const float s = ref::round_bf16(float(dot(a.q + (t * H + h) * c, keys + w * c, c)));
+          sum += ref::round_bf16(ref::mul32(std::max(s, 0.0f), a.weights[t * H + h]));
+        }
+        scores[size_t(w)] = ref::round_bf16(float(sum));
+      }
       a.n_selected[t] = std::min(a.top_k, n);
       ref::top_k_descending(scores.data(), n, a.top_k, a.selected + t * a.top_k);
     });

@@ -393,3 +393,58 @@ TEST_CASE("cpu indexer top-k: packed FP4 keys with rotated queries select as the
   CHECK(sel_a == sel_b);
   CHECK(n_a == n_b);
 }
+
+TEST_CASE("official kernels: code decoders, block sums and double dot products at every ISA",
+          "[backend][official]") {
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(7);
+  const Isa best = dsv4::cpu::detect_isa();
+  // Every e4m3 byte but the NaNs (refused at load) and every e2m1 byte pair.
+  std::vector<uint8_t> fp8_codes, fp4_bytes(256);
+  for (int c = 0; c < 256; ++c)
+    if ((c & 0x7F) != 0x7F) fp8_codes.push_back(uint8_t(c));
+  for (int c = 0; c < 256; ++c) fp4_bytes[size_t(c)] = uint8_t(c);
+  // e4m3 activations (act_quant's output) and bf16 / fp32 vectors of awkward lengths.
+  const int64_t k = 300;
+  std::vector<float> aq(static_cast<size_t>(k)), x(static_cast<size_t>(k)),
+      y(static_cast<size_t>(k));
+  std::vector<uint8_t> bf16(static_cast<size_t>(2 * k));
+  std::uniform_int_distribution<size_t> pick(0, fp8_codes.size() - 1);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int64_t i = 0; i < k; ++i) {
+    aq[size_t(i)] = dsv4::fp8_e4m3_to_float(fp8_codes[pick(rng)]);
+    x[size_t(i)] = normal(rng);
+    y[size_t(i)] = normal(rng);
+    const uint16_t b = dsv4::float_to_bf16(normal(rng));
+    bf16[size_t(2 * i)] = uint8_t(b & 0xFF), bf16[size_t(2 * i + 1)] = uint8_t(b >> 8);
+  }
+  const auto reference = dsv4::cpu::kernels_for(Isa::kScalar);
+  for (Isa isa : {Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa > best) continue;
+    INFO("isa " << dsv4::cpu::isa_name(isa));
+    const auto table = dsv4::cpu::kernels_for(isa);
+    std::vector<float> got(512), want(512);
+    table.fp8_values(fp8_codes.data(), int64_t(fp8_codes.size()), got.data());
+    reference.fp8_values(fp8_codes.data(), int64_t(fp8_codes.size()), want.data());
+    for (size_t i = 0; i < fp8_codes.size(); ++i)
+      CHECK(std::memcmp(&got[i], &want[i], 4) == 0);  // bit for bit, signed zeros included
+    table.fp4_values(fp4_bytes.data(), 512, got.data());
+    reference.fp4_values(fp4_bytes.data(), 512, want.data());
+    CHECK(std::memcmp(got.data(), want.data(), 512 * 4) == 0);
+    // Block sums of e4m3 × e4m3 are exact: identical whatever the summation order.
+    std::vector<float> w(static_cast<size_t>(k));
+    for (auto& v : w) v = dsv4::fp8_e4m3_to_float(fp8_codes[pick(rng)]);
+    for (int64_t block : {32, 128}) {
+      std::vector<double> sums(16), ref_sums(16);  // ceil(300 / 32) = 10 blocks
+      table.block_sums(aq.data(), w.data(), k, block, sums.data());
+      reference.block_sums(aq.data(), w.data(), k, block, ref_sums.data());
+      for (int64_t b = 0; b * block < k; ++b) CHECK(sums[size_t(b)] == ref_sums[size_t(b)]);
+    }
+    // Double dot products: the same value rounded to fp32 (they differ at most in double's
+    // last bits).
+    CHECK(float(table.dot_f64(x.data(), y.data(), k)) ==
+          float(reference.dot_f64(x.data(), y.data(), k)));
+    CHECK(float(table.dot_bf16_f64(x.data(), bf16.data(), k)) ==
+          float(reference.dot_bf16_f64(x.data(), bf16.data(), k)));
+  }
+}

@@ -1,9 +1,11 @@
 // Scalar kernels, the oracles the ISA kernels are tested against. GEMM over every weight format:
 // weights dequantised element by element (WeightView::at), products accumulated in double, so it
 // is a strictly better reference than the fp32 kernels. Attention: the ops header's operator.
+#include <algorithm>
 #include <vector>
 
 #include "../cpu_kernels.hpp"
+#include "dsv4/core/dtype.hpp"
 #include "dsv4/ops/attention.hpp"
 
 namespace dsv4::cpu {
@@ -39,6 +41,49 @@ void attention_reference(const AttentionArgs& a) {
   }
   ops::attention_with_sink(a.q, a.n_heads, a.head_dim, key_ptrs, a.n_keys, a.sinks, a.out,
                            scores.data());
+}
+
+// Sequential double accumulation: the order ops::official::dot_exact uses.
+double dot_f64_reference(const float* a, const float* b, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(a[i]) * double(b[i]);
+  return s;
+}
+
+double dot_bf16_f64_reference(const float* a, const uint8_t* w, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    s += double(a[i]) * double(bf16_to_float(uint16_t(w[2 * i] | w[2 * i + 1] << 8)));
+  return s;
+}
+
+// The official GEMMs' pieces with the table decoders and sequential double sums.
+void fp8_values_reference(const uint8_t* codes, int64_t k, float* out) {
+  for (int64_t i = 0; i < k; ++i) out[i] = fp8_e4m3_to_float(codes[i]);
+}
+void fp4_values_reference(const uint8_t* packed, int64_t k, float* out) {
+  for (int64_t i = 0; i < k; ++i) out[i] = fp4_e2m1_packed_at(packed, size_t(i));
+}
+void block_sums_reference(const float* aq, const float* w, int64_t k, int64_t block, double* sums) {
+  for (int64_t k0 = 0, b = 0; k0 < k; k0 += block, ++b) {
+    double s = 0.0;
+    for (int64_t i = k0; i < std::min(k, k0 + block); ++i) s += double(aq[i]) * double(w[i]);
+    sums[b] = s;
+  }
+}
+
+void fp8_block_sums_reference(const float* aq, const uint8_t* codes, int64_t k, double* sums) {
+  std::vector<float> w(static_cast<size_t>(k));
+  fp8_values_reference(codes, k, w.data());
+  block_sums_reference(aq, w.data(), k, 128, sums);
+}
+void fp4_block_sums_reference(const float* aq_even, const float* aq_odd, const uint8_t* packed,
+                              int64_t k, double* sums) {
+  std::vector<float> aq(static_cast<size_t>(k)), w(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k / 2; ++j)
+    aq[size_t(2 * j)] = aq_even[j], aq[size_t(2 * j + 1)] = aq_odd[j];
+  fp4_values_reference(packed, k, w.data());
+  block_sums_reference(aq.data(), w.data(), k, 32, sums);
 }
 
 }  // namespace dsv4::cpu
