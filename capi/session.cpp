@@ -33,6 +33,25 @@ dsv4_status append(dsv4_session* handle, const int32_t* tokens, size_t n_tokens,
   return dsv4::capi::report(session.append({tokens, n_tokens}, options, logits));
 }
 
+// The C++ options a dsv4_session_params asks for (NULL: defaults), checked.
+dsv4::SessionOptions session_options(const dsv4_session_params* params, const std::string& fn) {
+  const dsv4_session_params p = dsv4::capi::read_params(
+      params, dsv4_session_default_params(), kSessionParamsV1Size, "dsv4_session_params");
+  require(p.max_positions >= 0, (fn + ": max_positions must be >= 0").c_str());
+  require(p.max_chunk >= 0, (fn + ": max_chunk must be >= 0").c_str());
+  require(p.n_threads >= 0, (fn + ": n_threads must be >= 0").c_str());
+  if (p.kv_format != DSV4_KV_F32 && p.kv_format != DSV4_KV_BF16 && p.kv_format != DSV4_KV_PACKED)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument, fn + ": unknown kv_format " +
+                                                       std::to_string(p.kv_format) +
+                                                       " (expected DSV4_KV_F32, _BF16 or _PACKED)");
+  dsv4::SessionOptions options;
+  options.n_threads = p.n_threads;
+  options.max_positions = p.max_positions;
+  options.kv_format = dsv4::KvFormat(p.kv_format);
+  if (p.max_chunk > 0) options.max_chunk = p.max_chunk;
+  return options;
+}
+
 // Adapts the C callback (int, non-zero = abort) to the C++ one.
 struct AbortAdapter {
   int (*callback)(void*);
@@ -58,21 +77,8 @@ DSV4_API dsv4_status dsv4_session_create(dsv4_model* model, const dsv4_session_p
   if (out) *out = nullptr;
   require(model != nullptr, "dsv4_session_create: model is NULL");
   require(out != nullptr, "dsv4_session_create: out is NULL");
-  const dsv4_session_params p = dsv4::capi::read_params(
-      params, dsv4_session_default_params(), kSessionParamsV1Size, "dsv4_session_params");
-  require(p.max_positions >= 0, "dsv4_session_create: max_positions must be >= 0");
-  require(p.max_chunk >= 0, "dsv4_session_create: max_chunk must be >= 0");
-  require(p.n_threads >= 0, "dsv4_session_create: n_threads must be >= 0");
-  if (p.kv_format != DSV4_KV_F32 && p.kv_format != DSV4_KV_BF16 && p.kv_format != DSV4_KV_PACKED)
-    dsv4::fail(dsv4::StatusCode::kInvalidArgument, "dsv4_session_create: unknown kv_format " +
-                                                       std::to_string(p.kv_format) +
-                                                       " (expected DSV4_KV_F32, _BF16 or _PACKED)");
-  dsv4::SessionOptions options;
-  options.n_threads = p.n_threads;
-  options.max_positions = p.max_positions;
-  options.kv_format = dsv4::KvFormat(p.kv_format);
-  if (p.max_chunk > 0) options.max_chunk = p.max_chunk;
-  auto session = dsv4::Session::create(model->model, options);
+  auto session =
+      dsv4::Session::create(model->model, session_options(params, "dsv4_session_create"));
   if (!session) return dsv4::capi::report(session.status());
   *out = new dsv4_session;
   (*out)->session = std::move(session.value());
@@ -200,6 +206,65 @@ DSV4_API dsv4_status dsv4_session_reset(dsv4_session* session) {
 DSV4_API dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64_t layer,
                                               dsv4_cache_kind kind, size_t* out) {
   return remember(session, dsv4_session_cache_bytes_impl(session, layer, kind, out));
+}
+
+DSV4_API dsv4_save_params dsv4_save_default_params(void) {
+  dsv4_save_params p{};
+  p.struct_size = sizeof(dsv4_save_params);
+  p.swa_strategy = DSV4_SWA_FULL;
+  return p;
+}
+
+static dsv4_status dsv4_session_save_impl(const dsv4_session* session, const char* path,
+                                          const dsv4_save_params* params) {
+  DSV4_CAPI_BEGIN
+  require(session != nullptr, "dsv4_session_save: session is NULL");
+  require(path != nullptr, "dsv4_session_save: path is NULL");
+  const dsv4_save_params p = dsv4::capi::read_params(params, dsv4_save_default_params(),
+                                                     sizeof(dsv4_save_params), "dsv4_save_params");
+  if (p.swa_strategy != DSV4_SWA_FULL)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               "dsv4_session_save: unknown swa_strategy " + std::to_string(p.swa_strategy));
+  dsv4::SaveOptions options;
+  options.swa_strategy = dsv4::SwaStrategy(p.swa_strategy);
+  return dsv4::capi::report(session->session->save(path, options));
+  DSV4_CAPI_END
+}
+DSV4_API dsv4_status dsv4_session_save(const dsv4_session* session, const char* path,
+                                       const dsv4_save_params* params) {
+  return remember(session, dsv4_session_save_impl(session, path, params));
+}
+
+DSV4_API dsv4_status dsv4_session_load(dsv4_model* model, const char* path,
+                                       const dsv4_session_params* params, dsv4_session** out) {
+  DSV4_CAPI_BEGIN
+  if (out) *out = nullptr;
+  require(model != nullptr, "dsv4_session_load: model is NULL");
+  require(path != nullptr, "dsv4_session_load: path is NULL");
+  require(out != nullptr, "dsv4_session_load: out is NULL");
+  auto session =
+      dsv4::Session::load(model->model, path, session_options(params, "dsv4_session_load"));
+  if (!session) return dsv4::capi::report(session.status());
+  *out = new dsv4_session;
+  (*out)->session = std::move(session.value());
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
+
+static dsv4_status dsv4_session_fork_impl(const dsv4_session* session, dsv4_session** out) {
+  DSV4_CAPI_BEGIN
+  if (out) *out = nullptr;
+  require(session != nullptr, "dsv4_session_fork: session is NULL");
+  require(out != nullptr, "dsv4_session_fork: out is NULL");
+  auto copy = session->session->fork();
+  if (!copy) return dsv4::capi::report(copy.status());
+  *out = new dsv4_session;
+  (*out)->session = std::move(copy.value());
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
+DSV4_API dsv4_status dsv4_session_fork(const dsv4_session* session, dsv4_session** out) {
+  return remember(session, dsv4_session_fork_impl(session, out));
 }
 
 DSV4_API const char* dsv4_session_last_error(const dsv4_session* session) {

@@ -252,6 +252,43 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session*
                                                              int64_t layer, dsv4_cache_kind kind,
                                                              size_t* out);
 
+/* ---- saved sessions (v0.4) ---- */
+
+typedef struct dsv4_save_params {
+  size_t struct_size;   /* sizeof(dsv4_save_params) as compiled by the caller */
+  int32_t swa_strategy; /* how sliding-window entries are kept, DSV4_SWA_*; 0 = DSV4_SWA_FULL */
+} dsv4_save_params;
+
+/* Sliding-window strategies of a saved session. */
+#define DSV4_SWA_FULL 0 /* every layer's window ring is stored: a restore is a plain read */
+
+DSV4_API dsv4_save_params dsv4_save_default_params(void);
+
+/*
+ * Writes the session (token ids, KV cache in its storage format, compressor state) to `path`:
+ * a versioned file with a checksum per section, written to a temporary file next to `path`,
+ * fsync'ed and renamed over it, so a failure (disk full included) leaves any previous file at
+ * `path` intact. params may be NULL. Errors: INVALID_ARGUMENT (NULL, unknown swa_strategy), IO.
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_save(const dsv4_session* session, const char* path,
+                                                      const dsv4_save_params* params);
+/*
+ * Restores a session saved by dsv4_session_save for this model; appending to it gives the logits
+ * the saved session would have given. The cache keeps the file's storage format (params'
+ * kv_format is ignored); the other params apply as in dsv4_session_create (may be NULL).
+ * Errors: INVALID_ARGUMENT (NULL), IO (missing file), CORRUPT_FILE (damaged, truncated, or not a
+ * session file; the message says which), MODEL_MISMATCH (saved with another model, or with the
+ * other numerics mode), UNSUPPORTED (written by a newer dsv4), OUT_OF_RANGE (over max_positions).
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_load(dsv4_model* model, const char* path,
+                                                      const dsv4_session_params* params,
+                                                      dsv4_session** out);
+/* An independent copy of a session (cache, compressor state, tokens, position): several
+ * continuations of one prompt. Free it with dsv4_session_free. Errors: INVALID_ARGUMENT,
+ * OUT_OF_MEMORY. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_fork(const dsv4_session* session,
+                                                      dsv4_session** out);
+
 /* Thread-independent errors of one session: the message of the last failed call that took this
  * session (any thread), or "" after a success. Unlike dsv4_last_error() it survives a move of the
  * calling code to another OS thread between the failing call and this one (Go, async runtimes).

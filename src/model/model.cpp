@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "dsv4/backend/registry.hpp"
+#include "dsv4/core/checksum.hpp"
 #include "dsv4/core/format_traits.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/checkpoint_schema.hpp"
@@ -66,6 +67,20 @@ std::unique_ptr<Backend> choose_backend(const std::string& name,
   }
   fail(StatusCode::kUnsupported, refused.empty() ? "no backend available" : refused);
 }
+// See Model::fingerprint.
+uint64_t model_fingerprint(const ModelConfig& c, const ModelWeights& w) {
+  uint64_t h = fnv1a64(kFnvOffset, model_config_to_json(c));
+  auto sample = [&h](const Linear& l) {
+    if (l.out == 0) return;
+    for (int64_t r : {int64_t(0), l.out - 1}) h = fnv1a64(h, l.row(r), size_t(l.row_bytes()));
+    if (l.scales) h = fnv1a64(h, l.scale_row(0), size_t(l.scale_cols));
+  };
+  sample(w.embed);
+  sample(w.head);
+  for (const LayerWeights& L : w.layers) sample(L.wq_a);
+  return h;
+}
+
 }  // namespace
 
 std::vector<RequiredOperator> required_operators(const ModelConfig& c, const ModelWeights& w,
@@ -134,6 +149,7 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
         options.backend, required_operators(model->config_, model->weights_, options.numerics));
     model->n_threads_ = options.n_threads;
     model->numerics_ = options.numerics;
+    model->fingerprint_ = model_fingerprint(model->config_, model->weights_);
     const ModelConfig& c = model->config_;
     if (model->official()) {
       // The official code's fp32 frequencies: YaRN only on compressed layers.

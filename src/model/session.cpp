@@ -144,12 +144,14 @@ Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
       }
       lc.compressor.has_prev = lc.indexer_compressor.has_prev = n_tokens >= m;
     }
+    tokens_.assign(size_t(n_tokens), 0);  // a synthetic history: ids 0
     position_ = n_tokens;
   });
 }
 
 void Session::reset() {
   cache_.clear();
+  tokens_.clear();
   position_ = 0;
 }
 
@@ -191,6 +193,8 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
       trace->final_hidden.assign(tokens.size() * size_t(c.hidden_size), 0.0f);
       trace->decisions.assign(size_t(c.num_hidden_layers), {});
     }
+    // Room for the ids now, so that recording them after the commit cannot fail.
+    tokens_.reserve(tokens_.size() + tokens.size());
     const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads
                                                           : model_->n_threads());
     cache_.begin(position_);
@@ -233,6 +237,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
     return status;
   }
   cache_.commit();
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   position_ += int64_t(tokens.size());
   return status;
 }

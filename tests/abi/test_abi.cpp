@@ -14,6 +14,8 @@ static_assert(offsetof(dsv4_model_params, n_threads) == 16);
 static_assert(offsetof(dsv4_model_params, memory_limit) == 24);  // v2
 static_assert(offsetof(dsv4_model_params, numerics) == 32);      // v3
 static_assert(sizeof(dsv4_model_params) == 40);
+static_assert(offsetof(dsv4_save_params, swa_strategy) == 8);
+static_assert(sizeof(dsv4_save_params) == 16);
 static_assert(offsetof(dsv4_session_params, struct_size) == 0);
 static_assert(offsetof(dsv4_session_params, max_positions) == 8);
 static_assert(offsetof(dsv4_session_params, max_chunk) == 16);

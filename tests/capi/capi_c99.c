@@ -171,6 +171,57 @@ static void test_official_numerics(const char* golden_dir) {
   dsv4_model_free(official);
 }
 
+/* Saved sessions: save, load and fork continue exactly; bad files give clear statuses. */
+static void test_saved_sessions(const char* golden_dir) {
+  char dir[1024], file[1100], bad[1200];
+  dsv4_model* model = NULL;
+  dsv4_session *s = NULL, *loaded = NULL, *forked = NULL;
+  dsv4_save_params sp = dsv4_save_default_params();
+  int32_t prompt[40], next[3] = {5, 6, 7};
+  static float want[3 * 256], got[3 * 256], got_fork[3 * 256];
+  int64_t position = 0;
+  FILE* f;
+  size_t i;
+  for (i = 0; i < 40; ++i) prompt[i] = (int32_t)((i * 37 + 3) % 256);
+  path_join(dir, sizeof dir, golden_dir, "tiny-a");
+  snprintf(file, sizeof file, "%s/dsv4_c99_session_%d.bin", P_tmpdir,
+           (int)sizeof(dsv4_save_params));
+  snprintf(bad, sizeof bad, "%s.bad", file);
+  EXPECT(dsv4_model_load(dir, NULL, &model) == DSV4_OK);
+  EXPECT(dsv4_session_create(model, NULL, &s) == DSV4_OK);
+  EXPECT(dsv4_session_append(s, prompt, 40, NULL) == DSV4_OK);
+  EXPECT(dsv4_session_save(s, file, NULL) == DSV4_OK);
+  EXPECT(dsv4_session_fork(s, &forked) == DSV4_OK);
+  EXPECT(dsv4_session_append(s, next, 3, want) == DSV4_OK);
+  EXPECT(dsv4_session_load(model, file, NULL, &loaded) == DSV4_OK);
+  EXPECT(dsv4_session_position(loaded, &position) == DSV4_OK && position == 40);
+  EXPECT(dsv4_session_append(loaded, next, 3, got) == DSV4_OK);
+  EXPECT(dsv4_session_append(forked, next, 3, got_fork) == DSV4_OK);
+  EXPECT(memcmp(want, got, sizeof want) == 0);
+  EXPECT(memcmp(want, got_fork, sizeof want) == 0);
+  /* Bad input. */
+  sp.swa_strategy = 9;
+  EXPECT(dsv4_session_save(s, file, &sp) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_save(NULL, file, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_save(s, NULL, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_fork(NULL, &forked) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_load(model, NULL, NULL, &loaded) == DSV4_ERR_INVALID_ARGUMENT);
+  f = fopen(bad, "wb");
+  if (f) {
+    fputs("not a session", f);
+    fclose(f);
+  }
+  dsv4_session_free(loaded);
+  loaded = NULL;
+  EXPECT(dsv4_session_load(model, bad, NULL, &loaded) == DSV4_ERR_CORRUPT_FILE && loaded == NULL);
+  EXPECT(strstr(dsv4_last_error(), "session file") != NULL);
+  remove(file);
+  remove(bad);
+  dsv4_session_free(forked);
+  dsv4_session_free(s);
+  dsv4_model_free(model);
+}
+
 static int g_abort_calls = 0;
 static int abort_after_two(void* user) {
   ++g_abort_calls;
@@ -488,6 +539,7 @@ int main(int argc, char** argv) {
   test_load_and_query(argv[1]);
   test_params_versioning(argv[1]);
   test_official_numerics(argv[1]);
+  test_saved_sessions(argv[1]);
   test_bad_files(argv[2]);
   test_session(argv[1]);
   test_append_ex(argv[1]);

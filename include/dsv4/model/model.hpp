@@ -58,6 +58,10 @@ class Model {
   Backend& backend() const noexcept { return *backend_; }
   int n_threads() const noexcept { return n_threads_; }
   Numerics numerics() const noexcept { return numerics_; }
+  // Identifies the model a saved session belongs to: a hash of the config and of sample rows of
+  // the weights (first and last rows of the embedding, the head and each layer's query
+  // projection), so another checkpoint of the same shape is told apart without reading it all.
+  uint64_t fingerprint() const noexcept { return fingerprint_; }
   bool official() const noexcept { return numerics_ == Numerics::kOfficial; }
   // Bytes the weights occupy as held (stored formats; see ModelWeights::resident_bytes).
   size_t resident_bytes() const noexcept { return weights_.resident_bytes(); }
@@ -75,6 +79,7 @@ class Model {
   std::unique_ptr<Backend> backend_;
   int n_threads_ = 0;
   Numerics numerics_ = Numerics::kExact;
+  uint64_t fingerprint_ = 0;
   std::vector<double> theta_window_, theta_compressed_;
 };
 

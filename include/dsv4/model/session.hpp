@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "dsv4/core/status.hpp"
@@ -22,6 +23,14 @@ struct SessionOptions {
   // How the KV cache stores its entries: f32 (exact), bf16, or packed (e4m3 nope + bf16 rope,
   // 584 bytes per V4 entry, and FP4 indexer keys, 68 bytes: the official layout).
   KvFormat kv_format = KvFormat::kF32;
+};
+
+// How a saved session keeps its sliding-window entries (the V4 paper's strategies). kFull: every
+// layer's ring is stored, and a restore is a plain read.
+enum class SwaStrategy : int32_t { kFull = 0 };
+
+struct SaveOptions {
+  SwaStrategy swa_strategy = SwaStrategy::kFull;
 };
 
 // Which logits an append writes.
@@ -76,7 +85,25 @@ class Session {
   // exactly the work of a real session at that context; its logits mean nothing.
   Status fill_synthetic_cache(int64_t n_tokens, uint64_t seed);
 
+  // Writes the session (tokens, cache, compressor state) to `path` atomically: a temporary file
+  // next to it, fsync, rename; on any failure (disk full included) the previous file at `path`
+  // is untouched. The format is versioned and checksummed (docs/architecture.md).
+  Status save(const std::string& path, const SaveOptions& options = {}) const;
+  // A session restored from a file written by save() for this model (same config, weights
+  // fingerprint and numerics; kModelMismatch otherwise, kCorruptFile for a damaged or truncated
+  // file, kUnsupported for a newer format version). The cache keeps the file's storage format;
+  // the other options apply as in create(). Appending to it gives the logits the saved session
+  // would have given.
+  static Result<std::unique_ptr<Session>> load(std::shared_ptr<const Model> model,
+                                               const std::string& path,
+                                               const SessionOptions& options = {});
+  // An independent copy of this session (cache, compressor state, tokens, position): several
+  // continuations of one prompt.
+  Result<std::unique_ptr<Session>> fork() const;
+
   int64_t position() const noexcept { return position_; }
+  // The token ids appended so far (position() of them).
+  const std::vector<int32_t>& tokens() const noexcept { return tokens_; }
   const Model& model() const noexcept { return *model_; }
   CacheMemory memory() const { return cache_.memory(); }
   const KvCache& cache() const noexcept { return cache_; }
@@ -100,8 +127,13 @@ class Session {
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   KvCache cache_;
+  std::vector<int32_t> tokens_;
   Workspace workspace_;
   int64_t position_ = 0;
 };
+
+// Fault injection for tests: the next session save fails with an I/O error (ENOSPC) after
+// writing `bytes` more bytes (< 0 disables, the default).
+void set_session_write_failure_after(int64_t bytes) noexcept;
 
 }  // namespace dsv4

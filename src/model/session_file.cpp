@@ -1,0 +1,473 @@
+// Saved sessions: the file format behind Session::save / Session::load, and Session::fork.
+//
+// Layout (little-endian), version 1:
+//   header, 64 bytes: magic "DSV4SES\0", u32 version, u32 flags (0), u64 model fingerprint,
+//     i32 kv_format, i32 numerics, i32 swa_strategy, i32 reserved (0), i64 position,
+//     i64 n_layers, u32 CRC-32C of the preceding 56 bytes, u32 reserved (0)
+//   sections, each: u32 tag, u32 reserved (0), u64 payload length, payload, u32 CRC-32C of the
+//     payload, u32 reserved (0)
+//     kTokens      i32[position]
+//     kStore       u32 layer, u32 kind (window, compressed, indexer), i64 logical size,
+//                  i64 stored entries (the resident ones, oldest first), i64 bytes per entry,
+//                  the entries as the cache stores them
+//     kCompressor  u32 layer, u32 which (0 main, 1 indexer), i64 m, i64 row width,
+//                  u32 overlap, u32 has_prev, f32 kv[m·width], gate[m·width],
+//                  prev_kv_a[m·width/2], prev_gate_a[m·width/2] (overlap only)
+//     kEnd         empty: the last section; nothing may follow it
+// A reader refuses what it cannot vouch for: wrong magic, a newer version, a checksum mismatch,
+// a length past the end of the file, a section that does not fit the model's cache.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "dsv4/core/checksum.hpp"
+#include "dsv4/model/session.hpp"
+
+namespace dsv4 {
+namespace {
+
+constexpr char kMagic[8] = {'D', 'S', 'V', '4', 'S', 'E', 'S', '\0'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderBytes = 64;
+enum Tag : uint32_t { kTokens = 1, kStore = 2, kCompressor = 3, kEnd = 0xFFFF };
+enum StoreKind : uint32_t { kWindowStore = 0, kCompressedStore = 1, kIndexerStore = 2 };
+
+// Test hook: fail the write after this many more bytes (< 0: never).
+std::atomic<int64_t> g_write_failure_after{-1};
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Writes a temporary file with per-section checksums; publish() makes it durable and renames it
+// over the target. Destroyed without publish(), it removes the temporary file.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path)
+      : path_(path), temp_(path + ".tmp." + std::to_string(::getpid())) {
+    file_ = std::fopen(temp_.c_str(), "wb");
+    if (!file_) fail(StatusCode::kIo, "cannot create " + temp_ + ": " + errno_text());
+  }
+  ~AtomicFileWriter() {
+    if (file_) std::fclose(file_);
+    if (!published_) std::remove(temp_.c_str());
+  }
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void raw(const void* data, size_t n) {
+    if (n == 0) return;
+    const int64_t budget = g_write_failure_after.load();
+    if (budget >= 0) {
+      if (int64_t(n) > budget) {
+        g_write_failure_after = -1;
+        errno = ENOSPC;
+        fail(StatusCode::kIo, "cannot write " + temp_ + ": " + errno_text() + " (injected)");
+      }
+      g_write_failure_after = budget - int64_t(n);
+    }
+    if (std::fwrite(data, 1, n, file_) != n)
+      fail(StatusCode::kIo, "cannot write " + temp_ + ": " + errno_text());
+  }
+  void begin_section(Tag tag, uint64_t length) {
+    const uint32_t head[2] = {tag, 0};
+    raw(head, sizeof head);
+    raw(&length, sizeof length);
+    crc_ = 0;
+    left_ = length;
+  }
+  void payload(const void* data, size_t n) {
+    if (n > left_)
+      fail(StatusCode::kInternal, "session file: section payload longer than declared");
+    crc_ = crc32c(crc_, data, n);
+    left_ -= n;
+    raw(data, n);
+  }
+  template <class T>
+  void value(T v) {
+    payload(&v, sizeof v);
+  }
+  void end_section() {
+    if (left_ != 0) fail(StatusCode::kInternal, "session file: section shorter than declared");
+    const uint32_t tail[2] = {crc_, 0};
+    raw(tail, sizeof tail);
+  }
+  void publish() {
+    if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0)
+      fail(StatusCode::kIo, "cannot flush " + temp_ + ": " + errno_text());
+    const int closed = std::fclose(file_);
+    file_ = nullptr;
+    if (closed != 0) fail(StatusCode::kIo, "cannot close " + temp_ + ": " + errno_text());
+    if (std::rename(temp_.c_str(), path_.c_str()) != 0)
+      fail(StatusCode::kIo, "cannot rename " + temp_ + " to " + path_ + ": " + errno_text());
+    published_ = true;
+    // The rename itself is durable once the directory is synced.
+    const std::string dir = std::filesystem::path(path_).parent_path().string();
+    const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+
+ private:
+  std::string path_, temp_;
+  std::FILE* file_ = nullptr;
+  bool published_ = false;
+  uint32_t crc_ = 0;
+  uint64_t left_ = 0;
+};
+
+// Sequential reads of a session file; every read is bounds-checked against the file's size and
+// each section's checksum is verified before its payload is used.
+class SessionFileReader {
+ public:
+  explicit SessionFileReader(const std::string& path) : path_(path) {
+    file_ = std::fopen(path.c_str(), "rb");
+    if (!file_) fail(StatusCode::kIo, "cannot open " + path + ": " + errno_text());
+    std::error_code ec;
+    size_ = std::filesystem::file_size(path, ec);
+    if (ec) fail(StatusCode::kIo, "cannot stat " + path + ": " + ec.message());
+  }
+  ~SessionFileReader() {
+    if (file_) std::fclose(file_);
+  }
+  SessionFileReader(const SessionFileReader&) = delete;
+  SessionFileReader& operator=(const SessionFileReader&) = delete;
+
+  [[noreturn]] void corrupt(const std::string& what) const {
+    fail(StatusCode::kCorruptFile, "session file " + path_ + ": " + what);
+  }
+  uint64_t left() const noexcept { return size_ - offset_; }
+  void raw(void* data, size_t n) {
+    if (n > left())
+      corrupt("truncated (" + std::to_string(left()) + " bytes left, " + std::to_string(n) +
+              " needed at offset " + std::to_string(offset_) + ")");
+    if (std::fread(data, 1, n, file_) != n)
+      fail(StatusCode::kIo, "cannot read " + path_ + ": " + errno_text());
+    offset_ += n;
+  }
+  template <class T>
+  T value() {
+    T v;
+    raw(&v, sizeof v);
+    if (in_section_) consume(&v, sizeof v);
+    return v;
+  }
+  void payload(void* data, size_t n) {
+    raw(data, n);
+    consume(data, n);
+  }
+  // The next section's tag and payload length.
+  std::pair<uint32_t, uint64_t> begin_section() {
+    const uint32_t tag = value<uint32_t>(), reserved = value<uint32_t>();
+    const uint64_t length = value<uint64_t>();
+    if (reserved != 0) corrupt("bad section header at offset " + std::to_string(offset_ - 16));
+    if (length > left())
+      corrupt("a section claims " + std::to_string(length) + " bytes, " + std::to_string(left()) +
+              " remain (truncated)");
+    in_section_ = true;
+    crc_ = 0;
+    left_in_section_ = length;
+    return {tag, length};
+  }
+  void end_section() {
+    if (left_in_section_ != 0) corrupt("a section's payload is longer than its contents");
+    in_section_ = false;
+    const uint32_t want = value<uint32_t>();
+    (void)value<uint32_t>();
+    if (want != crc_) corrupt("checksum mismatch (the file is damaged)");
+  }
+
+ private:
+  void consume(const void* data, size_t n) {
+    if (n > left_in_section_) corrupt("a section's contents run past its declared length");
+    left_in_section_ -= n;
+    crc_ = crc32c(crc_, data, n);
+  }
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  uint64_t size_ = 0, offset_ = 0;
+  bool in_section_ = false;
+  uint32_t crc_ = 0;
+  uint64_t left_in_section_ = 0;
+};
+
+struct Header {
+  uint64_t fingerprint = 0;
+  int32_t kv_format = 0, numerics = 0, swa_strategy = 0;
+  int64_t position = 0, n_layers = 0;
+};
+
+void write_header(AtomicFileWriter& out, const Header& h) {
+  uint8_t bytes[kHeaderBytes] = {};
+  std::memcpy(bytes, kMagic, 8);
+  std::memcpy(bytes + 8, &kVersion, 4);
+  std::memcpy(bytes + 16, &h.fingerprint, 8);
+  std::memcpy(bytes + 24, &h.kv_format, 4);
+  std::memcpy(bytes + 28, &h.numerics, 4);
+  std::memcpy(bytes + 32, &h.swa_strategy, 4);
+  std::memcpy(bytes + 40, &h.position, 8);
+  std::memcpy(bytes + 48, &h.n_layers, 8);
+  const uint32_t crc = crc32c(0, bytes, 56);
+  std::memcpy(bytes + 56, &crc, 4);
+  out.raw(bytes, sizeof bytes);
+}
+
+Header read_header(SessionFileReader& in) {
+  uint8_t bytes[kHeaderBytes];
+  in.raw(bytes, sizeof bytes);
+  if (std::memcmp(bytes, kMagic, 8) != 0) in.corrupt("not a dsv4 session file (bad magic)");
+  uint32_t version = 0, crc = 0;
+  std::memcpy(&version, bytes + 8, 4);
+  std::memcpy(&crc, bytes + 56, 4);
+  if (crc != crc32c(0, bytes, 56)) in.corrupt("header checksum mismatch (the file is damaged)");
+  if (version > kVersion)
+    fail(StatusCode::kUnsupported, "session file format version " + std::to_string(version) +
+                                       " is newer than this build reads (" +
+                                       std::to_string(kVersion) + ")");
+  if (version == 0) in.corrupt("format version 0");
+  Header h;
+  std::memcpy(&h.fingerprint, bytes + 16, 8);
+  std::memcpy(&h.kv_format, bytes + 24, 4);
+  std::memcpy(&h.numerics, bytes + 28, 4);
+  std::memcpy(&h.swa_strategy, bytes + 32, 4);
+  std::memcpy(&h.position, bytes + 40, 8);
+  std::memcpy(&h.n_layers, bytes + 48, 8);
+  return h;
+}
+
+// The resident entries of a store, oldest first.
+void write_store(AtomicFileWriter& out, uint32_t layer, StoreKind kind, const EntryStore& store) {
+  const int64_t first = store.size() - store.resident();
+  const auto entry_bytes = int64_t(store.codec().bytes());
+  out.begin_section(kStore, 8 + 3 * 8 + uint64_t(store.resident() * entry_bytes));
+  out.value(layer);
+  out.value(uint32_t(kind));
+  out.value(store.size());
+  out.value(store.resident());
+  out.value(entry_bytes);
+  for (int64_t i = first; i < store.size(); ++i) out.payload(store.entry(i), size_t(entry_bytes));
+  out.end_section();
+}
+
+void write_compressor(AtomicFileWriter& out, uint32_t layer, uint32_t which,
+                      const CompressorState& s) {
+  const auto floats = [](const std::vector<float>& v) { return uint64_t(v.size()) * 4; };
+  const uint64_t length =
+      8 + 2 * 8 + 8 + floats(s.kv) + floats(s.gate) + floats(s.prev_kv_a) + floats(s.prev_gate_a);
+  out.begin_section(kCompressor, length);
+  out.value(layer);
+  out.value(which);
+  out.value(s.compress_ratio);
+  out.value(s.width);
+  out.value(uint32_t(s.overlap));
+  out.value(uint32_t(s.has_prev));
+  for (const std::vector<float>* v : {&s.kv, &s.gate, &s.prev_kv_a, &s.prev_gate_a})
+    out.payload(v->data(), v->size() * 4);
+  out.end_section();
+}
+
+// The logical size a store of `kind` in `layer` has after `position` tokens.
+int64_t expected_size(const ModelConfig& c, int64_t layer, StoreKind kind, int64_t position) {
+  const int64_t m = c.compress_ratio(layer);
+  switch (kind) {
+    case kWindowStore:
+      return position;
+    case kCompressedStore:
+      return m > 0 ? position / m : -1;
+    case kIndexerStore:
+      return m == kCsaCompressRatio ? position / m : -1;
+  }
+  return -1;
+}
+
+void read_store(SessionFileReader& in, const ModelConfig& c, KvCache& cache, int64_t position,
+                std::set<std::pair<uint32_t, uint32_t>>& seen) {
+  const auto layer = in.value<uint32_t>(), kind = in.value<uint32_t>();
+  const auto size = in.value<int64_t>(), stored = in.value<int64_t>();
+  const auto entry_bytes = in.value<int64_t>();
+  const std::string where = "layer " + std::to_string(layer) + " store " + std::to_string(kind);
+  if (layer >= uint32_t(c.num_hidden_layers) || kind > kIndexerStore)
+    in.corrupt("a cache section for " + where + ", which this model does not have");
+  if (!seen.insert({layer, kind}).second) in.corrupt(where + " appears twice");
+  if (size != expected_size(c, layer, StoreKind(kind), position))
+    in.corrupt(where + " holds " + std::to_string(size) + " entries, not what " +
+               std::to_string(position) + " tokens give");
+  LayerCache& lc = cache.layer(layer);
+  EntryStore& store = kind == kWindowStore       ? lc.window
+                      : kind == kCompressedStore ? lc.compressed
+                                                 : lc.indexer;
+  const int64_t resident = kind == kWindowStore ? std::min(size, c.sliding_window) : size;
+  if (stored != resident || entry_bytes != int64_t(store.codec().bytes()))
+    in.corrupt(where + ": " + std::to_string(stored) + " entries of " +
+               std::to_string(entry_bytes) + " bytes where the cache keeps " +
+               std::to_string(resident) + " of " + std::to_string(store.codec().bytes()));
+  if (size > resident) store.skip_ring_entries(size - resident);
+  std::vector<uint8_t> entry(static_cast<size_t>(entry_bytes));
+  for (int64_t i = 0; i < stored; ++i) {
+    in.payload(entry.data(), entry.size());
+    store.append_encoded(entry.data());
+  }
+}
+
+void read_compressor(SessionFileReader& in, KvCache& cache,
+                     std::set<std::pair<uint32_t, uint32_t>>& seen) {
+  const auto layer = in.value<uint32_t>(), which = in.value<uint32_t>();
+  const auto m = in.value<int64_t>(), width = in.value<int64_t>();
+  const auto overlap = in.value<uint32_t>(), has_prev = in.value<uint32_t>();
+  const std::string where =
+      "layer " + std::to_string(layer) + " compressor " + std::to_string(which);
+  if (layer >= uint32_t(cache.n_layers()) || which > 1)
+    in.corrupt("a compressor section for " + where + ", which this model does not have");
+  if (!seen.insert({layer, 16 + which}).second) in.corrupt(where + " appears twice");
+  CompressorState& s =
+      which == 0 ? cache.layer(layer).compressor : cache.layer(layer).indexer_compressor;
+  if (s.compress_ratio == 0 || m != s.compress_ratio || width != s.width ||
+      overlap != uint32_t(s.overlap) || has_prev > 1)
+    in.corrupt(where + " does not fit the model's compressor");
+  for (std::vector<float>* v : {&s.kv, &s.gate, &s.prev_kv_a, &s.prev_gate_a})
+    in.payload(v->data(), v->size() * 4);
+  s.has_prev = has_prev != 0;
+}
+
+// Entries and state every layer of `c` keeps (what a complete file must hold).
+size_t expected_sections(const ModelConfig& c) {
+  size_t n = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const int64_t m = c.compress_ratio(l);
+    n += 1 + (m > 0 ? 2 : 0) + (m == kCsaCompressRatio ? 2 : 0);
+  }
+  return n;
+}
+
+// Copies a store's resident entries (the ring's logical size included) into an empty one.
+void copy_store(const EntryStore& from, EntryStore& to) {
+  const int64_t first = from.size() - from.resident();
+  if (first > 0) to.skip_ring_entries(first);
+  for (int64_t i = first; i < from.size(); ++i) to.append_encoded(from.entry(i));
+}
+
+}  // namespace
+
+void set_session_write_failure_after(int64_t bytes) noexcept { g_write_failure_after = bytes; }
+
+Status Session::save(const std::string& path, const SaveOptions& options) const {
+  if (path.empty()) return Status(StatusCode::kInvalidArgument, "Session::save: empty path");
+  if (options.swa_strategy != SwaStrategy::kFull)
+    return Status(StatusCode::kInvalidArgument,
+                  "unknown swa_strategy " + std::to_string(int32_t(options.swa_strategy)));
+  return capture_status([&] {
+    const ModelConfig& c = model_->config();
+    AtomicFileWriter out(path);
+    write_header(out, {model_->fingerprint(), int32_t(cache_.format()), int32_t(model_->numerics()),
+                       int32_t(options.swa_strategy), position_, c.num_hidden_layers});
+    out.begin_section(kTokens, uint64_t(tokens_.size()) * 4);
+    out.payload(tokens_.data(), tokens_.size() * 4);
+    out.end_section();
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const LayerCache& lc = cache_.layer(l);
+      const int64_t m = c.compress_ratio(l);
+      write_store(out, uint32_t(l), kWindowStore, lc.window);
+      if (m <= 0) continue;
+      write_store(out, uint32_t(l), kCompressedStore, lc.compressed);
+      write_compressor(out, uint32_t(l), 0, lc.compressor);
+      if (m != kCsaCompressRatio) continue;
+      write_store(out, uint32_t(l), kIndexerStore, lc.indexer);
+      write_compressor(out, uint32_t(l), 1, lc.indexer_compressor);
+    }
+    out.begin_section(kEnd, 0);
+    out.end_section();
+    out.publish();
+  });
+}
+
+Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> model,
+                                               const std::string& path,
+                                               const SessionOptions& options) {
+  if (!model) return Status(StatusCode::kInvalidArgument, "Session::load: model is null");
+  return capture_result([&]() -> std::unique_ptr<Session> {
+    const ModelConfig& c = model->config();
+    SessionFileReader in(path);
+    const Header h = read_header(in);
+    if (h.fingerprint != model->fingerprint() || h.n_layers != c.num_hidden_layers)
+      fail(StatusCode::kModelMismatch,
+           "session file " + path + " was saved with another model (config or weights differ)");
+    if (h.numerics != int32_t(model->numerics()))
+      fail(StatusCode::kModelMismatch,
+           "session file " + path + " was saved with the " +
+               (h.numerics == int32_t(Numerics::kOfficial) ? "official" : "exact") +
+               " numerics; this model runs the other mode");
+    if (h.kv_format < 0 || h.kv_format > int32_t(KvFormat::kPacked) || h.swa_strategy != 0 ||
+        h.position < 0)
+      in.corrupt("bad header fields");
+    if (options.max_positions > 0 && h.position > options.max_positions)
+      fail(StatusCode::kOutOfRange, "the saved session holds " + std::to_string(h.position) +
+                                        " tokens, over max_positions " +
+                                        std::to_string(options.max_positions));
+    SessionOptions chosen = options;
+    chosen.kv_format = KvFormat(h.kv_format);
+    auto created = create(model, chosen);
+    throw_if_error(created.status());
+    std::unique_ptr<Session> session = std::move(created.value());
+    if (session->cache_.format() != KvFormat(h.kv_format)) in.corrupt("bad cache format");
+
+    std::set<std::pair<uint32_t, uint32_t>> seen;
+    bool tokens_seen = false;
+    for (;;) {
+      const auto [tag, length] = in.begin_section();
+      if (tag == kEnd) {
+        in.end_section();
+        break;
+      }
+      if (tag == kTokens) {
+        if (tokens_seen || length != uint64_t(h.position) * 4)
+          in.corrupt("the token section does not match the position");
+        session->tokens_.resize(size_t(h.position));
+        in.payload(session->tokens_.data(), session->tokens_.size() * 4);
+        for (int32_t t : session->tokens_)
+          if (t < 0 || t >= c.vocab_size) in.corrupt("a token id outside the vocabulary");
+        tokens_seen = true;
+      } else if (tag == kStore) {
+        read_store(in, c, session->cache_, h.position, seen);
+      } else if (tag == kCompressor) {
+        read_compressor(in, session->cache_, seen);
+      } else {
+        in.corrupt("unknown section tag " + std::to_string(tag));
+      }
+      in.end_section();
+    }
+    if (in.left() != 0) in.corrupt("data after the end section");
+    if (!tokens_seen || seen.size() != expected_sections(c))
+      in.corrupt("sections are missing (the file is incomplete)");
+    session->position_ = h.position;
+    return session;
+  });
+}
+
+Result<std::unique_ptr<Session>> Session::fork() const {
+  auto created = create(model_, options_);
+  if (!created) return created.status();
+  std::unique_ptr<Session> copy = std::move(created.value());
+  Status copied = capture_status([&] {
+    for (int64_t l = 0; l < cache_.n_layers(); ++l) {
+      const LayerCache& from = cache_.layer(l);
+      LayerCache& to = copy->cache_.layer(l);
+      copy_store(from.window, to.window);
+      copy_store(from.compressed, to.compressed);
+      copy_store(from.indexer, to.indexer);
+      to.compressor = from.compressor;
+      to.indexer_compressor = from.indexer_compressor;
+    }
+    copy->tokens_ = tokens_;
+    copy->position_ = position_;
+  });
+  if (!copied) return copied;
+  return copy;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,240 @@
+// Saved sessions (Session::save / load / fork): a restored session continues exactly as the
+// uninterrupted one, in every cache format and numerics mode; damaged, truncated, foreign and
+// newer files are refused with a clear status; a failed save leaves the previous file intact.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <fstream>
+
+#include "dsv4/core/checksum.hpp"
+#include "dsv4/model/demo_model.hpp"
+#include "dsv4/model/session.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using dsv4::KvFormat;
+using dsv4::Session;
+
+std::shared_ptr<const dsv4::Model> load(const std::string& name,
+                                        dsv4::Numerics numerics = dsv4::Numerics::kExact) {
+  dsv4::ModelLoadOptions options;
+  options.numerics = numerics;
+  auto model = dsv4::Model::load(dsv4::test::golden_dir(name).string(), options);
+  REQUIRE(model.is_ok());
+  return model.value();
+}
+
+std::vector<int32_t> ids(int64_t n, int64_t vocab, int32_t salt = 0) {
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = int32_t((i * 131 + 7 + salt) % vocab);
+  return out;
+}
+
+// Logits of appending `tokens` to `session`, one row per token.
+std::vector<float> continue_with(Session& session, const std::vector<int32_t>& tokens) {
+  std::vector<float> logits(tokens.size() * size_t(session.model().config().vocab_size));
+  dsv4::AppendOptions all;
+  all.output = dsv4::OutputMode::kAll;
+  REQUIRE(session.append(tokens, all, logits.data()).is_ok());
+  REQUIRE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
+  return logits;
+}
+
+std::vector<uint8_t> read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+void write_bytes(const fs::path& p, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+}  // namespace
+
+TEST_CASE("checksum: CRC-32C and FNV-1a check values", "[session-file]") {
+  CHECK(dsv4::crc32c(0, "123456789", 9) == 0xE3069283u);
+  // Continuing over pieces gives the same as one pass.
+  CHECK(dsv4::crc32c(dsv4::crc32c(0, "12345", 5), "6789", 4) == 0xE3069283u);
+  CHECK(dsv4::fnv1a64(dsv4::kFnvOffset, "a") == 0xaf63dc4c8601ec8cull);
+}
+
+TEST_CASE("session file: save, load and continue is bit-identical in every format and mode",
+          "[session-file]") {
+  dsv4::test::TempDir dir("session");
+  struct Case {
+    const char* model;
+    dsv4::Numerics numerics;
+    KvFormat format;
+  };
+  for (const Case& k : {Case{"tiny-a", dsv4::Numerics::kExact, KvFormat::kF32},
+                        Case{"tiny-a", dsv4::Numerics::kExact, KvFormat::kBF16},
+                        Case{"tiny-a-q", dsv4::Numerics::kExact, KvFormat::kPacked},
+                        Case{"tiny-a-q", dsv4::Numerics::kOfficial, KvFormat::kPacked}}) {
+    INFO(k.model << ", format " << dsv4::kv_format_name(k.format) << ", numerics "
+                 << int(k.numerics));
+    auto model = load(k.model, k.numerics);
+    const int64_t V = model->config().vocab_size;
+    // 137 tokens: the window ring has wrapped, and every compressor holds an incomplete window.
+    const std::vector<int32_t> prompt = ids(137, V), more = ids(23, V, 5);
+    dsv4::SessionOptions so;
+    so.kv_format = k.format;
+    auto uninterrupted = Session::create(model, so).value();
+    continue_with(*uninterrupted, prompt);
+    const std::vector<float> want = continue_with(*uninterrupted, more);
+
+    auto saved = Session::create(model, so).value();
+    continue_with(*saved, prompt);
+    const fs::path file = dir.path() / "s.dsv4session";
+    REQUIRE(saved->save(file.string()).is_ok());
+    auto restored = Session::load(model, file.string());
+    REQUIRE(restored.is_ok());
+    CHECK(restored.value()->position() == 137);
+    CHECK(restored.value()->tokens() == prompt);
+    CHECK(restored.value()->kv_format() == k.format);
+    const std::vector<float> got = continue_with(*restored.value(), more);
+    CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+    // Memory accounting agrees too.
+    CHECK(restored.value()->memory().total_used() == uninterrupted->memory().total_used());
+  }
+}
+
+TEST_CASE("session file: fork gives independent continuations of one prompt", "[session-file]") {
+  auto model = load("tiny-a-q");
+  const int64_t V = model->config().vocab_size;
+  const std::vector<int32_t> prompt = ids(90, V), a = ids(12, V, 1), b = ids(12, V, 2);
+  dsv4::SessionOptions so;
+  so.kv_format = KvFormat::kPacked;
+  auto reference_a = Session::create(model, so).value();
+  continue_with(*reference_a, prompt);
+  const std::vector<float> want_a = continue_with(*reference_a, a);
+  auto reference_b = Session::create(model, so).value();
+  continue_with(*reference_b, prompt);
+  const std::vector<float> want_b = continue_with(*reference_b, b);
+
+  auto original = Session::create(model, so).value();
+  continue_with(*original, prompt);
+  auto forked = original->fork();
+  REQUIRE(forked.is_ok());
+  const std::vector<float> got_b = continue_with(*forked.value(), b);
+  const std::vector<float> got_a = continue_with(*original, a);  // unaffected by the fork's tokens
+  CHECK(std::memcmp(got_a.data(), want_a.data(), want_a.size() * 4) == 0);
+  CHECK(std::memcmp(got_b.data(), want_b.data(), want_b.size() * 4) == 0);
+  CHECK(forked.value()->position() == 102);
+  CHECK(original->position() == 102);
+}
+
+TEST_CASE("session file: a long synthetic session round-trips", "[session-file]") {
+  auto model =
+      dsv4::Model::from_weights(dsv4::demo_model_config(4),
+                                dsv4::random_weights(dsv4::demo_model_config(4), 3,
+                                                     dsv4::RandomWeightFormats::official()))
+          .value();
+  dsv4::test::TempDir dir("session-long");
+  dsv4::SessionOptions so;
+  so.kv_format = KvFormat::kPacked;
+  auto a = Session::create(model, so).value();
+  REQUIRE(a->fill_synthetic_cache(20000, 9).is_ok());
+  const fs::path file = dir.path() / "long.dsv4session";
+  REQUIRE(a->save(file.string()).is_ok());
+  auto b = Session::load(model, file.string()).value();
+  const std::vector<int32_t> more = ids(3, model->config().vocab_size);
+  const std::vector<float> want = continue_with(*a, more), got = continue_with(*b, more);
+  CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+}
+
+TEST_CASE("session file: damaged, truncated, foreign and newer files are refused",
+          "[session-file]") {
+  dsv4::test::TempDir dir("session-bad");
+  auto model = load("tiny-a");
+  auto session = Session::create(model).value();
+  continue_with(*session, ids(70, model->config().vocab_size));
+  const fs::path good = dir.path() / "good.dsv4session", bad = dir.path() / "bad.dsv4session";
+  REQUIRE(session->save(good.string()).is_ok());
+  const std::vector<uint8_t> bytes = read_bytes(good);
+  REQUIRE(bytes.size() > 1000);
+
+  auto expect = [&](const std::vector<uint8_t>& content, dsv4::StatusCode code, const char* words) {
+    write_bytes(bad, content);
+    auto loaded = Session::load(model, bad.string());
+    REQUIRE_FALSE(loaded.is_ok());
+    CHECK(loaded.status().code() == code);
+    CHECK(loaded.status().message().find(words) != std::string::npos);
+    INFO(loaded.status().message());
+  };
+  // A flipped bit anywhere: header, a section header, a payload, the end.
+  for (size_t at : {size_t(3), size_t(20), size_t(70), bytes.size() / 2, bytes.size() - 20}) {
+    INFO("byte " << at << " flipped");
+    std::vector<uint8_t> damaged = bytes;
+    damaged[at] ^= 0x10;
+    write_bytes(bad, damaged);
+    auto loaded = Session::load(model, bad.string());
+    REQUIRE_FALSE(loaded.is_ok());
+    CHECK(loaded.status().code() == dsv4::StatusCode::kCorruptFile);
+  }
+  // Truncated at every kind of boundary, and extended.
+  for (size_t keep : {size_t(0), size_t(10), size_t(64), size_t(80), bytes.size() / 3,
+                      bytes.size() - 8, bytes.size() - 1}) {
+    INFO("truncated to " << keep);
+    expect({bytes.begin(), bytes.begin() + std::ptrdiff_t(keep)}, dsv4::StatusCode::kCorruptFile,
+           "truncated");
+  }
+  std::vector<uint8_t> extended = bytes;
+  extended.push_back(0);
+  expect(extended, dsv4::StatusCode::kCorruptFile, "after the end");
+  // Another model (same file into tiny-a-q), and the other numerics.
+  {
+    auto other = load("tiny-a-q");
+    auto loaded = Session::load(other, good.string());
+    REQUIRE_FALSE(loaded.is_ok());
+    CHECK(loaded.status().code() == dsv4::StatusCode::kModelMismatch);
+    auto official = load("tiny-a", dsv4::Numerics::kOfficial);
+    auto loaded_official = Session::load(official, good.string());
+    REQUIRE_FALSE(loaded_official.is_ok());
+    CHECK(loaded_official.status().code() == dsv4::StatusCode::kModelMismatch);
+    CHECK(loaded_official.status().message().find("numerics") != std::string::npos);
+  }
+  // A newer format version (header checksum recomputed so only the version is wrong).
+  {
+    std::vector<uint8_t> newer = bytes;
+    const uint32_t version = 2;
+    std::memcpy(newer.data() + 8, &version, 4);
+    const uint32_t crc = dsv4::crc32c(0, newer.data(), 56);
+    std::memcpy(newer.data() + 56, &crc, 4);
+    expect(newer, dsv4::StatusCode::kUnsupported, "newer");
+  }
+  // Missing files are I/O errors.
+  auto missing = Session::load(model, (dir.path() / "none").string());
+  CHECK(missing.status().code() == dsv4::StatusCode::kIo);
+}
+
+TEST_CASE("session file: a save that fails (disk full) leaves the previous file intact",
+          "[session-file]") {
+  dsv4::test::TempDir dir("session-full");
+  auto model = load("tiny-a");
+  const int64_t V = model->config().vocab_size;
+  auto session = Session::create(model).value();
+  continue_with(*session, ids(40, V));
+  const fs::path file = dir.path() / "s.dsv4session";
+  REQUIRE(session->save(file.string()).is_ok());
+  const std::vector<uint8_t> before = read_bytes(file);
+  continue_with(*session, ids(30, V, 3));
+  for (int64_t after : {int64_t(0), int64_t(100), int64_t(5000)}) {
+    dsv4::set_session_write_failure_after(after);
+    const dsv4::Status s = session->save(file.string());
+    dsv4::set_session_write_failure_after(-1);
+    CHECK(s.code() == dsv4::StatusCode::kIo);
+    CHECK(s.message().find("No space left") != std::string::npos);
+    CHECK(read_bytes(file) == before);
+    // No temporary file is left behind.
+    int64_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir.path())) files += e.is_regular_file();
+    CHECK(files == 1);
+  }
+  auto restored = Session::load(model, file.string()).value();
+  CHECK(restored->position() == 40);
+  // A directory that does not exist: an I/O error naming the path.
+  const dsv4::Status nowhere = session->save((dir.path() / "no" / "s").string());
+  CHECK(nowhere.code() == dsv4::StatusCode::kIo);
+}
