@@ -1,10 +1,18 @@
 #include "fuzz_targets.hpp"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string_view>
 
 #include "dsv4/formats/model_config.hpp"
 #include "dsv4/formats/safetensors.hpp"
 #include "dsv4/model/checkpoint_schema.hpp"
+#include "dsv4/model/demo_model.hpp"
+#include "dsv4/model/session.hpp"
 
 namespace dsv4::fuzz {
 
@@ -26,6 +34,63 @@ int model_config(const uint8_t* data, size_t size) {
   if (parsed.is_ok())
     (void)checkpoint_schema(parsed.value()).size();  // a valid config must yield a schema
   return 0;
+}
+
+namespace {
+// A small model with every kind of layer (window, CSA, HCA), built once.
+std::shared_ptr<const Model> session_model() {
+  static const std::shared_ptr<const Model> model = [] {
+    ModelConfig c = demo_model_config(3);
+    c.vocab_size = 64, c.hidden_size = 64, c.compress_ratios = {0, 4, 8};
+    c.num_attention_heads = 2, c.head_dim = 32, c.qk_rope_head_dim = 8;
+    c.q_lora_rank = 32, c.o_groups = 2, c.o_lora_rank = 16;
+    c.index_n_heads = 2, c.index_head_dim = 16, c.index_topk = 4, c.sliding_window = 8;
+    c.n_routed_experts = 4, c.num_experts_per_tok = 2, c.moe_intermediate_size = 32;
+    c.num_hash_layers = 0;
+    return Model::from_weights(c, random_weights(c, 1)).value();
+  }();
+  return model;
+}
+
+std::string temp_file(const char* tag) {
+  return (std::filesystem::temp_directory_path() /
+          ("dsv4-fuzz-" + std::string(tag) + "-" + std::to_string(::getpid())))
+      .string();
+}
+}  // namespace
+
+int session_file(const uint8_t* data, size_t size) {
+  const std::string path = temp_file("session");
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), std::streamsize(size));
+  }
+  SessionOptions options;
+  options.kv_format = KvFormat::kPacked;
+  auto loaded = Session::load(session_model(), path, options);
+  std::remove(path.c_str());
+  if (loaded.is_ok()) {
+    // An accepted file must give a session that runs.
+    const int32_t token = 1;
+    float logits[64];
+    if (!loaded.value()->append({&token, 1}, logits)) __builtin_trap();
+  }
+  return 0;
+}
+
+std::vector<uint8_t> session_file_seed() {
+  SessionOptions options;
+  options.kv_format = KvFormat::kPacked;
+  auto session = Session::create(session_model(), options).value();
+  std::vector<int32_t> tokens(21);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i * 7 % 64);
+  if (!session->append(tokens, nullptr)) __builtin_trap();
+  const std::string path = temp_file("seed");
+  if (!session->save(path)) __builtin_trap();
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  std::remove(path.c_str());
+  return bytes;
 }
 
 }  // namespace dsv4::fuzz

@@ -3,8 +3,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace dsv4::fuzz {
 int safetensors_header(const uint8_t* data, size_t size);
 int model_config(const uint8_t* data, size_t size);
+// Loads `data` as a saved session of a small fixed model and, when accepted, appends a token.
+int session_file(const uint8_t* data, size_t size);
+// A valid saved session of that model (the seed the replay mutates).
+std::vector<uint8_t> session_file_seed();
 }  // namespace dsv4::fuzz
