@@ -81,14 +81,29 @@ int command_eval(const Args& args) {
 
   auto session_options = session_options_from_args(args);
   if (!session_options) return report(session_options.status(), "eval");
-  auto session = Session::create(inputs->model, session_options.value());
+  // --resume FILE: continue a saved session whose tokens the token file starts with; the prefill
+  // then covers only the prompt tokens after it (prefill_logits has those rows).
+  auto session = args.has("resume")
+                     ? Session::load(inputs->model, args.get("resume"), session_options.value())
+                     : Session::create(inputs->model, session_options.value());
   if (!session) return report(session.status(), "eval");
-  std::vector<float> prefill(size_t(prompt_len * vocab)), decode(size_t((n - prompt_len) * vocab));
+  const int64_t resumed = session.value()->position();
+  if (resumed > prompt_len || !std::equal(session.value()->tokens().begin(),
+                                          session.value()->tokens().end(), tokens.begin()))
+    return report(Status(StatusCode::kInvalidArgument,
+                         "the token file does not continue the saved session (its " +
+                             std::to_string(resumed) +
+                             " tokens must be the first of the file and within --prompt-len)"),
+                  "eval");
+  std::vector<float> prefill(size_t((prompt_len - resumed) * vocab)),
+      decode(size_t((n - prompt_len) * vocab));
   std::fill(prefill.begin(), prefill.end(), 0.0f);  // resident before the probe starts
   std::fill(decode.begin(), decode.end(), 0.0f);
   const bench::WorkingMemoryProbe probe;
   const auto t0 = Clock::now();
-  if (Status s = session.value()->append({tokens.data(), size_t(prompt_len)}, prefill.data()); !s)
+  if (Status s = session.value()->append({tokens.data() + resumed, size_t(prompt_len - resumed)},
+                                         prefill.data());
+      !s)
     return report(s, "eval");
   const double prefill_seconds = seconds_since(t0);
   const auto t1 = Clock::now();
@@ -101,22 +116,30 @@ int command_eval(const Args& args) {
   const double decode_seconds = seconds_since(t1);
 
   double nll = 0.0;
-  for (int64_t i = 0; i + 1 < n; ++i) {
-    const float* row =
-        i < prompt_len ? prefill.data() + i * vocab : decode.data() + (i - prompt_len) * vocab;
+  for (int64_t i = resumed; i + 1 < n; ++i) {
+    const float* row = i < prompt_len ? prefill.data() + (i - resumed) * vocab
+                                      : decode.data() + (i - prompt_len) * vocab;
     nll += negative_log_likelihood(row, vocab, tokens[size_t(i + 1)]);
   }
   const Status written = write_safetensors(
-      args.get("out"), {{"prefill_logits", DType::kF32, {prompt_len, vocab}, as_bytes(prefill)},
-                        {"decode_logits", DType::kF32, {n - prompt_len, vocab}, as_bytes(decode)}});
+      args.get("out"),
+      {{"prefill_logits", DType::kF32, {prompt_len - resumed, vocab}, as_bytes(prefill)},
+       {"decode_logits", DType::kF32, {n - prompt_len, vocab}, as_bytes(decode)}});
   if (!written) return report(written, "eval");
-  std::printf("tokens: %lld (prompt %lld, decode %lld)\n", static_cast<long long>(n),
+  if (args.has("save")) {
+    if (Status s = session.value()->save(args.get("save")); !s) return report(s, "eval");
+    std::printf("saved the session (%lld tokens) to %s\n", static_cast<long long>(n),
+                args.get("save").c_str());
+  }
+  std::printf("tokens: %lld (prompt %lld, decode %lld", static_cast<long long>(n),
               static_cast<long long>(prompt_len), static_cast<long long>(n - prompt_len));
-  if (n > 1)
-    std::printf("mean NLL: %.6f nats/token (perplexity %.3f)\n", nll / double(n - 1),
-                std::exp(nll / double(n - 1)));
-  std::printf("prefill: %.1f tokens/s (%.3f s)\n", double(prompt_len) / prefill_seconds,
-              prefill_seconds);
+  if (resumed > 0) std::printf(", %lld resumed", static_cast<long long>(resumed));
+  std::printf(")\n");
+  if (n - resumed > 1)
+    std::printf("mean NLL: %.6f nats/token (perplexity %.3f)\n", nll / double(n - resumed - 1),
+                std::exp(nll / double(n - resumed - 1)));
+  std::printf("prefill: %.1f tokens/s (%.3f s)\n",
+              double(prompt_len - resumed) / std::max(prefill_seconds, 1e-9), prefill_seconds);
   if (n > prompt_len)
     std::printf("decode:  %.1f tokens/s (%.3f s)\n", double(n - prompt_len) / decode_seconds,
                 decode_seconds);

@@ -18,6 +18,21 @@ out=$("$bin" eval --model "$golden/tiny-a-q" --numerics official --tokens "$work
 "$tool" compare "$work/official.safetensors" "$golden/tiny-a-q/official.safetensors"
 if "$bin" eval --model "$golden/tiny-a-q" --numerics fast --tokens "$work/tokens.txt" --prompt-len 250 --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
 grep -q -- '--numerics must be exact or official' "$work/err"
+# Save after 200 tokens, resume with the whole file: the decode matches the golden.
+head -200 "$work/tokens.txt" > "$work/first200.txt"
+"$bin" eval --model "$golden/tiny-a" --tokens "$work/first200.txt" --prompt-len 200 --out "$work/first.safetensors" --save "$work/s.session" | grep -q 'saved the session (200 tokens)'
+out=$("$bin" eval --model "$golden/tiny-a" --tokens "$work/tokens.txt" --prompt-len 250 --resume "$work/s.session" --out "$work/resumed.safetensors")
+grep -q '200 resumed' <<<"$out"
+"$tool" compare-decode "$work/resumed.safetensors" "$golden/tiny-a"
+# A token file that does not start with the saved tokens, a damaged file, another model.
+tail -n +2 "$work/tokens.txt" > "$work/shifted.txt"
+if "$bin" eval --model "$golden/tiny-a" --tokens "$work/shifted.txt" --prompt-len 250 --resume "$work/s.session" --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
+grep -q 'does not continue the saved session' "$work/err"
+printf 'garbage' > "$work/bad.session"
+if "$bin" eval --model "$golden/tiny-a" --tokens "$work/tokens.txt" --prompt-len 250 --resume "$work/bad.session" --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
+grep -q 'CORRUPT_FILE' "$work/err"
+if "$bin" eval --model "$golden/tiny-a-q" --tokens "$work/tokens.txt" --prompt-len 250 --resume "$work/s.session" --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
+grep -q 'MODEL_MISMATCH' "$work/err"
 head -20 "$work/tokens.txt" > "$work/prompt.txt"
 a=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 2>/dev/null)
 b=$("$bin" generate --model "$golden/tiny-a" --tokens "$work/prompt.txt" -n 12 2>/dev/null)
