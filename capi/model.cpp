@@ -1,6 +1,10 @@
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "capi_guard.hpp"
+#include "dsv4/model/demo_model.hpp"
+#include "dsv4/model/memory_plan.hpp"
 #include "handles.hpp"
 
 using dsv4::capi::require;
@@ -111,6 +115,54 @@ DSV4_API dsv4_status dsv4_model_layer_compress_ratio(const dsv4_model* model, in
                                                     std::to_string(c.num_hidden_layers) + ")");
     return c.compress_ratio(layer);
   });
+}
+
+DSV4_API dsv4_plan_params dsv4_plan_default_params(void) {
+  dsv4_plan_params p{};
+  p.struct_size = sizeof(dsv4_plan_params);
+  return p;
+}
+
+DSV4_API dsv4_status dsv4_plan(const dsv4_model* model, const char* preset,
+                               const dsv4_plan_params* params, dsv4_plan_result* out) {
+  DSV4_CAPI_BEGIN
+  require(out != nullptr, "dsv4_plan: out is NULL");
+  require((model != nullptr) != (preset != nullptr),
+          "dsv4_plan: give exactly one of model and preset");
+  const size_t out_size = out->struct_size;
+  require(out_size >= offsetof(dsv4_plan_result, cache_disk_bytes) + sizeof(uint64_t) &&
+              out_size <= (size_t(1) << 20),
+          "dsv4_plan: out->struct_size must be sizeof(dsv4_plan_result)");
+  const dsv4_plan_params p = dsv4::capi::read_params(params, dsv4_plan_default_params(),
+                                                     sizeof(dsv4_plan_params), "dsv4_plan_params");
+  require(p.kv_format >= DSV4_KV_F32 && p.kv_format <= DSV4_KV_PACKED,
+          "dsv4_plan: unknown kv_format");
+  require(p.ram_budget <= uint64_t(INT64_MAX), "dsv4_plan: ram_budget is too large");
+  dsv4::ModelConfig config;
+  if (model) {
+    config = model->model->config();
+  } else if (!dsv4::preset_config(preset, &config)) {
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               std::string("dsv4_plan: unknown preset ") + preset);
+  }
+  auto plan =
+      dsv4::plan_memory(config, p.context, dsv4::KvFormat(p.kv_format), int64_t(p.ram_budget));
+  if (!plan) return dsv4::capi::report(plan.status());
+  const dsv4::MemoryPlan& m = plan.value();
+  dsv4_plan_result r{};
+  r.struct_size = sizeof(dsv4_plan_result);
+  r.weight_bytes =
+      model ? uint64_t(model->model->resident_bytes()) : uint64_t(m.total_weight_bytes);
+  r.cache_bytes = uint64_t(m.total_cache_bytes);
+  for (int k = 0; k < 4; ++k) r.cache_bytes_by_kind[k] = uint64_t(m.cache_by_kind[size_t(k)]);
+  r.cache_bytes_per_token = m.cache_bytes_per_token;
+  r.dense_mla_bytes = uint64_t(m.dense_mla_bytes);
+  r.cache_ram_bytes = uint64_t(m.cache_ram_bytes);
+  r.cache_disk_bytes = uint64_t(m.cache_disk_bytes);
+  std::memcpy(out, &r, std::min(out_size, sizeof r));
+  out->struct_size = std::min(out_size, sizeof r);
+  return DSV4_OK;
+  DSV4_CAPI_END
 }
 
 }  // extern "C"

@@ -152,6 +152,42 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_numerics(const dsv4_model* model,
 /* Bytes the loaded weights occupy (stored formats plus fp32 copies of small vectors). */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_model_resident_bytes(const dsv4_model* model, size_t* out);
 
+/* ---- memory planner (v0.4) ---- */
+
+typedef struct dsv4_plan_params {
+  size_t struct_size;  /* sizeof(dsv4_plan_params) as compiled by the caller */
+  int64_t context;     /* tokens of context to plan for */
+  int32_t kv_format;   /* DSV4_KV_*; 0 = DSV4_KV_F32 */
+  int32_t reserved0;   /* 0 */
+  uint64_t ram_budget; /* bytes of RAM for the cache; 0 = no budget */
+} dsv4_plan_params;
+
+typedef struct dsv4_plan_result {
+  size_t struct_size;              /* set by the caller: the size of the struct it passes */
+  uint64_t weight_bytes;           /* the loaded model's resident bytes, or a preset's official
+                                      checkpoint bytes (MTP layers excluded) */
+  uint64_t cache_bytes;            /* the session's cache at `context` tokens */
+  uint64_t cache_bytes_by_kind[4]; /* dsv4_cache_kind order: window, compressed, indexer, state */
+  double cache_bytes_per_token;    /* growth per token once the window is full */
+  uint64_t dense_mla_bytes;        /* a V3.2-style dense MLA cache at `context` tokens: 576 bf16
+                                      values per token per layer, 61 layers */
+  uint64_t cache_ram_bytes;        /* the part of the cache within ram_budget */
+  uint64_t cache_disk_bytes;       /* the part beyond it */
+} dsv4_plan_result;
+
+DSV4_API dsv4_plan_params dsv4_plan_default_params(void);
+
+/*
+ * What a session of `params->context` tokens needs, for a loaded model (`model`) or a preset
+ * (`preset`: "v4-flash", "v4-pro", "v4-flash-slice", "demo"; exactly one of the two is non-NULL).
+ * Writes min(out->struct_size, sizeof(dsv4_plan_result)) bytes of the answer.
+ * Errors: INVALID_ARGUMENT (NULL out, both or neither of model/preset, unknown preset, negative
+ * context, unknown kv_format, out->struct_size too small).
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_plan(const dsv4_model* model, const char* preset,
+                                              const dsv4_plan_params* params,
+                                              dsv4_plan_result* out);
+
 /* ---- session ---- */
 
 typedef struct dsv4_session dsv4_session;

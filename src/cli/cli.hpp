@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,6 +28,12 @@ struct Args {
 using Clock = std::chrono::steady_clock;
 inline double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Prints "dsv4 COMMAND: STATUS" to stderr; returns the exit status 1.
+inline int report(const Status& status, const char* command) {
+  std::fprintf(stderr, "dsv4 %s: %s\n", command, status.to_string().c_str());
+  return 1;
 }
 
 // Session options from --kv-format f32|bf16|packed (kInvalidArgument for anything else).
@@ -71,6 +78,7 @@ inline Result<std::shared_ptr<const Model>> random_official_model(const ModelCon
 }
 
 int command_info(const Args& args);
+int command_plan(const Args& args);
 int command_eval(const Args& args);
 int command_generate(const Args& args);
 int command_demo(const Args& args);

@@ -15,11 +15,6 @@
 namespace dsv4::cli {
 namespace {
 
-int report(const Status& status, const char* command) {
-  std::fprintf(stderr, "dsv4 %s: %s\n", command, status.to_string().c_str());
-  return 1;
-}
-
 // −log softmax(logits)[target], computed in double.
 double negative_log_likelihood(const float* logits, int64_t vocab, int32_t target) {
   double max_logit = logits[0];

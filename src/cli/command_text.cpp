@@ -14,11 +14,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-int report(const Status& status, const char* command) {
-  std::fprintf(stderr, "dsv4 %s: %s\n", command, status.to_string().c_str());
-  return 1;
-}
-
 // Runs `per_line` on every line of stdin and prints its JSON answer, or {"error": …} when the
 // line is not JSON or `per_line` fails. The exit status is 0 when stdin was read to its end.
 template <class F>

@@ -14,6 +14,9 @@ void print_usage() {
       "usage:\n"
       "  dsv4 info --model DIR       print the config, a per-layer table and parameter/byte "
       "counts\n"
+      "  dsv4 plan --model DIR | --preset v4-flash|v4-pro --context N [--kv-format F] [--ram B]\n"
+      "                              memory plan: weights by dtype, cache per kind and layer,\n"
+      "                              the RAM/disk split under a budget, vs a V3.2 dense MLA cache\n"
       "  dsv4 eval --model DIR --tokens FILE --prompt-len S --out OUT.safetensors [--threads N]\n"
       "            [--save SESSION] [--resume SESSION]\n"
       "                              prefill S tokens, decode the rest one by one; write logits,\n"
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
   dsv4::cli::Args args;
   if (!parse_args(argc, argv, &args)) return 2;
   if (command == "info") return dsv4::cli::command_info(args);
+  if (command == "plan") return dsv4::cli::command_plan(args);
   if (command == "eval") return dsv4::cli::command_eval(args);
   if (command == "generate") return dsv4::cli::command_generate(args);
   if (command == "demo") return dsv4::cli::command_demo(args);

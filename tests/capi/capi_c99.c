@@ -222,6 +222,39 @@ static void test_saved_sessions(const char* golden_dir) {
   dsv4_model_free(model);
 }
 
+/* The planner: V4-Flash at 1M tokens with the packed cache is about 3.4 GiB. */
+static void test_plan(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model* model = NULL;
+  dsv4_plan_params pp = dsv4_plan_default_params();
+  dsv4_plan_result r;
+  memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  pp.context = 1048576;
+  pp.kv_format = DSV4_KV_PACKED;
+  pp.ram_budget = (uint64_t)1 << 30;
+  EXPECT(dsv4_plan(NULL, "v4-flash", &pp, &r) == DSV4_OK);
+  EXPECT(r.cache_bytes > (uint64_t)34 * ((uint64_t)1 << 30) / 10 &&
+         r.cache_bytes < (uint64_t)35 * ((uint64_t)1 << 30) / 10);
+  EXPECT(r.cache_bytes_per_token > 3514.0 && r.cache_bytes_per_token < 3515.0);
+  EXPECT(r.cache_ram_bytes == ((uint64_t)1 << 30) &&
+         r.cache_disk_bytes == r.cache_bytes - r.cache_ram_bytes);
+  EXPECT(r.cache_bytes * 10 < r.dense_mla_bytes); /* about 5% with packed entries */
+  EXPECT(dsv4_plan(NULL, "v5", &pp, &r) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_plan(NULL, NULL, &pp, &r) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_plan(NULL, "v4-pro", &pp, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  pp.context = -1;
+  EXPECT(dsv4_plan(NULL, "v4-pro", &pp, &r) == DSV4_ERR_INVALID_ARGUMENT);
+  path_join(dir, sizeof dir, golden_dir, "tiny-a");
+  EXPECT(dsv4_model_load(dir, NULL, &model) == DSV4_OK);
+  pp = dsv4_plan_default_params();
+  pp.context = 400;
+  r.struct_size = sizeof r;
+  EXPECT(dsv4_plan(model, NULL, &pp, &r) == DSV4_OK && r.weight_bytes > 100000 &&
+         r.cache_bytes > 0);
+  dsv4_model_free(model);
+}
+
 static int g_abort_calls = 0;
 static int abort_after_two(void* user) {
   ++g_abort_calls;
@@ -540,6 +573,7 @@ int main(int argc, char** argv) {
   test_params_versioning(argv[1]);
   test_official_numerics(argv[1]);
   test_saved_sessions(argv[1]);
+  test_plan(argv[1]);
   test_bad_files(argv[2]);
   test_session(argv[1]);
   test_append_ex(argv[1]);

@@ -8,6 +8,7 @@
 
 #include "dsv4/core/checksum.hpp"
 #include "dsv4/model/demo_model.hpp"
+#include "dsv4/model/memory_plan.hpp"
 #include "dsv4/model/session.hpp"
 #include "test_support.hpp"
 
@@ -237,4 +238,43 @@ TEST_CASE("session file: a save that fails (disk full) leaves the previous file 
   // A directory that does not exist: an I/O error naming the path.
   const dsv4::Status nowhere = session->save((dir.path() / "no" / "s").string());
   CHECK(nowhere.code() == dsv4::StatusCode::kIo);
+}
+
+TEST_CASE("memory plan: the planned cache is what a session holds, per layer and kind", "[plan]") {
+  for (KvFormat format : {KvFormat::kF32, KvFormat::kBF16, KvFormat::kPacked}) {
+    auto model = load("tiny-a-q");
+    dsv4::SessionOptions so;
+    so.kv_format = format;
+    auto session = Session::create(model, so).value();
+    continue_with(*session, ids(301, model->config().vocab_size));
+    const dsv4::CacheMemory held = session->memory();
+    auto plan = dsv4::plan_memory(model->config(), 301, format, 0);
+    REQUIRE(plan.is_ok());
+    for (size_t l = 0; l < held.bytes_used.size(); ++l)
+      for (int k = 0; k < dsv4::kNumCacheKinds; ++k) {
+        INFO("layer " << l << " kind " << k << " format " << dsv4::kv_format_name(format));
+        CHECK(plan.value().cache_bytes[l][size_t(k)] == int64_t(held.bytes_used[l][size_t(k)]));
+      }
+    CHECK(plan.value().total_cache_bytes == int64_t(held.total_used()));
+  }
+}
+
+TEST_CASE("memory plan: V4-Flash at 1M tokens, the official byte counts and the V3.2 ratio",
+          "[plan]") {
+  auto packed = dsv4::plan_memory(dsv4::v4_flash_config(), 1 << 20, KvFormat::kPacked, 0).value();
+  CHECK(packed.cache_bytes_per_token == Approx(3514.0).epsilon(1e-3));
+  CHECK(double(packed.total_cache_bytes) / double(1ll << 30) == Approx(3.45).margin(0.02));
+  // Format for format (bf16 entries against a bf16 dense MLA cache) V4 needs about a tenth.
+  auto bf16 = dsv4::plan_memory(dsv4::v4_flash_config(), 1 << 20, KvFormat::kBF16, 0).value();
+  CHECK(bf16.cache_bytes_per_token == Approx(6880.0).epsilon(1e-3));
+  CHECK(double(bf16.total_cache_bytes) / double(bf16.dense_mla_bytes) ==
+        Approx(0.098).margin(0.005));
+  auto pro =
+      dsv4::plan_memory(dsv4::v4_pro_config(), 1 << 20, KvFormat::kPacked, 1ll << 30).value();
+  CHECK(pro.cache_bytes_per_token == Approx(5031.0).epsilon(1e-3));
+  CHECK(pro.cache_ram_bytes == 1ll << 30);
+  CHECK(pro.cache_disk_bytes == pro.total_cache_bytes - (1ll << 30));
+  // Weights in the official formats: FP4 experts dominate; about 156 GB without the MTP layer.
+  CHECK(double(packed.total_weight_bytes) / 1e9 == Approx(156.0).margin(1.0));
+  CHECK_FALSE(dsv4::plan_memory(dsv4::v4_flash_config(), -1, KvFormat::kPacked, 0).is_ok());
 }
