@@ -80,10 +80,10 @@ uint8_t* EntryStore::slot(int64_t slot_index) const {
 namespace {
 thread_local int64_t allocation_failure_countdown = -1;
 
-std::unique_ptr<uint8_t[]> allocate_block(size_t bytes) {
+std::shared_ptr<uint8_t[]> allocate_block(size_t bytes) {
   if (allocation_failure_countdown >= 0 && allocation_failure_countdown-- == 0)
     throw std::bad_alloc();
-  return std::unique_ptr<uint8_t[]>(new uint8_t[bytes]);
+  return std::shared_ptr<uint8_t[]>(new uint8_t[bytes]);
 }
 }  // namespace
 
@@ -94,7 +94,18 @@ void set_cache_allocation_failure_countdown(int64_t n) noexcept {
 uint8_t* EntryStore::next_slot() {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
   const size_t block = size_t(slot_index / block_entries_);
-  while (block >= blocks_.size()) blocks_.push_back(allocate_block(block_entries_ * entry_bytes_));
+  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  while (block >= blocks_.size()) {
+    blocks_.push_back(allocate_block(block_bytes));
+    shared_.push_back(0);
+  }
+  if (shared_[block]) {
+    // Copy-on-write: this store's own copy of a block it shares with a fork.
+    std::shared_ptr<uint8_t[]> own = allocate_block(block_bytes);
+    std::memcpy(own.get(), blocks_[block].get(), block_bytes);
+    blocks_[block] = std::move(own);
+    shared_[block] = 0;
+  }
   // A ring slot about to lose an entry from before the transaction: keep its value.
   if (in_transaction_ && ring_capacity_ > 0 && size_ >= ring_capacity_ &&
       size_ - ring_capacity_ < begin_size_) {
@@ -147,6 +158,7 @@ void EntryStore::rollback() noexcept {
   // Blocks allocated by the failed transaction go; a ring keeps the blocks it had.
   const int64_t resident_slots = ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
   blocks_.resize(size_t((resident_slots + block_entries_ - 1) / block_entries_));
+  shared_.resize(blocks_.size());
   commit();
 }
 
@@ -164,8 +176,24 @@ size_t EntryStore::bytes_reserved() const noexcept {
   return blocks_.size() * size_t(block_entries_) * entry_bytes_;
 }
 
+EntryStore EntryStore::fork() const {
+  if (in_transaction_) fail(StatusCode::kInternal, "EntryStore::fork during an append");
+  EntryStore copy(codec_, ring_capacity_, block_entries_);
+  copy.size_ = size_;
+  copy.blocks_ = blocks_;
+  std::fill(shared_.begin(), shared_.end(), uint8_t(1));
+  copy.shared_ = shared_;
+  return copy;
+}
+
+size_t EntryStore::bytes_shared() const noexcept {
+  return size_t(std::count(shared_.begin(), shared_.end(), uint8_t(1))) * size_t(block_entries_) *
+         entry_bytes_;
+}
+
 void EntryStore::clear() {
   blocks_.clear();
+  shared_.clear();
   size_ = 0;
   begin_size_ = 0;
   journal_slots_.clear();

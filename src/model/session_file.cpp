@@ -345,13 +345,6 @@ size_t expected_sections(const ModelConfig& c) {
   return n;
 }
 
-// Copies a store's resident entries (the ring's logical size included) into an empty one.
-void copy_store(const EntryStore& from, EntryStore& to) {
-  const int64_t first = from.size() - from.resident();
-  if (first > 0) to.skip_ring_entries(first);
-  for (int64_t i = first; i < from.size(); ++i) to.append_encoded(from.entry(i));
-}
-
 }  // namespace
 
 void set_session_write_failure_after(int64_t bytes) noexcept { g_write_failure_after = bytes; }
@@ -457,9 +450,10 @@ Result<std::unique_ptr<Session>> Session::fork() const {
     for (int64_t l = 0; l < cache_.n_layers(); ++l) {
       const LayerCache& from = cache_.layer(l);
       LayerCache& to = copy->cache_.layer(l);
-      copy_store(from.window, to.window);
-      copy_store(from.compressed, to.compressed);
-      copy_store(from.indexer, to.indexer);
+      // Copy-on-write: the fork shares every block until one side writes to it.
+      to.window = from.window.fork();
+      to.compressed = from.compressed.fork();
+      to.indexer = from.indexer.fork();
       to.compressor = from.compressor;
       to.indexer_compressor = from.indexer_compressor;
     }

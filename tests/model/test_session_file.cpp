@@ -118,12 +118,52 @@ TEST_CASE("session file: fork gives independent continuations of one prompt", "[
   continue_with(*original, prompt);
   auto forked = original->fork();
   REQUIRE(forked.is_ok());
+  // Copy-on-write: right after the fork every block is shared.
+  size_t shared = 0;
+  for (int64_t l = 0; l < forked.value()->cache().n_layers(); ++l)
+    shared += forked.value()->cache().layer(l).compressed.bytes_shared();
+  CHECK(shared > 0);
   const std::vector<float> got_b = continue_with(*forked.value(), b);
   const std::vector<float> got_a = continue_with(*original, a);  // unaffected by the fork's tokens
   CHECK(std::memcmp(got_a.data(), want_a.data(), want_a.size() * 4) == 0);
   CHECK(std::memcmp(got_b.data(), want_b.data(), want_b.size() * 4) == 0);
   CHECK(forked.value()->position() == 102);
   CHECK(original->position() == 102);
+}
+
+TEST_CASE("session file: a fork of a long session shares its blocks until written",
+          "[session-file]") {
+  const dsv4::ModelConfig c = dsv4::demo_model_config(4);
+  auto model = dsv4::Model::from_weights(
+                   c, dsv4::random_weights(c, 3, dsv4::RandomWeightFormats::official()))
+                   .value();
+  dsv4::SessionOptions so;
+  so.kv_format = KvFormat::kPacked;
+  auto original = Session::create(model, so).value();
+  REQUIRE(original->fill_synthetic_cache(20000, 9).is_ok());
+  auto reference = Session::create(model, so).value();
+  REQUIRE(reference->fill_synthetic_cache(20000, 9).is_ok());
+  auto fork = original->fork().value();
+  auto shared = [](const Session& s) {
+    size_t bytes = 0;
+    for (int64_t l = 0; l < s.cache().n_layers(); ++l)
+      bytes +=
+          s.cache().layer(l).compressed.bytes_shared() + s.cache().layer(l).indexer.bytes_shared();
+    return bytes;
+  };
+  const size_t before = shared(*fork);
+  CHECK(before >=
+        size_t(0.9 * double(original->memory().total_used(dsv4::CacheKind::kCompressed))));
+  const std::vector<int32_t> a = ids(5, c.vocab_size, 1), b = ids(5, c.vocab_size, 2);
+  const std::vector<float> got_b = continue_with(*fork, b);
+  const std::vector<float> got_a = continue_with(*original, a);
+  const std::vector<float> want_a = continue_with(*reference, a);
+  CHECK(std::memcmp(got_a.data(), want_a.data(), want_a.size() * 4) == 0);
+  // Only the blocks written since (the partial last ones) were copied; the rest stay shared.
+  CHECK(shared(*fork) > 0);
+  CHECK(shared(*fork) < before);
+  CHECK(shared(*fork) >= before / 2);
+  (void)got_b;
 }
 
 TEST_CASE("session file: a long synthetic session round-trips", "[session-file]") {

@@ -43,6 +43,11 @@ class EntryStore {
 
   EntryStore() = default;
   EntryStore(EntryCodec codec, int64_t ring_capacity = 0, int64_t block_entries = kBlockEntries);
+  // Moves only: a copy would share blocks without copy-on-write (fork() is the sharing copy).
+  EntryStore(EntryStore&&) noexcept = default;
+  EntryStore& operator=(EntryStore&&) noexcept = default;
+  EntryStore(const EntryStore&) = delete;
+  EntryStore& operator=(const EntryStore&) = delete;
   int64_t block_entries() const noexcept { return block_entries_; }
 
   // Appends one entry (entry_dim fp32 values, encoded in the store's format); returns its
@@ -61,6 +66,11 @@ class EntryStore {
   // Ring stores only: advances the logical count by n without writing (the skipped entries are
   // never read once W more are appended). Used by synthetic cache fills.
   void skip_ring_entries(int64_t n);
+
+  // A copy that shares this store's blocks (copy-on-write): both stores read the same bytes, and
+  // whichever writes to a shared block first gets its own copy of that block. Outside appends.
+  EntryStore fork() const;
+  size_t bytes_shared() const noexcept;  // blocks still shared with a fork (or its origin)
 
   int64_t size() const noexcept { return size_; }  // entries ever appended
   int64_t resident() const noexcept;               // entries held now
@@ -85,7 +95,11 @@ class EntryStore {
   int64_t block_entries_ = kBlockEntries;
   int64_t ring_capacity_ = 0;
   int64_t size_ = 0;
-  std::vector<std::unique_ptr<uint8_t[]>> blocks_;
+  std::vector<std::shared_ptr<uint8_t[]>> blocks_;
+  // Per block: 1 while it may be shared with a fork (copied before the first write). Mutable:
+  // forking marks the origin's blocks too. Both sides copy, so no block is ever written while
+  // another store can read it.
+  mutable std::vector<uint8_t> shared_;
   // Transaction journal: the size at begin() and the ring slots overwritten since, with their
   // previous values (capacity is kept between transactions: no allocation per decode step).
   bool in_transaction_ = false;

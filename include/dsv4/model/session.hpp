@@ -98,7 +98,9 @@ class Session {
                                                const std::string& path,
                                                const SessionOptions& options = {});
   // An independent copy of this session (cache, compressor state, tokens, position): several
-  // continuations of one prompt.
+  // continuations of one prompt. The cache blocks are shared copy-on-write, so a fork costs a
+  // block table, not a second cache; each side copies a block the first time it writes to it
+  // (the last, partly filled block of each store, and the window ring).
   Result<std::unique_ptr<Session>> fork() const;
 
   int64_t position() const noexcept { return position_; }
