@@ -6,9 +6,14 @@
 #include <string>
 
 #include "dsv4/model/model.hpp"
+#include "dsv4/model/prefix_store.hpp"
 #include "dsv4/model/session.hpp"
 #include "dsv4/sampling/sampler.hpp"
 #include "dsv4/text/tokenizer.hpp"
+
+struct dsv4_prefix_store {
+  dsv4::PrefixStore store;
+};
 
 struct dsv4_model {
   std::shared_ptr<const dsv4::Model> model;

@@ -267,6 +267,53 @@ DSV4_API dsv4_status dsv4_session_fork(const dsv4_session* session, dsv4_session
   return remember(session, dsv4_session_fork_impl(session, out));
 }
 
+DSV4_API dsv4_status dsv4_prefix_store_open(const char* dir, dsv4_prefix_store** out) {
+  DSV4_CAPI_BEGIN
+  if (out) *out = nullptr;
+  require(dir != nullptr, "dsv4_prefix_store_open: dir is NULL");
+  require(out != nullptr, "dsv4_prefix_store_open: out is NULL");
+  auto store = dsv4::PrefixStore::open(dir);
+  if (!store) return dsv4::capi::report(store.status());
+  *out = new dsv4_prefix_store{std::move(store.value())};
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
+
+DSV4_API void dsv4_prefix_store_free(dsv4_prefix_store* store) { delete store; }
+
+DSV4_API dsv4_status dsv4_prefix_store_save(const dsv4_prefix_store* store,
+                                            const dsv4_session* session,
+                                            const dsv4_save_params* params) {
+  DSV4_CAPI_BEGIN
+  require(store != nullptr, "dsv4_prefix_store_save: store is NULL");
+  require(session != nullptr, "dsv4_prefix_store_save: session is NULL");
+  const dsv4_save_params p = dsv4::capi::read_params(params, dsv4_save_default_params(),
+                                                     sizeof(dsv4_save_params), "dsv4_save_params");
+  if (p.swa_strategy != DSV4_SWA_FULL)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               "dsv4_prefix_store_save: unknown swa_strategy " + std::to_string(p.swa_strategy));
+  return dsv4::capi::report(store->store.save(*session->session));
+  DSV4_CAPI_END
+}
+
+DSV4_API dsv4_status dsv4_prefix_store_load(const dsv4_prefix_store* store, dsv4_model* model,
+                                            const int32_t* tokens, size_t n_tokens,
+                                            const dsv4_session_params* params, dsv4_session** out) {
+  DSV4_CAPI_BEGIN
+  if (out) *out = nullptr;
+  require(store != nullptr, "dsv4_prefix_store_load: store is NULL");
+  require(model != nullptr, "dsv4_prefix_store_load: model is NULL");
+  require(tokens != nullptr || n_tokens == 0, "dsv4_prefix_store_load: tokens is NULL");
+  require(out != nullptr, "dsv4_prefix_store_load: out is NULL");
+  auto session = store->store.load_longest_prefix(
+      model->model, {tokens, n_tokens}, session_options(params, "dsv4_prefix_store_load"));
+  if (!session) return dsv4::capi::report(session.status());
+  *out = new dsv4_session;
+  (*out)->session = std::move(session.value());
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
+
 DSV4_API const char* dsv4_session_last_error(const dsv4_session* session) {
   if (!session) return "";
   // The string is only replaced by a later call on this session, which the caller does not

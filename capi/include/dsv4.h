@@ -325,6 +325,28 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_load(dsv4_model* model, const c
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_fork(const dsv4_session* session,
                                                       dsv4_session** out);
 
+/* A prefix store: saved sessions in a directory keyed by the model and their token ids, so a new
+ * session starts from the longest saved prefix of its prompt (a chat server across turns). */
+typedef struct dsv4_prefix_store dsv4_prefix_store;
+
+/* Opens (creating it if needed) a store directory. Errors: INVALID_ARGUMENT, IO. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_prefix_store_open(const char* dir,
+                                                           dsv4_prefix_store** out);
+DSV4_API void dsv4_prefix_store_free(dsv4_prefix_store* store);
+/* Saves a session under its model and token ids (replacing an entry for the same ids); as
+ * dsv4_session_save. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_prefix_store_save(const dsv4_prefix_store* store,
+                                                           const dsv4_session* session,
+                                                           const dsv4_save_params* params);
+/* A session restored from the longest saved prefix of `tokens` for `model`, or a fresh session
+ * when none matches; dsv4_session_position tells how many of the tokens it already holds.
+ * Damaged or foreign entries are skipped. Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_prefix_store_load(const dsv4_prefix_store* store,
+                                                           dsv4_model* model, const int32_t* tokens,
+                                                           size_t n_tokens,
+                                                           const dsv4_session_params* params,
+                                                           dsv4_session** out);
+
 /* Thread-independent errors of one session: the message of the last failed call that took this
  * session (any thread), or "" after a success. Unlike dsv4_last_error() it survives a move of the
  * calling code to another OS thread between the failing call and this one (Go, async runtimes).

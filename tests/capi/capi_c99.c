@@ -3,6 +3,7 @@
 #include <dsv4.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int g_passed = 0, g_failed = 0;
@@ -215,6 +216,34 @@ static void test_saved_sessions(const char* golden_dir) {
   loaded = NULL;
   EXPECT(dsv4_session_load(model, bad, NULL, &loaded) == DSV4_ERR_CORRUPT_FILE && loaded == NULL);
   EXPECT(strstr(dsv4_last_error(), "session file") != NULL);
+  /* The prefix store: save the 40-token session, resume a 43-token prompt from it. */
+  {
+    char store_dir[1200];
+    dsv4_prefix_store* store = NULL;
+    dsv4_session* resumed = NULL;
+    int32_t prompt43[43];
+    snprintf(store_dir, sizeof store_dir, "%s.store", file);
+    for (i = 0; i < 40; ++i) prompt43[i] = prompt[i];
+    for (i = 0; i < 3; ++i) prompt43[40 + i] = next[i];
+    EXPECT(dsv4_prefix_store_open(store_dir, &store) == DSV4_OK);
+    dsv4_session_free(forked);
+    forked = NULL;
+    EXPECT(dsv4_session_load(model, file, NULL, &forked) == DSV4_OK); /* at 40 */
+    EXPECT(dsv4_prefix_store_save(store, forked, NULL) == DSV4_OK);
+    EXPECT(dsv4_prefix_store_load(store, model, prompt43, 43, NULL, &resumed) == DSV4_OK);
+    EXPECT(dsv4_session_position(resumed, &position) == DSV4_OK && position == 40);
+    EXPECT(dsv4_session_append(resumed, next, 3, got) == DSV4_OK);
+    EXPECT(memcmp(want, got, sizeof want) == 0);
+    EXPECT(dsv4_prefix_store_load(store, model, NULL, 5, NULL, &resumed) ==
+           DSV4_ERR_INVALID_ARGUMENT);
+    dsv4_session_free(resumed);
+    dsv4_prefix_store_free(store);
+    { /* cleanup of the test's own directory */
+      char cmd[1300];
+      snprintf(cmd, sizeof cmd, "rm -rf '%s'", store_dir);
+      EXPECT(system(cmd) == 0);
+    }
+  }
   remove(file);
   remove(bad);
   dsv4_session_free(forked);

@@ -9,6 +9,7 @@
 #include "dsv4/core/checksum.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/memory_plan.hpp"
+#include "dsv4/model/prefix_store.hpp"
 #include "dsv4/model/session.hpp"
 #include "test_support.hpp"
 
@@ -317,4 +318,46 @@ TEST_CASE("memory plan: V4-Flash at 1M tokens, the official byte counts and the 
   // Weights in the official formats: FP4 experts dominate; about 156 GB without the MTP layer.
   CHECK(double(packed.total_weight_bytes) / 1e9 == Approx(156.0).margin(1.0));
   CHECK_FALSE(dsv4::plan_memory(dsv4::v4_flash_config(), -1, KvFormat::kPacked, 0).is_ok());
+}
+
+TEST_CASE("prefix store: a new session starts from the longest saved prefix", "[session-file]") {
+  dsv4::test::TempDir dir("prefix");
+  auto model = load("tiny-a-q");
+  const int64_t V = model->config().vocab_size;
+  auto store = dsv4::PrefixStore::open((dir.path() / "store").string());
+  REQUIRE(store.is_ok());
+  const std::vector<int32_t> conversation = ids(120, V);
+  // Turn 1 (40 tokens) and turn 2 (90 tokens) are saved.
+  for (int64_t n : {40, 90}) {
+    auto s = Session::create(model).value();
+    continue_with(*s, {conversation.begin(), conversation.begin() + n});
+    REQUIRE(store.value().save(*s).is_ok());
+  }
+  CHECK(store.value().saved_lengths(*model) == std::vector<int64_t>{40, 90});
+  // Turn 3's prompt: the whole conversation. It resumes at 90 and matches an uninterrupted run.
+  auto resumed = store.value().load_longest_prefix(model, conversation);
+  REQUIRE(resumed.is_ok());
+  CHECK(resumed.value()->position() == 90);
+  const std::vector<int32_t> rest(conversation.begin() + 90, conversation.end());
+  const std::vector<float> got = continue_with(*resumed.value(), rest);
+  auto full = Session::create(model).value();
+  continue_with(*full, {conversation.begin(), conversation.begin() + 90});
+  const std::vector<float> want = continue_with(*full, rest);
+  CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+  // A prompt that diverges after 50 tokens can only use the 40-token entry.
+  std::vector<int32_t> other = conversation;
+  other[50] = (other[50] + 1) % int32_t(V);
+  CHECK(store.value().load_longest_prefix(model, other).value()->position() == 40);
+  // Nothing matches: a fresh session. Another model sees none of these entries.
+  CHECK(store.value().load_longest_prefix(model, ids(10, V, 9)).value()->position() == 0);
+  auto other_model = load("tiny-a");
+  CHECK(store.value().saved_lengths(*other_model).empty());
+  // A damaged entry is skipped in favour of a shorter one.
+  for (const auto& e : fs::directory_iterator(dir.path() / "store"))
+    if (e.path().filename().string().ends_with("-90.dsv4session")) {
+      std::vector<uint8_t> bytes = read_bytes(e.path());
+      bytes[bytes.size() / 2] ^= 1;
+      write_bytes(e.path(), bytes);
+    }
+  CHECK(store.value().load_longest_prefix(model, conversation).value()->position() == 40);
 }
