@@ -6,7 +6,11 @@
 // streaming-read roofline measured in the same run; prefill reports the linear layers' GFLOP/s
 // against the FMA peak.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "dsv4/bench/roofline.hpp"
@@ -83,8 +87,60 @@ void bench_prefill(benchmark::State& state) {
   state.counters["roofline_fma_GFLOP/s"] = dsv4::bench::measure_fma_peak() / 1e9;
 }
 
+// Sequential write + fsync of `bytes` bytes to `path`: the disk's limit a save is compared with.
+double measure_write_bandwidth(const std::string& path, size_t bytes) {
+  std::vector<char> buffer(size_t(1) << 20, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return 0.0;
+  for (size_t done = 0; done < bytes; done += buffer.size())
+    std::fwrite(buffer.data(), 1, std::min(buffer.size(), bytes - done), f);
+  std::fflush(f);
+  ::fsync(::fileno(f));
+  std::fclose(f);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::remove(path.c_str());
+  return double(bytes) / seconds;
+}
+
+// Saving and restoring a session of the demo model at a long context (packed cache, filled
+// synthetically): MB/s of file against a plain sequential write + fsync of the same size.
+void bench_session_file(benchmark::State& state) {
+  auto model = model_for(0);
+  dsv4::SessionOptions options;
+  options.kv_format = dsv4::KvFormat::kPacked;
+  auto session = dsv4::Session::create(model, options).value();
+  if (!session->fill_synthetic_cache(state.range(1), 3)) state.SkipWithError("fill failed");
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "dsv4-bench.dsv4session").string();
+  if (!session->save(path)) state.SkipWithError("save failed");
+  const size_t bytes = std::filesystem::file_size(path);
+  const bool save = state.range(0) == 0;
+  for (auto _ : state) {
+    if (save) {
+      if (!session->save(path)) state.SkipWithError("save failed");
+    } else {
+      if (!dsv4::Session::load(model, path, options)) state.SkipWithError("load failed");
+    }
+  }
+  state.SetLabel(save ? "save" : "load");
+  state.counters["file_MB"] = double(bytes) / 1e6;
+  state.counters["MB/s"] =
+      benchmark::Counter(double(bytes) / 1e6, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["write_fsync_MB/s"] = measure_write_bandwidth(path + ".roofline", bytes) / 1e6;
+  std::remove(path.c_str());
+}
+
 }  // namespace
 
+// mode 0 = save, 1 = load; context in tokens.
+BENCHMARK(bench_session_file)
+    ->ArgNames({"mode", "context"})
+    ->Args({0, 262144})
+    ->Args({1, 262144})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 // Compare GB/s with roofline_GB/s: the ratio is how close decode runs to the memory limit.
 // model 0: the demo model; model 1: the V4-Flash slice (real widths, 2 layers: CSA + HCA).
 // kv: 0 f32, 1 bf16, 2 packed (the demo model at 64K is where the cache's reads matter most).

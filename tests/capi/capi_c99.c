@@ -205,8 +205,14 @@ static void test_saved_sessions(const char* golden_dir) {
   EXPECT(dsv4_session_save(s, file, &sp) == DSV4_ERR_INVALID_ARGUMENT);
   EXPECT(dsv4_session_save(NULL, file, NULL) == DSV4_ERR_INVALID_ARGUMENT);
   EXPECT(dsv4_session_save(s, NULL, NULL) == DSV4_ERR_INVALID_ARGUMENT);
-  EXPECT(dsv4_session_fork(NULL, &forked) == DSV4_ERR_INVALID_ARGUMENT);
-  EXPECT(dsv4_session_load(model, NULL, NULL, &loaded) == DSV4_ERR_INVALID_ARGUMENT);
+  {
+    /* A failed call sets *out to NULL: give it a handle of its own. */
+    dsv4_session* none = s;
+    EXPECT(dsv4_session_fork(NULL, &none) == DSV4_ERR_INVALID_ARGUMENT && none == NULL);
+    none = s;
+    EXPECT(dsv4_session_load(model, NULL, NULL, &none) == DSV4_ERR_INVALID_ARGUMENT &&
+           none == NULL);
+  }
   f = fopen(bad, "wb");
   if (f) {
     fputs("not a session", f);
@@ -234,9 +240,11 @@ static void test_saved_sessions(const char* golden_dir) {
     EXPECT(dsv4_session_position(resumed, &position) == DSV4_OK && position == 40);
     EXPECT(dsv4_session_append(resumed, next, 3, got) == DSV4_OK);
     EXPECT(memcmp(want, got, sizeof want) == 0);
-    EXPECT(dsv4_prefix_store_load(store, model, NULL, 5, NULL, &resumed) ==
-           DSV4_ERR_INVALID_ARGUMENT);
     dsv4_session_free(resumed);
+    resumed = NULL;
+    EXPECT(dsv4_prefix_store_load(store, model, NULL, 5, NULL, &resumed) ==
+               DSV4_ERR_INVALID_ARGUMENT &&
+           resumed == NULL);
     dsv4_prefix_store_free(store);
     { /* cleanup of the test's own directory */
       char cmd[1300];
