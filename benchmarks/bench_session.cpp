@@ -140,6 +140,7 @@ BENCHMARK(bench_session_file)
     ->Args({0, 262144})
     ->Args({1, 262144})
     ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
     ->Iterations(3);
 // Compare GB/s with roofline_GB/s: the ratio is how close decode runs to the memory limit.
 // model 0: the demo model; model 1: the V4-Flash slice (real widths, 2 layers: CSA + HCA).

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -251,7 +252,15 @@ void write_store(AtomicFileWriter& out, uint32_t layer, StoreKind kind, const En
   out.value(store.size());
   out.value(store.resident());
   out.value(entry_bytes);
-  for (int64_t i = first; i < store.size(); ++i) out.payload(store.entry(i), size_t(entry_bytes));
+  if (first == 0 && store.size() > 0 && store.entry(0) == store.block(0)) {
+    // A non-ring store: its blocks hold consecutive entries; write a block per call.
+    for (int64_t b = 0; b * store.block_entries() < store.size(); ++b) {
+      const int64_t n = std::min(store.block_entries(), store.size() - b * store.block_entries());
+      out.payload(store.block(b), size_t(n * entry_bytes));
+    }
+  } else {
+    for (int64_t i = first; i < store.size(); ++i) out.payload(store.entry(i), size_t(entry_bytes));
+  }
   out.end_section();
 }
 

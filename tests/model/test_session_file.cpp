@@ -60,6 +60,15 @@ TEST_CASE("checksum: CRC-32C and FNV-1a check values", "[session-file]") {
   // Continuing over pieces gives the same as one pass.
   CHECK(dsv4::crc32c(dsv4::crc32c(0, "12345", 5), "6789", 4) == 0xE3069283u);
   CHECK(dsv4::fnv1a64(dsv4::kFnvOffset, "a") == 0xaf63dc4c8601ec8cull);
+  // The hardware and the table paths agree on every length and alignment.
+  std::vector<uint8_t> data(1000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = uint8_t(i * 131 + 7);
+  for (size_t offset : {size_t(0), size_t(1), size_t(5)})
+    for (size_t n :
+         {size_t(0), size_t(1), size_t(7), size_t(8), size_t(9), size_t(100), size_t(990)})
+      CHECK(dsv4::crc32c(3, data.data() + offset, n) ==
+            dsv4::crc32c_portable(3, data.data() + offset, n));
+  CHECK(dsv4::crc32c_portable(0, "123456789", 9) == 0xE3069283u);
 }
 
 TEST_CASE("session file: save, load and continue is bit-identical in every format and mode",

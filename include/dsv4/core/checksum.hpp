@@ -26,10 +26,31 @@ inline const std::array<std::array<uint32_t, 256>, 8>& crc32c_tables() noexcept 
   }();
   return tables;
 }
+
+#if defined(__x86_64__)
+// The SSE4.2 crc32 instruction (CRC-32C in hardware, about 8 bytes per cycle).
+__attribute__((target("sse4.2"))) inline uint32_t crc32c_sse42(uint32_t crc, const uint8_t* p,
+                                                               size_t n) noexcept {
+  uint64_t c = ~crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    __builtin_memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  auto c32 = uint32_t(c);
+  for (; n > 0; --n, ++p) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return ~c32;
+}
+inline bool has_sse42() noexcept {
+  static const bool yes = __builtin_cpu_supports("sse4.2");
+  return yes;
+}
+#endif
+
 }  // namespace detail
 
-// Continues a CRC-32C over `n` more bytes (start with crc = 0).
-inline uint32_t crc32c(uint32_t crc, const void* data, size_t n) noexcept {
+// CRC-32C with the slicing-by-8 tables (any CPU; the reference for the hardware path).
+inline uint32_t crc32c_portable(uint32_t crc, const void* data, size_t n) noexcept {
   const auto& t = detail::crc32c_tables();
   const auto* p = static_cast<const uint8_t*>(data);
   crc = ~crc;
@@ -41,6 +62,15 @@ inline uint32_t crc32c(uint32_t crc, const void* data, size_t n) noexcept {
   }
   for (; n > 0; --n, ++p) crc = (crc >> 8) ^ t[0][(crc ^ *p) & 0xFF];
   return ~crc;
+}
+
+// Continues a CRC-32C over `n` more bytes (start with crc = 0): the SSE4.2 instruction where the
+// CPU has it, the tables otherwise.
+inline uint32_t crc32c(uint32_t crc, const void* data, size_t n) noexcept {
+#if defined(__x86_64__)
+  if (detail::has_sse42()) return detail::crc32c_sse42(crc, static_cast<const uint8_t*>(data), n);
+#endif
+  return crc32c_portable(crc, data, n);
 }
 
 // FNV-1a 64 continued over `n` more bytes (start with kFnvOffset).
