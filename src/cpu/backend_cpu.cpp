@@ -20,8 +20,7 @@ void free_host(void* p, size_t) noexcept { std::free(p); }
 
 Status check_gemm_args(const GemmArgs& g) noexcept {
   const WeightView& w = g.w;
-  const bool block_scaled =
-      w.format == WeightFormat::kFp8Block || w.format == WeightFormat::kFp4Block;
+  const bool block_scaled = is_block_scaled(w.format);
   if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !w.data || !g.c || g.lda < g.k || g.ldc < g.n ||
       w.out != g.n || w.in != g.k || (block_scaled && !w.scales) ||
       (w.format == WeightFormat::kFp4Block && g.k % 2 != 0))

@@ -57,51 +57,15 @@ std::string_view isa_name(Isa isa) noexcept {
 KernelTable kernels_for(Isa isa) noexcept {
   switch (isa) {
     case Isa::kAvx512:
-      return {isa,
-              &gemm_avx512,
-              &attention_avx512,
-              &dot_f64_avx512,
-              &dot_bf16_f64_avx512,
-              &fp8_values_avx512,
-              &fp4_values_avx512,
-              &block_sums_avx512,
-              &fp8_block_sums_avx512,
-              &fp4_block_sums_avx512};
+      return {isa, &gemm_avx512, &attention_avx512, official_kernels_avx512()};
     case Isa::kAvx2:
-      return {isa,
-              &gemm_avx2,
-              &attention_avx2,
-              &dot_f64_avx2,
-              &dot_bf16_f64_avx2,
-              &fp8_values_avx2,
-              &fp4_values_avx2,
-              &block_sums_avx2,
-              &fp8_block_sums_avx2,
-              &fp4_block_sums_avx2};
+      return {isa, &gemm_avx2, &attention_avx2, official_kernels_avx2()};
     case Isa::kSse2:
-      return {isa,
-              &gemm_sse2,
-              &attention_sse2,
-              &dot_f64_sse2,
-              &dot_bf16_f64_sse2,
-              &fp8_values_sse2,
-              &fp4_values_sse2,
-              &block_sums_sse2,
-              &fp8_block_sums_sse2,
-              &fp4_block_sums_sse2};
+      return {isa, &gemm_sse2, &attention_sse2, official_kernels_sse2()};
     case Isa::kScalar:
       break;
   }
-  return {Isa::kScalar,
-          &gemm_reference,
-          &attention_reference,
-          &dot_f64_reference,
-          &dot_bf16_f64_reference,
-          &fp8_values_reference,
-          &fp4_values_reference,
-          &block_sums_reference,
-          &fp8_block_sums_reference,
-          &fp4_block_sums_reference};
+  return {Isa::kScalar, &gemm_reference, &attention_reference, official_kernels_reference()};
 }
 
 const KernelTable& kernels() noexcept {

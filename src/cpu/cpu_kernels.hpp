@@ -11,16 +11,15 @@ namespace dsv4::cpu {
 
 enum class Isa { kScalar, kSse2, kAvx2, kAvx512 };
 
-struct KernelTable {
-  Isa isa;
-  void (*gemm)(const GemmArgs&);  // may throw std::bad_alloc (scratch); the backend catches
-  void (*attention)(const AttentionArgs&);
-  // Σ double(a_i)·double(b_i): the official numerics' exact dot products.
+// The official numerics' kernels (dot_kernel.hpp, compiled per ISA; scalar references in
+// reference/kernels.cpp).
+struct OfficialKernels {
+  // Σ double(a_i)·double(b_i): the recipe's exact dot products.
   double (*dot_f64)(const float* a, const float* b, int64_t n);
   // The same against n bf16 values (little-endian, any alignment).
   double (*dot_bf16_f64)(const float* a, const uint8_t* w, int64_t n);
-  // The official FP8 / FP4 GEMMs: a weight row's code values (scales not applied), and the
-  // per-block sums Σ aq·w of a row, exact in double (aq: act_quant's e4m3 values).
+  // The FP8 / FP4 GEMMs: a weight row's code values (scales not applied), and the per-block sums
+  // Σ aq·w of a row, exact in double (aq: act_quant's e4m3 values).
   void (*fp8_values)(const uint8_t* codes, int64_t k, float* out);
   void (*fp4_values)(const uint8_t* packed, int64_t k, float* out);
   void (*block_sums)(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
@@ -29,6 +28,13 @@ struct KernelTable {
   void (*fp8_block_sums)(const float* aq, const uint8_t* codes, int64_t k, double* sums);
   void (*fp4_block_sums)(const float* aq_even, const float* aq_odd, const uint8_t* packed,
                          int64_t k, double* sums);
+};
+
+struct KernelTable {
+  Isa isa;
+  void (*gemm)(const GemmArgs&);  // may throw std::bad_alloc (scratch); the backend catches
+  void (*attention)(const AttentionArgs&);
+  OfficialKernels official;
 };
 
 // Reference (scalar, always compiled, the oracle) and per-ISA kernels.
@@ -40,38 +46,10 @@ void attention_reference(const AttentionArgs& args);
 void attention_sse2(const AttentionArgs& args);
 void attention_avx2(const AttentionArgs& args);
 void attention_avx512(const AttentionArgs& args);
-double dot_f64_reference(const float* a, const float* b, int64_t n);
-double dot_f64_sse2(const float* a, const float* b, int64_t n);
-double dot_f64_avx2(const float* a, const float* b, int64_t n);
-double dot_f64_avx512(const float* a, const float* b, int64_t n);
-double dot_bf16_f64_reference(const float* a, const uint8_t* w, int64_t n);
-double dot_bf16_f64_sse2(const float* a, const uint8_t* w, int64_t n);
-double dot_bf16_f64_avx2(const float* a, const uint8_t* w, int64_t n);
-double dot_bf16_f64_avx512(const float* a, const uint8_t* w, int64_t n);
-void fp8_values_reference(const uint8_t* codes, int64_t k, float* out);
-void fp4_values_reference(const uint8_t* packed, int64_t k, float* out);
-void block_sums_reference(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
-void fp8_block_sums_reference(const float* aq, const uint8_t* codes, int64_t k, double* sums);
-void fp4_block_sums_reference(const float* aq_even, const float* aq_odd, const uint8_t* packed,
-                              int64_t k, double* sums);
-void fp8_values_sse2(const uint8_t* codes, int64_t k, float* out);
-void fp4_values_sse2(const uint8_t* packed, int64_t k, float* out);
-void block_sums_sse2(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
-void fp8_block_sums_sse2(const float* aq, const uint8_t* codes, int64_t k, double* sums);
-void fp4_block_sums_sse2(const float* aq_even, const float* aq_odd, const uint8_t* packed,
-                         int64_t k, double* sums);
-void fp8_values_avx2(const uint8_t* codes, int64_t k, float* out);
-void fp4_values_avx2(const uint8_t* packed, int64_t k, float* out);
-void block_sums_avx2(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
-void fp8_block_sums_avx2(const float* aq, const uint8_t* codes, int64_t k, double* sums);
-void fp4_block_sums_avx2(const float* aq_even, const float* aq_odd, const uint8_t* packed,
-                         int64_t k, double* sums);
-void fp8_values_avx512(const uint8_t* codes, int64_t k, float* out);
-void fp4_values_avx512(const uint8_t* packed, int64_t k, float* out);
-void block_sums_avx512(const float* aq, const float* w, int64_t k, int64_t block, double* sums);
-void fp8_block_sums_avx512(const float* aq, const uint8_t* codes, int64_t k, double* sums);
-void fp4_block_sums_avx512(const float* aq_even, const float* aq_odd, const uint8_t* packed,
-                           int64_t k, double* sums);
+OfficialKernels official_kernels_reference();
+OfficialKernels official_kernels_sse2();
+OfficialKernels official_kernels_avx2();
+OfficialKernels official_kernels_avx512();
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu_kernels.hpp"
+
 namespace dsv4::cpu::detail {
 // Internal linkage: each kernels_<isa>.cpp compiles its own copy with its own instruction set
 // (an inline function with external linkage would be merged into one copy by the linker).
@@ -120,6 +122,12 @@ void fp4_block_sums(const float* aq_even, const float* aq_odd, const uint8_t* pa
     }
     sums[b] = s;
   }
+}
+
+// This instruction set's table (the functions above are this file's own copies).
+OfficialKernels official_kernel_table() {
+  return {&dot_f64,    &dot_bf16_f64,   &fp8_values,    &fp4_values,
+          &block_sums, &fp8_block_sums, &fp4_block_sums};
 }
 
 }  // namespace

@@ -17,50 +17,22 @@ namespace {
 
 constexpr int64_t kParallelRows = 16;
 
-bool block_scaled(WeightFormat f) {
-  return f == WeightFormat::kFp8Block || f == WeightFormat::kFp4Block;
-}
-
-// One output of model.py's linear() with an FP8 or FP4 weight from the row's block sums
-// (Σ aq·code per 128-wide FP8 or 32-wide FP4 block): ref::fp8_dot / fp4_dot's scaling and
-// K-ordered fp32 accumulation, rounded to bf16.
-float combine_blocks(const ref::QuantizedRow& a, const WeightView& w, int64_t o,
-                     const double* sums) {
-  const int64_t k = w.in;
-  float acc = 0.0f;
-  if (w.format == WeightFormat::kFp8Block) {
-    const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
-    for (int64_t kb = 0; kb * 128 < k; ++kb) {
-      const float scale = ref::mul32(a.scales[size_t(kb)], ue8m0_to_float(scales[kb]));
-      acc = ref::add32(acc, ref::mul32(float(sums[kb]), scale));
-    }
-  } else {
-    const uint8_t* scales = w.scale_row(w.first_row + o);
-    for (int64_t kb = 0; kb * 32 < k; ++kb) {
-      float t = ref::mul32(float(sums[kb]), a.scales[size_t(kb / 4)]);
-      t = ref::mul32(t, ue8m0_to_float(scales[kb]));
-      acc = ref::add32(acc, t);
-    }
-  }
-  return ref::round_bf16(acc);
-}
-
 // Row o of a block-scaled weight as code values (scales not applied).
 void code_values(const WeightView& w, int64_t o, float* out) {
   if (w.format == WeightFormat::kFp8Block)
-    kernels().fp8_values(w.row(o), w.in, out);
+    kernels().official.fp8_values(w.row(o), w.in, out);
   else
-    kernels().fp4_values(w.row(o), w.in, out);
+    kernels().official.fp4_values(w.row(o), w.in, out);
 }
 
 // Row o dequantised (a bf16 or fp32 linear over a block-scaled weight, e.g. wo_a): code values
 // times their block scales, exact.
 void dequantized_row(const WeightView& w, int64_t o, float* out) {
-  if (!block_scaled(w.format)) return w.decode_row(o, out);
+  if (!is_block_scaled(w.format)) return w.decode_row(o, out);
   code_values(w, o, out);
-  const bool fp8 = w.format == WeightFormat::kFp8Block;
-  const int64_t block = fp8 ? 128 : 32;
-  const uint8_t* scales = w.scale_row(fp8 ? (w.first_row + o) / 128 : w.first_row + o);
+  const WeightFormatTraits traits = weight_format_traits(w.format);
+  const int64_t block = traits.block_in;
+  const uint8_t* scales = w.scale_row((w.first_row + o) / traits.block_out);
   for (int64_t i0 = 0; i0 < w.in; i0 += block) {
     const float scale = ue8m0_to_float(scales[i0 / block]);
     for (int64_t i = i0; i < std::min(w.in, i0 + block); ++i) out[i] *= scale;
@@ -83,17 +55,14 @@ std::vector<float> mhc_mixes(const WeightView& fn, const float* x, int64_t n_tok
   thread_local std::vector<float> decoded;
   const float* fn_rows = reinterpret_cast<const float*>(fn.row(0));
   if (fn.format != WeightFormat::kF32 || fn.row_stride != 0) {
-    fn_rows = scratch(decoded, size_t(fn.out * width));
-    for (int64_t r = 0; r < fn.out; ++r) fn.decode_row(r, const_cast<float*>(fn_rows) + r * width);
+    float* rows = scratch(decoded, size_t(fn.out * width));
+    for (int64_t r = 0; r < fn.out; ++r) fn.decode_row(r, rows + r * width);
+    fn_rows = rows;
   }
-  const auto& dot = kernels().dot_f64;
 #pragma omp parallel for schedule(static) if (n_tokens > kParallelRows)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const float* xt = x + t * width;
-    const float rs = ref::rsqrt32(ref::add32(ref::mean_square32(xt, width), eps));
-    for (int64_t r = 0; r < fn.out; ++r)
-      mixes[size_t(t * fn.out + r)] = ref::mul32(float(dot(xt, fn_rows + r * width, width)), rs);
-  }
+  for (int64_t t = 0; t < n_tokens; ++t)
+    ref::mhc_mixes(x + t * width, width, fn_rows, fn.out, eps, mixes.data() + t * fn.out,
+                   kernels().official.dot_f64);
   return mixes;
 }
 
@@ -101,7 +70,7 @@ std::vector<float> mhc_mixes(const WeightView& fn, const float* x, int64_t n_tok
 
 void gemm(const GemmArgs& g) {
   const WeightView& w = g.w;
-  const bool quantized = g.numerics == GemmNumerics::kOfficialLinear && block_scaled(w.format);
+  const bool quantized = g.numerics == GemmNumerics::kOfficialLinear && is_block_scaled(w.format);
   const bool to_bf16 = g.numerics != GemmNumerics::kOfficialF32;
   // Activations act-quantised once per row (FP8/FP4 linears only).
   std::vector<ref::QuantizedRow> rows(quantized ? size_t(g.m) : 0);
@@ -127,18 +96,18 @@ void gemm(const GemmArgs& g) {
       double* block_sums = scratch(sums, size_t(g.k / 32 + 1));
       if (one_row) {
         if (w.format == WeightFormat::kFp8Block)
-          kt.fp8_block_sums(rows[0].q.data(), w.row(o), g.k, block_sums);
+          kt.official.fp8_block_sums(rows[0].q.data(), w.row(o), g.k, block_sums);
         else
-          kt.fp4_block_sums(even.data(), odd.data(), w.row(o), g.k, block_sums);
-        g.c[o] = combine_blocks(rows[0], w, o, block_sums);
+          kt.official.fp4_block_sums(even.data(), odd.data(), w.row(o), g.k, block_sums);
+        g.c[o] = ref::combine_block_sums(rows[0], w, o, block_sums);
         return;
       }
       if (quantized) {
         code_values(w, o, values);
-        const int64_t block = w.format == WeightFormat::kFp8Block ? 128 : 32;
+        const int64_t block = weight_format_traits(w.format).block_in;
         for (int64_t i = 0; i < g.m; ++i) {
-          kt.block_sums(rows[size_t(i)].q.data(), values, g.k, block, block_sums);
-          g.c[i * g.ldc + o] = combine_blocks(rows[size_t(i)], w, o, block_sums);
+          kt.official.block_sums(rows[size_t(i)].q.data(), values, g.k, block, block_sums);
+          g.c[i * g.ldc + o] = ref::combine_block_sums(rows[size_t(i)], w, o, block_sums);
         }
         return;
       }
@@ -152,8 +121,8 @@ void gemm(const GemmArgs& g) {
       }
       for (int64_t i = 0; i < g.m; ++i) {
         const float* x = g.a + i * g.lda;
-        const auto y =
-            float(f32_row ? kt.dot_f64(x, f32_row, g.k) : kt.dot_bf16_f64(x, w.row(o), g.k));
+        const auto y = float(f32_row ? kt.official.dot_f64(x, f32_row, g.k)
+                                     : kt.official.dot_bf16_f64(x, w.row(o), g.k));
         g.c[i * g.ldc + o] = to_bf16 ? ref::round_bf16(y) : y;
       }
     });
@@ -228,16 +197,9 @@ void indexer_topk(const IndexerTopkArgs& a) {
       const int64_t n = a.n_visible[t];
       thread_local std::vector<float> scores;
       scores.resize(size_t(n));
-      const auto& dot = kernels().dot_f64;
-      for (int64_t w = 0; w < n; ++w) {
-        // ref::index_score with the head dot products on the kernel table.
-        double sum = 0.0;
-        for (int64_t h = 0; h < H; ++h) {
-          const float s = ref::round_bf16(float(dot(a.q + (t * H + h) * c, keys + w * c, c)));
-          sum += ref::round_bf16(ref::mul32(std::max(s, 0.0f), a.weights[t * H + h]));
-        }
-        scores[size_t(w)] = ref::round_bf16(float(sum));
-      }
+      for (int64_t w = 0; w < n; ++w)
+        scores[size_t(w)] = ref::index_score(a.q + t * H * c, a.weights + t * H, H, c, keys + w * c,
+                                             kernels().official.dot_f64);
       a.n_selected[t] = std::min(a.top_k, n);
       ref::top_k_descending(scores.data(), n, a.top_k, a.selected + t * a.top_k);
     });

@@ -40,4 +40,9 @@ constexpr WeightFormatTraits weight_format_traits(WeightFormat f) noexcept {
   return {"?", 0, 0, 0};
 }
 
+// FP8 and FP4: codes with a power-of-two scale per block (block_in wide).
+constexpr bool is_block_scaled(WeightFormat f) noexcept {
+  return weight_format_traits(f).block_out != 0;
+}
+
 }  // namespace dsv4

@@ -62,58 +62,58 @@ inline float dot_exact(const float* a, const float* b, int64_t n) noexcept {
   return float(s);
 }
 
-// One output of linear() with an FP8 weight, for an act-quantised row: per 128-wide K block the
-// exact sum of the code products (rounded once to fp32), times sa·sb, accumulated in fp32 in
-// K-block order; rounded to bf16 once. (Products of e4m3 values are exact in double and so is their
-// sum over a block: the order of the double sum does not matter.)
-inline float fp8_dot(const QuantizedRow& a, const WeightView& w, int64_t o) {
-  const int64_t k = w.in;
-  const uint8_t* row = w.row(o);
-  const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
+// The rest of one output of linear() with a block-scaled weight, given the exact sums Σ aq·code
+// of each of its K blocks (128 wide for FP8, 32 for FP4): FP8 — each block sum times
+// fl32(sa·sb), accumulated in fp32 in K-block order; FP4 — t = fl32(C_blk · sa[k/4]),
+// t = fl32(t · sb[k]), acc = fl32(acc + t). The result rounded to bf16 once.
+inline float combine_block_sums(const QuantizedRow& a, const WeightView& w, int64_t o,
+                                const double* sums) {
   float acc = 0.0f;
-  for (int64_t kb = 0; kb * 128 < k; ++kb) {
-    double block = 0.0;
-    for (int64_t p = kb * 128; p < std::min(k, kb * 128 + 128); ++p)
-      block += double(a.q[size_t(p)]) * double(fp8_e4m3_to_float(row[p]));
-    const float scale = mul32(a.scales[size_t(kb)], ue8m0_to_float(scales[kb]));
-    acc = add32(acc, mul32(float(block), scale));
+  if (w.format == WeightFormat::kFp8Block) {
+    const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
+    for (int64_t kb = 0; kb * 128 < w.in; ++kb) {
+      const float scale = mul32(a.scales[size_t(kb)], ue8m0_to_float(scales[kb]));
+      acc = add32(acc, mul32(float(sums[kb]), scale));
+    }
+  } else {
+    const uint8_t* scales = w.scale_row(w.first_row + o);
+    for (int64_t kb = 0; kb * 32 < w.in; ++kb) {
+      float t = mul32(float(sums[kb]), a.scales[size_t(kb / 4)]);
+      t = mul32(t, ue8m0_to_float(scales[kb]));
+      acc = add32(acc, t);
+    }
   }
   return round_bf16(acc);
 }
 
-// One output of linear() with an FP4 weight: K blocks of 32, t = fl32(C_blk · sa[k/4]),
-// t = fl32(t · sb[k]), acc = fl32(acc + t); rounded to bf16 once.
-inline float fp4_dot(const QuantizedRow& a, const WeightView& w, int64_t o) {
-  const int64_t k = w.in;
+// One output of linear() with an FP8 or FP4 weight, for an act-quantised row: the exact block
+// sums of the code products (rounded once to fp32 each; products of e4m3/e2m1 values are exact in
+// double and so is their sum over a block, in any order), then combine_block_sums.
+inline float quantized_dot(const QuantizedRow& a, const WeightView& w, int64_t o) {
+  const bool fp8 = w.format == WeightFormat::kFp8Block;
+  const int64_t k = w.in, block = fp8 ? 128 : 32;
   const uint8_t* row = w.row(o);
-  const uint8_t* scales = w.scale_row(w.first_row + o);
-  float acc = 0.0f;
-  for (int64_t kb = 0; kb * 32 < k; ++kb) {
-    double block = 0.0;
-    for (int64_t p = kb * 32; p < std::min(k, kb * 32 + 32); ++p)
-      block += double(a.q[size_t(p)]) * double(fp4_e2m1_packed_at(row, size_t(p)));
-    float t = mul32(float(block), a.scales[size_t(kb / 4)]);
-    t = mul32(t, ue8m0_to_float(scales[kb]));
-    acc = add32(acc, t);
-  }
-  return round_bf16(acc);
+  std::vector<double> sums(static_cast<size_t>((k + block - 1) / block));
+  for (int64_t kb = 0; kb * block < k; ++kb)
+    for (int64_t p = kb * block; p < std::min(k, kb * block + block); ++p)
+      sums[size_t(kb)] += double(a.q[size_t(p)]) * double(fp8 ? fp8_e4m3_to_float(row[p])
+                                                              : fp4_e2m1_packed_at(row, size_t(p)));
+  return combine_block_sums(a, w, o, sums.data());
 }
 
-// linear() with an FP8 weight: act_quant(x, 128), then fp8_dot per output. x holds bf16 values
-// [m, k]; y [m, n].
+// linear() with an FP8 or FP4 weight: act_quant(x, 128), then quantized_dot per output. x holds
+// bf16 values [m, k]; y [m, n].
+inline void quantized_gemm(const float* x, int64_t m, const WeightView& w, float* y) {
+  for (int64_t i = 0; i < m; ++i) {
+    const QuantizedRow a = act_quant_row(x + i * w.in, w.in, 128);
+    for (int64_t o = 0; o < w.out; ++o) y[i * w.out + o] = quantized_dot(a, w, o);
+  }
+}
 inline void fp8_gemm(const float* x, int64_t m, const WeightView& w, float* y) {
-  for (int64_t i = 0; i < m; ++i) {
-    const QuantizedRow a = act_quant_row(x + i * w.in, w.in, 128);
-    for (int64_t o = 0; o < w.out; ++o) y[i * w.out + o] = fp8_dot(a, w, o);
-  }
+  quantized_gemm(x, m, w, y);
 }
-
-// linear() with an FP4 weight: act_quant(x, 128), then fp4_dot per output.
 inline void fp4_gemm(const float* x, int64_t m, const WeightView& w, float* y) {
-  for (int64_t i = 0; i < m; ++i) {
-    const QuantizedRow a = act_quant_row(x + i * w.in, w.in, 128);
-    for (int64_t o = 0; o < w.out; ++o) y[i * w.out + o] = fp4_dot(a, w, o);
-  }
+  quantized_gemm(x, m, w, y);
 }
 
 inline float rsqrt32(float x) noexcept { return float(1.0 / std::sqrt(double(x))); }
@@ -234,10 +234,16 @@ inline void mhc_update(float* x, const float* z, const float* post, const float*
 }
 
 // The mHC mixes of one token: fl32(exact(x · fn_r)) · rsqrt(mean(x²) + eps) for each fn row.
+// `dot` gives the exact sum (double accumulated: dot_exact, or a vectorised kernel).
+template <class Dot>
+void mhc_mixes(const float* x, int64_t width, const float* fn, int64_t rows, float eps,
+               float* mixes, Dot dot) {
+  const float rs = rsqrt32(add32(mean_square32(x, width), eps));
+  for (int64_t r = 0; r < rows; ++r) mixes[r] = mul32(float(dot(x, fn + r * width, width)), rs);
+}
 inline void mhc_mixes(const float* x, int64_t width, const float* fn, int64_t rows, float eps,
                       float* mixes) {
-  const float rs = rsqrt32(add32(mean_square32(x, width), eps));
-  for (int64_t r = 0; r < rows; ++r) mixes[r] = mul32(dot_exact(x, fn + r * width, width), rs);
+  mhc_mixes(x, width, fn, rows, eps, mixes, dot_exact);
 }
 
 // hc_head weights: pre_j = fl32(sigmoid(fl32(fl32(mix_j · scale) + base_j)) + eps), separate ops.
@@ -311,15 +317,21 @@ inline void routing_weights(const float* scores, const int32_t* selected, int64_
 }
 
 // The indexer's score of one key: Σ_h bf16(relu(bf16(q_h · k)) · w_h), each term and the exact
-// head sum rounded to bf16. q [H, c] and k [c] hold the (rotated, FP4-grid) bf16 values.
-inline float index_score(const float* q, const float* weights, int64_t n_heads, int64_t c,
-                         const float* key) noexcept {
+// head sum rounded to bf16. q [H, c] and k [c] hold the (rotated, FP4-grid) bf16 values; `dot`
+// gives the exact sums as mhc_mixes's.
+template <class Dot>
+float index_score(const float* q, const float* weights, int64_t n_heads, int64_t c,
+                  const float* key, Dot dot) {
   double sum = 0.0;
   for (int64_t h = 0; h < n_heads; ++h) {
-    const float s = round_bf16(dot_exact(q + h * c, key, c));
+    const float s = round_bf16(float(dot(q + h * c, key, c)));
     sum += round_bf16(mul32(std::max(s, 0.0f), weights[h]));
   }
   return round_bf16(float(sum));
+}
+inline float index_score(const float* q, const float* weights, int64_t n_heads, int64_t c,
+                         const float* key) {
+  return index_score(q, weights, n_heads, c, key, dot_exact);
 }
 
 // hc_split_sinkhorn for one token: mixes [(2 + hc)·hc], scale[3], base [(2 + hc)·hc]; pre [hc],

@@ -43,6 +43,8 @@ void attention_reference(const AttentionArgs& a) {
                            scores.data());
 }
 
+namespace {
+
 // Sequential double accumulation: the order ops::official::dot_exact uses.
 double dot_f64_reference(const float* a, const float* b, int64_t n) {
   double s = 0.0;
@@ -84,6 +86,14 @@ void fp4_block_sums_reference(const float* aq_even, const float* aq_odd, const u
     aq[size_t(2 * j)] = aq_even[j], aq[size_t(2 * j + 1)] = aq_odd[j];
   fp4_values_reference(packed, k, w.data());
   block_sums_reference(aq.data(), w.data(), k, 32, sums);
+}
+
+}  // namespace
+
+OfficialKernels official_kernels_reference() {
+  return {&dot_f64_reference,       &dot_bf16_f64_reference, &fp8_values_reference,
+          &fp4_values_reference,    &block_sums_reference,   &fp8_block_sums_reference,
+          &fp4_block_sums_reference};
 }
 
 }  // namespace dsv4::cpu
