@@ -215,19 +215,25 @@ DSV4_API dsv4_save_params dsv4_save_default_params(void) {
   return p;
 }
 
+// The C++ options a dsv4_save_params asks for (NULL: defaults), checked.
+static dsv4::SaveOptions save_options(const dsv4_save_params* params, const std::string& fn) {
+  const dsv4_save_params p = dsv4::capi::read_params(params, dsv4_save_default_params(),
+                                                     sizeof(dsv4_save_params), "dsv4_save_params");
+  if (p.swa_strategy != DSV4_SWA_FULL)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               fn + ": unknown swa_strategy " + std::to_string(p.swa_strategy));
+  dsv4::SaveOptions options;
+  options.swa_strategy = dsv4::SwaStrategy(p.swa_strategy);
+  return options;
+}
+
 static dsv4_status dsv4_session_save_impl(const dsv4_session* session, const char* path,
                                           const dsv4_save_params* params) {
   DSV4_CAPI_BEGIN
   require(session != nullptr, "dsv4_session_save: session is NULL");
   require(path != nullptr, "dsv4_session_save: path is NULL");
-  const dsv4_save_params p = dsv4::capi::read_params(params, dsv4_save_default_params(),
-                                                     sizeof(dsv4_save_params), "dsv4_save_params");
-  if (p.swa_strategy != DSV4_SWA_FULL)
-    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
-               "dsv4_session_save: unknown swa_strategy " + std::to_string(p.swa_strategy));
-  dsv4::SaveOptions options;
-  options.swa_strategy = dsv4::SwaStrategy(p.swa_strategy);
-  return dsv4::capi::report(session->session->save(path, options));
+  return dsv4::capi::report(
+      session->session->save(path, save_options(params, "dsv4_session_save")));
   DSV4_CAPI_END
 }
 DSV4_API dsv4_status dsv4_session_save(const dsv4_session* session, const char* path,
@@ -287,12 +293,8 @@ DSV4_API dsv4_status dsv4_prefix_store_save(const dsv4_prefix_store* store,
   DSV4_CAPI_BEGIN
   require(store != nullptr, "dsv4_prefix_store_save: store is NULL");
   require(session != nullptr, "dsv4_prefix_store_save: session is NULL");
-  const dsv4_save_params p = dsv4::capi::read_params(params, dsv4_save_default_params(),
-                                                     sizeof(dsv4_save_params), "dsv4_save_params");
-  if (p.swa_strategy != DSV4_SWA_FULL)
-    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
-               "dsv4_prefix_store_save: unknown swa_strategy " + std::to_string(p.swa_strategy));
-  return dsv4::capi::report(store->store.save(*session->session));
+  return dsv4::capi::report(
+      store->store.save(*session->session, save_options(params, "dsv4_prefix_store_save")));
   DSV4_CAPI_END
 }
 
