@@ -42,6 +42,7 @@ void expert_forward(const Model& model, const ExpertWeights& e, const float* x, 
 
 // Router selection and weights of one token. Official: scores and weights in the fp32 recipe,
 // the biased top-k in torch.topk order (descending, lower index first).
+// `scores` holds 2·E floats (the second half: official biased scores).
 void route_token(const Model& model, const LayerWeights& L, const float* logits, int32_t token,
                  bool hash, float* scores, int32_t* selected, float* weights) {
   const ModelConfig& c = model.config();
@@ -51,10 +52,10 @@ void route_token(const Model& model, const LayerWeights& L, const float* logits,
     if (hash) {
       std::copy_n(L.tid2eid.data() + size_t(token) * size_t(k), k, selected);
     } else {
-      std::vector<float> biased(static_cast<size_t>(E));
+      float* biased = scores + E;
       for (int64_t e = 0; e < E; ++e)
-        biased[size_t(e)] = ops::official::add32(scores[e], L.gate_bias[size_t(e)]);
-      ops::official::top_k_descending(biased.data(), E, k, selected);
+        biased[e] = ops::official::add32(scores[e], L.gate_bias[size_t(e)]);
+      ops::official::top_k_descending(biased, E, k, selected);
     }
     ops::official::routing_weights(scores, selected, k, c.scoring_func,
                                    float(c.routed_scaling_factor), weights);
@@ -85,7 +86,7 @@ void moe_forward(const Model& model, int layer, const float* h, const int32_t* t
   linear(backend, h, n_tokens, L.gate, logits.data(), fp32_linear_numerics(model));
   const auto selected = scope.take<int32_t>(size_t(n_tokens * k));
   const auto weights = scope.take<float>(size_t(n_tokens * k));
-  const auto scores = scope.take<float>(size_t(E));
+  const auto scores = scope.take<float>(size_t(2 * E));
   const bool hash = c.is_hash_layer(layer);
   for (int64_t t = 0; t < n_tokens; ++t)
     route_token(model, L, logits.data() + t * E, tokens[t], hash, scores.data(),

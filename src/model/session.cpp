@@ -84,7 +84,7 @@ size_t Session::workspace_bytes(const ModelConfig& c, int64_t n_tokens) {
   const int64_t attention = c.q_lora_rank + 2 * c.num_attention_heads * d + d +
                             c.o_groups * c.o_lora_rank + 2 * width + d +
                             c.index_n_heads * (c.index_head_dim + 1) + 2 * c.index_topk + 2;
-  const int64_t moe = 2 * c.n_routed_experts + 4 * c.num_experts_per_tok + 2 * D +
+  const int64_t moe = 3 * c.n_routed_experts + 4 * c.num_experts_per_tok + 2 * D +
                       4 * c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts) +
                       2 * c.num_experts_per_tok * D;
   const int64_t keys = 8 * (c.sliding_window + c.index_topk) / 4;  // pointers, in floats
