@@ -262,6 +262,18 @@ size_t CompressorState::bytes() const noexcept {
   return (kv.size() + gate.size() + prev_kv_a.size() + prev_gate_a.size()) * sizeof(float);
 }
 
+size_t CompressorState::bytes_for(int64_t m, int64_t width, bool overlap) noexcept {
+  return size_t(2 * m * width + (overlap ? m * width : 0)) * sizeof(float);
+}
+
+int64_t CompressorState::main_width(const ModelConfig& c, int64_t m) noexcept {
+  return m == kCsaCompressRatio ? 2 * c.head_dim : c.head_dim;
+}
+
+int64_t CompressorState::indexer_width(const ModelConfig& c) noexcept {
+  return 2 * c.index_head_dim;
+}
+
 void CompressorState::clear() { has_prev = false; }
 
 size_t CacheMemory::total_used(CacheKind kind) const {
@@ -294,11 +306,11 @@ KvCache::KvCache(const ModelConfig& c, KvFormat format) : format_(format) {
     if (m > 0) {
       const bool csa = m == kCsaCompressRatio;
       lc.compressed = EntryStore(main);
-      lc.compressor = CompressorState(m, csa ? 2 * c.head_dim : c.head_dim, csa);
+      lc.compressor = CompressorState(m, CompressorState::main_width(c, m), csa);
       if (csa) {
         // Indexer keys are scored a block per GEMM call: bigger blocks, fewer calls.
         lc.indexer = EntryStore(indexer, 0, kIndexerBlockEntries);
-        lc.indexer_compressor = CompressorState(m, 2 * c.index_head_dim, true);
+        lc.indexer_compressor = CompressorState(m, CompressorState::indexer_width(c), true);
       }
     }
     layers_.push_back(std::move(lc));

@@ -72,13 +72,11 @@ Result<MemoryPlan> plan_memory(const ModelConfig& c, int64_t context, KvFormat k
       if (m > 0) {
         b[size_t(CacheKind::kCompressed)] = context / m * main;
         growth += double(main) / double(m);
-        // Compressor state: kv and gate rows of one window (+ CSA's previous A halves), fp32.
-        const int64_t width = csa ? 2 * c.head_dim : c.head_dim;
-        int64_t state = 2 * m * width * 4 + (csa ? m * width * 4 : 0);
+        auto state = int64_t(CompressorState::bytes_for(m, CompressorState::main_width(c, m), csa));
         if (csa) {
           b[size_t(CacheKind::kIndexer)] = context / m * indexer;
           growth += double(indexer) / double(m);
-          state += 2 * m * 2 * c.index_head_dim * 4 + m * 2 * c.index_head_dim * 4;
+          state += int64_t(CompressorState::bytes_for(m, CompressorState::indexer_width(c), true));
         }
         b[size_t(CacheKind::kCompressorState)] = state;
       }

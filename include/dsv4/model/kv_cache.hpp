@@ -121,6 +121,12 @@ struct CompressorState {
   CompressorState() = default;
   CompressorState(int64_t m, int64_t width, bool overlap);
   size_t bytes() const noexcept;
+  // bytes() of a state of this shape, without making one (the memory planner).
+  static size_t bytes_for(int64_t m, int64_t width, bool overlap) noexcept;
+  // The row widths KvCache gives the compressors of a layer with ratio m (CSA overlaps: two
+  // halves per row), and of the CSA indexer's compressor.
+  static int64_t main_width(const ModelConfig& config, int64_t m) noexcept;
+  static int64_t indexer_width(const ModelConfig& config) noexcept;
   void clear();
 
   // Transactions, as EntryStore's. `position` is the number of tokens fed so far: rows of the
