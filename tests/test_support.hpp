@@ -2,6 +2,8 @@
 // (an independent writer, so reader tests do not check the reader against itself).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -125,6 +127,35 @@ inline Golden load_golden(const std::string& name) {
   g.final_hidden = read_f32(file.value(), "final_hidden");
   g.prompt_len = int64_t(g.prefill_logits.size() / 256);
   return g;
+}
+
+// Largest |a − b|; a NaN or infinity on either side counts as an infinite difference, so it can
+// never pass a bound.
+inline float max_abs_diff(const float* a, const float* b, size_t n) {
+  float worst = 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    worst = std::max(worst, std::fabs(a[i] - b[i]));
+  }
+  return worst;
+}
+
+// Max and mean |a − b| of two logit tables (both infinite when a value is not finite).
+struct Deviation {
+  float max = 0.0f;
+  double mean = 0.0;
+};
+inline Deviation deviation(const float* a, const float* b, size_t n) {
+  Deviation d;
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return {INFINITY, INFINITY};
+    const float diff = std::fabs(a[i] - b[i]);
+    d.max = std::max(d.max, diff);
+    sum += diff;
+  }
+  d.mean = n ? sum / double(n) : 0.0;
+  return d;
 }
 
 }  // namespace dsv4::test

@@ -424,27 +424,27 @@ TEST_CASE("official kernels: code decoders, block sums and double dot products a
     INFO("isa " << dsv4::cpu::isa_name(isa));
     const auto table = dsv4::cpu::kernels_for(isa);
     std::vector<float> got(512), want(512);
-    table.fp8_values(fp8_codes.data(), int64_t(fp8_codes.size()), got.data());
-    reference.fp8_values(fp8_codes.data(), int64_t(fp8_codes.size()), want.data());
+    table.official.fp8_values(fp8_codes.data(), int64_t(fp8_codes.size()), got.data());
+    reference.official.fp8_values(fp8_codes.data(), int64_t(fp8_codes.size()), want.data());
     for (size_t i = 0; i < fp8_codes.size(); ++i)
       CHECK(std::memcmp(&got[i], &want[i], 4) == 0);  // bit for bit, signed zeros included
-    table.fp4_values(fp4_bytes.data(), 512, got.data());
-    reference.fp4_values(fp4_bytes.data(), 512, want.data());
+    table.official.fp4_values(fp4_bytes.data(), 512, got.data());
+    reference.official.fp4_values(fp4_bytes.data(), 512, want.data());
     CHECK(std::memcmp(got.data(), want.data(), 512 * 4) == 0);
     // Block sums of e4m3 × e4m3 are exact: identical whatever the summation order.
     std::vector<float> w(static_cast<size_t>(k));
     for (auto& v : w) v = dsv4::fp8_e4m3_to_float(fp8_codes[pick(rng)]);
     for (int64_t block : {32, 128}) {
       std::vector<double> sums(16), ref_sums(16);  // ceil(300 / 32) = 10 blocks
-      table.block_sums(aq.data(), w.data(), k, block, sums.data());
-      reference.block_sums(aq.data(), w.data(), k, block, ref_sums.data());
+      table.official.block_sums(aq.data(), w.data(), k, block, sums.data());
+      reference.official.block_sums(aq.data(), w.data(), k, block, ref_sums.data());
       for (int64_t b = 0; b * block < k; ++b) CHECK(sums[size_t(b)] == ref_sums[size_t(b)]);
     }
     // Double dot products: the same value rounded to fp32 (they differ at most in double's
     // last bits).
-    CHECK(float(table.dot_f64(x.data(), y.data(), k)) ==
-          float(reference.dot_f64(x.data(), y.data(), k)));
-    CHECK(float(table.dot_bf16_f64(x.data(), bf16.data(), k)) ==
-          float(reference.dot_bf16_f64(x.data(), bf16.data(), k)));
+    CHECK(float(table.official.dot_f64(x.data(), y.data(), k)) ==
+          float(reference.official.dot_f64(x.data(), y.data(), k)));
+    CHECK(float(table.official.dot_bf16_f64(x.data(), bf16.data(), k)) ==
+          float(reference.official.dot_bf16_f64(x.data(), bf16.data(), k)));
   }
 }

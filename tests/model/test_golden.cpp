@@ -8,19 +8,10 @@
 
 namespace {
 
+using dsv4::test::max_abs_diff;
+
 using dsv4::test::Golden;
 using dsv4::test::load_golden;
-
-// Largest |a − b|; a NaN or infinity on either side counts as an infinite difference, so it can
-// never pass a bound.
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float worst = 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-  }
-  return worst;
-}
 
 // Acceptance bound on every golden comparison, and the tighter regression bound near what the
 // code achieves today (about 6e-6 on logits): a change that loses accuracy shows here first.

@@ -13,21 +13,14 @@
 
 namespace {
 
+using dsv4::test::max_abs_diff;
+
 namespace fs = std::filesystem;
 
 // The acceptance bound on logits, and the regression bound near what the code achieves (the
 // recipe is followed exactly: the logits agree to the last bit on every reference so far).
 constexpr float kAcceptance = 1e-3f;
 constexpr float kRegression = 1e-5f;
-
-float max_abs_diff(const float* a, const float* b, size_t n) {
-  float worst = 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-  }
-  return worst;
-}
 
 struct Reference {
   std::vector<int32_t> ids;
@@ -197,16 +190,9 @@ TEST_CASE("official numerics: deviation from the exact golden on tiny-a-q (repor
   std::vector<float> logits(exact.prefill_logits.size());
   REQUIRE(session->append({exact.input_ids.data(), size_t(exact.prompt_len)}, all, logits.data())
               .is_ok());
-  double sum = 0.0;
-  float worst = 0.0f;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    REQUIRE(std::isfinite(logits[i]));
-    const float d = std::fabs(logits[i] - exact.prefill_logits[i]);
-    worst = std::max(worst, d);
-    sum += d;
-  }
-  const double mean = sum / double(logits.size());
-  WARN("tiny-a-q prefill, official vs exact golden: max |diff| " << worst << ", mean " << mean);
-  CHECK(mean <= 0.25);
-  CHECK(worst < 3.0f);
+  const dsv4::test::Deviation d =
+      dsv4::test::deviation(logits.data(), exact.prefill_logits.data(), logits.size());
+  WARN("tiny-a-q prefill, official vs exact golden: max |diff| " << d.max << ", mean " << d.mean);
+  CHECK(d.mean <= 0.25);
+  CHECK(d.max < 3.0f);
 }
