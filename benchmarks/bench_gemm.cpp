@@ -112,4 +112,11 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kFp8Block), 256, 1024, 1024, 0})
     ->Args({int(WeightFormat::kFp4Block), 256, 1024, 1024, 0})
     ->Unit(benchmark::kMillisecond);
+// A routed expert's rows in a prefill chunk (256 tokens × top-6 over 256 experts: about 6).
+BENCHMARK(bench_gemm)
+    ->ArgNames({"fmt", "m", "n", "k", "mem"})
+    ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1})
+    ->Args({int(WeightFormat::kFp4Block), 12, 2048, 4096, 1})
+    ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1})
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

@@ -1,11 +1,14 @@
 // Sink attention over shared key/value entries as flash-decoding, written once over an xsimd
 // architecture tag and instantiated per ISA next to the GEMM (kernels_<isa>.cpp).
 //
-// The keys are split into contiguous ranges, one per thread (when called outside a parallel
-// region; inside one, e.g. prefill's loop over query positions, a call runs on its own thread).
-// Each range is read once, in blocks of kBlock keys, for all heads: scores for the block, an
-// online softmax (running max and sum per head), and the value accumulation o_h += p·k. The
-// partial results are merged by log-sum-exp, with the sink logit joining the denominator there.
+// The keys are cut into groups of kGroupKeys at fixed boundaries. Each group is read once, in
+// blocks of kBlock keys, for all heads: scores for the block, an online softmax (running max and
+// sum per head), and the value accumulation o_h += p·k. The groups' results are folded by
+// log-sum-exp in key order into a running state that starts from the sink logit. Outside a
+// parallel region the threads compute the groups a wave at a time (one group each) and fold each
+// wave by heads; inside one (prefill's loop over query positions) a call folds its groups alone.
+// Either way the operations and their order depend only on the keys, never on the thread count
+// or on the other queries of the call: prefill and decode give the same bits.
 #pragma once
 
 #include <omp.h>
@@ -152,38 +155,74 @@ struct AttentionKernel {
     }
   }
 
+  // Keys per group: the fold costs 2·H·d operations per group against 2·kGroupKeys·H·d for the
+  // group itself (1.6%), and a CSA decode step (window 128 + top-512) gives 10 groups to share.
+  static constexpr int64_t kGroupKeys = 64;
+
+  // The running log-sum-exp state of the heads [h0, h1): out holds the unnormalised sum.
+  static void fold(const AttentionArgs& a, const Partial& group, int64_t h0, int64_t h1, float* max,
+                   float* sum) {
+    const int64_t d = a.head_dim;
+    for (int64_t h = h0; h < h1; ++h) {
+      if (group.sum[size_t(h)] == 0.0f) continue;  // an empty group
+      const float new_max = std::max(max[h], group.max[size_t(h)]);
+      const float alpha = std::exp(max[h] - new_max),
+                  beta = std::exp(group.max[size_t(h)] - new_max);
+      sum[h] = sum[h] * alpha + group.sum[size_t(h)] * beta;
+      max[h] = new_max;
+      float* out = a.out + h * d;
+      const float* acc = group.acc.data() + h * d;
+      for (int64_t c = 0; c < d; ++c) out[c] = out[c] * alpha + acc[c] * beta;
+    }
+  }
+
   static void run(const AttentionArgs& a) {
     const int64_t H = a.n_heads, d = a.head_dim;
-    // Enough work per thread to pay for the fork: split only outside parallel regions.
+    const int64_t n_groups = (a.n_keys + kGroupKeys - 1) / kGroupKeys;
+    // The fold starts from the sink: it joins the denominator with exp(sink − max).
+    thread_local std::vector<float> state;
+    state.resize(size_t(2 * H));
+    float *max = state.data(), *sum = state.data() + H;
+    for (int64_t h = 0; h < H; ++h) max[h] = a.sinks[h], sum[h] = 1.0f;
+    std::fill(a.out, a.out + H * d, 0.0f);
+    // Enough work per thread to pay for the fork: split only outside parallel regions, and only
+    // with at least about 2^21 multiply-adds (scores + values) per thread (see
+    // GemmKernel::kParallelMacs).
     const int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-    // At least about 2^21 multiply-adds (scores + values) per part: see GemmKernel::kParallelMacs.
     const int64_t macs_per_key = 2 * H * d;
-    const int n_parts = int(std::clamp<int64_t>(a.n_keys * macs_per_key >> 21, 1, max_threads));
+    const int n_threads =
+        int(std::clamp<int64_t>(std::min(a.n_keys * macs_per_key >> 21, n_groups), 1, max_threads));
     thread_local std::vector<Partial> parts;
-    if (parts.size() < size_t(n_parts)) parts.resize(size_t(n_parts));
+    if (parts.size() < size_t(n_threads)) parts.resize(size_t(n_threads));
     Partial* p = parts.data();
-    ParallelGuard guard;
-#pragma omp parallel for num_threads(n_parts) schedule(static, 1) if (n_parts > 1)
-    for (int t = 0; t < n_parts; ++t) {
-      const int64_t j0 = a.n_keys * t / n_parts, j1 = a.n_keys * (t + 1) / n_parts;
-      guard.run([&] { run_range(a, j0, j1, p[t]); });
-    }
-    guard.rethrow();
-    // Log-sum-exp merge; the sink adds exp(sink − max) to the denominator only.
-    for (int64_t h = 0; h < H; ++h) {
-      float m = a.sinks[h];
-      for (int t = 0; t < n_parts; ++t) m = std::max(m, p[t].max[size_t(h)]);
-      float denom = std::exp(a.sinks[h] - m);
-      float* out = a.out + h * d;
-      std::fill(out, out + d, 0.0f);
-      for (int t = 0; t < n_parts; ++t) {
-        if (p[t].sum[size_t(h)] == 0.0f) continue;  // an empty range
-        const float w = std::exp(p[t].max[size_t(h)] - m);
-        denom += p[t].sum[size_t(h)] * w;
-        const float* acc = p[t].acc.data() + h * d;
-        for (int64_t c = 0; c < d; ++c) out[c] += w * acc[c];
+    auto group_range = [&](int64_t g, Partial& part) {
+      run_range(a, g * kGroupKeys, std::min(a.n_keys, (g + 1) * kGroupKeys), part);
+    };
+    if (n_threads == 1) {
+      for (int64_t g = 0; g < n_groups; ++g) {
+        group_range(g, p[0]);
+        fold(a, p[0], 0, H, max, sum);
       }
-      const float inv = 1.0f / denom;
+    } else {
+      ParallelGuard guard;
+#pragma omp parallel num_threads(n_threads)
+      {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t h0 = H * t / nt, h1 = H * (t + 1) / nt;
+        for (int64_t wave = 0; wave < n_groups; wave += nt) {
+          if (wave + t < n_groups) guard.run([&] { group_range(wave + t, p[t]); });
+#pragma omp barrier
+          // Each thread folds the wave's groups, in order, into its own heads.
+          for (int64_t g = wave; g < std::min(n_groups, wave + nt); ++g)
+            fold(a, p[g - wave], h0, h1, max, sum);
+#pragma omp barrier
+        }
+      }
+      guard.rethrow();
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      const float inv = 1.0f / sum[h];
+      float* out = a.out + h * d;
       for (int64_t c = 0; c < d; ++c) out[c] *= inv;
     }
   }

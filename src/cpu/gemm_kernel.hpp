@@ -3,13 +3,17 @@
 // flags). The Arch tag is part of every symbol, so the per-ISA copies never collide at link time.
 //
 // C[m, n] = alpha * A[m, k] . W[n, k]^T + beta * C, with W a WeightView in its stored format.
-//  - m <= kGemvRows (decode, and the few rows an expert gets in a prefill chunk): every output is
-//    a dot product along k; W is streamed from memory exactly once (with software prefetch) and
-//    decoded in registers (BF16 by a shift, FP8 through the fp16 converter, FP4 by a 16-entry
-//    table permute), block scales applied once per block.
-//  - larger m (prefill): W is packed in chunks of kNr rows × kKc inputs (32 KiB, decoded to fp32
-//    while packing: dequantise-while-packing), which stay in L1 while every row tile of A is
-//    broadcast against them into a kMr × 2-vector register tile.
+// Every output is a dot product along k computed by one fixed sequence of vector operations
+// (lane-wise partial sums per scale block, the block scale, a horizontal sum, the scalar tail),
+// whatever m is and however the rows are tiled or split across threads. So a row's result does
+// not depend on the other rows of the call: prefill, chunked prefill and decode give the same
+// bits, which is what lets a session rebuild its window by recomputation (truncate, restores
+// without the ring).
+//  - m <= kDecodeInRegisters (decode, and the few rows an expert gets in a prefill chunk): W is
+//    streamed from memory exactly once (with software prefetch) and decoded in registers (BF16 by
+//    a shift, FP8 through the fp16 converter, FP4 by a 16-entry table permute).
+//  - larger m (prefill): blocks of W rows are decoded once into an L2-sized buffer, with the same
+//    decoders, and every row tile of A runs the same dot products over the decoded values.
 #pragma once
 
 #include <algorithm>
@@ -47,11 +51,7 @@ template <class Arch>
 struct GemmKernel {
   using Batch = xsimd::batch<float, Arch>;
   static constexpr int64_t kLanes = int64_t(Batch::size);
-  static constexpr int64_t kTile = 4;
-  // Up to this many activation rows take the dot-product path: its in-register decode beats
-  // decoding whole panels for the few rows an expert gets in a prefill chunk (4-row tiles reuse
-  // the same 4 weight rows from L1).
-  static constexpr int64_t kGemvRows = 16;
+  static constexpr int64_t kTile = 4;  // register tiles of up to 4 rows of A × 4 rows of W
   static constexpr bool kAvx512 = std::is_same_v<Arch, xsimd::avx512bw>;
   static constexpr bool kAvx2 = std::is_same_v<Arch, xsimd::avx2>;
 
@@ -151,20 +151,26 @@ struct GemmKernel {
     hi = Batch::load_aligned(th);
   }
 
-  // ---- GEMV-shaped: one tile of MI activation rows x NJ weight rows ----
-  // MI and NJ are template arguments so the MI x NJ accumulators live in registers.
-  template <int MI, int NJ>
+  // ---- one tile of MI activation rows x NJ weight rows ----
+  // MI and NJ are template arguments so the MI x NJ accumulators live in registers. kDecoded: the
+  // weight vectors come from rows decoded beforehand (`decoded`, see decode_rows) instead of being
+  // decoded here; the arithmetic is the same.
+  template <int MI, int NJ, bool kDecoded = false>
   struct Tile {
     const GemmArgs& g;
     int64_t i0, j0;
     const float* a[MI];
     const uint8_t* rows[NJ];
+    const float* decoded[NJ] = {};
     Batch acc[MI][NJ];
     float tail[MI][NJ] = {};  // scalar remainders, already scaled
 
-    Tile(const GemmArgs& args, int64_t i, int64_t j) : g(args), i0(i), j0(j) {
+    Tile(const GemmArgs& args, int64_t i, int64_t j, const float* decoded_rows = nullptr)
+        : g(args), i0(i), j0(j) {
       for (int r = 0; r < MI; ++r) a[r] = g.a + (i0 + r) * g.lda;
       for (int c = 0; c < NJ; ++c) rows[c] = g.w.row(j0 + c);
+      if constexpr (kDecoded)
+        for (int c = 0; c < NJ; ++c) decoded[c] = decoded_rows + c * g.k;
       for (auto& r : acc)
         for (auto& b : r) b = Batch(0.0f);
     }
@@ -181,7 +187,8 @@ struct GemmKernel {
     // decode waiting on memory (measured: the stalls sit on the first use of each load).
     static constexpr int64_t kPrefetchBytes = 1024;
     void prefetch(int64_t at) const {
-      for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + at + kPrefetchBytes, 0, 3);
+      if constexpr (!kDecoded)
+        for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + at + kPrefetchBytes, 0, 3);
     }
     void finish() {
       for (int r = 0; r < MI; ++r)
@@ -190,15 +197,20 @@ struct GemmKernel {
   };
 
   // Plain formats (F32, BF16): one FMA per weight vector and activation row.
-  template <WeightFormat F, int MI, int NJ>
-  static void dot_plain(Tile<MI, NJ>& t) {
+  template <WeightFormat F, int MI, int NJ, bool D>
+  static void dot_plain(Tile<MI, NJ, D>& t) {
     const int64_t k = t.g.k, k_vec = k - k % kLanes;
     constexpr int64_t kBytes = F == WeightFormat::kF32 ? 4 : 2;
     for (int64_t p = 0; p < k_vec; p += kLanes) {
       if ((p * kBytes) % 64 == 0) t.prefetch(p * kBytes);
       Batch wv[NJ];
-      for (int c = 0; c < NJ; ++c)
-        wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
+      for (int c = 0; c < NJ; ++c) {
+        if constexpr (D) {
+          wv[c] = Batch::load_unaligned(t.decoded[c] + p);
+        } else {
+          wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
+        }
+      }
       for (int r = 0; r < MI; ++r) {
         const Batch av = Batch::load_unaligned(t.a[r] + p);
         for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
@@ -207,41 +219,51 @@ struct GemmKernel {
     t.scalar_tail(k_vec, k);
   }
 
-  // FP8: per 128-wide block, accumulate code·a in block accumulators, then scale once.
-  template <int MI, int NJ>
-  static void dot_fp8(Tile<MI, NJ>& t) {
+  // FP8: each weight vector is decoded and multiplied by its block's scale (a power of two, so
+  // w·s is exact), then one FMA per activation row: the same operations whether the vector was
+  // decoded here or by decode_rows.
+  template <int MI, int NJ, bool D>
+  static void dot_fp8(Tile<MI, NJ, D>& t) {
     const WeightView& w = t.g.w;
     const int64_t k = t.g.k;
     const uint8_t* scale_rows[NJ];
     for (int c = 0; c < NJ; ++c) scale_rows[c] = w.scale_row((w.first_row + t.j0 + c) / 128);
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
-      Batch part[MI][NJ];
-      for (auto& r : part)
-        for (auto& b : r) b = Batch(0.0f);
+      Batch sv[NJ];
+      if constexpr (!D)
+        for (int c = 0; c < NJ; ++c)
+          sv[c] = Batch(ue8m0_to_float(scale_rows[c][blk]) * kFp8ViaFp16Factor);
       int64_t p = b0;
       for (; p + 2 * kLanes <= b_vec; p += 2 * kLanes) {
         if (p % 64 == 0) t.prefetch(p);
         Batch w0[NJ], w1[NJ];
-        for (int c = 0; c < NJ; ++c) load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
+        for (int c = 0; c < NJ; ++c) {
+          if constexpr (D) {
+            w0[c] = Batch::load_unaligned(t.decoded[c] + p);
+            w1[c] = Batch::load_unaligned(t.decoded[c] + p + kLanes);
+          } else {
+            load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
+            w0[c] = w0[c] * sv[c];
+            w1[c] = w1[c] * sv[c];
+          }
+        }
         for (int r = 0; r < MI; ++r) {
           const Batch a0 = Batch::load_unaligned(t.a[r] + p);
           const Batch a1 = Batch::load_unaligned(t.a[r] + p + kLanes);
           for (int c = 0; c < NJ; ++c)
-            part[r][c] = xsimd::fma(a1, w1[c], xsimd::fma(a0, w0[c], part[r][c]));
+            t.acc[r][c] = xsimd::fma(a1, w1[c], xsimd::fma(a0, w0[c], t.acc[r][c]));
         }
       }
       for (; p < b_vec; p += kLanes) {
         Batch wv[NJ];
-        for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.rows[c], p);
+        for (int c = 0; c < NJ; ++c)
+          wv[c] = D ? Batch::load_unaligned(t.decoded[c] + p)
+                    : Batch(load_fp8_scaled(t.rows[c], p) * sv[c]);
         for (int r = 0; r < MI; ++r) {
           const Batch av = Batch::load_unaligned(t.a[r] + p);
-          for (int c = 0; c < NJ; ++c) part[r][c] = xsimd::fma(av, wv[c], part[r][c]);
+          for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
         }
-      }
-      for (int c = 0; c < NJ; ++c) {
-        const Batch sv(ue8m0_to_float(scale_rows[c][blk]) * kFp8ViaFp16Factor);
-        for (int r = 0; r < MI; ++r) t.acc[r][c] = xsimd::fma(part[r][c], sv, t.acc[r][c]);
       }
     }
     for (int64_t b0 = 0; b0 < k; b0 += 128) {
@@ -252,58 +274,55 @@ struct GemmKernel {
 
   // FP4: activations come pre-permuted (`a_perm` rows of k: per group of 2·kLanes inputs, the
   // even ones then the odd ones) so the low and high nibbles of kLanes bytes meet two vectors.
-  // One group of 2·kLanes inputs at p: part (=|+=) even·lo + odd·hi.
-  template <bool kFirst, int MI, int NJ>
-  static void fp4_group(const Tile<MI, NJ>& t, const float* a_perm, int64_t p,
-                        Batch (&part)[MI][NJ]) {
-    const int64_t k = t.g.k;
-    Batch lo[NJ], hi[NJ];
-    for (int c = 0; c < NJ; ++c) load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
-    for (int r = 0; r < MI; ++r) {
-      const float* ap = a_perm + r * k + p;
-      const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
-      for (int c = 0; c < NJ; ++c) {
-        const Batch prod = xsimd::fma(ao, hi[c], ae * lo[c]);
-        if constexpr (kFirst) {
-          part[r][c] = prod;
-        } else {
-          part[r][c] = part[r][c] + prod;
-        }
-      }
-    }
-  }
-
-  template <int MI, int NJ>
-  static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
+  // Both vectors are multiplied by the block scale (exact: a power of two), then one FMA each
+  // per activation row.
+  template <int MI, int NJ, bool D>
+  static void dot_fp4(Tile<MI, NJ, D>& t, const float* a_perm) {
     const WeightView& w = t.g.w;
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
     // The rows' block scales as floats first, so the inner loop broadcasts them from memory
     // (a load) instead of building each from its code (shuffle-port work, the bottleneck here).
     thread_local std::vector<float> scale_buffer;
-    scale_buffer.resize(size_t(NJ * n_blocks));
     float* scales[NJ];
-    for (int c = 0; c < NJ; ++c) {
-      const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
-      scales[c] = scale_buffer.data() + c * n_blocks;
-      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
+    if constexpr (!D) {
+      scale_buffer.resize(size_t(NJ * n_blocks));
+      for (int c = 0; c < NJ; ++c) {
+        const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
+        scales[c] = scale_buffer.data() + c * n_blocks;
+        for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
+      }
     }
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
-      Batch part[MI][NJ];
-      fp4_group<true>(t, a_perm, b0, part);  // the first group sets part: no zeroing
-      for (int64_t p = b0 + group; p < b0 + 32; p += group) fp4_group<false>(t, a_perm, p, part);
-      for (int c = 0; c < NJ; ++c) {
-        const Batch sv(scales[c][blk]);
-        for (int r = 0; r < MI; ++r) t.acc[r][c] = xsimd::fma(part[r][c], sv, t.acc[r][c]);
+      for (int64_t p = b0; p < b0 + 32; p += group) {
+        Batch lo[NJ], hi[NJ];
+        for (int c = 0; c < NJ; ++c) {
+          if constexpr (D) {
+            lo[c] = Batch::load_unaligned(t.decoded[c] + p);
+            hi[c] = Batch::load_unaligned(t.decoded[c] + p + kLanes);
+          } else {
+            load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
+            const Batch sv(scales[c][blk]);
+            lo[c] = lo[c] * sv;
+            hi[c] = hi[c] * sv;
+          }
+        }
+        for (int r = 0; r < MI; ++r) {
+          const float* ap = a_perm + r * k + p;
+          const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
+          for (int c = 0; c < NJ; ++c)
+            t.acc[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], t.acc[r][c]));
+        }
       }
     }
     t.scalar_tail(k_vec, k);
   }
 
-  template <int MI, int NJ>
-  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const float* a_perm) {
-    Tile<MI, NJ> t(g, i0, j0);
+  template <int MI, int NJ, bool D>
+  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const float* a_perm,
+                       const float* decoded) {
+    Tile<MI, NJ, D> t(g, i0, j0, decoded);
     switch (g.w.format) {
       case WeightFormat::kF32:
         dot_plain<WeightFormat::kF32>(t);
@@ -322,10 +341,11 @@ struct GemmKernel {
     }
     t.finish();
   }
+  template <bool D>
   static void dot_any(const GemmArgs& g, int64_t i0, int64_t mi, int64_t j0, int64_t nj,
-                      const float* ap) {
+                      const float* ap, const float* decoded = nullptr) {
     with_count<kTile>(mi, [&]<int MI>() {
-      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ>(g, i0, j0, ap); });
+      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ, D>(g, i0, j0, ap, decoded); });
     });
   }
 
@@ -350,163 +370,110 @@ struct GemmKernel {
   // about a millisecond of work or more fork.
   static constexpr int64_t kParallelMacs = int64_t(1) << 21;
 
-  static void run_dot(const GemmArgs& g) {
+  // Up to this many activation rows, W is decoded in registers as it streams by; beyond, each
+  // block of W rows is decoded once into a buffer and shared by every row tile (the decode would
+  // otherwise be repeated per row tile and set the pace). Both give the same bits, so this is a
+  // speed choice only: measured with bench_gemm on an expert's shape (FP4 2048×4096), decoding in
+  // registers is 1.4× faster at 6 rows and 1.2× at 12.
+  static constexpr int64_t kDecodeInRegisters = 16;
+
+  static bool parallel(const GemmArgs& g) { return g.m * g.n * g.k > kParallelMacs; }
+
+  static void run_in_registers(const GemmArgs& g, const float* ap) {
     const int64_t n_tiles = (g.n + kTile - 1) / kTile;
-    thread_local std::vector<float> a_perm;  // grows once; no allocation per token afterwards
-    if (g.w.format == WeightFormat::kFp4Block) permute_for_fp4(g, a_perm);
-    const float* ap = a_perm.data();
-#pragma omp parallel for schedule(static) if (g.m * g.n * g.k > kParallelMacs)
+#pragma omp parallel for schedule(static) if (parallel(g))
     for (int64_t jt = 0; jt < n_tiles; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
       for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
-        dot_any(g, i0, std::min(kTile, g.m - i0), j0, nj, ap);
+        dot_any<false>(g, i0, std::min(kTile, g.m - i0), j0, nj, ap);
     }
   }
 
-  // ---- GEMM-shaped: W panels decoded to fp32 while packed k-major, rows of A broadcast ----
-  // Register tile: kMr rows of A × kNv vectors of output columns (kNr = kNv · kLanes weight rows
-  // per panel). AVX-512 (32 registers): 8 × 2 = 16 accumulators; the 16-register ISAs 6 × 2.
-  // (8 × 3 measured no faster here.)
-  static constexpr int64_t kNv = 2;
-  static constexpr int64_t kNr = kNv * kLanes;
-  static constexpr int64_t kMr = kAvx512 ? 8 : 6;
-
-  // chunk[(p − kb) * kNr + j] = W[j0 + j][p] dequantised for p in [kb, kb + kc), zero beyond n.
-  // A chunk is 32 KiB, so the transposing stores stay in L1.
-  static void pack_chunk(const GemmArgs& g, int64_t j0, int64_t kb, int64_t kc, float* chunk,
-                         float* row) {
-    const int64_t nj = std::min(kNr, g.n - j0);
-    for (int64_t j = 0; j < kNr; ++j) {
-      if (j < nj) {
-        decode_range(g.w, j0 + j, kb, kc, row);
-        for (int64_t p = 0; p < kc; ++p) chunk[p * kNr + j] = row[p];
-      } else {
-        for (int64_t p = 0; p < kc; ++p) chunk[p * kNr + j] = 0.0f;
-      }
-    }
-  }
-
-  // dst[i] = W[o][p0 + i] for i < n, with the vector decoders (WeightView::at is the scalar
-  // reference). p0 is a multiple of 128 (whole FP8 and FP4 scale blocks).
-  static void decode_range(const WeightView& w, int64_t o, int64_t p0, int64_t n, float* dst) {
-    const uint8_t* r = w.row(o);
-    const int64_t p1 = p0 + n;
-    if (w.format == WeightFormat::kF32) {
-      std::memcpy(dst, r + 4 * p0, size_t(n) * 4);
-    } else if (w.format == WeightFormat::kBF16) {
-      int64_t p = p0;
-      for (; p + kLanes <= p1; p += kLanes) load_bf16(r, p).store_unaligned(dst + p - p0);
-      for (; p < p1; ++p) dst[p - p0] = w.at(o, p);
-    } else if (w.format == WeightFormat::kFp8Block) {
-      const uint8_t* scales = w.scale_row((w.first_row + o) / 128);
-      for (int64_t b0 = p0; b0 < p1; b0 += 128) {
-        const int64_t b1 = std::min(p1, b0 + 128);
-        const float s = ue8m0_to_float(scales[b0 / 128]);
-        const Batch sv(s * kFp8ViaFp16Factor);
-        int64_t p = b0;
-        for (; p + kLanes <= b1; p += kLanes)
-          (load_fp8_scaled(r, p) * sv).store_unaligned(dst + p - p0);
-        for (; p < b1; ++p) dst[p - p0] = fp8_e4m3_to_float(r[p]) * s;
-      }
-    } else if (w.format == WeightFormat::kFp4Block) {
-      const uint8_t* scales = w.scale_row(w.first_row + o);
-      const int64_t p_vec = p0 + n / (2 * kLanes) * (2 * kLanes);
-      alignas(64) float lo[kLanes], hi[kLanes];
-      for (int64_t p = p0; p < p_vec; p += 2 * kLanes) {
-        Batch l, h;
-        load_fp4_pair(r + p / 2, l, h);
-        l.store_aligned(lo);
-        h.store_aligned(hi);
-        for (int64_t i = 0; i < kLanes; ++i) {
-          const float s = ue8m0_to_float(scales[(p + 2 * i) / 32]);
-          dst[p - p0 + 2 * i] = lo[i] * s;
-          dst[p - p0 + 2 * i + 1] = hi[i] * s;
+  // The vector part of W rows [j0, j0 + nj) as the tiles see it after decoding and scaling:
+  // out[c·k + p] is the lane value for input p (BF16 and FP8 in order; FP4 per group of 2·kLanes
+  // inputs, the even ones then the odd ones). The scalar tails stay with WeightView::at.
+  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, float* out) {
+    for (int64_t c = 0; c < nj; ++c) {
+      const uint8_t* row = w.row(j0 + c);
+      float* dst = out + c * k;
+      switch (w.format) {
+        case WeightFormat::kF32:
+          std::memcpy(dst, row, size_t(k) * 4);
+          break;
+        case WeightFormat::kBF16:
+          for (int64_t p = 0; p + kLanes <= k; p += kLanes)
+            load_bf16(row, p).store_unaligned(dst + p);
+          break;
+        case WeightFormat::kFp8Block: {
+          const uint8_t* scales = w.scale_row((w.first_row + j0 + c) / 128);
+          for (int64_t b0 = 0; b0 < k; b0 += 128) {
+            const int64_t b_vec = b0 + (std::min(k, b0 + 128) - b0) / kLanes * kLanes;
+            const Batch sv(ue8m0_to_float(scales[b0 / 128]) * kFp8ViaFp16Factor);
+            for (int64_t p = b0; p < b_vec; p += kLanes)
+              Batch(load_fp8_scaled(row, p) * sv).store_unaligned(dst + p);
+          }
+          break;
         }
-      }
-      for (int64_t p = p_vec; p < p1; ++p) dst[p - p0] = w.at(o, p);
-    } else {
-      for (int64_t p = p0; p < p1; ++p) dst[p - p0] = w.at(o, p);
-    }
-  }
-
-  // Inputs per k-chunk: a chunk of the panel (kKc × kNr floats, 32 KiB with AVX-512) is decoded
-  // once and stays in L1 while every row tile of A passes over it (cache blocking).
-  static constexpr int64_t kKc = 256;  // a multiple of 128: chunks hold whole scale blocks
-
-  // C[i0.., j0..] (=|+=) alpha · A[i0.., kb..kb+kc) · panel chunk; `first` applies beta.
-  template <int Rows>
-  static void packed_tile(const GemmArgs& g, const float* panel, int64_t i0, int64_t j0, int64_t kb,
-                          int64_t kc, bool first) {
-    Batch acc[Rows][kNv];
-    for (auto& row : acc)
-      for (auto& v : row) v = Batch(0.0f);
-    const float* a_rows[Rows];
-    for (int i = 0; i < Rows; ++i) a_rows[i] = g.a + (i0 + i) * g.lda + kb;
-    const float* chunk = panel;  // the packed chunk of [kb, kb + kc)
-    for (int64_t p = 0; p < kc; ++p) {
-      Batch w[kNv];
-      for (int v = 0; v < kNv; ++v) w[v] = Batch::load_aligned(chunk + p * kNr + v * kLanes);
-      for (int i = 0; i < Rows; ++i) {
-        const Batch a(a_rows[i][p]);
-        for (int v = 0; v < kNv; ++v) acc[i][v] = xsimd::fma(a, w[v], acc[i][v]);
-      }
-    }
-    const int64_t nj = std::min(kNr, g.n - j0);
-    alignas(64) float out[kNr];
-    for (int i = 0; i < Rows; ++i) {
-      for (int v = 0; v < kNv; ++v) acc[i][v].store_aligned(out + v * kLanes);
-      for (int64_t j = 0; j < nj; ++j) {
-        if (first) {
-          store(g, i0 + i, j0 + j, out[j]);
-        } else {
-          g.c[(i0 + i) * g.ldc + j0 + j] += g.alpha * out[j];
+        case WeightFormat::kFp4Block: {
+          const uint8_t* scales = w.scale_row(w.first_row + j0 + c);
+          for (int64_t p = 0; p + 2 * kLanes <= k / 32 * 32; p += 2 * kLanes) {
+            Batch lo, hi;
+            load_fp4_pair(row + p / 2, lo, hi);
+            const Batch sv(ue8m0_to_float(scales[p / 32]));
+            Batch(lo * sv).store_unaligned(dst + p);
+            Batch(hi * sv).store_unaligned(dst + p + kLanes);
+          }
+          break;
         }
+        default:
+          break;
       }
     }
   }
 
-  static void packed_rows(const GemmArgs& g, const float* panel, int64_t j0, int64_t kb, int64_t kc,
-                          bool first) {
-    int64_t i = 0;
-    for (; i + kMr <= g.m; i += kMr) packed_tile<kMr>(g, panel, i, j0, kb, kc, first);
-    if (i < g.m)
-      with_count<kMr - 1>(g.m - i,
-                          [&]<int Rows>() { packed_tile<Rows>(g, panel, i, j0, kb, kc, first); });
+  // Weight rows per decoded block: about 512 KiB of fp32, so the block stays in L2 while every
+  // row tile of A passes over it.
+  static int64_t decoded_block_rows(int64_t k) {
+    const int64_t rows = (int64_t(512) << 10) / (4 * std::max<int64_t>(k, 1));
+    return std::max(kTile, rows / kTile * kTile);
   }
 
-  // One task per panel of kNr weight rows: walk k in L1-sized chunks, each decoded once (the
-  // transposing pack stays in L1) and used by every row tile of A.
-  static void run_packed(const GemmArgs& g) {
-    const int64_t n_panels = (g.n + kNr - 1) / kNr;
+  static void run_decoded(const GemmArgs& g, const float* ap) {
+    const int64_t block = decoded_block_rows(g.k);
+    const int64_t n_blocks = (g.n + block - 1) / block;
     ParallelGuard guard;
-#pragma omp parallel if (g.m * g.n * g.k > kParallelMacs)
+#pragma omp parallel if (parallel(g))
     {
-      // Per-thread scratch that lives as long as the thread: one packed chunk and one row.
+      // Per-thread scratch that lives as long as the thread: one decoded block.
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-      float* chunk = nullptr;
+      float* decoded = nullptr;
       guard.run([&] {
-        if (scratch.size() < size_t(kKc * (kNr + 1))) scratch.resize(size_t(kKc * (kNr + 1)));
-        chunk = scratch.data();
+        if (scratch.size() < size_t(block * g.k)) scratch.resize(size_t(block * g.k));
+        decoded = scratch.data();
       });
 #pragma omp for schedule(dynamic)
-      for (int64_t jp = 0; jp < n_panels; ++jp) {
-        if (!chunk) continue;  // this thread's scratch failed; the guard has the error
-        for (int64_t kb = 0; kb < g.k; kb += kKc) {
-          const int64_t kc = std::min(kKc, g.k - kb);
-          pack_chunk(g, jp * kNr, kb, kc, chunk, chunk + kKc * kNr);
-          packed_rows(g, chunk, jp * kNr, kb, kc, kb == 0);
-        }
+      for (int64_t jb = 0; jb < n_blocks; ++jb) {
+        if (!decoded) continue;  // this thread's scratch failed; the guard has the error
+        const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
+        decode_rows(g.w, j_begin, j_end - j_begin, g.k, decoded);
+        for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
+          for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile)
+            dot_any<true>(g, i0, std::min(kTile, g.m - i0), j0, std::min(kTile, j_end - j0), ap,
+                          decoded + (j0 - j_begin) * g.k);
       }
     }
     guard.rethrow();
   }
 
   static void run(const GemmArgs& g) {
-    if (g.m <= kGemvRows) {
-      run_dot(g);
+    thread_local std::vector<float> a_perm;  // grows once; no allocation per token afterwards
+    if (g.w.format == WeightFormat::kFp4Block) permute_for_fp4(g, a_perm);
+    const float* ap = a_perm.data();
+    if (g.m <= kDecodeInRegisters) {
+      run_in_registers(g, ap);
     } else {
-      run_packed(g);
+      run_decoded(g, ap);
     }
   }
 };

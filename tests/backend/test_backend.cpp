@@ -1,4 +1,7 @@
 // Backend registry and the CPU backend's kernels at every ISA level against the scalar oracle.
+#include <omp.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -169,7 +172,7 @@ TEST_CASE("cpu gemm bf16: every ISA level matches the scalar reference", "[backe
 TEST_CASE("cpu gemm fp8: several 128x128 scale blocks in both directions, every ISA level",
           "[backend][gemm]") {
   // 260 x 300: three scale rows and three scale columns, the last of each partial. m up to 16
-  // takes the dot-product path, m = 20 the packed GEMM (dequantise-while-packing).
+  // decodes the weights in registers, m = 20 decodes blocks of rows into a buffer first.
   check_gemm_all_isas(
       dsv4::WeightFormat::kFp8Block,
       {{1, 260, 300}, {3, 260, 300}, {4, 129, 385}, {9, 260, 300}, {1, 7, 5}, {20, 260, 300}},
@@ -187,6 +190,52 @@ TEST_CASE("cpu gemm fp4: several 1x32 scale blocks, every ISA level", "[backend]
                        {1, 9, 640},
                        {21, 70, 300}},
                       1.2e-7);
+}
+
+TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the call",
+          "[backend][gemm]") {
+  // Prefill, chunked prefill and decode must give the same bits (session truncate and restores
+  // without the window ring rebuild the cache by recomputation): each row computed alone
+  // (decoded in registers), in a call of 7 rows (tiles of 4 and 3) and of 40 rows (decoded
+  // buffer), on one and on two threads, is the same float.
+  using dsv4::WeightFormat;
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const Isa best = dsv4::cpu::detect_isa();
+  for (WeightFormat format :
+       {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFp8Block, WeightFormat::kFp4Block})
+    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+      if (isa > best) continue;
+      const auto table = dsv4::cpu::kernels_for(isa);
+      // k = 1000: FP8 blocks with a partial last one, FP4 blocks and a scalar tail; n = 1030 (not
+      // a multiple of the tiles) and enough work to fork.
+      const int64_t n = 1030, k = 1000, m = 40;
+      const TestMatrix w = random_matrix(format, n, k, rng);
+      std::vector<float> a(size_t(m * k));
+      for (auto& x : a) x = dist(rng);
+      auto run = [&](int64_t first_row, int64_t rows, int threads) {
+        std::vector<float> c(size_t(rows * n));
+        dsv4::GemmArgs g;
+        g.m = rows, g.n = n, g.k = k, g.a = a.data() + first_row * k, g.lda = k, g.w = w.view;
+        g.c = c.data(), g.ldc = n;
+        const int before = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        table.gemm(g);
+        omp_set_num_threads(before);
+        return c;
+      };
+      const std::vector<float> all = run(0, m, 2), all_one_thread = run(0, m, 1);
+      const std::vector<float> seven = run(10, 7, 2);
+      INFO("format " << dsv4::weight_format_traits(format).name << " isa "
+                     << dsv4::cpu::isa_name(isa));
+      CHECK(std::memcmp(all.data(), all_one_thread.data(), all.size() * 4) == 0);
+      CHECK(std::memcmp(seven.data(), all.data() + 10 * n, seven.size() * 4) == 0);
+      for (int64_t i : {0, 13, 39}) {
+        const std::vector<float> alone = run(i, 1, 2);
+        CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
+      }
+    }
 }
 
 TEST_CASE("cpu gemm: a view of rows of a block-scaled matrix uses its own scale rows",
@@ -257,6 +306,47 @@ TEST_CASE("cpu attention: flash-decoding at every ISA level matches the referenc
       }
     }
   }
+}
+
+TEST_CASE("cpu attention: the same bits on one thread, on two, and inside a parallel region",
+          "[backend][attention]") {
+  // Decode splits the key groups across threads; prefill calls it from its own parallel loop.
+  // 16 heads × 512 and 1000 keys: enough work for two threads, 16 groups with a partial last one.
+  const int64_t H = 16, d = 512, n_keys = 1000;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> q(static_cast<size_t>(H * d)), sinks(static_cast<size_t>(H)),
+      store(static_cast<size_t>(n_keys * d));
+  for (auto& x : q) x = dist(rng);
+  for (auto& x : sinks) x = dist(rng);
+  for (auto& x : store) x = dist(rng);
+  std::vector<const float*> keys;
+  for (int64_t j = 0; j < n_keys; ++j) keys.push_back(store.data() + j * d);
+  dsv4::AttentionArgs a;
+  a.q = q.data(), a.n_heads = H, a.head_dim = d, a.keys = keys.data(), a.n_keys = n_keys;
+  a.sinks = sinks.data();
+  const auto& kernels = dsv4::cpu::kernels();
+  auto run = [&](int threads, bool nested) {
+    std::vector<float> out(size_t(H * d));
+    a.out = out.data();
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    if (nested) {
+#pragma omp parallel num_threads(2)
+      {
+#pragma omp single
+        kernels.attention(a);
+      }
+    } else {
+      kernels.attention(a);
+    }
+    omp_set_num_threads(before);
+    return out;
+  };
+  const std::vector<float> two = run(2, false), one = run(1, false), nested = run(2, true);
+  REQUIRE(std::all_of(two.begin(), two.end(), [](float v) { return std::isfinite(v); }));
+  CHECK(std::memcmp(two.data(), one.data(), two.size() * 4) == 0);
+  CHECK(std::memcmp(two.data(), nested.data(), two.size() * 4) == 0);
 }
 
 TEST_CASE("cpu indexer top-k: streaming selection equals scoring everything and sorting",

@@ -154,6 +154,46 @@ TEST_CASE("session: two threads on one shared model match one at a time", "[sess
   CHECK(got_b == expected_b);
 }
 
+TEST_CASE("session: any chunking and thread count gives identical logits on a V4-shaped model",
+          "[session][threads]") {
+  // The demo structure (window 128, CSA with top-128, HCA, hash layers, 4 streams) with
+  // official-format weights: 300 tokens whole, in uneven chunks, and as a prefill of 180 then
+  // single steps, on 1 and 2 threads, in the exact and the packed cache.
+  const dsv4::ModelConfig c = dsv4::demo_model_config(4);
+  auto model = dsv4::Model::from_weights(
+                   c, dsv4::random_weights(c, 5, dsv4::RandomWeightFormats::official()))
+                   .value();
+  const std::vector<int32_t> ids = tokens(300, c.vocab_size, 3);
+  auto fed = [&](dsv4::KvFormat format, int threads, const std::vector<size_t>& pieces) {
+    dsv4::SessionOptions so;
+    so.kv_format = format;
+    so.n_threads = threads;
+    auto s = dsv4::Session::create(model, so).value();
+    std::vector<float> logits(ids.size() * size_t(c.vocab_size));
+    size_t at = 0;
+    for (size_t n : pieces) {
+      REQUIRE(s->append({ids.data() + at, n}, logits.data() + at * size_t(c.vocab_size)).is_ok());
+      at += n;
+    }
+    REQUIRE(at == ids.size());
+    return logits;
+  };
+  std::vector<size_t> stepped(120, 1);
+  stepped.insert(stepped.begin(), 180);
+  for (dsv4::KvFormat format : {dsv4::KvFormat::kF32, dsv4::KvFormat::kPacked}) {
+    INFO("format " << dsv4::kv_format_name(format));
+    const std::vector<float> whole = fed(format, 2, {300});
+    REQUIRE(all_finite(whole));
+    for (const auto& [threads, pieces] : {std::pair<int, std::vector<size_t>>{1, {300}},
+                                          {2, {37, 1, 130, 132}},
+                                          {2, stepped},
+                                          {1, stepped}}) {
+      const std::vector<float> got = fed(format, threads, pieces);
+      CHECK(std::memcmp(got.data(), whole.data(), whole.size() * 4) == 0);
+    }
+  }
+}
+
 TEST_CASE("load: a quantised checkpoint stays in its stored formats", "[load]") {
   auto model = golden_model("tiny-a-q");
   const auto& L = model->weights().layers[0];
