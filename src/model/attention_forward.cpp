@@ -55,14 +55,20 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
     }
     if (slot != m - 1) continue;
     const int64_t window_index = pos / m;
-    CompressPoolArgs pool;
-    pool.kv = state.kv.data(), pool.gate = state.gate.data(), pool.m = m, pool.out_dim = out_dim;
-    pool.overlap = state.overlap, pool.out = entry.data(), pool.numerics = model.numerics();
-    if (state.overlap && state.has_prev) {
-      pool.prev_kv_a = state.prev_kv_a.data();
-      pool.prev_gate_a = state.prev_gate_a.data();
+    // A window whose entry is already stored keeps it: a session rebuilding its window by
+    // recomputation (truncate, restores without the ring) feeds positions whose compressed
+    // entries it holds, and only the compressor state has to move on.
+    const bool stored = window_index < store.size();
+    if (!stored) {
+      CompressPoolArgs pool;
+      pool.kv = state.kv.data(), pool.gate = state.gate.data(), pool.m = m, pool.out_dim = out_dim;
+      pool.overlap = state.overlap, pool.out = entry.data(), pool.numerics = model.numerics();
+      if (state.overlap && state.has_prev) {
+        pool.prev_kv_a = state.prev_kv_a.data();
+        pool.prev_gate_a = state.prev_gate_a.data();
+      }
+      throw_if_error(backend.compress_pool(pool));
     }
-    throw_if_error(backend.compress_pool(pool));
     if (state.overlap) {
       // This window's A halves become the next entry's previous-window slots.
       state.journal_prev();
@@ -73,6 +79,7 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
         }
       state.has_prev = true;
     }
+    if (stored) continue;
     rms_norm_rows(backend, entry.data(), w.norm.data(), 1, out_dim, float(c.rms_norm_eps),
                   model.numerics());
     rope_rows(model, true, entry.data(), 1, out_dim, 1, out_dim, window_index * m, 0, false);
@@ -140,14 +147,14 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
   return sel;
 }
 
-// The length of each query's window part of the key list. The official kernel walks a list of
+// The official key list's window part for a query at `pos`. The official kernel walks a list of
 // indices in blocks of 64, and −1 entries hold their places: a prefill from position 0 lists
-// min(T, W) window slots, a decode step W (official get_window_topk_idxs). The exact mode lists
-// only the visible entries.
-int64_t window_list_length(const Model& model, int64_t n_tokens, int64_t start) {
+// min(T, W) window slots, a decode step W (official get_window_topk_idxs), so a position of the
+// session's first chunk (T = first_chunk) keeps that chunk's padding, also when a rebuild
+// recomputes it. The exact mode lists only the visible entries.
+int64_t official_window_slots(const Model& model, int64_t pos, int64_t first_chunk) {
   const int64_t W = model.config().sliding_window;
-  if (model.official()) return start == 0 ? std::min(n_tokens, W) : W;
-  return std::min(W, start + n_tokens);
+  return pos < first_chunk ? std::min(first_chunk, W) : W;
 }
 
 // The selections of a chunk as [T, k] rows, −1 past each row's count.
@@ -161,8 +168,8 @@ void record_selection(const Selection& sel, int64_t n_tokens, int64_t k,
 }  // namespace
 
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
-                       int64_t n_tokens, int64_t start, float* out, Workspace& ws,
-                       LayerDecisions* decisions) {
+                       int64_t n_tokens, int64_t start, int64_t first_chunk, float* out,
+                       Workspace& ws, LayerDecisions* decisions) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
   Backend& backend = model.backend();
@@ -204,7 +211,7 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
   // Key pointer lists, one per thread: the window, then the selected (CSA) or all visible (HCA)
   // compressed entries of the chunk's last position, the longest list.
   const int64_t last = start + n_tokens - 1;
-  const int64_t window_slots = window_list_length(model, n_tokens, start);
+  const int64_t window_slots = model.official() ? W : std::min(W, start + n_tokens);
   const int64_t max_keys =
       window_slots + (csa                ? c.index_topk
                       : compressed_layer ? ops::compressed_visible_count(last, m)
@@ -230,8 +237,8 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
       for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
         keys[n_keys++] = s >= start ? chunk_entries.data() + size_t(s - start) * entry_bytes
                                     : cache.window.entry(s);
-      if (numerics == Numerics::kOfficial)
-        while (n_keys < window_slots) keys[n_keys++] = nullptr;  // the official −1 slots
+      if (numerics == Numerics::kOfficial)  // the official −1 slots
+        while (n_keys < official_window_slots(model, pos, first_chunk)) keys[n_keys++] = nullptr;
       if (csa) {
         const int32_t* ids = sel.ids.data() + t * c.index_topk;
         for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)

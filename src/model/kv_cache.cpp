@@ -130,6 +130,25 @@ void EntryStore::skip_ring_entries(int64_t n) {
   if (ring_capacity_ <= 0 || n < 0 || in_transaction_)
     fail(StatusCode::kInternal, "EntryStore::skip_ring_entries: only for rings, outside appends");
   size_ += n;
+  // The skipped slots exist (zero until written), so a reader that looks at them before they are
+  // rewritten reads finite values, never unallocated memory.
+  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  const int64_t slots = std::min(size_, ring_capacity_);
+  while (int64_t(blocks_.size()) * block_entries_ < slots) {
+    std::shared_ptr<uint8_t[]> block = allocate_block(block_bytes);
+    std::memset(block.get(), 0, block_bytes);
+    blocks_.push_back(std::move(block));
+    shared_.push_back(0);
+  }
+}
+
+void EntryStore::rewind(int64_t n) {
+  if (n < 0 || n > size_ || in_transaction_)
+    fail(StatusCode::kInternal, "EntryStore::rewind: bad count, or during an append");
+  size_ = n;
+  if (ring_capacity_ > 0) return;
+  blocks_.resize(size_t((n + block_entries_ - 1) / block_entries_));
+  shared_.resize(blocks_.size());
 }
 
 void EntryStore::begin() {

@@ -36,11 +36,13 @@ void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows
                    float eps, Numerics numerics = Numerics::kExact);
 
 // Attention sub-layer: h [T, D] (already attn_norm'ed) at positions [start, start+T) -> out [T, D].
-// Reads and extends the layer's cache. When `decisions` is not null, the indexer's selections
-// (CSA layers) are written to decisions->indexer [T, index_topk] (−1 = none).
+// Reads and extends the layer's cache. `first_chunk`: the length of the session's first chunk
+// (from position 0), which sets the official key lists' padding for its positions. When
+// `decisions` is not null, the indexer's selections (CSA layers) are written to
+// decisions->indexer [T, index_topk] (−1 = none).
 void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
-                       int64_t n_tokens, int64_t start, float* out, Workspace& ws,
-                       LayerDecisions* decisions = nullptr);
+                       int64_t n_tokens, int64_t start, int64_t first_chunk, float* out,
+                       Workspace& ws, LayerDecisions* decisions = nullptr);
 
 // MoE sub-layer: h [T, D] (already ffn_norm'ed) -> out [T, D]; tokens are needed by hash routing.
 // When `decisions` is not null, the routed experts go to decisions->router [T, k].

@@ -153,6 +153,92 @@ void Session::reset() {
   cache_.clear();
   tokens_.clear();
   position_ = 0;
+  first_chunk_ = 0;
+}
+
+int64_t Session::rebuild_span() const {
+  const ModelConfig& c = model_->config();
+  const int64_t W = c.sliding_window;
+  int64_t span = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerCache& lc = cache_.layer(l);
+    // The positions before n that layer l's state holds: its ring, and its compressors'
+    // incomplete window (m − 1 rows at most) plus, overlapping, the previous window.
+    int64_t held = W;
+    for (const CompressorState* s : {&lc.compressor, &lc.indexer_compressor})
+      if (s->compress_ratio > 0)
+        held = std::max(held, s->compress_ratio - 1 + (s->overlap ? s->compress_ratio : 0));
+    // Recomputing from p makes layer l's input exact from p + l·(W − 1) on: each layer's window
+    // reaches W − 1 positions further back into rows the layer below computed without their past.
+    span = std::max(span, held + l * (W - 1));
+  }
+  return span;
+}
+
+int64_t Session::rebuild_start(int64_t n) const {
+  int64_t from = std::max<int64_t>(0, n - rebuild_span());
+  // The official numerics pad the key lists of a first chunk shorter than the window
+  // differently from later positions: a rebuild starting inside it starts at 0 instead.
+  if (model_->official() && first_chunk_ < model_->config().sliding_window && from < first_chunk_)
+    from = 0;
+  return from;
+}
+
+void Session::rewind_stores(int64_t n, int64_t from) {
+  const ModelConfig& c = model_->config();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    LayerCache& lc = cache_.layer(l);
+    const int64_t m = c.compress_ratio(l);
+    if (m > 0) lc.compressed.rewind(n / m);
+    if (m == kCsaCompressRatio) lc.indexer.rewind(n / m);
+    lc.window.rewind(from);
+  }
+}
+
+void Session::rebuild_window(int64_t from, int64_t n, bool exact_at_from) {
+  if (!exact_at_from) {
+    // Start the compressors afresh: their rows are rewritten before use, and a first window
+    // must not see a stale previous one.
+    for (int64_t l = 0; l < cache_.n_layers(); ++l) {
+      cache_.layer(l).compressor.clear();
+      cache_.layer(l).indexer_compressor.clear();
+    }
+  }
+  if (from >= n) return;
+  workspace_.reserve(workspace_bytes(model_->config(), std::min(options_.max_chunk, n - from)));
+  for (int64_t begin = from; begin < n; begin += options_.max_chunk) {
+    const int64_t len = std::min(options_.max_chunk, n - begin);
+    forward_chunk(tokens_.data() + begin, len, begin, nullptr, len, AppendOptions{}, nullptr);
+  }
+}
+
+Status Session::truncate(int64_t n_tokens) {
+  if (n_tokens < 0 || n_tokens > position_)
+    return Status(StatusCode::kOutOfRange, "truncate to " + std::to_string(n_tokens) +
+                                               " tokens: the session holds " +
+                                               std::to_string(position_));
+  if (n_tokens == position_) return Status::ok();
+  if (n_tokens == 0) {
+    reset();
+    return Status::ok();
+  }
+  // The work happens on a copy-on-write fork, which replaces this session only once complete.
+  auto forked = fork();
+  if (!forked) return forked.status();
+  Session& copy = *forked.value();
+  Status status = capture_status([&] {
+    const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads
+                                                          : model_->n_threads());
+    const int64_t from = rebuild_start(n_tokens);
+    copy.rewind_stores(n_tokens, from);
+    copy.tokens_.resize(size_t(n_tokens));
+    copy.rebuild_window(from, n_tokens, false);
+  });
+  if (!status) return status;
+  cache_ = std::move(copy.cache_);
+  tokens_ = std::move(copy.tokens_);
+  position_ = n_tokens;
+  return status;
 }
 
 Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace) {
@@ -199,6 +285,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
                                                           : model_->n_threads());
     cache_.begin(position_);
     const int64_t total = int64_t(tokens.size());
+    if (position_ == 0) first_chunk_ = std::min(options_.max_chunk, total);
     workspace_.reserve(workspace_bytes(c, std::min(options_.max_chunk, total)));
     for (int64_t begin = 0; begin < total; begin += options_.max_chunk) {
       check_abort(options);
@@ -234,6 +321,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
   });
   if (!status) {
     cache_.rollback();  // the session is exactly as before the call
+    if (position_ == 0) first_chunk_ = 0;
     return status;
   }
   cache_.commit();
@@ -276,7 +364,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
       detail::rms_norm_rows(model.backend(), y.data(), L.attn_norm.data(), n_tokens, D, eps,
                             numerics);
       detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
-                                z.data(), workspace_,
+                                first_chunk_, z.data(), workspace_,
                                 trace ? &trace->decisions[size_t(layer)] : nullptr);
       mhc_post(model, coef, z.data(), n_tokens, x.data());
     }

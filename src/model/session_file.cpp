@@ -468,6 +468,7 @@ Result<std::unique_ptr<Session>> Session::fork() const {
     }
     copy->tokens_ = tokens_;
     copy->position_ = position_;
+    copy->first_chunk_ = first_chunk_;
   });
   if (!copied) return copied;
   return copy;

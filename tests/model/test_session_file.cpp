@@ -195,6 +195,96 @@ TEST_CASE("session file: a long synthetic session round-trips", "[session-file]"
   CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
 }
 
+namespace {
+
+// A V4-shaped model (window 128, CSA top-128, HCA 1/128, hash layers) with official-format
+// weights: its rebuild span (509 tokens) is shorter than the sessions below, so a rebuild starts
+// mid-context and recomputes rows whose own windows it does not have.
+std::shared_ptr<const dsv4::Model> demo_model(dsv4::Numerics numerics = dsv4::Numerics::kExact) {
+  const dsv4::ModelConfig c = dsv4::demo_model_config(4);
+  dsv4::ModelLoadOptions options;
+  options.numerics = numerics;
+  return dsv4::Model::from_weights(
+             c, dsv4::random_weights(c, 7, dsv4::RandomWeightFormats::official()), options)
+      .value();
+}
+
+struct RewindCase {
+  std::string name;
+  std::shared_ptr<const dsv4::Model> model;
+  KvFormat format;
+  int64_t prompt;  // tokens of the first append
+};
+
+std::vector<RewindCase> rewind_cases() {
+  return {
+      {"tiny-a f32", load("tiny-a"), KvFormat::kF32, 137},
+      {"tiny-a bf16", load("tiny-a"), KvFormat::kBF16, 137},
+      {"tiny-a-q packed", load("tiny-a-q"), KvFormat::kPacked, 137},
+      {"tiny-a-q official", load("tiny-a-q", dsv4::Numerics::kOfficial), KvFormat::kPacked, 137},
+      {"demo packed", demo_model(), KvFormat::kPacked, 700},
+      {"demo f32", demo_model(), KvFormat::kF32, 700}};
+}
+
+}  // namespace
+
+TEST_CASE("session truncate: a rewound session continues as one that stopped there",
+          "[session-file][truncate]") {
+  for (const RewindCase& k : rewind_cases()) {
+    INFO(k.name);
+    const int64_t V = k.model->config().vocab_size;
+    const std::vector<int32_t> prompt = ids(k.prompt, V), extra = ids(60, V, 3),
+                               more = ids(12, V, 9);
+    dsv4::SessionOptions so;
+    so.kv_format = k.format;
+    auto rewound = Session::create(k.model, so).value();
+    continue_with(*rewound, prompt);
+    // Decode steps and a chunk past the prompt, then back into them, then into the prompt.
+    for (int32_t t : std::vector<int32_t>(extra.begin(), extra.begin() + 20))
+      continue_with(*rewound, {t});
+    continue_with(*rewound, std::vector<int32_t>(extra.begin() + 20, extra.end()));
+    for (const int64_t keep : {int64_t(45), int64_t(7), int64_t(0), int64_t(-30)}) {
+      // The official numerics pad the first chunk's key lists by its own length, so a session
+      // that stopped inside it is a different computation: there, rewind past the prompt only.
+      if (keep < 0 && k.model->official()) continue;
+      const int64_t n = k.prompt + keep;
+      INFO("truncate to " << n << " (rebuild span " << rewound->rebuild_span() << ")");
+      REQUIRE(rewound->truncate(n).is_ok());
+      CHECK(rewound->position() == n);
+      auto stopped = Session::create(k.model, so).value();
+      if (keep >= 0) {
+        continue_with(*stopped, prompt);
+        if (keep > 0)
+          continue_with(*stopped, std::vector<int32_t>(extra.begin(), extra.begin() + keep));
+      } else {
+        continue_with(*stopped, std::vector<int32_t>(prompt.begin(), prompt.begin() + n));
+      }
+      CHECK(rewound->tokens() == stopped->tokens());
+      CHECK(rewound->memory().total_used() == stopped->memory().total_used());
+      // Both continue, and the rewound one is still rewindable afterwards.
+      auto probe = rewound->fork().value();
+      const std::vector<float> got = continue_with(*probe, more);
+      const std::vector<float> want = continue_with(*stopped, more);
+      CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+    }
+  }
+}
+
+TEST_CASE("session truncate: bad counts are refused and leave the session as it was",
+          "[session-file][truncate]") {
+  auto model = load("tiny-a");
+  auto s = Session::create(model).value();
+  continue_with(*s, ids(40, model->config().vocab_size));
+  CHECK(s->truncate(41).code() == dsv4::StatusCode::kOutOfRange);
+  CHECK(s->truncate(-1).code() == dsv4::StatusCode::kOutOfRange);
+  CHECK(s->position() == 40);
+  REQUIRE(s->truncate(40).is_ok());
+  CHECK(s->position() == 40);
+  REQUIRE(s->truncate(0).is_ok());
+  CHECK(s->position() == 0);
+  CHECK(s->memory().total_used() == Session::create(model).value()->memory().total_used());
+}
+
 TEST_CASE("session file: damaged, truncated, foreign and newer files are refused",
           "[session-file]") {
   dsv4::test::TempDir dir("session-bad");

@@ -63,9 +63,13 @@ class EntryStore {
   const uint8_t* block(int64_t b) const { return blocks_[size_t(b)].get(); }
   const EntryCodec& codec() const noexcept { return codec_; }
   int64_t n_blocks() const noexcept { return int64_t(blocks_.size()); }
-  // Ring stores only: advances the logical count by n without writing (the skipped entries are
-  // never read once W more are appended). Used by synthetic cache fills.
+  // Ring stores only: advances the logical count by n without writing (the skipped slots read as
+  // zeros until written). Used by synthetic cache fills and window rebuilds.
   void skip_ring_entries(int64_t n);
+  // Back to `n` logical entries (n <= size(), outside appends): a store drops entries [n, size)
+  // and the blocks they alone used; a ring only moves its count, and its slots keep whatever they
+  // held (the caller rewrites the last ring_capacity entries: Session::truncate recomputes them).
+  void rewind(int64_t n);
 
   // A copy that shares this store's blocks (copy-on-write): both stores read the same bytes, and
   // whichever writes to a shared block first gets its own copy of that block. Outside appends.

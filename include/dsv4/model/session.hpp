@@ -25,12 +25,20 @@ struct SessionOptions {
   KvFormat kv_format = KvFormat::kF32;
 };
 
-// How a saved session keeps its sliding-window entries (the V4 paper's strategies). kFull: every
-// layer's ring is stored, and a restore is a plain read.
-enum class SwaStrategy : int32_t { kFull = 0 };
+// How a saved session keeps its sliding-window entries (the V4 paper's strategies; values pinned:
+// the C ABI's DSV4_SWA_*). Compressed entries, indexer keys and token ids are always stored; every
+// strategy restores to the same bits.
+enum class SwaStrategy : int32_t {
+  kFull = 0,        // every layer's ring and compressor state: a restore is a plain read
+  kCheckpoint = 1,  // the rings and states as of the last multiple of checkpoint_interval: a
+                    // restore recomputes the tokens since (fewer than the interval)
+  kNone = 2,        // no ring or state: a restore recomputes the last Session::rebuild_span()
+                    // tokens from their ids
+};
 
 struct SaveOptions {
   SwaStrategy swa_strategy = SwaStrategy::kFull;
+  int64_t checkpoint_interval = 0;  // kCheckpoint: tokens between checkpoints (> 0)
 };
 
 // Which logits an append writes.
@@ -102,6 +110,16 @@ class Session {
   // block table, not a second cache; each side copies a block the first time it writes to it
   // (the last, partly filled block of each store, and the window ring).
   Result<std::unique_ptr<Session>> fork() const;
+  // Rewinds to the first n_tokens tokens (0 <= n_tokens <= position()), for speculative decoding
+  // and chat edits: later compressed entries and indexer keys are dropped, and the window rings and
+  // compressor states are rebuilt for position n_tokens by recomputing the tokens they depend on
+  // (at most rebuild_span() of them). The session then continues exactly, bit for bit, as one
+  // that stopped at n_tokens. On failure (out of memory) it is unchanged.
+  Status truncate(int64_t n_tokens);
+  // How many tokens before a position a rebuild of the window rings and compressor states
+  // recomputes: layer l's ring depends on the tokens back to W + l·(W − 1) before it (its window,
+  // and the windows below it), and its compressors on their incomplete and previous windows.
+  int64_t rebuild_span() const;
 
   int64_t position() const noexcept { return position_; }
   // The token ids appended so far (position() of them).
@@ -123,6 +141,18 @@ class Session {
   void forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t position, float* logits,
                      int64_t logits_first_row, const AppendOptions& options, ForwardTrace* trace);
 
+  // Where a rebuild of the window for position n starts (see rebuild_span; the official numerics
+  // also start at 0 rather than inside a first chunk shorter than the window).
+  int64_t rebuild_start(int64_t n) const;
+  // Rebuilds the window rings and compressor states for position n by recomputing tokens
+  // [from, n): the compressed stores must hold exactly the entries of positions < n and tokens_
+  // at least n ids; the rings and states are either exact at `from` (a checkpoint) or, with
+  // from = rebuild_start(n), anything finite. No transaction: callers work on a fork or on a
+  // session being loaded.
+  void rebuild_window(int64_t from, int64_t n, bool exact_at_from);
+  // Drops the entries of positions >= n from the compressed stores and rewinds the rings to `from`.
+  void rewind_stores(int64_t n, int64_t from);
+
   // An upper estimate of the workspace a chunk of n_tokens needs (it grows if ever short).
   static size_t workspace_bytes(const ModelConfig& config, int64_t n_tokens);
 
@@ -132,6 +162,9 @@ class Session {
   std::vector<int32_t> tokens_;
   Workspace workspace_;
   int64_t position_ = 0;
+  // The length of the first chunk forwarded from position 0 (0: none yet). The official numerics
+  // pad that chunk's key lists differently (official_window_slots), so rebuilds need it.
+  int64_t first_chunk_ = 0;
 };
 
 // Fault injection for tests: the next session save fails with an I/O error (ENOSPC) after
