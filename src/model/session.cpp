@@ -146,6 +146,7 @@ Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
     }
     tokens_.assign(size_t(n_tokens), 0);  // a synthetic history: ids 0
     position_ = n_tokens;
+    first_chunk_ = n_tokens;
   });
 }
 
@@ -205,11 +206,28 @@ void Session::rebuild_window(int64_t from, int64_t n, bool exact_at_from) {
     }
   }
   if (from >= n) return;
+  const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads : model_->n_threads());
   workspace_.reserve(workspace_bytes(model_->config(), std::min(options_.max_chunk, n - from)));
   for (int64_t begin = from; begin < n; begin += options_.max_chunk) {
     const int64_t len = std::min(options_.max_chunk, n - begin);
     forward_chunk(tokens_.data() + begin, len, begin, nullptr, len, AppendOptions{}, nullptr);
   }
+}
+
+Result<std::unique_ptr<Session>> Session::rebuilt_at(int64_t n) const {
+  // The work happens on a copy-on-write fork: this session is never touched.
+  auto forked = fork();
+  if (!forked) return forked.status();
+  std::unique_ptr<Session> copy = std::move(forked.value());
+  Status status = capture_status([&] {
+    const int64_t from = rebuild_start(n);
+    copy->rewind_stores(n, from);
+    copy->tokens_.resize(size_t(n));
+    copy->position_ = n;
+    copy->rebuild_window(from, n, false);
+  });
+  if (!status) return status;
+  return copy;
 }
 
 Status Session::truncate(int64_t n_tokens) {
@@ -222,23 +240,12 @@ Status Session::truncate(int64_t n_tokens) {
     reset();
     return Status::ok();
   }
-  // The work happens on a copy-on-write fork, which replaces this session only once complete.
-  auto forked = fork();
-  if (!forked) return forked.status();
-  Session& copy = *forked.value();
-  Status status = capture_status([&] {
-    const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads
-                                                          : model_->n_threads());
-    const int64_t from = rebuild_start(n_tokens);
-    copy.rewind_stores(n_tokens, from);
-    copy.tokens_.resize(size_t(n_tokens));
-    copy.rebuild_window(from, n_tokens, false);
-  });
-  if (!status) return status;
-  cache_ = std::move(copy.cache_);
-  tokens_ = std::move(copy.tokens_);
+  auto rebuilt = rebuilt_at(n_tokens);
+  if (!rebuilt) return rebuilt.status();
+  cache_ = std::move(rebuilt.value()->cache_);
+  tokens_ = std::move(rebuilt.value()->tokens_);
   position_ = n_tokens;
-  return status;
+  return Status::ok();
 }
 
 Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace) {

@@ -1,12 +1,15 @@
 // Saved sessions: the file format behind Session::save / Session::load, and Session::fork.
 //
-// Layout (little-endian), version 1:
+// Layout (little-endian), version 2:
 //   header, 64 bytes: magic "DSV4SES\0", u32 version, u32 flags (0), u64 model fingerprint,
 //     i32 kv_format, i32 numerics, i32 swa_strategy, i32 reserved (0), i64 position,
 //     i64 n_layers, u32 CRC-32C of the preceding 56 bytes, u32 reserved (0)
 //   sections, each: u32 tag, u32 reserved (0), u64 payload length, payload, u32 CRC-32C of the
 //     payload, u32 reserved (0)
 //     kTokens      i32[position]
+//     kWindowAt    i64 window position (the position the rings and compressor states are at:
+//                  `position` for kFull, the checkpoint for kCheckpoint, −1 for kNone: none are
+//                  stored), i64 first chunk (Session::first_chunk_)
 //     kStore       u32 layer, u32 kind (window, compressed, indexer), i64 logical size,
 //                  i64 stored entries (the resident ones, oldest first), i64 bytes per entry,
 //                  the entries as the cache stores them
@@ -14,6 +17,7 @@
 //                  u32 overlap, u32 has_prev, f32 kv[m·width], gate[m·width],
 //                  prev_kv_a[m·width/2], prev_gate_a[m·width/2] (overlap only)
 //     kEnd         empty: the last section; nothing may follow it
+// Version 1 (no kWindowAt, kFull only) is still read.
 // A reader refuses what it cannot vouch for: wrong magic, a newer version, a checksum mismatch,
 // a length past the end of the file, a section that does not fit the model's cache.
 #include <fcntl.h>
@@ -34,9 +38,9 @@ namespace dsv4 {
 namespace {
 
 constexpr char kMagic[8] = {'D', 'S', 'V', '4', 'S', 'E', 'S', '\0'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kHeaderBytes = 64;
-enum Tag : uint32_t { kTokens = 1, kStore = 2, kCompressor = 3, kEnd = 0xFFFF };
+enum Tag : uint32_t { kTokens = 1, kStore = 2, kCompressor = 3, kWindowAt = 4, kEnd = 0xFFFF };
 enum StoreKind : uint32_t { kWindowStore = 0, kCompressedStore = 1, kIndexerStore = 2 };
 
 // Test hook: fail the write after this many more bytes (< 0: never).
@@ -199,6 +203,7 @@ class SessionFileReader {
 };
 
 struct Header {
+  uint32_t version = 0;
   uint64_t fingerprint = 0;
   int32_t kv_format = 0, numerics = 0, swa_strategy = 0;
   int64_t position = 0, n_layers = 0;
@@ -233,6 +238,7 @@ Header read_header(SessionFileReader& in) {
                                        std::to_string(kVersion) + ")");
   if (version == 0) in.corrupt("format version 0");
   Header h;
+  h.version = version;
   std::memcpy(&h.fingerprint, bytes + 16, 8);
   std::memcpy(&h.kv_format, bytes + 24, 4);
   std::memcpy(&h.numerics, bytes + 28, 4);
@@ -295,8 +301,9 @@ int64_t expected_size(const ModelConfig& c, int64_t layer, StoreKind kind, int64
   return -1;
 }
 
+// `window_position`: where the rings are (−1: the file stores none).
 void read_store(SessionFileReader& in, const ModelConfig& c, KvCache& cache, int64_t position,
-                std::set<std::pair<uint32_t, uint32_t>>& seen) {
+                int64_t window_position, std::set<std::pair<uint32_t, uint32_t>>& seen) {
   const auto layer = in.value<uint32_t>(), kind = in.value<uint32_t>();
   const auto size = in.value<int64_t>(), stored = in.value<int64_t>();
   const auto entry_bytes = in.value<int64_t>();
@@ -304,9 +311,12 @@ void read_store(SessionFileReader& in, const ModelConfig& c, KvCache& cache, int
   if (layer >= uint32_t(c.num_hidden_layers) || kind > kIndexerStore)
     in.corrupt("a cache section for " + where + ", which this model does not have");
   if (!seen.insert({layer, kind}).second) in.corrupt(where + " appears twice");
-  if (size != expected_size(c, layer, StoreKind(kind), position))
+  if (kind == kWindowStore && window_position < 0)
+    in.corrupt(where + ": a window ring in a file saved without them");
+  const int64_t tokens = kind == kWindowStore ? window_position : position;
+  if (size != expected_size(c, layer, StoreKind(kind), tokens))
     in.corrupt(where + " holds " + std::to_string(size) + " entries, not what " +
-               std::to_string(position) + " tokens give");
+               std::to_string(tokens) + " tokens give");
   LayerCache& lc = cache.layer(layer);
   EntryStore& store = kind == kWindowStore       ? lc.window
                       : kind == kCompressedStore ? lc.compressed
@@ -324,7 +334,7 @@ void read_store(SessionFileReader& in, const ModelConfig& c, KvCache& cache, int
   }
 }
 
-void read_compressor(SessionFileReader& in, KvCache& cache,
+void read_compressor(SessionFileReader& in, KvCache& cache, bool with_window,
                      std::set<std::pair<uint32_t, uint32_t>>& seen) {
   const auto layer = in.value<uint32_t>(), which = in.value<uint32_t>();
   const auto m = in.value<int64_t>(), width = in.value<int64_t>();
@@ -333,6 +343,7 @@ void read_compressor(SessionFileReader& in, KvCache& cache,
       "layer " + std::to_string(layer) + " compressor " + std::to_string(which);
   if (layer >= uint32_t(cache.n_layers()) || which > 1)
     in.corrupt("a compressor section for " + where + ", which this model does not have");
+  if (!with_window) in.corrupt(where + ": a compressor state in a file saved without them");
   if (!seen.insert({layer, 16 + which}).second) in.corrupt(where + " appears twice");
   CompressorState& s =
       which == 0 ? cache.layer(layer).compressor : cache.layer(layer).indexer_compressor;
@@ -344,12 +355,14 @@ void read_compressor(SessionFileReader& in, KvCache& cache,
   s.has_prev = has_prev != 0;
 }
 
-// Entries and state every layer of `c` keeps (what a complete file must hold).
-size_t expected_sections(const ModelConfig& c) {
+// The store and compressor sections a complete file holds: every layer's compressed entries and
+// indexer keys, and with the window (kFull, kCheckpoint) every ring and compressor state.
+size_t expected_sections(const ModelConfig& c, bool with_window) {
   size_t n = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const int64_t m = c.compress_ratio(l);
-    n += 1 + (m > 0 ? 2 : 0) + (m == kCsaCompressRatio ? 2 : 0);
+    const int64_t stores = (m > 0 ? 1 : 0) + (m == kCsaCompressRatio ? 1 : 0);
+    n += size_t(stores) + (with_window ? size_t(1 + stores) : 0);
   }
   return n;
 }
@@ -360,27 +373,53 @@ void set_session_write_failure_after(int64_t bytes) noexcept { g_write_failure_a
 
 Status Session::save(const std::string& path, const SaveOptions& options) const {
   if (path.empty()) return Status(StatusCode::kInvalidArgument, "Session::save: empty path");
-  if (options.swa_strategy != SwaStrategy::kFull)
+  const SwaStrategy strategy = options.swa_strategy;
+  if (strategy != SwaStrategy::kFull && strategy != SwaStrategy::kCheckpoint &&
+      strategy != SwaStrategy::kNone)
     return Status(StatusCode::kInvalidArgument,
-                  "unknown swa_strategy " + std::to_string(int32_t(options.swa_strategy)));
+                  "unknown swa_strategy " + std::to_string(int32_t(strategy)));
+  if (strategy == SwaStrategy::kCheckpoint && options.checkpoint_interval <= 0)
+    return Status(StatusCode::kInvalidArgument,
+                  "swa_strategy checkpoint needs a positive checkpoint_interval, not " +
+                      std::to_string(options.checkpoint_interval));
   return capture_status([&] {
     const ModelConfig& c = model_->config();
+    // Where the stored rings and compressor states come from, and the position they are at.
+    const Session* window_source = this;
+    int64_t window_position = strategy == SwaStrategy::kNone ? -1 : position_;
+    std::unique_ptr<Session> checkpoint;
+    if (strategy == SwaStrategy::kCheckpoint) {
+      window_position = position_ - position_ % options.checkpoint_interval;
+      if (window_position < position_) {
+        auto rebuilt = rebuilt_at(window_position);
+        throw_if_error(rebuilt.status());
+        checkpoint = std::move(rebuilt.value());
+        window_source = checkpoint.get();
+      }
+    }
     AtomicFileWriter out(path);
-    write_header(out, {model_->fingerprint(), int32_t(cache_.format()), int32_t(model_->numerics()),
-                       int32_t(options.swa_strategy), position_, c.num_hidden_layers});
+    write_header(out,
+                 {kVersion, model_->fingerprint(), int32_t(cache_.format()),
+                  int32_t(model_->numerics()), int32_t(strategy), position_, c.num_hidden_layers});
     out.begin_section(kTokens, uint64_t(tokens_.size()) * 4);
     out.payload(tokens_.data(), tokens_.size() * 4);
     out.end_section();
+    out.begin_section(kWindowAt, 16);
+    out.value(window_position);
+    out.value(first_chunk_);
+    out.end_section();
+    const bool with_window = window_position >= 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       const LayerCache& lc = cache_.layer(l);
+      const LayerCache& wc = window_source->cache_.layer(l);
       const int64_t m = c.compress_ratio(l);
-      write_store(out, uint32_t(l), kWindowStore, lc.window);
+      if (with_window) write_store(out, uint32_t(l), kWindowStore, wc.window);
       if (m <= 0) continue;
       write_store(out, uint32_t(l), kCompressedStore, lc.compressed);
-      write_compressor(out, uint32_t(l), 0, lc.compressor);
+      if (with_window) write_compressor(out, uint32_t(l), 0, wc.compressor);
       if (m != kCsaCompressRatio) continue;
       write_store(out, uint32_t(l), kIndexerStore, lc.indexer);
-      write_compressor(out, uint32_t(l), 1, lc.indexer_compressor);
+      if (with_window) write_compressor(out, uint32_t(l), 1, wc.indexer_compressor);
     }
     out.begin_section(kEnd, 0);
     out.end_section();
@@ -404,13 +443,18 @@ Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> mode
            "session file " + path + " was saved with the " +
                (h.numerics == int32_t(Numerics::kOfficial) ? "official" : "exact") +
                " numerics; this model runs the other mode");
-    if (h.kv_format < 0 || h.kv_format > int32_t(KvFormat::kPacked) || h.swa_strategy != 0 ||
+    const bool known_strategy =
+        h.swa_strategy == int32_t(SwaStrategy::kFull) ||
+        (h.version >= 2 && (h.swa_strategy == int32_t(SwaStrategy::kNone) ||
+                            h.swa_strategy == int32_t(SwaStrategy::kCheckpoint)));
+    if (h.kv_format < 0 || h.kv_format > int32_t(KvFormat::kPacked) || !known_strategy ||
         h.position < 0)
       in.corrupt("bad header fields");
     if (options.max_positions > 0 && h.position > options.max_positions)
       fail(StatusCode::kOutOfRange, "the saved session holds " + std::to_string(h.position) +
                                         " tokens, over max_positions " +
                                         std::to_string(options.max_positions));
+    const auto strategy = SwaStrategy(h.swa_strategy);
     SessionOptions chosen = options;
     chosen.kv_format = KvFormat(h.kv_format);
     auto created = create(model, chosen);
@@ -418,6 +462,11 @@ Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> mode
     std::unique_ptr<Session> session = std::move(created.value());
     if (session->cache_.format() != KvFormat(h.kv_format)) in.corrupt("bad cache format");
 
+    // Version 1 files hold the window at the end position, and no first-chunk record (taken as
+    // at least a window long: only the official numerics' padding of a shorter one needs it).
+    int64_t window_position = h.position;
+    int64_t first_chunk = std::min(h.position, c.sliding_window);
+    bool window_at_seen = h.version < 2;
     std::set<std::pair<uint32_t, uint32_t>> seen;
     bool tokens_seen = false;
     for (;;) {
@@ -434,19 +483,45 @@ Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> mode
         for (int32_t t : session->tokens_)
           if (t < 0 || t >= c.vocab_size) in.corrupt("a token id outside the vocabulary");
         tokens_seen = true;
+      } else if (tag == kWindowAt) {
+        if (window_at_seen || length != 16) in.corrupt("a misplaced or malformed window section");
+        window_position = in.value<int64_t>();
+        first_chunk = in.value<int64_t>();
+        const bool position_fits = strategy == SwaStrategy::kFull ? window_position == h.position
+                                   : strategy == SwaStrategy::kCheckpoint
+                                       ? window_position >= 0 && window_position <= h.position
+                                       : window_position == -1;
+        if (!position_fits || first_chunk < 0 || first_chunk > h.position ||
+            (first_chunk == 0) != (h.position == 0))
+          in.corrupt("the window section does not fit the header");
+        window_at_seen = true;
+      } else if (!window_at_seen) {
+        in.corrupt("cache sections before the window section");
       } else if (tag == kStore) {
-        read_store(in, c, session->cache_, h.position, seen);
+        read_store(in, c, session->cache_, h.position, window_position, seen);
       } else if (tag == kCompressor) {
-        read_compressor(in, session->cache_, seen);
+        read_compressor(in, session->cache_, window_position >= 0, seen);
       } else {
         in.corrupt("unknown section tag " + std::to_string(tag));
       }
       in.end_section();
     }
     if (in.left() != 0) in.corrupt("data after the end section");
-    if (!tokens_seen || seen.size() != expected_sections(c))
+    if (!tokens_seen || !window_at_seen ||
+        seen.size() != expected_sections(c, window_position >= 0))
       in.corrupt("sections are missing (the file is incomplete)");
     session->position_ = h.position;
+    session->first_chunk_ = first_chunk;
+    // The window the file does not hold is recomputed: from the checkpoint, or (none stored) the
+    // last rebuild_span() tokens from their ids.
+    if (window_position < 0) {
+      const int64_t from = session->rebuild_start(h.position);
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+        session->cache_.layer(l).window.skip_ring_entries(from);
+      session->rebuild_window(from, h.position, false);
+    } else if (window_position < h.position) {
+      session->rebuild_window(window_position, h.position, true);
+    }
     return session;
   });
 }

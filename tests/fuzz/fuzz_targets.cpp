@@ -78,19 +78,26 @@ int session_file(const uint8_t* data, size_t size) {
   return 0;
 }
 
-std::vector<uint8_t> session_file_seed() {
+std::vector<std::vector<uint8_t>> session_file_seeds() {
   SessionOptions options;
   options.kv_format = KvFormat::kPacked;
   auto session = Session::create(session_model(), options).value();
-  std::vector<int32_t> tokens(21);
+  // 45 tokens: beyond the model's rebuild span (22), so a window-less restore starts mid-context.
+  std::vector<int32_t> tokens(45);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i * 7 % 64);
   if (!session->append(tokens, nullptr)) __builtin_trap();
-  const std::string path = temp_file("seed");
-  if (!session->save(path)) __builtin_trap();
-  std::ifstream in(path, std::ios::binary);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
-  std::remove(path.c_str());
-  return bytes;
+  std::vector<std::vector<uint8_t>> seeds;
+  for (SwaStrategy strategy : {SwaStrategy::kFull, SwaStrategy::kCheckpoint, SwaStrategy::kNone}) {
+    const std::string path = temp_file("seed");
+    SaveOptions save;
+    save.swa_strategy = strategy;
+    save.checkpoint_interval = 16;
+    if (!session->save(path, save)) __builtin_trap();
+    std::ifstream in(path, std::ios::binary);
+    seeds.emplace_back((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::remove(path.c_str());
+  }
+  return seeds;
 }
 
 }  // namespace dsv4::fuzz

@@ -1,7 +1,8 @@
 // Replays files through a fuzz entry point (the corpus check that CI runs; no fuzzing).
 // usage: fuzz_replay safetensors|config FILE...
-//        fuzz_replay session-mutations: a valid saved session, then every single-byte corruption
-//        at a stride and every truncation at a stride, through the session-file target.
+//        fuzz_replay session-mutations: valid saved sessions (one per SWA strategy), then every
+//        single-byte corruption at a stride and every truncation at a stride of each, through
+//        the session-file target.
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -12,7 +13,6 @@
 
 namespace {
 int replay_session_mutations() {
-  const std::vector<uint8_t> seed = dsv4::fuzz::session_file_seed();
   int n = 0;
   auto run = [&n](const std::vector<uint8_t>& bytes) {
     // Exact-size heap copy, as below.
@@ -22,14 +22,17 @@ int replay_session_mutations() {
     delete[] copy;
     ++n;
   };
-  run(seed);
-  for (size_t at = 0; at < seed.size(); at += 1 + at / 64) {
-    std::vector<uint8_t> damaged = seed;
-    damaged[at] ^= uint8_t(1u << (at % 8));
-    run(damaged);
-    run({seed.begin(), seed.begin() + std::ptrdiff_t(at)});
+  for (const std::vector<uint8_t>& seed : dsv4::fuzz::session_file_seeds()) {
+    run(seed);
+    for (size_t at = 0; at < seed.size(); at += 1 + at / 64) {
+      std::vector<uint8_t> damaged = seed;
+      damaged[at] ^= uint8_t(1u << (at % 8));
+      run(damaged);
+      run({seed.begin(), seed.begin() + std::ptrdiff_t(at)});
+    }
+    std::printf("replayed the mutations of a %zu-byte seed\n", seed.size());
   }
-  std::printf("replayed %d session files (%zu-byte seed)\n", n, seed.size());
+  std::printf("replayed %d session files\n", n);
   return 0;
 }
 }  // namespace

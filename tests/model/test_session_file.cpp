@@ -270,6 +270,60 @@ TEST_CASE("session truncate: a rewound session continues as one that stopped the
   }
 }
 
+TEST_CASE("session file: every SWA strategy restores to the same bits", "[session-file][swa]") {
+  dsv4::test::TempDir dir("session-swa");
+  for (const RewindCase& k : rewind_cases()) {
+    INFO(k.name);
+    const int64_t V = k.model->config().vocab_size;
+    const std::vector<int32_t> prompt = ids(k.prompt, V), extra = ids(23, V, 4),
+                               more = ids(9, V, 8);
+    dsv4::SessionOptions so;
+    so.kv_format = k.format;
+    auto saved = Session::create(k.model, so).value();
+    continue_with(*saved, prompt);
+    for (int32_t t : extra) continue_with(*saved, {t});  // decode steps after the prompt
+    auto reference = saved->fork().value();
+    const std::vector<float> want = continue_with(*reference, more);
+    struct Strategy {
+      dsv4::SwaStrategy strategy;
+      int64_t interval;
+    };
+    std::vector<uintmax_t> sizes;
+    for (const Strategy& st :
+         {Strategy{dsv4::SwaStrategy::kFull, 0}, Strategy{dsv4::SwaStrategy::kCheckpoint, 64},
+          Strategy{dsv4::SwaStrategy::kCheckpoint, 5000}, Strategy{dsv4::SwaStrategy::kNone, 0}}) {
+      INFO("strategy " << int(st.strategy) << " interval " << st.interval);
+      dsv4::SaveOptions options;
+      options.swa_strategy = st.strategy;
+      options.checkpoint_interval = st.interval;
+      const fs::path file = dir.path() / "s.dsv4session";
+      REQUIRE(saved->save(file.string(), options).is_ok());
+      sizes.push_back(fs::file_size(file));
+      auto restored = Session::load(k.model, file.string(), so);
+      REQUIRE(restored.is_ok());
+      CHECK(restored.value()->position() == saved->position());
+      CHECK(restored.value()->memory().total_used() == saved->memory().total_used());
+      const std::vector<float> got = continue_with(*restored.value(), more);
+      CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+    }
+    // Without the rings and compressor states the file is smaller.
+    CHECK(sizes[3] < sizes[0]);
+  }
+}
+
+TEST_CASE("session file: a checkpoint strategy needs an interval", "[session-file][swa]") {
+  dsv4::test::TempDir dir("session-swa-bad");
+  auto model = load("tiny-a");
+  auto s = Session::create(model).value();
+  continue_with(*s, ids(20, model->config().vocab_size));
+  dsv4::SaveOptions options;
+  options.swa_strategy = dsv4::SwaStrategy::kCheckpoint;
+  CHECK(s->save((dir.path() / "x").string(), options).code() == dsv4::StatusCode::kInvalidArgument);
+  options.swa_strategy = dsv4::SwaStrategy(7);
+  CHECK(s->save((dir.path() / "x").string(), options).code() == dsv4::StatusCode::kInvalidArgument);
+  CHECK_FALSE(fs::exists(dir.path() / "x"));
+}
+
 TEST_CASE("session truncate: bad counts are refused and leave the session as it was",
           "[session-file][truncate]") {
   auto model = load("tiny-a");
@@ -339,11 +393,27 @@ TEST_CASE("session file: damaged, truncated, foreign and newer files are refused
   // A newer format version (header checksum recomputed so only the version is wrong).
   {
     std::vector<uint8_t> newer = bytes;
-    const uint32_t version = 2;
+    const uint32_t version = 3;
     std::memcpy(newer.data() + 8, &version, 4);
     const uint32_t crc = dsv4::crc32c(0, newer.data(), 56);
     std::memcpy(newer.data() + 56, &crc, 4);
     expect(newer, dsv4::StatusCode::kUnsupported, "newer");
+  }
+  // A file saved without the window whose header claims it has one (checksum recomputed), and
+  // the reverse: the window section gives them away.
+  {
+    dsv4::SaveOptions none;
+    none.swa_strategy = dsv4::SwaStrategy::kNone;
+    const fs::path windowless = dir.path() / "none.dsv4session";
+    REQUIRE(session->save(windowless.string(), none).is_ok());
+    for (const auto& [file, strategy] :
+         {std::pair{windowless, int32_t(0)}, std::pair{good, int32_t(2)}}) {
+      std::vector<uint8_t> lying = read_bytes(file);
+      std::memcpy(lying.data() + 32, &strategy, 4);
+      const uint32_t crc = dsv4::crc32c(0, lying.data(), 56);
+      std::memcpy(lying.data() + 56, &crc, 4);
+      expect(lying, dsv4::StatusCode::kCorruptFile, "window section does not fit");
+    }
   }
   // Missing files are I/O errors.
   auto missing = Session::load(model, (dir.path() / "none").string());

@@ -152,6 +152,8 @@ class Session {
   void rebuild_window(int64_t from, int64_t n, bool exact_at_from);
   // Drops the entries of positions >= n from the compressed stores and rewinds the rings to `from`.
   void rewind_stores(int64_t n, int64_t from);
+  // A fork of this session truncated to n tokens (rings and states rebuilt).
+  Result<std::unique_ptr<Session>> rebuilt_at(int64_t n) const;
 
   // An upper estimate of the workspace a chunk of n_tokens needs (it grows if ever short).
   static size_t workspace_bytes(const ModelConfig& config, int64_t n_tokens);
