@@ -1,3 +1,4 @@
+#include <cstddef>
 #include <limits>
 
 #include "capi_guard.hpp"
@@ -217,13 +218,20 @@ DSV4_API dsv4_save_params dsv4_save_default_params(void) {
 
 // The C++ options a dsv4_save_params asks for (NULL: defaults), checked.
 static dsv4::SaveOptions save_options(const dsv4_save_params* params, const std::string& fn) {
-  const dsv4_save_params p = dsv4::capi::read_params(params, dsv4_save_default_params(),
-                                                     sizeof(dsv4_save_params), "dsv4_save_params");
-  if (p.swa_strategy != DSV4_SWA_FULL)
+  const dsv4_save_params p =
+      dsv4::capi::read_params(params, dsv4_save_default_params(),
+                              offsetof(dsv4_save_params, checkpoint_interval), "dsv4_save_params");
+  if (p.swa_strategy != DSV4_SWA_FULL && p.swa_strategy != DSV4_SWA_CHECKPOINT &&
+      p.swa_strategy != DSV4_SWA_NONE)
     dsv4::fail(dsv4::StatusCode::kInvalidArgument,
                fn + ": unknown swa_strategy " + std::to_string(p.swa_strategy));
+  if (p.swa_strategy == DSV4_SWA_CHECKPOINT && p.checkpoint_interval <= 0)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               fn + ": DSV4_SWA_CHECKPOINT needs a positive checkpoint_interval, not " +
+                   std::to_string(p.checkpoint_interval));
   dsv4::SaveOptions options;
   options.swa_strategy = dsv4::SwaStrategy(p.swa_strategy);
+  options.checkpoint_interval = p.checkpoint_interval;
   return options;
 }
 
@@ -271,6 +279,15 @@ static dsv4_status dsv4_session_fork_impl(const dsv4_session* session, dsv4_sess
 }
 DSV4_API dsv4_status dsv4_session_fork(const dsv4_session* session, dsv4_session** out) {
   return remember(session, dsv4_session_fork_impl(session, out));
+}
+
+static dsv4_status dsv4_session_truncate_impl(dsv4_session* session, int64_t n_tokens) {
+  DSV4_CAPI_BEGIN
+  return dsv4::capi::report(session_of(session, "dsv4_session_truncate").truncate(n_tokens));
+  DSV4_CAPI_END
+}
+DSV4_API dsv4_status dsv4_session_truncate(dsv4_session* session, int64_t n_tokens) {
+  return remember(session, dsv4_session_truncate_impl(session, n_tokens));
 }
 
 DSV4_API dsv4_status dsv4_prefix_store_open(const char* dir, dsv4_prefix_store** out) {

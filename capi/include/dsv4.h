@@ -293,10 +293,19 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session*
 typedef struct dsv4_save_params {
   size_t struct_size;   /* sizeof(dsv4_save_params) as compiled by the caller */
   int32_t swa_strategy; /* how sliding-window entries are kept, DSV4_SWA_*; 0 = DSV4_SWA_FULL */
+  /* v0.5: */
+  int64_t checkpoint_interval; /* DSV4_SWA_CHECKPOINT: tokens between checkpoints (> 0) */
 } dsv4_save_params;
 
-/* Sliding-window strategies of a saved session. */
+/* Sliding-window strategies of a saved session (the DeepSeek-V4 paper's three). Every strategy
+ * restores to the same logits, bit for bit; they trade file size against restore time. */
 #define DSV4_SWA_FULL 0 /* every layer's window ring is stored: a restore is a plain read */
+#define DSV4_SWA_CHECKPOINT                                                                      \
+  1 /* the rings as of the last multiple of checkpoint_interval: a restore recomputes the tokens \
+       since (fewer than the interval) */
+#define DSV4_SWA_NONE                                                                         \
+  2 /* no rings: a restore recomputes the last tokens the rings depend on (about layers times \
+       the window) from the stored token ids; the smallest file */
 
 DSV4_API dsv4_save_params dsv4_save_default_params(void);
 
@@ -304,7 +313,8 @@ DSV4_API dsv4_save_params dsv4_save_default_params(void);
  * Writes the session (token ids, KV cache in its storage format, compressor state) to `path`:
  * a versioned file with a checksum per section, written to a temporary file next to `path`,
  * fsync'ed and renamed over it, so a failure (disk full included) leaves any previous file at
- * `path` intact. params may be NULL. Errors: INVALID_ARGUMENT (NULL, unknown swa_strategy), IO.
+ * `path` intact. params may be NULL. Errors: INVALID_ARGUMENT (NULL, unknown swa_strategy, a
+ * checkpoint strategy without a positive interval), IO, OUT_OF_MEMORY.
  */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_save(const dsv4_session* session, const char* path,
                                                       const dsv4_save_params* params);
@@ -324,6 +334,14 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_load(dsv4_model* model, const c
  * OUT_OF_MEMORY. */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_fork(const dsv4_session* session,
                                                       dsv4_session** out);
+/*
+ * v0.5. Rewinds the session to its first n_tokens tokens (0 <= n_tokens <= position), for
+ * speculative decoding and chat edits: it then continues exactly, bit for bit, as a session that
+ * stopped there. The window rings and compressor states are rebuilt by recomputing the last
+ * tokens they depend on (about layers times the window). On failure the session is unchanged.
+ * Errors: INVALID_ARGUMENT (NULL), OUT_OF_RANGE (n_tokens outside [0, position]), OUT_OF_MEMORY.
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_truncate(dsv4_session* session, int64_t n_tokens);
 
 /* A prefix store: saved sessions in a directory keyed by the model and their token ids, so a new
  * session starts from the longest saved prefix of its prompt (a chat server across turns). */

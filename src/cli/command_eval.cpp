@@ -59,6 +59,27 @@ std::span<const std::byte> as_bytes(const std::vector<float>& v) {
   return {reinterpret_cast<const std::byte*>(v.data()), v.size() * sizeof(float)};
 }
 
+// --swa full | none | checkpoint:N (how --save keeps the sliding-window entries).
+Result<SaveOptions> save_options_from_args(const Args& args) {
+  SaveOptions options;
+  if (!args.has("swa")) return options;
+  const std::string value = args.get("swa");
+  int64_t interval = 0;
+  if (value == "full") {
+    options.swa_strategy = SwaStrategy::kFull;
+  } else if (value == "none") {
+    options.swa_strategy = SwaStrategy::kNone;
+  } else if (value.rfind("checkpoint:", 0) == 0 && parse_int(value.substr(11), &interval) &&
+             interval > 0) {
+    options.swa_strategy = SwaStrategy::kCheckpoint;
+    options.checkpoint_interval = interval;
+  } else {
+    return Status(StatusCode::kInvalidArgument,
+                  "--swa must be full, none or checkpoint:N with N > 0, not '" + value + "'");
+  }
+  return options;
+}
+
 }  // namespace
 
 int command_eval(const Args& args) {
@@ -122,7 +143,10 @@ int command_eval(const Args& args) {
        {"decode_logits", DType::kF32, {n - prompt_len, vocab}, as_bytes(decode)}});
   if (!written) return report(written, "eval");
   if (args.has("save")) {
-    if (Status s = session.value()->save(args.get("save")); !s) return report(s, "eval");
+    auto save_options = save_options_from_args(args);
+    if (!save_options) return report(save_options.status(), "eval");
+    if (Status s = session.value()->save(args.get("save"), save_options.value()); !s)
+      return report(s, "eval");
     std::printf("saved the session (%lld tokens) to %s\n", static_cast<long long>(n),
                 args.get("save").c_str());
   }

@@ -15,7 +15,8 @@ static_assert(offsetof(dsv4_model_params, memory_limit) == 24);  // v2
 static_assert(offsetof(dsv4_model_params, numerics) == 32);      // v3
 static_assert(sizeof(dsv4_model_params) == 40);
 static_assert(offsetof(dsv4_save_params, swa_strategy) == 8);
-static_assert(sizeof(dsv4_save_params) == 16);
+static_assert(offsetof(dsv4_save_params, checkpoint_interval) == 16);  // v0.5
+static_assert(sizeof(dsv4_save_params) == 24);
 static_assert(offsetof(dsv4_plan_params, ram_budget) == 24 && sizeof(dsv4_plan_params) == 32);
 static_assert(offsetof(dsv4_plan_result, cache_disk_bytes) == 80 && sizeof(dsv4_plan_result) == 88);
 static_assert(offsetof(dsv4_session_params, struct_size) == 0);

@@ -200,6 +200,39 @@ static void test_saved_sessions(const char* golden_dir) {
   EXPECT(dsv4_session_append(forked, next, 3, got_fork) == DSV4_OK);
   EXPECT(memcmp(want, got, sizeof want) == 0);
   EXPECT(memcmp(want, got_fork, sizeof want) == 0);
+  /* The window-less and checkpoint strategies restore the same logits; truncate rewinds. */
+  {
+    dsv4_session *base = NULL, *restored = NULL, *rewound = NULL;
+    static float got_restored[3 * 256], got_rewound[3 * 256];
+    int strategy;
+    EXPECT(dsv4_session_load(model, file, NULL, &base) == DSV4_OK); /* the 40-token session */
+    for (strategy = DSV4_SWA_CHECKPOINT; strategy <= DSV4_SWA_NONE; ++strategy) {
+      dsv4_save_params p = dsv4_save_default_params();
+      p.swa_strategy = strategy;
+      p.checkpoint_interval = 16;
+      EXPECT(dsv4_session_save(base, file, &p) == DSV4_OK);
+      EXPECT(dsv4_session_load(model, file, NULL, &restored) == DSV4_OK);
+      EXPECT(dsv4_session_append(restored, next, 3, got_restored) == DSV4_OK);
+      EXPECT(memcmp(want, got_restored, sizeof want) == 0);
+      dsv4_session_free(restored);
+      restored = NULL;
+    }
+    dsv4_session_free(base);
+    sp.swa_strategy = DSV4_SWA_CHECKPOINT;
+    sp.checkpoint_interval = 0;
+    EXPECT(dsv4_session_save(s, file, &sp) == DSV4_ERR_INVALID_ARGUMENT);
+    sp = dsv4_save_default_params();
+    /* s holds 43 tokens: back to 40, then the same 3 again. */
+    EXPECT(dsv4_session_fork(s, &rewound) == DSV4_OK);
+    EXPECT(dsv4_session_truncate(rewound, 44) == DSV4_ERR_OUT_OF_RANGE);
+    EXPECT(dsv4_session_truncate(rewound, -1) == DSV4_ERR_OUT_OF_RANGE);
+    EXPECT(dsv4_session_truncate(NULL, 1) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(dsv4_session_truncate(rewound, 40) == DSV4_OK);
+    EXPECT(dsv4_session_position(rewound, &position) == DSV4_OK && position == 40);
+    EXPECT(dsv4_session_append(rewound, next, 3, got_rewound) == DSV4_OK);
+    EXPECT(memcmp(want, got_rewound, sizeof want) == 0);
+    dsv4_session_free(rewound);
+  }
   /* Bad input. */
   sp.swa_strategy = 9;
   EXPECT(dsv4_session_save(s, file, &sp) == DSV4_ERR_INVALID_ARGUMENT);

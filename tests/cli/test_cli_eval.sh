@@ -24,6 +24,15 @@ head -200 "$work/tokens.txt" > "$work/first200.txt"
 out=$("$bin" eval --model "$golden/tiny-a" --tokens "$work/tokens.txt" --prompt-len 250 --resume "$work/s.session" --out "$work/resumed.safetensors")
 grep -q '200 resumed' <<<"$out"
 "$tool" compare-decode "$work/resumed.safetensors" "$golden/tiny-a"
+# The window-less and checkpoint strategies resume to the same logits as the full one.
+for swa in none checkpoint:64; do
+  "$bin" eval --model "$golden/tiny-a" --tokens "$work/first200.txt" --prompt-len 200 --out "$work/first.safetensors" --save "$work/s-$swa.session" --swa "$swa" >/dev/null
+  "$bin" eval --model "$golden/tiny-a" --tokens "$work/tokens.txt" --prompt-len 250 --resume "$work/s-$swa.session" --out "$work/resumed-$swa.safetensors" >/dev/null
+  cmp "$work/resumed.safetensors" "$work/resumed-$swa.safetensors"
+done
+[ "$(stat -c %s "$work/s-none.session")" -lt "$(stat -c %s "$work/s.session")" ]
+if "$bin" eval --model "$golden/tiny-a" --tokens "$work/first200.txt" --prompt-len 200 --out "$work/x.safetensors" --save "$work/x.session" --swa checkpoint:0 2>"$work/err"; then exit 1; fi
+grep -q -- '--swa must be full, none or checkpoint:N' "$work/err"
 # A token file that does not start with the saved tokens, a damaged file, another model.
 tail -n +2 "$work/tokens.txt" > "$work/shifted.txt"
 if "$bin" eval --model "$golden/tiny-a" --tokens "$work/shifted.txt" --prompt-len 250 --resume "$work/s.session" --out "$work/x.safetensors" 2>"$work/err"; then exit 1; fi
