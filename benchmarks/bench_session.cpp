@@ -105,26 +105,34 @@ double measure_write_bandwidth(const std::string& path, size_t bytes) {
 }
 
 // Saving and restoring a session of the demo model at a long context (packed cache, filled
-// synthetically): MB/s of file against a plain sequential write + fsync of the same size.
+// synthetically): MB/s of file against a plain sequential write + fsync of the same size, for
+// each SWA strategy (full; checkpoint every 1024 tokens, which at this context rebuilds the
+// window as of the last checkpoint when saving and recomputes the tokens since when loading;
+// none, which recomputes the rebuild span when loading).
 void bench_session_file(benchmark::State& state) {
   auto model = model_for(0);
   dsv4::SessionOptions options;
   options.kv_format = dsv4::KvFormat::kPacked;
   auto session = dsv4::Session::create(model, options).value();
   if (!session->fill_synthetic_cache(state.range(1), 3)) state.SkipWithError("fill failed");
+  dsv4::SaveOptions save_options;
+  save_options.swa_strategy = dsv4::SwaStrategy(state.range(2));
+  save_options.checkpoint_interval = 1024;
   const std::string path =
       (std::filesystem::temp_directory_path() / "dsv4-bench.dsv4session").string();
-  if (!session->save(path)) state.SkipWithError("save failed");
+  if (!session->save(path, save_options)) state.SkipWithError("save failed");
   const size_t bytes = std::filesystem::file_size(path);
   const bool save = state.range(0) == 0;
   for (auto _ : state) {
     if (save) {
-      if (!session->save(path)) state.SkipWithError("save failed");
+      if (!session->save(path, save_options)) state.SkipWithError("save failed");
     } else {
       if (!dsv4::Session::load(model, path, options)) state.SkipWithError("load failed");
     }
   }
-  state.SetLabel(save ? "save" : "load");
+  static const char* const kStrategies[] = {"full", "checkpoint:1024", "none"};
+  state.SetLabel(std::string(save ? "save " : "load ") + kStrategies[state.range(2)]);
+  state.counters["rebuild_span"] = double(session->rebuild_span());
   state.counters["file_MB"] = double(bytes) / 1e6;
   state.counters["MB/s"] =
       benchmark::Counter(double(bytes) / 1e6, benchmark::Counter::kIsIterationInvariantRate);
@@ -134,11 +142,17 @@ void bench_session_file(benchmark::State& state) {
 
 }  // namespace
 
-// mode 0 = save, 1 = load; context in tokens.
+// mode 0 = save, 1 = load; context in tokens; swa 0 full, 1 checkpoint every 1024, 2 none.
 BENCHMARK(bench_session_file)
-    ->ArgNames({"mode", "context"})
-    ->Args({0, 262144})
-    ->Args({1, 262144})
+    ->ArgNames({"mode", "context", "swa"})
+    ->Args({0, 262144, 0})
+    ->Args({1, 262144, 0})
+    ->Args({0, 262844, 0})
+    ->Args({1, 262844, 0})
+    ->Args({0, 262844, 1})
+    ->Args({1, 262844, 1})
+    ->Args({0, 262844, 2})
+    ->Args({1, 262844, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(3);
