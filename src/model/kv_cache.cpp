@@ -196,11 +196,13 @@ size_t EntryStore::bytes_reserved() const noexcept {
 }
 
 EntryStore EntryStore::fork() const {
-  if (in_transaction_) fail(StatusCode::kInternal, "EntryStore::fork during an append");
   EntryStore copy(codec_, ring_capacity_, block_entries_);
   copy.size_ = size_;
   copy.blocks_ = blocks_;
-  std::fill(shared_.begin(), shared_.end(), uint8_t(1));
+  // Only marks that are not set yet are written: a store that is itself a snapshot (all marked)
+  // can be forked from several threads at once.
+  for (uint8_t& mark : shared_)
+    if (!mark) mark = 1;
   copy.shared_ = shared_;
   return copy;
 }

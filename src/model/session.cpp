@@ -99,6 +99,8 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
     return Status(StatusCode::kInvalidArgument, "max_positions must be >= 0");
   if (options.max_chunk <= 0)
     return Status(StatusCode::kInvalidArgument, "max_chunk must be positive");
+  if (options.window_checkpoint_interval < 0)
+    return Status(StatusCode::kInvalidArgument, "window_checkpoint_interval must be >= 0");
   if (options.n_threads < 0) return Status(StatusCode::kInvalidArgument, "n_threads must be >= 0");
   SessionOptions chosen = options;
   if (model->official()) {
@@ -147,6 +149,8 @@ Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
     tokens_.assign(size_t(n_tokens), 0);  // a synthetic history: ids 0
     position_ = n_tokens;
     first_chunk_ = n_tokens;
+    const int64_t interval = options_.window_checkpoint_interval;
+    if (interval > 0 && n_tokens % interval == 0) checkpoint_ = capture_window(n_tokens);
   });
 }
 
@@ -155,6 +159,27 @@ void Session::reset() {
   tokens_.clear();
   position_ = 0;
   first_chunk_ = 0;
+  checkpoint_.reset();
+}
+
+std::shared_ptr<const Session::WindowCheckpoint> Session::capture_window(int64_t position) const {
+  auto checkpoint = std::make_shared<WindowCheckpoint>();
+  checkpoint->position = position;
+  for (int64_t l = 0; l < cache_.n_layers(); ++l) {
+    const LayerCache& lc = cache_.layer(l);
+    checkpoint->rings.push_back(lc.window.fork());
+    for (const CompressorState* s : {&lc.compressor, &lc.indexer_compressor}) {
+      checkpoint->states.push_back(*s);
+      checkpoint->states.back().commit();  // a copy, outside any transaction
+    }
+  }
+  return checkpoint;
+}
+
+const Session::WindowCheckpoint* Session::checkpoint_for(int64_t n) const {
+  if (!checkpoint_ || checkpoint_->position > n) return nullptr;
+  // Worth it only when it leaves fewer tokens to recompute than a rebuild from the ids.
+  return checkpoint_->position > rebuild_start(n) ? checkpoint_.get() : nullptr;
 }
 
 int64_t Session::rebuild_span() const {
@@ -220,11 +245,24 @@ Result<std::unique_ptr<Session>> Session::rebuilt_at(int64_t n) const {
   if (!forked) return forked.status();
   std::unique_ptr<Session> copy = std::move(forked.value());
   Status status = capture_status([&] {
-    const int64_t from = rebuild_start(n);
-    copy->rewind_stores(n, from);
     copy->tokens_.resize(size_t(n));
     copy->position_ = n;
-    copy->rebuild_window(from, n, false);
+    if (const WindowCheckpoint* checkpoint = checkpoint_for(n)) {
+      // From the checkpoint: its rings and states are exact at its position.
+      copy->rewind_stores(n, 0);
+      for (int64_t l = 0; l < copy->cache_.n_layers(); ++l) {
+        LayerCache& lc = copy->cache_.layer(l);
+        lc.window = checkpoint->rings[size_t(l)].fork();
+        lc.compressor = checkpoint->states[size_t(2 * l)];
+        lc.indexer_compressor = checkpoint->states[size_t(2 * l + 1)];
+      }
+      copy->rebuild_window(checkpoint->position, n, true);
+    } else {
+      const int64_t from = rebuild_start(n);
+      copy->rewind_stores(n, from);
+      copy->rebuild_window(from, n, false);
+    }
+    if (copy->checkpoint_ && copy->checkpoint_->position > n) copy->checkpoint_.reset();
   });
   if (!status) return status;
   return copy;
@@ -244,6 +282,7 @@ Status Session::truncate(int64_t n_tokens) {
   if (!rebuilt) return rebuilt.status();
   cache_ = std::move(rebuilt.value()->cache_);
   tokens_ = std::move(rebuilt.value()->tokens_);
+  checkpoint_ = std::move(rebuilt.value()->checkpoint_);
   position_ = n_tokens;
   return Status::ok();
 }
@@ -279,6 +318,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
                                                " exceeds max_positions " +
                                                std::to_string(options_.max_positions));
   if (tokens.empty()) return Status::ok();
+  std::shared_ptr<const WindowCheckpoint> checkpoint;  // taken during this append, if any
   Status status = capture_status([&] {
     if (trace) {
       trace->layer_inputs.assign(
@@ -292,11 +332,15 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
                                                           : model_->n_threads());
     cache_.begin(position_);
     const int64_t total = int64_t(tokens.size());
+    const int64_t interval = options_.window_checkpoint_interval;
+    // The first chunk as the official numerics see it: stops at checkpoints change no bit.
     if (position_ == 0) first_chunk_ = std::min(options_.max_chunk, total);
     workspace_.reserve(workspace_bytes(c, std::min(options_.max_chunk, total)));
-    for (int64_t begin = 0; begin < total; begin += options_.max_chunk) {
+    for (int64_t begin = 0, n = 0; begin < total; begin += n) {
       check_abort(options);
-      const int64_t n = std::min(options_.max_chunk, total - begin);
+      const int64_t at = position_ + begin;
+      n = std::min(options_.max_chunk, total - begin);
+      if (interval > 0) n = std::min(n, interval - at % interval);  // stop at a checkpoint
       // Which rows of this chunk produce logits, and where they go.
       float* chunk_logits = nullptr;
       int64_t first_row = n;
@@ -308,8 +352,9 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
         first_row = n - 1;
       }
       ForwardTrace chunk_trace;
-      forward_chunk(tokens.data() + begin, n, position_ + begin, chunk_logits, first_row, options,
+      forward_chunk(tokens.data() + begin, n, at, chunk_logits, first_row, options,
                     trace ? &chunk_trace : nullptr);
+      if (interval > 0 && (at + n) % interval == 0) checkpoint = capture_window(at + n);
       if (trace) {
         const int64_t stream = c.hc_mult * c.hidden_size;
         for (int64_t l = 0; l < c.num_hidden_layers; ++l)
@@ -332,6 +377,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
     return status;
   }
   cache_.commit();
+  if (checkpoint) checkpoint_ = std::move(checkpoint);
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   position_ += int64_t(tokens.size());
   return status;

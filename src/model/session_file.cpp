@@ -384,17 +384,32 @@ Status Session::save(const std::string& path, const SaveOptions& options) const 
                       std::to_string(options.checkpoint_interval));
   return capture_status([&] {
     const ModelConfig& c = model_->config();
-    // Where the stored rings and compressor states come from, and the position they are at.
-    const Session* window_source = this;
+    // Where the stored rings and compressor states come from, and the position they are at: the
+    // session itself, its kept checkpoint, or a fork rebuilt at the checkpoint position.
     int64_t window_position = strategy == SwaStrategy::kNone ? -1 : position_;
-    std::unique_ptr<Session> checkpoint;
+    std::vector<const EntryStore*> rings;
+    std::vector<const CompressorState*> states;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      rings.push_back(&cache_.layer(l).window);
+      states.push_back(&cache_.layer(l).compressor);
+      states.push_back(&cache_.layer(l).indexer_compressor);
+    }
+    std::unique_ptr<Session> rebuilt;
     if (strategy == SwaStrategy::kCheckpoint) {
       window_position = position_ - position_ % options.checkpoint_interval;
-      if (window_position < position_) {
-        auto rebuilt = rebuilt_at(window_position);
-        throw_if_error(rebuilt.status());
-        checkpoint = std::move(rebuilt.value());
-        window_source = checkpoint.get();
+      if (window_position < position_ && checkpoint_ && checkpoint_->position == window_position) {
+        for (size_t l = 0; l < rings.size(); ++l) rings[l] = &checkpoint_->rings[l];
+        for (size_t i = 0; i < states.size(); ++i) states[i] = &checkpoint_->states[i];
+      } else if (window_position < position_) {
+        auto at = rebuilt_at(window_position);
+        throw_if_error(at.status());
+        rebuilt = std::move(at.value());
+        for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+          const LayerCache& lc = rebuilt->cache_.layer(l);
+          rings[size_t(l)] = &lc.window;
+          states[size_t(2 * l)] = &lc.compressor;
+          states[size_t(2 * l + 1)] = &lc.indexer_compressor;
+        }
       }
     }
     AtomicFileWriter out(path);
@@ -411,15 +426,14 @@ Status Session::save(const std::string& path, const SaveOptions& options) const 
     const bool with_window = window_position >= 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       const LayerCache& lc = cache_.layer(l);
-      const LayerCache& wc = window_source->cache_.layer(l);
       const int64_t m = c.compress_ratio(l);
-      if (with_window) write_store(out, uint32_t(l), kWindowStore, wc.window);
+      if (with_window) write_store(out, uint32_t(l), kWindowStore, *rings[size_t(l)]);
       if (m <= 0) continue;
       write_store(out, uint32_t(l), kCompressedStore, lc.compressed);
-      if (with_window) write_compressor(out, uint32_t(l), 0, wc.compressor);
+      if (with_window) write_compressor(out, uint32_t(l), 0, *states[size_t(2 * l)]);
       if (m != kCsaCompressRatio) continue;
       write_store(out, uint32_t(l), kIndexerStore, lc.indexer);
-      if (with_window) write_compressor(out, uint32_t(l), 1, wc.indexer_compressor);
+      if (with_window) write_compressor(out, uint32_t(l), 1, *states[size_t(2 * l + 1)]);
     }
     out.begin_section(kEnd, 0);
     out.end_section();
@@ -520,6 +534,10 @@ Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> mode
         session->cache_.layer(l).window.skip_ring_entries(from);
       session->rebuild_window(from, h.position, false);
     } else if (window_position < h.position) {
+      // A checkpoint at the session's own interval is kept as its checkpoint.
+      const int64_t interval = session->options_.window_checkpoint_interval;
+      if (interval > 0 && window_position > 0 && window_position % interval == 0)
+        session->checkpoint_ = session->capture_window(window_position);
       session->rebuild_window(window_position, h.position, true);
     }
     return session;
@@ -544,6 +562,7 @@ Result<std::unique_ptr<Session>> Session::fork() const {
     copy->tokens_ = tokens_;
     copy->position_ = position_;
     copy->first_chunk_ = first_chunk_;
+    copy->checkpoint_ = checkpoint_;  // immutable: shared
   });
   if (!copied) return copied;
   return copy;

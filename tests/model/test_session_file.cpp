@@ -231,44 +231,49 @@ std::vector<RewindCase> rewind_cases() {
 
 TEST_CASE("session truncate: a rewound session continues as one that stopped there",
           "[session-file][truncate]") {
-  for (const RewindCase& k : rewind_cases()) {
-    INFO(k.name);
-    const int64_t V = k.model->config().vocab_size;
-    const std::vector<int32_t> prompt = ids(k.prompt, V), extra = ids(60, V, 3),
-                               more = ids(12, V, 9);
-    dsv4::SessionOptions so;
-    so.kv_format = k.format;
-    auto rewound = Session::create(k.model, so).value();
-    continue_with(*rewound, prompt);
-    // Decode steps and a chunk past the prompt, then back into them, then into the prompt.
-    for (int32_t t : std::vector<int32_t>(extra.begin(), extra.begin() + 20))
-      continue_with(*rewound, {t});
-    continue_with(*rewound, std::vector<int32_t>(extra.begin() + 20, extra.end()));
-    for (const int64_t keep : {int64_t(45), int64_t(7), int64_t(0), int64_t(-30)}) {
-      // The official numerics pad the first chunk's key lists by its own length, so a session
-      // that stopped inside it is a different computation: there, rewind past the prompt only.
-      if (keep < 0 && k.model->official()) continue;
-      const int64_t n = k.prompt + keep;
-      INFO("truncate to " << n << " (rebuild span " << rewound->rebuild_span() << ")");
-      REQUIRE(rewound->truncate(n).is_ok());
-      CHECK(rewound->position() == n);
-      auto stopped = Session::create(k.model, so).value();
-      if (keep >= 0) {
-        continue_with(*stopped, prompt);
-        if (keep > 0)
-          continue_with(*stopped, std::vector<int32_t>(extra.begin(), extra.begin() + keep));
-      } else {
-        continue_with(*stopped, std::vector<int32_t>(prompt.begin(), prompt.begin() + n));
+  // Without window checkpoints every rewind rebuilds from the token ids; with one every 32
+  // tokens, rewinds at or after the latest checkpoint start there.
+  for (const int64_t interval : {int64_t(0), int64_t(32)})
+    for (const RewindCase& k : rewind_cases()) {
+      INFO(k.name << ", window checkpoint interval " << interval);
+      const int64_t V = k.model->config().vocab_size;
+      const std::vector<int32_t> prompt = ids(k.prompt, V), extra = ids(60, V, 3),
+                                 more = ids(12, V, 9);
+      dsv4::SessionOptions so;
+      so.kv_format = k.format;
+      dsv4::SessionOptions rewound_options = so;
+      rewound_options.window_checkpoint_interval = interval;
+      auto rewound = Session::create(k.model, rewound_options).value();
+      continue_with(*rewound, prompt);
+      // Decode steps and a chunk past the prompt, then back into them, then into the prompt.
+      for (int32_t t : std::vector<int32_t>(extra.begin(), extra.begin() + 20))
+        continue_with(*rewound, {t});
+      continue_with(*rewound, std::vector<int32_t>(extra.begin() + 20, extra.end()));
+      for (const int64_t keep : {int64_t(45), int64_t(7), int64_t(0), int64_t(-30)}) {
+        // The official numerics pad the first chunk's key lists by its own length, so a session
+        // that stopped inside it is a different computation: there, rewind past the prompt only.
+        if (keep < 0 && k.model->official()) continue;
+        const int64_t n = k.prompt + keep;
+        INFO("truncate to " << n << " (rebuild span " << rewound->rebuild_span() << ")");
+        REQUIRE(rewound->truncate(n).is_ok());
+        CHECK(rewound->position() == n);
+        auto stopped = Session::create(k.model, so).value();
+        if (keep >= 0) {
+          continue_with(*stopped, prompt);
+          if (keep > 0)
+            continue_with(*stopped, std::vector<int32_t>(extra.begin(), extra.begin() + keep));
+        } else {
+          continue_with(*stopped, std::vector<int32_t>(prompt.begin(), prompt.begin() + n));
+        }
+        CHECK(rewound->tokens() == stopped->tokens());
+        CHECK(rewound->memory().total_used() == stopped->memory().total_used());
+        // Both continue, and the rewound one is still rewindable afterwards.
+        auto probe = rewound->fork().value();
+        const std::vector<float> got = continue_with(*probe, more);
+        const std::vector<float> want = continue_with(*stopped, more);
+        CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
       }
-      CHECK(rewound->tokens() == stopped->tokens());
-      CHECK(rewound->memory().total_used() == stopped->memory().total_used());
-      // Both continue, and the rewound one is still rewindable afterwards.
-      auto probe = rewound->fork().value();
-      const std::vector<float> got = continue_with(*probe, more);
-      const std::vector<float> want = continue_with(*stopped, more);
-      CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
     }
-  }
 }
 
 TEST_CASE("session file: every SWA strategy restores to the same bits", "[session-file][swa]") {
@@ -309,6 +314,24 @@ TEST_CASE("session file: every SWA strategy restores to the same bits", "[sessio
     }
     // Without the rings and compressor states the file is smaller.
     CHECK(sizes[3] < sizes[0]);
+    // A session that keeps window checkpoints at the interval writes the same checkpoint file
+    // without rebuilding (its checkpoint is exact), and continues the same.
+    dsv4::SessionOptions keeping = so;
+    keeping.window_checkpoint_interval = 64;
+    auto kept = Session::create(k.model, keeping).value();
+    continue_with(*kept, prompt);
+    for (int32_t t : extra) continue_with(*kept, {t});
+    dsv4::SaveOptions checkpoint;
+    checkpoint.swa_strategy = dsv4::SwaStrategy::kCheckpoint;
+    checkpoint.checkpoint_interval = 64;
+    REQUIRE(saved->save((dir.path() / "rebuilt").string(), checkpoint).is_ok());
+    REQUIRE(kept->save((dir.path() / "kept").string(), checkpoint).is_ok());
+    CHECK(read_bytes(dir.path() / "rebuilt") == read_bytes(dir.path() / "kept"));
+    auto from_kept = Session::load(k.model, (dir.path() / "kept").string(), keeping).value();
+    const std::vector<float> got_kept = continue_with(*kept, more);
+    const std::vector<float> got_loaded = continue_with(*from_kept, more);
+    CHECK(std::memcmp(got_kept.data(), want.data(), want.size() * 4) == 0);
+    CHECK(std::memcmp(got_loaded.data(), want.data(), want.size() * 4) == 0);
   }
 }
 

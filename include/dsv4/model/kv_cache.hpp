@@ -72,7 +72,8 @@ class EntryStore {
   void rewind(int64_t n);
 
   // A copy that shares this store's blocks (copy-on-write): both stores read the same bytes, and
-  // whichever writes to a shared block first gets its own copy of that block. Outside appends.
+  // whichever writes to a shared block first gets its own copy of that block. During an append
+  // the copy holds the entries written so far (and none of the transaction's journal).
   EntryStore fork() const;
   size_t bytes_shared() const noexcept;  // blocks still shared with a fork (or its origin)
 

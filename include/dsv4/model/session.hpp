@@ -23,6 +23,12 @@ struct SessionOptions {
   // How the KV cache stores its entries: f32 (exact), bf16, or packed (e4m3 nope + bf16 rope,
   // 584 bytes per V4 entry, and FP4 indexer keys, 68 bytes: the official layout).
   KvFormat kv_format = KvFormat::kF32;
+  // Keep the window rings and compressor states as of the latest multiple of this many tokens
+  // (0: none). Appends stop their internal chunks there (which changes no bit). A save with
+  // SwaStrategy::kCheckpoint at this interval then writes them as they are, and a truncate to a
+  // position at or after the checkpoint recomputes only the tokens since. Costs one more ring and
+  // compressor state (shared copy-on-write with the live ones until they move on).
+  int64_t window_checkpoint_interval = 0;
 };
 
 // How a saved session keeps its sliding-window entries (the V4 paper's strategies; values pinned:
@@ -158,6 +164,16 @@ class Session {
   // An upper estimate of the workspace a chunk of n_tokens needs (it grows if ever short).
   static size_t workspace_bytes(const ModelConfig& config, int64_t n_tokens);
 
+  // The window rings and compressor states of every layer as of `position`.
+  struct WindowCheckpoint {
+    int64_t position = 0;
+    std::vector<EntryStore> rings;        // [layer]
+    std::vector<CompressorState> states;  // [layer × 2]: main, indexer
+  };
+  std::shared_ptr<const WindowCheckpoint> capture_window(int64_t position) const;
+  // The latest checkpoint at or before n worth starting a rebuild from (null: none).
+  const WindowCheckpoint* checkpoint_for(int64_t n) const;
+
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   KvCache cache_;
@@ -167,6 +183,8 @@ class Session {
   // The length of the first chunk forwarded from position 0 (0: none yet). The official numerics
   // pad that chunk's key lists differently (official_window_slots), so rebuilds need it.
   int64_t first_chunk_ = 0;
+  // The latest window checkpoint (options_.window_checkpoint_interval), shared by forks.
+  std::shared_ptr<const WindowCheckpoint> checkpoint_;
 };
 
 // Fault injection for tests: the next session save fails with an I/O error (ENOSPC) after
