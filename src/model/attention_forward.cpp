@@ -133,6 +133,8 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
     for (int64_t r = 0; r < n_tokens * nh; ++r)
       quant::hadamard_rotate(q.data() + r * dim, dim, q.data() + r * dim);
   }
+  // The keys are scanned in full: every block resident (the disk tier reads spilled ones back).
+  keys.ensure_resident(0, keys.n_blocks());
   // The block table: one pointer per 64 keys (1/256 of the keys' own bytes).
   const auto blocks = scope.take<const uint8_t*>(size_t(keys.n_blocks()));
   for (int64_t b = 0; b < keys.n_blocks(); ++b) blocks[size_t(b)] = keys.block(b);
@@ -155,6 +157,20 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
 int64_t official_window_slots(const Model& model, int64_t pos, int64_t first_chunk) {
   const int64_t W = model.config().sliding_window;
   return pos < first_chunk ? std::min(first_chunk, W) : W;
+}
+
+// Makes the blocks of `store` that the selections name resident (the disk tier's prefetch: the
+// indexer's top-k says which compressed blocks attention will read).
+void ensure_selected_resident(const EntryStore& store, const Selection& sel, int64_t n_tokens,
+                              int64_t k) {
+  thread_local std::vector<int64_t> blocks;
+  blocks.clear();
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)
+      blocks.push_back(sel.ids[size_t(t * k + i)] / store.block_entries());
+  std::sort(blocks.begin(), blocks.end());
+  blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+  store.ensure_resident(blocks);
 }
 
 // The selections of a chunk as [T, k] rows, −1 past each row's count.
@@ -205,6 +221,16 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
     sel = indexer_select(model, *L.indexer, cache.indexer, cq.data(), h, n_tokens, start, m, scope,
                          ws);
     if (decisions) record_selection(sel, n_tokens, c.index_topk, decisions->indexer);
+  }
+
+  // The compressed entries the chunk's queries will read, resident before the parallel loop:
+  // CSA reads the indexer's selections (the top-k says which blocks), HCA every visible entry.
+  if (csa) {
+    ensure_selected_resident(cache.compressed, sel, n_tokens, c.index_topk);
+  } else if (compressed_layer) {
+    const int64_t visible = ops::compressed_visible_count(start + n_tokens - 1, m);
+    const int64_t per_block = cache.compressed.block_entries();
+    cache.compressed.ensure_resident(0, (visible + per_block - 1) / per_block);
   }
 
   const auto o = scope.take<float>(size_t(n_tokens * H * d));

@@ -96,9 +96,13 @@ uint8_t* EntryStore::next_slot() {
   const size_t block = size_t(slot_index / block_entries_);
   const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
   while (block >= blocks_.size()) {
-    blocks_.push_back(allocate_block(block_bytes));
-    shared_.push_back(0);
+    std::shared_ptr<uint8_t[]> fresh = allocate_block(block_bytes);
+    resize_blocks(blocks_.size() + 1);
+    blocks_.back() = std::move(fresh);
   }
+  if (!blocks_[block]) load_block(int64_t(block));  // a block a rewind made partial again
+  on_file_[block] = 0;                              // about to change
+  last_use_[block] = spill_ ? spill_->now() : 0;
   if (shared_[block]) {
     // Copy-on-write: this store's own copy of a block it shares with a fork.
     std::shared_ptr<uint8_t[]> own = allocate_block(block_bytes);
@@ -137,8 +141,8 @@ void EntryStore::skip_ring_entries(int64_t n) {
   while (int64_t(blocks_.size()) * block_entries_ < slots) {
     std::shared_ptr<uint8_t[]> block = allocate_block(block_bytes);
     std::memset(block.get(), 0, block_bytes);
-    blocks_.push_back(std::move(block));
-    shared_.push_back(0);
+    resize_blocks(blocks_.size() + 1);
+    blocks_.back() = std::move(block);
   }
 }
 
@@ -147,8 +151,7 @@ void EntryStore::rewind(int64_t n) {
     fail(StatusCode::kInternal, "EntryStore::rewind: bad count, or during an append");
   size_ = n;
   if (ring_capacity_ > 0) return;
-  blocks_.resize(size_t((n + block_entries_ - 1) / block_entries_));
-  shared_.resize(blocks_.size());
+  resize_blocks(size_t((n + block_entries_ - 1) / block_entries_));
 }
 
 void EntryStore::begin() {
@@ -176,14 +179,114 @@ void EntryStore::rollback() noexcept {
   size_ = begin_size_;
   // Blocks allocated by the failed transaction go; a ring keeps the blocks it had.
   const int64_t resident_slots = ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
-  blocks_.resize(size_t((resident_slots + block_entries_ - 1) / block_entries_));
-  shared_.resize(blocks_.size());
+  resize_blocks(size_t((resident_slots + block_entries_ - 1) / block_entries_));
   commit();
 }
 
 const uint8_t* EntryStore::entry(int64_t i) const {
-  return slot(ring_capacity_ > 0 ? i % ring_capacity_ : i);
+  const int64_t s = ring_capacity_ > 0 ? i % ring_capacity_ : i;
+  if (!blocks_[size_t(s / block_entries_)])
+    fail(StatusCode::kInternal, "a cache entry was read from a spilled block");
+  return slot(s);
 }
+
+void EntryStore::resize_blocks(size_t n) {
+  blocks_.resize(n);
+  shared_.resize(n);
+  extents_.resize(n);
+  on_file_.resize(n);
+  last_use_.resize(n);
+}
+
+void EntryStore::attach_spill_file(std::shared_ptr<SpillFile> file) {
+  if (ring_capacity_ > 0) fail(StatusCode::kInternal, "a window ring has no disk tier");
+  spill_ = std::move(file);
+}
+
+void EntryStore::load_block(int64_t b) const {
+  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  std::shared_ptr<uint8_t[]> block = allocate_block(block_bytes);
+  spill_->read(extents_[size_t(b)], block.get());
+  blocks_[size_t(b)] = std::move(block);
+  ++misses_;
+}
+
+void EntryStore::ensure_resident(int64_t first, int64_t end) const {
+  if (!spill_) return;
+  thread_local std::vector<int64_t> blocks;
+  blocks.clear();
+  for (int64_t b = std::max<int64_t>(first, 0); b < std::min(end, int64_t(blocks_.size())); ++b)
+    blocks.push_back(b);
+  ensure_resident(blocks);
+}
+
+void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
+  if (!spill_) return;
+  const uint64_t now = spill_->now();
+  std::vector<int64_t> missing;
+  for (int64_t b : blocks) {
+    if (b < 0 || b >= int64_t(blocks_.size())) continue;
+    last_use_[size_t(b)] = now;
+    if (blocks_[size_t(b)]) {
+      ++hits_;
+    } else {
+      missing.push_back(b);
+    }
+  }
+  if (missing.empty()) return;
+  // Read back in parallel (pread and zstd per block); the first failure is rethrown.
+  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  std::vector<std::shared_ptr<uint8_t[]>> loaded(missing.size());
+  Status failed;
+#pragma omp parallel for schedule(dynamic) if (missing.size() > 4)
+  for (size_t i = 0; i < missing.size(); ++i) {
+    Status s = capture_status([&] {
+      loaded[i] = allocate_block(block_bytes);
+      spill_->read(extents_[size_t(missing[i])], loaded[i].get());
+    });
+    if (!s) {
+#pragma omp critical(dsv4_spill_read)
+      if (failed.is_ok()) failed = s;
+    }
+  }
+  throw_if_error(failed);
+  for (size_t i = 0; i < missing.size(); ++i) blocks_[size_t(missing[i])] = std::move(loaded[i]);
+  misses_ += missing.size();
+}
+
+const uint8_t* EntryStore::block_bytes(int64_t b, std::vector<uint8_t>& scratch) const {
+  if (blocks_[size_t(b)]) return blocks_[size_t(b)].get();
+  scratch.resize(size_t(block_entries_) * entry_bytes_);
+  spill_->read(extents_[size_t(b)], scratch.data());
+  return scratch.data();
+}
+
+bool EntryStore::spillable(int64_t b) const noexcept {
+  // Also during an append: a full block no longer changes, and a rollback only drops blocks.
+  return spill_ && blocks_[size_t(b)] && (b + 1) * block_entries_ <= size_;
+}
+
+void EntryStore::spill_block(int64_t b) {
+  if (!spillable(b)) fail(StatusCode::kInternal, "EntryStore::spill_block: not a full block");
+  if (!on_file_[size_t(b)]) {
+    extents_[size_t(b)] =
+        spill_->write(blocks_[size_t(b)].get(), size_t(block_entries_) * entry_bytes_);
+    on_file_[size_t(b)] = 1;
+  }
+  blocks_[size_t(b)].reset();
+  shared_[size_t(b)] = 0;  // nothing to copy-on-write: a later reader loads its own copy
+}
+
+size_t EntryStore::bytes_in_ram() const noexcept {
+  size_t entries = 0;
+  for (size_t b = 0; b < blocks_.size(); ++b)
+    if (blocks_[b])
+      entries +=
+          size_t(std::min<int64_t>(block_entries_, resident() - int64_t(b) * block_entries_));
+  return entries * entry_bytes_;
+}
+
+size_t EntryStore::bytes_on_disk() const noexcept { return bytes_used() - bytes_in_ram(); }
 
 int64_t EntryStore::resident() const noexcept {
   return ring_capacity_ > 0 ? std::min(size_, ring_capacity_) : size_;
@@ -191,14 +294,20 @@ int64_t EntryStore::resident() const noexcept {
 
 size_t EntryStore::bytes_used() const noexcept { return size_t(resident()) * entry_bytes_; }
 
-size_t EntryStore::bytes_reserved() const noexcept {
-  return blocks_.size() * size_t(block_entries_) * entry_bytes_;
+size_t EntryStore::bytes_reserved() const noexcept {  // RAM: resident blocks
+  const auto resident_blocks = size_t(std::count_if(
+      blocks_.begin(), blocks_.end(), [](const auto& block) { return block != nullptr; }));
+  return resident_blocks * size_t(block_entries_) * entry_bytes_;
 }
 
 EntryStore EntryStore::fork() const {
   EntryStore copy(codec_, ring_capacity_, block_entries_);
   copy.size_ = size_;
   copy.blocks_ = blocks_;
+  copy.spill_ = spill_;
+  copy.extents_ = extents_;
+  copy.on_file_ = on_file_;
+  copy.last_use_ = last_use_;
   // Only marks that are not set yet are written: a store that is itself a snapshot (all marked)
   // can be forked from several threads at once.
   for (uint8_t& mark : shared_)
@@ -213,8 +322,7 @@ size_t EntryStore::bytes_shared() const noexcept {
 }
 
 void EntryStore::clear() {
-  blocks_.clear();
-  shared_.clear();
+  resize_blocks(0);
   size_ = 0;
   begin_size_ = 0;
   journal_slots_.clear();
@@ -302,6 +410,12 @@ size_t CacheMemory::total_used(CacheKind kind) const {
   for (const auto& layer : bytes_used) total += layer[size_t(kind)];
   return total;
 }
+size_t CacheMemory::total_on_disk() const {
+  size_t total = 0;
+  for (const auto& layer : bytes_on_disk)
+    for (size_t b : layer) total += b;
+  return total;
+}
 size_t CacheMemory::total_used() const {
   size_t total = 0;
   for (int k = 0; k < kNumCacheKinds; ++k) total += total_used(CacheKind(k));
@@ -346,6 +460,8 @@ CacheMemory KvCache::memory() const {
         {lc.window.bytes_used(), lc.compressed.bytes_used(), lc.indexer.bytes_used(), state});
     mem.bytes_reserved.push_back({lc.window.bytes_reserved(), lc.compressed.bytes_reserved(),
                                   lc.indexer.bytes_reserved(), state});
+    mem.bytes_on_disk.push_back(
+        {size_t(0), lc.compressed.bytes_on_disk(), lc.indexer.bytes_on_disk(), size_t(0)});
   }
   return mem;
 }

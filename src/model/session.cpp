@@ -73,6 +73,57 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
     : model_(std::move(model)), options_(options), cache_(model_->config(), options.kv_format) {
   // Sized for a decode step at creation: decoding allocates nothing afterwards.
   workspace_.reserve(workspace_bytes(model_->config(), 1));
+  if (options_.ram_budget > 0) {
+    spill_ = SpillFile::create(options_.spill_dir);
+    for (int64_t l = 0; l < cache_.n_layers(); ++l) {
+      if (model_->config().compress_ratio(l) <= 0) continue;
+      cache_.layer(l).compressed.attach_spill_file(spill_);
+      if (model_->config().compress_ratio(l) == kCsaCompressRatio)
+        cache_.layer(l).indexer.attach_spill_file(spill_);
+    }
+  }
+}
+
+void Session::enforce_ram_budget() {
+  if (!spill_) return;
+  const auto budget = size_t(options_.ram_budget);
+  size_t in_ram = 0;
+  spill_candidates_.clear();
+  for (int64_t l = 0; l < cache_.n_layers(); ++l) {
+    LayerCache& lc = cache_.layer(l);
+    for (EntryStore* store : {&lc.compressed, &lc.indexer}) {
+      in_ram += store->bytes_in_ram();
+      for (int64_t b = 0; b < store->n_blocks(); ++b)
+        if (store->spillable(b)) spill_candidates_.push_back({store->last_use(b), store, b});
+    }
+  }
+  if (in_ram <= budget) return;
+  std::sort(
+      spill_candidates_.begin(), spill_candidates_.end(),
+      [](const SpillCandidate& a, const SpillCandidate& b) { return a.last_use < b.last_use; });
+  for (const SpillCandidate& c : spill_candidates_) {
+    if (in_ram <= budget) break;
+    c.store->spill_block(c.block);
+    in_ram -= size_t(c.store->block_entries()) * c.store->codec().bytes();
+  }
+}
+
+CacheTierStats Session::tier_stats() const {
+  CacheTierStats stats;
+  for (int64_t l = 0; l < cache_.n_layers(); ++l) {
+    const LayerCache& lc = cache_.layer(l);
+    for (const EntryStore* store : {&lc.compressed, &lc.indexer}) {
+      stats.ram_bytes += store->bytes_in_ram();
+      stats.disk_bytes += store->bytes_on_disk();
+      stats.block_hits += store->block_hits();
+      stats.block_misses += store->block_misses();
+    }
+  }
+  if (spill_) {
+    stats.traffic = spill_->traffic();
+    stats.file_bytes = spill_->file_bytes();
+  }
+  return stats;
 }
 
 size_t Session::workspace_bytes(const ModelConfig& c, int64_t n_tokens) {
@@ -101,6 +152,8 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
     return Status(StatusCode::kInvalidArgument, "max_chunk must be positive");
   if (options.window_checkpoint_interval < 0)
     return Status(StatusCode::kInvalidArgument, "window_checkpoint_interval must be >= 0");
+  if (options.ram_budget < 0)
+    return Status(StatusCode::kInvalidArgument, "ram_budget must be >= 0");
   if (options.n_threads < 0) return Status(StatusCode::kInvalidArgument, "n_threads must be >= 0");
   SessionOptions chosen = options;
   if (model->official()) {
@@ -143,6 +196,7 @@ Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
       for (int64_t w = 0; w < n_tokens / m; ++w) {
         lc.compressed.append(pool.data() + ((w * 7) % kPool) * dim);
         if (m == kCsaCompressRatio) lc.indexer.append(pool.data() + ((w * 13) % kPool) * dim);
+        if (spill_ && w % 4096 == 4095) enforce_ram_budget();  // the budget holds while filling
       }
       lc.compressor.has_prev = lc.indexer_compressor.has_prev = n_tokens >= m;
     }
@@ -151,6 +205,7 @@ Status Session::fill_synthetic_cache(int64_t n_tokens, uint64_t seed) {
     first_chunk_ = n_tokens;
     const int64_t interval = options_.window_checkpoint_interval;
     if (interval > 0 && n_tokens % interval == 0) checkpoint_ = capture_window(n_tokens);
+    enforce_ram_budget();
   });
 }
 
@@ -236,6 +291,7 @@ void Session::rebuild_window(int64_t from, int64_t n, bool exact_at_from) {
   for (int64_t begin = from; begin < n; begin += options_.max_chunk) {
     const int64_t len = std::min(options_.max_chunk, n - begin);
     forward_chunk(tokens_.data() + begin, len, begin, nullptr, len, AppendOptions{}, nullptr);
+    enforce_ram_budget();
   }
 }
 
@@ -284,7 +340,7 @@ Status Session::truncate(int64_t n_tokens) {
   tokens_ = std::move(rebuilt.value()->tokens_);
   checkpoint_ = std::move(rebuilt.value()->checkpoint_);
   position_ = n_tokens;
-  return Status::ok();
+  return capture_status([&] { enforce_ram_budget(); });
 }
 
 Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTrace* trace) {
@@ -354,6 +410,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
       ForwardTrace chunk_trace;
       forward_chunk(tokens.data() + begin, n, at, chunk_logits, first_row, options,
                     trace ? &chunk_trace : nullptr);
+      enforce_ram_budget();  // also between the chunks of a long prefill
       if (interval > 0 && (at + n) % interval == 0) checkpoint = capture_window(at + n);
       if (trace) {
         const int64_t stream = c.hc_mult * c.hidden_size;
@@ -392,6 +449,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t pos
   const int64_t n = c.hc_mult, D = c.hidden_size, stream = n * D;
   const float eps = float(c.rms_norm_eps);
 
+  if (spill_) spill_->tick();  // one step of the disk tier's least-recently-used clock
   Workspace::Scope scope(workspace_);
   // Every stream starts as the token embedding.
   const auto x = scope.take<float>(size_t(n_tokens * stream));

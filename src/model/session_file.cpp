@@ -258,11 +258,13 @@ void write_store(AtomicFileWriter& out, uint32_t layer, StoreKind kind, const En
   out.value(store.size());
   out.value(store.resident());
   out.value(entry_bytes);
-  if (first == 0 && store.size() > 0 && store.entry(0) == store.block(0)) {
-    // A non-ring store: its blocks hold consecutive entries; write a block per call.
+  if (first == 0 && store.size() > 0 && !store.is_ring()) {
+    // A non-ring store: its blocks hold consecutive entries; write a block per call (spilled
+    // blocks are read back into scratch, without making them resident).
+    std::vector<uint8_t> scratch;
     for (int64_t b = 0; b * store.block_entries() < store.size(); ++b) {
       const int64_t n = std::min(store.block_entries(), store.size() - b * store.block_entries());
-      out.payload(store.block(b), size_t(n * entry_bytes));
+      out.payload(store.block_bytes(b, scratch), size_t(n * entry_bytes));
     }
   } else {
     for (int64_t i = first; i < store.size(); ++i) out.payload(store.entry(i), size_t(entry_bytes));
@@ -540,6 +542,7 @@ Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> mode
         session->checkpoint_ = session->capture_window(window_position);
       session->rebuild_window(window_position, h.position, true);
     }
+    session->enforce_ram_budget();
     return session;
   });
 }
@@ -563,6 +566,7 @@ Result<std::unique_ptr<Session>> Session::fork() const {
     copy->position_ = position_;
     copy->first_chunk_ = first_chunk_;
     copy->checkpoint_ = checkpoint_;  // immutable: shared
+    copy->spill_ = spill_;            // the stores' spilled blocks live there
   });
   if (!copied) return copied;
   return copy;

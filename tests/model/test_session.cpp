@@ -43,6 +43,12 @@ std::vector<float> continuation(dsv4::Session& s, const std::vector<int32_t>& re
   return out;
 }
 
+dsv4::SessionOptions chunks_of(int64_t n) {
+  dsv4::SessionOptions options;
+  options.max_chunk = n;
+  return options;
+}
+
 bool cancel_after_calls(void* user) { return --*static_cast<int*>(user) < 0; }
 
 }  // namespace
@@ -101,12 +107,12 @@ TEST_CASE("session: output modes NONE, LAST and ALL", "[session]") {
   auto model = golden_model("tiny-a");
   const int64_t V = model->config().vocab_size;
   const auto prompt = tokens(70, V, 7);
-  auto all_session = dsv4::Session::create(model, {0, 16, 0}).value();  // several chunks
+  auto all_session = dsv4::Session::create(model, chunks_of(16)).value();  // several chunks
   std::vector<float> all(prompt.size() * size_t(V));
   REQUIRE(all_session->append(prompt, all.data()).is_ok());
   REQUIRE(all_finite(all));
 
-  auto last_session = dsv4::Session::create(model, {0, 16, 0}).value();
+  auto last_session = dsv4::Session::create(model, chunks_of(16)).value();
   dsv4::AppendOptions last;
   last.output = dsv4::OutputMode::kLast;
   std::vector<float> one(size_t(V), -1.0f);
@@ -118,7 +124,7 @@ TEST_CASE("session: output modes NONE, LAST and ALL", "[session]") {
     REQUIRE(std::abs(one[size_t(v)] - last_row[v]) <= 1e-5f * (1.0f + std::abs(last_row[v])));
   }
 
-  auto none_session = dsv4::Session::create(model, {0, 16, 0}).value();
+  auto none_session = dsv4::Session::create(model, chunks_of(16)).value();
   dsv4::AppendOptions none;
   none.output = dsv4::OutputMode::kNone;
   REQUIRE(none_session->append(prompt, none, nullptr).is_ok());

@@ -18,6 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using dsv4::KvFormat;
 using dsv4::Session;
+using dsv4::Status;
 
 std::shared_ptr<const dsv4::Model> load(const std::string& name,
                                         dsv4::Numerics numerics = dsv4::Numerics::kExact) {
@@ -553,4 +554,63 @@ TEST_CASE("prefix store: a new session starts from the longest saved prefix", "[
       write_bytes(e.path(), bytes);
     }
   CHECK(store.value().load_longest_prefix(model, conversation).value()->position() == 40);
+}
+
+TEST_CASE("disk tier: a session under a quarter of its cache in RAM gives the same logits",
+          "[session-file][tier]") {
+  // Five layers: window, window, CSA (top-128 of the compressed entries), HCA, window; a 1024
+  // vocabulary keeps the head cheap.
+  dsv4::ModelConfig c = dsv4::demo_model_config(5);
+  c.vocab_size = 1024;
+  auto model = dsv4::Model::from_weights(
+                   c, dsv4::random_weights(c, 11, dsv4::RandomWeightFormats::official()))
+                   .value();
+  dsv4::test::TempDir dir("session-tier");
+  for (KvFormat format : {KvFormat::kPacked, KvFormat::kF32}) {
+    INFO("format " << dsv4::kv_format_name(format));
+    const std::vector<int32_t> prompt = ids(3000, c.vocab_size), steps = ids(40, c.vocab_size, 2);
+    dsv4::SessionOptions so;
+    so.kv_format = format;
+    so.max_chunk = 512;
+    auto in_ram = Session::create(model, so).value();
+    continue_with(*in_ram, prompt);
+    const size_t cache_bytes = in_ram->memory().total_used(dsv4::CacheKind::kCompressed) +
+                               in_ram->memory().total_used(dsv4::CacheKind::kIndexer);
+    dsv4::SessionOptions budgeted_options = so;
+    budgeted_options.ram_budget = int64_t(cache_bytes / 4);
+    budgeted_options.spill_dir = dir.path().string();
+    auto budgeted = Session::create(model, budgeted_options).value();
+    const std::vector<float> want_prefill = continue_with(*in_ram, steps);
+    continue_with(*budgeted, prompt);
+    const std::vector<float> got_prefill = continue_with(*budgeted, steps);
+    CHECK(std::memcmp(got_prefill.data(), want_prefill.data(), want_prefill.size() * 4) == 0);
+    const dsv4::CacheTierStats stats = budgeted->tier_stats();
+    INFO("RAM " << stats.ram_bytes << ", disk " << stats.disk_bytes << ", hits " << stats.block_hits
+                << ", misses " << stats.block_misses << ", file " << stats.file_bytes);
+    CHECK(stats.ram_bytes <= size_t(budgeted_options.ram_budget));
+    CHECK(stats.ram_bytes + stats.disk_bytes ==
+          in_ram->memory().total_used(dsv4::CacheKind::kCompressed) +
+              in_ram->memory().total_used(dsv4::CacheKind::kIndexer));
+    CHECK(stats.block_misses > 0);
+    CHECK(stats.traffic.blocks_read == stats.block_misses);
+    CHECK(stats.traffic.raw_bytes_written >= stats.disk_bytes);
+    CHECK(budgeted->memory().total_on_disk() == stats.disk_bytes);
+    // Saved from the disk tier, the file is the one the RAM-only session writes.
+    REQUIRE(in_ram->save((dir.path() / "ram").string()).is_ok());
+    REQUIRE(budgeted->save((dir.path() / "tier").string()).is_ok());
+    CHECK(read_bytes(dir.path() / "ram") == read_bytes(dir.path() / "tier"));
+    // A fork shares the spilled blocks, and both continue exactly.
+    auto fork = budgeted->fork().value();
+    const std::vector<int32_t> more = ids(5, c.vocab_size, 7);
+    const std::vector<float> want = continue_with(*in_ram, more);
+    CHECK(std::memcmp(continue_with(*fork, more).data(), want.data(), want.size() * 4) == 0);
+    // A spill that fails (disk full) fails the append, which leaves the session as it was.
+    dsv4::set_spill_write_failure(true);
+    std::vector<float> unused(size_t(600) * size_t(c.vocab_size));
+    const Status failed = budgeted->append(ids(600, c.vocab_size, 5), unused.data());
+    dsv4::set_spill_write_failure(false);
+    CHECK(failed.code() == dsv4::StatusCode::kIo);
+    CHECK(budgeted->position() == int64_t(prompt.size() + steps.size()));
+    CHECK(std::memcmp(continue_with(*budgeted, more).data(), want.data(), want.size() * 4) == 0);
+  }
 }

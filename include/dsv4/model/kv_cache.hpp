@@ -19,6 +19,7 @@
 
 #include "dsv4/core/kv_codec.hpp"
 #include "dsv4/formats/model_config.hpp"
+#include "dsv4/model/spill_file.hpp"
 
 namespace dsv4 {
 
@@ -49,6 +50,7 @@ class EntryStore {
   EntryStore(const EntryStore&) = delete;
   EntryStore& operator=(const EntryStore&) = delete;
   int64_t block_entries() const noexcept { return block_entries_; }
+  bool is_ring() const noexcept { return ring_capacity_ > 0; }
 
   // Appends one entry (entry_dim fp32 values, encoded in the store's format); returns its
   // logical index.
@@ -70,6 +72,26 @@ class EntryStore {
   // and the blocks they alone used; a ring only moves its count, and its slots keep whatever they
   // held (the caller rewrites the last ring_capacity entries: Session::truncate recomputes them).
   void rewind(int64_t n);
+
+  // ---- the disk tier (non-ring stores) ----
+  // Full blocks can move to `file` (spill_block) and come back when read (ensure_resident).
+  // Readers must make the blocks they will read resident first: entry() and block() of a spilled
+  // block are an internal error. Residency is a cache of the same bytes, hence const.
+  void attach_spill_file(std::shared_ptr<SpillFile> file);
+  // Blocks [first, end), or the listed ones, resident: spilled ones are read back (in parallel),
+  // and all are stamped as used now.
+  void ensure_resident(int64_t first, int64_t end) const;
+  void ensure_resident(const std::vector<int64_t>& blocks) const;
+  // Moves full block b out of RAM, writing it to the spill file unless an unchanged copy is there.
+  void spill_block(int64_t b);
+  bool spillable(int64_t b) const noexcept;  // resident and full
+  // Block b's bytes without changing residency: the block itself, or a copy read into `scratch`.
+  const uint8_t* block_bytes(int64_t b, std::vector<uint8_t>& scratch) const;
+  uint64_t last_use(int64_t b) const noexcept { return last_use_[size_t(b)]; }
+  size_t bytes_in_ram() const noexcept;   // the entries of resident blocks
+  size_t bytes_on_disk() const noexcept;  // the entries of spilled blocks (uncompressed)
+  uint64_t block_hits() const noexcept { return hits_; }      // reads of resident blocks
+  uint64_t block_misses() const noexcept { return misses_; }  // reads from the spill file
 
   // A copy that shares this store's blocks (copy-on-write): both stores read the same bytes, and
   // whichever writes to a shared block first gets its own copy of that block. During an append
@@ -95,12 +117,20 @@ class EntryStore {
  private:
   uint8_t* next_slot();  // the slot the next entry goes to (allocating, journalling)
   uint8_t* slot(int64_t slot_index) const;
+  void resize_blocks(size_t n);  // blocks_ and every per-block vector
+  void load_block(int64_t b) const;
   EntryCodec codec_;
   size_t entry_bytes_ = 0;
   int64_t block_entries_ = kBlockEntries;
   int64_t ring_capacity_ = 0;
   int64_t size_ = 0;
-  std::vector<std::shared_ptr<uint8_t[]>> blocks_;
+  // A null block is on the spill file (extents_[b]); mutable: residency is a cache.
+  mutable std::vector<std::shared_ptr<uint8_t[]>> blocks_;
+  std::shared_ptr<SpillFile> spill_;
+  std::vector<SpillFile::Extent> extents_;
+  std::vector<uint8_t> on_file_;  // 1: extents_[b] holds the block's current bytes
+  mutable std::vector<uint64_t> last_use_;
+  mutable uint64_t hits_ = 0, misses_ = 0;
   // Per block: 1 while it may be shared with a fork (copied before the first write). Mutable:
   // forking marks the origin's blocks too. Both sides copy, so no block is ever written while
   // another store can read it.
@@ -160,11 +190,13 @@ struct LayerCache {
 };
 
 struct CacheMemory {
-  // bytes_used[layer][kind]
+  // bytes_used[layer][kind]: the entries held, in RAM or on the disk tier
   std::vector<std::array<size_t, kNumCacheKinds>> bytes_used;
   std::vector<std::array<size_t, kNumCacheKinds>> bytes_reserved;
+  std::vector<std::array<size_t, kNumCacheKinds>> bytes_on_disk;  // of bytes_used
   size_t total_used(CacheKind kind) const;
   size_t total_used() const;
+  size_t total_on_disk() const;
   size_t total_reserved() const;
 };
 

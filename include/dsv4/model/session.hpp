@@ -29,6 +29,21 @@ struct SessionOptions {
   // position at or after the checkpoint recomputes only the tokens since. Costs one more ring and
   // compressor state (shared copy-on-write with the live ones until they move on).
   int64_t window_checkpoint_interval = 0;
+  // The disk tier: at most this many bytes of compressed entries and indexer keys stay in RAM
+  // (0: no limit). Colder full blocks (least recently read first) go to an unnamed scratch file
+  // in spill_dir (empty: the system temp directory), zstd-compressed with a CRC-32C each, and are
+  // read back when a step needs them: the indexer's top-k names the compressed blocks attention
+  // will read, and they are loaded (in parallel) before it. Lossless: the logits are the same.
+  int64_t ram_budget = 0;
+  std::string spill_dir;
+};
+
+// The disk tier's figures (Session::tier_stats).
+struct CacheTierStats {
+  size_t ram_bytes = 0, disk_bytes = 0;  // compressed entries and indexer keys, by where they are
+  uint64_t block_hits = 0, block_misses = 0;  // block reads served from RAM / from the file
+  SpillFile::Traffic traffic;                 // blocks and bytes written and read back
+  uint64_t file_bytes = 0;                    // the scratch file's length
 };
 
 // How a saved session keeps its sliding-window entries (the V4 paper's strategies; values pinned:
@@ -133,6 +148,7 @@ class Session {
   const Model& model() const noexcept { return *model_; }
   CacheMemory memory() const { return cache_.memory(); }
   const KvCache& cache() const noexcept { return cache_; }
+  CacheTierStats tier_stats() const;
   // The cache's storage format (an official model's sessions store packed).
   KvFormat kv_format() const noexcept { return options_.kv_format; }
   // The forward pass's working memory: bytes held, and the most used at once so far.
@@ -158,6 +174,8 @@ class Session {
   void rebuild_window(int64_t from, int64_t n, bool exact_at_from);
   // Drops the entries of positions >= n from the compressed stores and rewinds the rings to `from`.
   void rewind_stores(int64_t n, int64_t from);
+  // Moves the least recently read full blocks to the spill file until the RAM budget holds.
+  void enforce_ram_budget();
   // A fork of this session truncated to n tokens (rings and states rebuilt).
   Result<std::unique_ptr<Session>> rebuilt_at(int64_t n) const;
 
@@ -185,6 +203,13 @@ class Session {
   int64_t first_chunk_ = 0;
   // The latest window checkpoint (options_.window_checkpoint_interval), shared by forks.
   std::shared_ptr<const WindowCheckpoint> checkpoint_;
+  std::shared_ptr<SpillFile> spill_;  // the disk tier (options_.ram_budget > 0), shared by forks
+  struct SpillCandidate {
+    uint64_t last_use;
+    EntryStore* store;
+    int64_t block;
+  };
+  std::vector<SpillCandidate> spill_candidates_;  // enforce_ram_budget's scratch
 };
 
 // Fault injection for tests: the next session save fails with an I/O error (ENOSPC) after
