@@ -36,11 +36,42 @@ inline int report(const Status& status, const char* command) {
   return 1;
 }
 
-// Session options from --kv-format f32|bf16|packed (kInvalidArgument for anything else).
+// "123", "24G", "24GiB", "512M": binary units (K, M, G, T, optionally followed by "iB").
+inline bool parse_bytes(const std::string& text, int64_t* out) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 18) return false;
+  int64_t value = std::stoll(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit.size() == 3 && unit.substr(1) == "iB") unit = unit.substr(0, 1);
+  int shift = 0;
+  if (unit == "K")
+    shift = 10;
+  else if (unit == "M")
+    shift = 20;
+  else if (unit == "G")
+    shift = 30;
+  else if (unit == "T")
+    shift = 40;
+  else if (!unit.empty())
+    return false;
+  if (value > (INT64_MAX >> shift)) return false;
+  *out = value << shift;
+  return true;
+}
+
+// Session options from --kv-format f32|bf16|packed, --ram-budget BYTES (the disk tier: at most
+// that much of the compressed entries and indexer keys in RAM) and --spill-dir DIR
+// (kInvalidArgument for anything malformed).
 inline Result<SessionOptions> session_options_from_args(const Args& args) {
   SessionOptions options;
   if (args.has("kv-format") && !parse_kv_format(args.get("kv-format"), &options.kv_format))
     return Status(StatusCode::kInvalidArgument, "--kv-format must be f32, bf16 or packed");
+  if (args.has("ram-budget") &&
+      (!parse_bytes(args.get("ram-budget"), &options.ram_budget) || options.ram_budget <= 0))
+    return Status(StatusCode::kInvalidArgument,
+                  "--ram-budget must be a positive byte count (e.g. 512M, 2G)");
+  options.spill_dir = args.get("spill-dir");
   return options;
 }
 

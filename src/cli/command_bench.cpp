@@ -20,6 +20,21 @@
 namespace dsv4::cli {
 namespace {
 
+// The disk tier over the timed steps: where the cache is, and what moved per step.
+void print_tier(const CacheTierStats& before, const CacheTierStats& after, int64_t steps) {
+  const auto per_step = [steps](uint64_t a, uint64_t b) { return double(b - a) / double(steps); };
+  const uint64_t reads =
+      after.block_hits + after.block_misses - before.block_hits - before.block_misses;
+  std::printf(
+      "            disk tier: %.1f MB in RAM, %.1f MB on disk (file %.1f MB); per step %.0f "
+      "blocks read back (%.2f MB), %.0f written; block hit rate %.1f%%\n",
+      double(after.ram_bytes) / 1e6, double(after.disk_bytes) / 1e6, double(after.file_bytes) / 1e6,
+      per_step(before.traffic.blocks_read, after.traffic.blocks_read),
+      per_step(before.traffic.raw_bytes_read, after.traffic.raw_bytes_read) / 1e6,
+      per_step(before.traffic.blocks_written, after.traffic.blocks_written),
+      reads > 0 ? 100.0 * double(after.block_hits - before.block_hits) / double(reads) : 100.0);
+}
+
 bool parse_contexts(const std::string& text, std::vector<int64_t>* out) {
   std::stringstream ss(text);
   std::string item;
@@ -149,6 +164,7 @@ int command_bench(const Args& args) {
     }
     AppendOptions last;
     last.output = OutputMode::kLast;
+    const CacheTierStats tier_before = session->tier_stats();
     const bench::WorkingMemoryProbe probe;  // after the fill: the cache is part of the baseline
     std::vector<double> times;
     int32_t token = 1;
@@ -173,6 +189,7 @@ int command_bench(const Args& args) {
         achieved / 1e9, 100.0 * achieved / bandwidth,
         double(session->memory().total_reserved()) / 1e6, double(probe.peak_working(0)) / 1e6,
         100.0 * (seconds * 1e3 / first_ms - 1.0));
+    if (session_opts.ram_budget > 0) print_tier(tier_before, session->tier_stats(), steps + 1);
   }
   return 0;
 }

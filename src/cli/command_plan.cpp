@@ -15,30 +15,6 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
-// "123", "24G", "24GiB", "512M": binary units (K, M, G, T, optionally followed by "iB").
-bool parse_bytes(const std::string& text, int64_t* out) {
-  size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  if (digits == 0 || digits > 18) return false;
-  int64_t value = std::stoll(text.substr(0, digits));
-  std::string unit = text.substr(digits);
-  if (unit.size() == 3 && unit.substr(1) == "iB") unit = unit.substr(0, 1);
-  int shift = 0;
-  if (unit == "K")
-    shift = 10;
-  else if (unit == "M")
-    shift = 20;
-  else if (unit == "G")
-    shift = 30;
-  else if (unit == "T")
-    shift = 40;
-  else if (!unit.empty())
-    return false;
-  if (value > (INT64_MAX >> shift)) return false;
-  *out = value << shift;
-  return true;
-}
-
 void print_plan(const ModelConfig& c, const MemoryPlan& p, const std::string& what) {
   std::printf("dsv4 plan: %s, context %lld tokens, kv format %s\n", what.c_str(),
               static_cast<long long>(p.context), std::string(kv_format_name(p.kv_format)).c_str());

@@ -48,7 +48,9 @@ void print_usage() {
       "\n"
       "eval, generate, run, chat, demo and bench take --kv-format f32|bf16|packed (the KV cache's\n"
       "storage; packed = the official 584-byte entries and FP4 indexer keys) and --numerics\n"
-      "exact|official (official = DeepSeek's inference numerics, which store the packed cache).\n",
+      "exact|official (official = DeepSeek's inference numerics, which store the packed cache),\n"
+      "--ram-budget BYTES (the disk tier: at most that much of the compressed entries and indexer\n"
+      "keys stay in RAM, the rest in a zstd-compressed scratch file) and --spill-dir DIR.\n",
       dsv4::kVersionString);
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <span>
+#include <tuple>
 
 #include "layer_forward.hpp"
 
@@ -94,13 +95,17 @@ void Session::enforce_ram_budget() {
     for (EntryStore* store : {&lc.compressed, &lc.indexer}) {
       in_ram += store->bytes_in_ram();
       for (int64_t b = 0; b < store->n_blocks(); ++b)
-        if (store->spillable(b)) spill_candidates_.push_back({store->last_use(b), store, b});
+        if (store->spillable(b))
+          spill_candidates_.push_back({store == &lc.indexer, store->last_use(b), store, b});
     }
   }
   if (in_ram <= budget) return;
-  std::sort(
-      spill_candidates_.begin(), spill_candidates_.end(),
-      [](const SpillCandidate& a, const SpillCandidate& b) { return a.last_use < b.last_use; });
+  // Compressed entries go first, least recently read first: indexer keys are scanned in full at
+  // every step, while attention reads only the compressed blocks the top-k selects.
+  std::sort(spill_candidates_.begin(), spill_candidates_.end(),
+            [](const SpillCandidate& a, const SpillCandidate& b) {
+              return std::tie(a.keys, a.last_use) < std::tie(b.keys, b.last_use);
+            });
   for (const SpillCandidate& c : spill_candidates_) {
     if (in_ram <= budget) break;
     c.store->spill_block(c.block);

@@ -205,6 +205,7 @@ class Session {
   std::shared_ptr<const WindowCheckpoint> checkpoint_;
   std::shared_ptr<SpillFile> spill_;  // the disk tier (options_.ram_budget > 0), shared by forks
   struct SpillCandidate {
+    bool keys;  // an indexer-key block (spilled after the compressed entries)
     uint64_t last_use;
     EntryStore* store;
     int64_t block;
