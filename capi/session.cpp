@@ -1,4 +1,5 @@
 #include <cstddef>
+#include <cstring>
 #include <limits>
 
 #include "capi_guard.hpp"
@@ -45,11 +46,17 @@ dsv4::SessionOptions session_options(const dsv4_session_params* params, const st
     dsv4::fail(dsv4::StatusCode::kInvalidArgument, fn + ": unknown kv_format " +
                                                        std::to_string(p.kv_format) +
                                                        " (expected DSV4_KV_F32, _BF16 or _PACKED)");
+  require(p.ram_budget >= 0, (fn + ": ram_budget must be >= 0").c_str());
+  require(p.window_checkpoint_interval >= 0,
+          (fn + ": window_checkpoint_interval must be >= 0").c_str());
   dsv4::SessionOptions options;
   options.n_threads = p.n_threads;
   options.max_positions = p.max_positions;
   options.kv_format = dsv4::KvFormat(p.kv_format);
   if (p.max_chunk > 0) options.max_chunk = p.max_chunk;
+  options.ram_budget = p.ram_budget;
+  if (p.spill_dir) options.spill_dir = p.spill_dir;
+  options.window_checkpoint_interval = p.window_checkpoint_interval;
   return options;
 }
 
@@ -279,6 +286,28 @@ static dsv4_status dsv4_session_fork_impl(const dsv4_session* session, dsv4_sess
 }
 DSV4_API dsv4_status dsv4_session_fork(const dsv4_session* session, dsv4_session** out) {
   return remember(session, dsv4_session_fork_impl(session, out));
+}
+
+static dsv4_status dsv4_session_tier_stats_impl(const dsv4_session* session, dsv4_tier_stats* out) {
+  DSV4_CAPI_BEGIN
+  require(session != nullptr, "dsv4_session_tier_stats: session is NULL");
+  require(out != nullptr, "dsv4_session_tier_stats: out is NULL");
+  const size_t out_size = out->struct_size;
+  require(out_size >= sizeof(dsv4_tier_stats) && out_size <= (size_t(1) << 20),
+          "dsv4_session_tier_stats: out->struct_size must be sizeof(dsv4_tier_stats)");
+  const dsv4::CacheTierStats t = session->session->tier_stats();
+  dsv4_tier_stats r{};
+  r.struct_size = sizeof r;
+  r.ram_bytes = t.ram_bytes, r.disk_bytes = t.disk_bytes;
+  r.block_hits = t.block_hits, r.block_misses = t.block_misses;
+  r.bytes_written = t.traffic.file_bytes_written, r.bytes_read = t.traffic.file_bytes_read;
+  r.file_bytes = t.file_bytes;
+  std::memcpy(out, &r, sizeof r);
+  return DSV4_OK;
+  DSV4_CAPI_END
+}
+DSV4_API dsv4_status dsv4_session_tier_stats(const dsv4_session* session, dsv4_tier_stats* out) {
+  return dsv4_session_tier_stats_impl(session, out);
 }
 
 static dsv4_status dsv4_session_truncate_impl(dsv4_session* session, int64_t n_tokens) {

@@ -203,6 +203,18 @@ typedef struct dsv4_session_params {
   int32_t reserved0;
   /* v3 (0.3): how the KV cache stores entries, DSV4_KV_*; 0 = DSV4_KV_F32. */
   int32_t kv_format;
+  /* Padding of the v3 struct, named for the same reason as reserved0. Ignored. */
+  int32_t reserved1;
+  /* v4 (0.5): the disk tier. At most ram_budget bytes of compressed entries and indexer keys stay
+   * in RAM (0 = no limit); colder blocks go to an unnamed, zstd-compressed, checksummed scratch
+   * file in spill_dir (NULL or "" = the system temp directory) and are read back when needed.
+   * The logits do not change. */
+  int64_t ram_budget;
+  const char* spill_dir;
+  /* v4 (0.5): keep the window rings and compressor states every this many tokens (0 = never),
+   * so that DSV4_SWA_CHECKPOINT saves at this interval write them as they are and a truncate
+   * back to the latest checkpoint or later recomputes only the tokens since. */
+  int64_t window_checkpoint_interval;
 } dsv4_session_params;
 
 /* KV-cache storage formats (dsv4_session_params.kv_format). */
@@ -274,6 +286,24 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_position(const dsv4_session* se
                                                           int64_t* out);
 /* Drops every cached token: the session starts again at position 0. */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_reset(dsv4_session* session);
+
+/* The disk tier of a session (dsv4_session_params.ram_budget). */
+typedef struct dsv4_tier_stats {
+  size_t struct_size;     /* set by the caller to sizeof(dsv4_tier_stats); the library writes
+                             at most that many bytes and sets it to what it wrote */
+  uint64_t ram_bytes;     /* compressed entries and indexer keys in RAM */
+  uint64_t disk_bytes;    /* ... on the disk tier (uncompressed size) */
+  uint64_t block_hits;    /* block reads served from RAM */
+  uint64_t block_misses;  /* block reads from the spill file */
+  uint64_t bytes_written; /* to the spill file (compressed) */
+  uint64_t bytes_read;    /* from the spill file (compressed) */
+  uint64_t file_bytes;    /* the spill file's length */
+} dsv4_tier_stats;
+
+/* v0.5. The disk tier's figures; all zero but ram_bytes for a session without a RAM budget.
+ * Errors: INVALID_ARGUMENT (NULL, struct_size too small). */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_tier_stats(const dsv4_session* session,
+                                                            dsv4_tier_stats* out);
 
 /* KV-cache kinds for dsv4_session_cache_bytes. */
 typedef enum dsv4_cache_kind {

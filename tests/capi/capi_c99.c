@@ -205,7 +205,29 @@ static void test_saved_sessions(const char* golden_dir) {
     dsv4_session *base = NULL, *restored = NULL, *rewound = NULL;
     static float got_restored[3 * 256], got_rewound[3 * 256];
     int strategy;
-    EXPECT(dsv4_session_load(model, file, NULL, &base) == DSV4_OK); /* the 40-token session */
+    dsv4_session_params tiered = dsv4_session_default_params();
+    dsv4_tier_stats ts;
+    tiered.ram_budget = 1; /* everything that can go to disk does */
+    tiered.window_checkpoint_interval = 16;
+    EXPECT(dsv4_session_load(model, file, &tiered, &base) == DSV4_OK); /* the 40-token session */
+    {
+      /* 300 tokens fill whole blocks of compressed entries, which go to disk. */
+      static int32_t long_prompt[300];
+      dsv4_session* tier = NULL;
+      for (i = 0; i < 300; ++i) long_prompt[i] = (int32_t)((i * 53 + 1) % 256);
+      EXPECT(dsv4_session_create(model, &tiered, &tier) == DSV4_OK);
+      EXPECT(dsv4_session_append(tier, long_prompt, 300, NULL) == DSV4_OK);
+      ts.struct_size = sizeof ts;
+      EXPECT(dsv4_session_tier_stats(tier, &ts) == DSV4_OK);
+      EXPECT(ts.disk_bytes > 0 && ts.file_bytes > 0 && ts.bytes_written > 0);
+      dsv4_session_free(tier);
+    }
+    ts.struct_size = 8;
+    EXPECT(dsv4_session_tier_stats(base, &ts) == DSV4_ERR_INVALID_ARGUMENT);
+    EXPECT(dsv4_session_tier_stats(NULL, &ts) == DSV4_ERR_INVALID_ARGUMENT);
+    tiered.ram_budget = -1;
+    EXPECT(dsv4_session_create(model, &tiered, &restored) == DSV4_ERR_INVALID_ARGUMENT &&
+           restored == NULL);
     for (strategy = DSV4_SWA_CHECKPOINT; strategy <= DSV4_SWA_NONE; ++strategy) {
       dsv4_save_params p = dsv4_save_default_params();
       p.swa_strategy = strategy;
