@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "dsv4/core/checksum.hpp"
@@ -303,9 +304,11 @@ int64_t expected_size(const ModelConfig& c, int64_t layer, StoreKind kind, int64
   return -1;
 }
 
-// `window_position`: where the rings are (−1: the file stores none).
+// `window_position`: where the rings are (−1: the file stores none). `keep_budget` runs every few
+// thousand entries, so a session with a RAM budget stays within it while it loads.
 void read_store(SessionFileReader& in, const ModelConfig& c, KvCache& cache, int64_t position,
-                int64_t window_position, std::set<std::pair<uint32_t, uint32_t>>& seen) {
+                int64_t window_position, std::set<std::pair<uint32_t, uint32_t>>& seen,
+                const std::function<void()>& keep_budget) {
   const auto layer = in.value<uint32_t>(), kind = in.value<uint32_t>();
   const auto size = in.value<int64_t>(), stored = in.value<int64_t>();
   const auto entry_bytes = in.value<int64_t>();
@@ -333,6 +336,7 @@ void read_store(SessionFileReader& in, const ModelConfig& c, KvCache& cache, int
   for (int64_t i = 0; i < stored; ++i) {
     in.payload(entry.data(), entry.size());
     store.append_encoded(entry.data());
+    if (i % 4096 == 4095) keep_budget();
   }
 }
 
@@ -514,7 +518,8 @@ Result<std::unique_ptr<Session>> Session::load(std::shared_ptr<const Model> mode
       } else if (!window_at_seen) {
         in.corrupt("cache sections before the window section");
       } else if (tag == kStore) {
-        read_store(in, c, session->cache_, h.position, window_position, seen);
+        read_store(in, c, session->cache_, h.position, window_position, seen,
+                   [&session] { session->enforce_ram_budget(); });
       } else if (tag == kCompressor) {
         read_compressor(in, session->cache_, window_position >= 0, seen);
       } else {

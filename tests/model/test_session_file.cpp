@@ -604,6 +604,10 @@ TEST_CASE("disk tier: a session under a quarter of its cache in RAM gives the sa
     const std::vector<int32_t> more = ids(5, c.vocab_size, 7);
     const std::vector<float> want = continue_with(*in_ram, more);
     CHECK(std::memcmp(continue_with(*fork, more).data(), want.data(), want.size() * 4) == 0);
+    // Loaded under the budget, it stays within it and continues exactly.
+    auto loaded = Session::load(model, (dir.path() / "tier").string(), budgeted_options).value();
+    CHECK(loaded->tier_stats().ram_bytes <= size_t(budgeted_options.ram_budget));
+    CHECK(std::memcmp(continue_with(*loaded, more).data(), want.data(), want.size() * 4) == 0);
     // A spill that fails (disk full) fails the append, which leaves the session as it was.
     dsv4::set_spill_write_failure(true);
     std::vector<float> unused(size_t(600) * size_t(c.vocab_size));
