@@ -273,6 +273,18 @@ TEST_CASE("session truncate: a rewound session continues as one that stopped the
         const std::vector<float> got = continue_with(*probe, more);
         const std::vector<float> want = continue_with(*stopped, more);
         CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+        // Saved after the rewind without its window (the strategy that recomputes the most),
+        // restored, it continues the same.
+        if (keep == 7) {
+          dsv4::test::TempDir dir("session-rewound");
+          dsv4::SaveOptions none;
+          none.swa_strategy = dsv4::SwaStrategy::kNone;
+          const fs::path file = dir.path() / "rewound.dsv4session";
+          REQUIRE(rewound->save(file.string(), none).is_ok());
+          auto restored = Session::load(k.model, file.string(), so).value();
+          const std::vector<float> again = continue_with(*restored, more);
+          CHECK(std::memcmp(again.data(), want.data(), want.size() * 4) == 0);
+        }
       }
     }
 }
