@@ -57,6 +57,9 @@ dsv4::SessionOptions session_options(const dsv4_session_params* params, const st
   options.ram_budget = p.ram_budget;
   if (p.spill_dir) options.spill_dir = p.spill_dir;
   options.window_checkpoint_interval = p.window_checkpoint_interval;
+  require(p.lossy_cold_entries == 0 || p.lossy_cold_entries == 1,
+          (fn + ": lossy_cold_entries must be 0 or 1").c_str());
+  options.lossy_cold_entries = p.lossy_cold_entries != 0;
   return options;
 }
 

@@ -215,6 +215,11 @@ typedef struct dsv4_session_params {
    * so that DSV4_SWA_CHECKPOINT saves at this interval write them as they are and a truncate
    * back to the latest checkpoint or later recomputes only the tokens since. */
   int64_t window_checkpoint_interval;
+  /* v4 (0.5): opt-in, lossy: compressed entries on the disk tier are stored as e2m1 nope values
+   * with a scale per 16 and bf16 rope values (380 instead of 584 bytes for V4), and come back with
+   * those values (docs/numerics.md gives the deviation). 0 = lossless. */
+  int32_t lossy_cold_entries;
+  int32_t reserved2; /* padding, ignored */
 } dsv4_session_params;
 
 /* KV-cache storage formats (dsv4_session_params.kv_format). */

@@ -62,7 +62,8 @@ inline bool parse_bytes(const std::string& text, int64_t* out) {
 
 // Session options from --kv-format f32|bf16|packed, --ram-budget BYTES (the disk tier: at most
 // that much of the compressed entries and indexer keys in RAM) and --spill-dir DIR
-// (kInvalidArgument for anything malformed).
+// and --lossy-cold (spilled compressed entries stored lossily as e2m1; kInvalidArgument for
+// anything malformed).
 inline Result<SessionOptions> session_options_from_args(const Args& args) {
   SessionOptions options;
   if (args.has("kv-format") && !parse_kv_format(args.get("kv-format"), &options.kv_format))
@@ -72,6 +73,7 @@ inline Result<SessionOptions> session_options_from_args(const Args& args) {
     return Status(StatusCode::kInvalidArgument,
                   "--ram-budget must be a positive byte count (e.g. 512M, 2G)");
   options.spill_dir = args.get("spill-dir");
+  options.lossy_cold_entries = args.has("lossy-cold");
   return options;
 }
 

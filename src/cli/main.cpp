@@ -50,7 +50,8 @@ void print_usage() {
       "storage; packed = the official 584-byte entries and FP4 indexer keys) and --numerics\n"
       "exact|official (official = DeepSeek's inference numerics, which store the packed cache),\n"
       "--ram-budget BYTES (the disk tier: at most that much of the compressed entries and indexer\n"
-      "keys stay in RAM, the rest in a zstd-compressed scratch file) and --spill-dir DIR.\n",
+      "keys stay in RAM, the rest in a zstd-compressed scratch file), --spill-dir DIR and\n"
+      "--lossy-cold (opt-in: spilled compressed entries stored as e2m1, see docs/numerics.md).\n",
       dsv4::kVersionString);
 }
 
@@ -64,7 +65,7 @@ bool parse_args(int argc, char** argv, dsv4::cli::Args* out) {
     }
     key = key.substr(2);
     // Options that take no value, so that `--think "prompt"` leaves the prompt positional.
-    static const char* kFlags[] = {"jsonl", "special", "think", "raw", "text"};
+    static const char* kFlags[] = {"jsonl", "special", "think", "raw", "text", "lossy-cold"};
     const bool is_flag =
         std::any_of(std::begin(kFlags), std::end(kFlags), [&](const char* f) { return key == f; });
     if (!is_flag && i + 1 < argc &&

@@ -198,15 +198,79 @@ void EntryStore::resize_blocks(size_t n) {
   last_use_.resize(n);
 }
 
-void EntryStore::attach_spill_file(std::shared_ptr<SpillFile> file) {
+void EntryStore::attach_spill_file(std::shared_ptr<SpillFile> file, bool lossy_cold) {
   if (ring_capacity_ > 0) fail(StatusCode::kInternal, "a window ring has no disk tier");
   spill_ = std::move(file);
+  lossy_cold_ = lossy_cold;
+}
+
+namespace {
+constexpr int64_t kColdBlock = 16;  // nope values per e2m1 scale in the lossy cold format
+}  // namespace
+
+size_t EntryStore::cold_entry_bytes() const noexcept {
+  const int64_t nope = codec_.nope_dim(), blocks = (nope + kColdBlock - 1) / kColdBlock;
+  return size_t((nope + 1) / 2 + blocks + 2 * codec_.rope_dim);
+}
+
+namespace {
+// The lossy cold format of one entry: nope nibbles (two per byte), one ue8m0 scale per 16, the
+// rope values as bf16.
+void encode_cold(const EntryCodec& codec, const float* x, uint8_t* out) {
+  const int64_t nope = codec.nope_dim();
+  uint8_t nibbles[kColdBlock];
+  uint8_t* scales = out + (nope + 1) / 2;
+  std::memset(out, 0, size_t((nope + 1) / 2));
+  for (int64_t b0 = 0, blk = 0; b0 < nope; b0 += kColdBlock, ++blk) {
+    const int64_t n = std::min(kColdBlock, nope - b0);
+    scales[blk] = quant::quantize_fp4_block(x + b0, n, nibbles);
+    for (int64_t i = 0; i < n; ++i)
+      out[(b0 + i) / 2] |= uint8_t(nibbles[i] << (((b0 + i) % 2) * 4));
+  }
+  uint8_t* rope = scales + (nope + kColdBlock - 1) / kColdBlock;
+  for (int64_t i = 0; i < codec.rope_dim; ++i) {
+    const uint16_t bits = float_to_bf16(x[nope + i]);
+    std::memcpy(rope + 2 * i, &bits, 2);
+  }
+}
+
+void decode_cold(const EntryCodec& codec, const uint8_t* in, float* x) {
+  const int64_t nope = codec.nope_dim();
+  const uint8_t* scales = in + (nope + 1) / 2;
+  for (int64_t i = 0; i < nope; ++i)
+    x[i] = fp4_e2m1_to_float(uint8_t((in[i / 2] >> ((i % 2) * 4)) & 0xf)) *
+           ue8m0_to_float(scales[i / kColdBlock]);
+  const uint8_t* rope = scales + (nope + kColdBlock - 1) / kColdBlock;
+  for (int64_t i = 0; i < codec.rope_dim; ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, rope + 2 * i, 2);
+    x[nope + i] = bf16_to_float(bits);
+  }
+}
+}  // namespace
+
+void EntryStore::read_spilled(int64_t b, uint8_t* out) const {
+  const SpillFile::Extent& e = extents_[size_t(b)];
+  if (!lossy_cold_) {
+    spill_->read(e, out);
+    return;
+  }
+  thread_local std::vector<uint8_t> cold;
+  thread_local std::vector<float> values;
+  cold.resize(e.raw_bytes);
+  values.resize(size_t(codec_.dim));
+  spill_->read(e, cold.data());
+  const size_t cold_bytes = cold_entry_bytes();
+  for (int64_t j = 0; j < block_entries_; ++j) {
+    decode_cold(codec_, cold.data() + size_t(j) * cold_bytes, values.data());
+    codec_.encode(values.data(), out + size_t(j) * entry_bytes_);
+  }
 }
 
 void EntryStore::load_block(int64_t b) const {
   const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
   std::shared_ptr<uint8_t[]> block = allocate_block(block_bytes);
-  spill_->read(extents_[size_t(b)], block.get());
+  read_spilled(b, block.get());
   blocks_[size_t(b)] = std::move(block);
   ++misses_;
 }
@@ -242,7 +306,7 @@ void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
   for (size_t i = 0; i < missing.size(); ++i) {
     Status s = capture_status([&] {
       loaded[i] = allocate_block(block_bytes);
-      spill_->read(extents_[size_t(missing[i])], loaded[i].get());
+      read_spilled(missing[i], loaded[i].get());
     });
     if (!s) {
 #pragma omp critical(dsv4_spill_read)
@@ -257,7 +321,7 @@ void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
 const uint8_t* EntryStore::block_bytes(int64_t b, std::vector<uint8_t>& scratch) const {
   if (blocks_[size_t(b)]) return blocks_[size_t(b)].get();
   scratch.resize(size_t(block_entries_) * entry_bytes_);
-  spill_->read(extents_[size_t(b)], scratch.data());
+  read_spilled(b, scratch.data());
   return scratch.data();
 }
 
@@ -269,8 +333,21 @@ bool EntryStore::spillable(int64_t b) const noexcept {
 void EntryStore::spill_block(int64_t b) {
   if (!spillable(b)) fail(StatusCode::kInternal, "EntryStore::spill_block: not a full block");
   if (!on_file_[size_t(b)]) {
-    extents_[size_t(b)] =
-        spill_->write(blocks_[size_t(b)].get(), size_t(block_entries_) * entry_bytes_);
+    const uint8_t* block = blocks_[size_t(b)].get();
+    if (lossy_cold_) {
+      thread_local std::vector<uint8_t> cold;
+      thread_local std::vector<float> values;
+      const size_t cold_bytes = cold_entry_bytes();
+      cold.assign(size_t(block_entries_) * cold_bytes, 0);
+      values.resize(size_t(codec_.dim));
+      for (int64_t j = 0; j < block_entries_; ++j) {
+        codec_.decode(block + size_t(j) * entry_bytes_, values.data());
+        encode_cold(codec_, values.data(), cold.data() + size_t(j) * cold_bytes);
+      }
+      extents_[size_t(b)] = spill_->write(cold.data(), cold.size());
+    } else {
+      extents_[size_t(b)] = spill_->write(block, size_t(block_entries_) * entry_bytes_);
+    }
     on_file_[size_t(b)] = 1;
   }
   blocks_[size_t(b)].reset();
@@ -305,6 +382,7 @@ EntryStore EntryStore::fork() const {
   copy.size_ = size_;
   copy.blocks_ = blocks_;
   copy.spill_ = spill_;
+  copy.lossy_cold_ = lossy_cold_;
   copy.extents_ = extents_;
   copy.on_file_ = on_file_;
   copy.last_use_ = last_use_;

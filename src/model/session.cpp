@@ -78,7 +78,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
     spill_ = SpillFile::create(options_.spill_dir);
     for (int64_t l = 0; l < cache_.n_layers(); ++l) {
       if (model_->config().compress_ratio(l) <= 0) continue;
-      cache_.layer(l).compressed.attach_spill_file(spill_);
+      cache_.layer(l).compressed.attach_spill_file(spill_, options_.lossy_cold_entries);
       if (model_->config().compress_ratio(l) == kCsaCompressRatio)
         cache_.layer(l).indexer.attach_spill_file(spill_);
     }

@@ -27,7 +27,8 @@ static_assert(offsetof(dsv4_session_params, kv_format) == 32);   // v3
 static_assert(offsetof(dsv4_session_params, ram_budget) == 40);  // v4 (0.5)
 static_assert(offsetof(dsv4_session_params, spill_dir) == 48);
 static_assert(offsetof(dsv4_session_params, window_checkpoint_interval) == 56);
-static_assert(sizeof(dsv4_session_params) == 64);
+static_assert(offsetof(dsv4_session_params, lossy_cold_entries) == 64);
+static_assert(sizeof(dsv4_session_params) == 72);
 static_assert(DSV4_KV_F32 == 0 && DSV4_KV_BF16 == 1 && DSV4_KV_PACKED == 2);
 static_assert(offsetof(dsv4_append_params, struct_size) == 0);
 static_assert(offsetof(dsv4_append_params, output) == 8);

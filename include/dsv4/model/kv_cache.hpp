@@ -77,7 +77,11 @@ class EntryStore {
   // Full blocks can move to `file` (spill_block) and come back when read (ensure_resident).
   // Readers must make the blocks they will read resident first: entry() and block() of a spilled
   // block are an internal error. Residency is a cache of the same bytes, hence const.
-  void attach_spill_file(std::shared_ptr<SpillFile> file);
+  // `lossy_cold`: spilled blocks are stored smaller and lossily (cold_entry_bytes()): the nope
+  // dims as e2m1 with a power-of-two scale per 16, the rope dims as bf16; a block read back holds
+  // those values re-encoded in the store's format. Opt-in (SessionOptions::lossy_cold_entries).
+  void attach_spill_file(std::shared_ptr<SpillFile> file, bool lossy_cold = false);
+  size_t cold_entry_bytes() const noexcept;
   // Blocks [first, end), or the listed ones, resident: spilled ones are read back (in parallel),
   // and all are stamped as used now.
   void ensure_resident(int64_t first, int64_t end) const;
@@ -119,6 +123,8 @@ class EntryStore {
   uint8_t* slot(int64_t slot_index) const;
   void resize_blocks(size_t n);  // blocks_ and every per-block vector
   void load_block(int64_t b) const;
+  // Reads spilled block b into `out` in the store's format (undoing the lossy cold encoding).
+  void read_spilled(int64_t b, uint8_t* out) const;
   EntryCodec codec_;
   size_t entry_bytes_ = 0;
   int64_t block_entries_ = kBlockEntries;
@@ -127,6 +133,7 @@ class EntryStore {
   // A null block is on the spill file (extents_[b]); mutable: residency is a cache.
   mutable std::vector<std::shared_ptr<uint8_t[]>> blocks_;
   std::shared_ptr<SpillFile> spill_;
+  bool lossy_cold_ = false;
   std::vector<SpillFile::Extent> extents_;
   std::vector<uint8_t> on_file_;  // 1: extents_[b] holds the block's current bytes
   mutable std::vector<uint64_t> last_use_;

@@ -36,6 +36,10 @@ struct SessionOptions {
   // will read, and they are loaded (in parallel) before it. Lossless: the logits are the same.
   int64_t ram_budget = 0;
   std::string spill_dir;
+  // Opt-in, lossy: compressed entries spilled to the disk tier are stored as e2m1 nope values
+  // with a power-of-two scale per 16 and bf16 rope values (380 bytes for V4 instead of the
+  // packed 584), and come back with those values. Indexer keys are never stored lossily.
+  bool lossy_cold_entries = false;
 };
 
 // The disk tier's figures (Session::tier_stats).
