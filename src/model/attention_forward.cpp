@@ -163,6 +163,7 @@ int64_t official_window_slots(const Model& model, int64_t pos, int64_t first_chu
 // indexer's top-k says which compressed blocks attention will read).
 void ensure_selected_resident(const EntryStore& store, const Selection& sel, int64_t n_tokens,
                               int64_t k) {
+  if (!store.has_disk_tier()) return;
   thread_local std::vector<int64_t> blocks;
   blocks.clear();
   for (int64_t t = 0; t < n_tokens; ++t)

@@ -82,6 +82,7 @@ class EntryStore {
   // those values re-encoded in the store's format. Opt-in (SessionOptions::lossy_cold_entries).
   void attach_spill_file(std::shared_ptr<SpillFile> file, bool lossy_cold = false);
   size_t cold_entry_bytes() const noexcept;
+  bool has_disk_tier() const noexcept { return spill_ != nullptr; }
   // Blocks [first, end), or the listed ones, resident: spilled ones are read back (in parallel),
   // and all are stamped as used now.
   void ensure_resident(int64_t first, int64_t end) const;
