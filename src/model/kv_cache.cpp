@@ -287,7 +287,10 @@ void EntryStore::ensure_resident(int64_t first, int64_t end) const {
 void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
   if (!spill_) return;
   const uint64_t now = spill_->now();
-  std::vector<int64_t> missing;
+  // Scratch that lives as long as the thread: no allocation per step once warm.
+  thread_local std::vector<int64_t> missing;
+  thread_local std::vector<std::shared_ptr<uint8_t[]>> loaded;
+  missing.clear();
   for (int64_t b : blocks) {
     if (b < 0 || b >= int64_t(blocks_.size())) continue;
     last_use_[size_t(b)] = now;
@@ -300,13 +303,17 @@ void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
   if (missing.empty()) return;
   // Read back in parallel (pread and zstd per block); the first failure is rethrown.
   const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
-  std::vector<std::shared_ptr<uint8_t[]>> loaded(missing.size());
+  loaded.assign(missing.size(), nullptr);
   Status failed;
-#pragma omp parallel for schedule(dynamic) if (missing.size() > 4)
-  for (size_t i = 0; i < missing.size(); ++i) {
+  // Plain pointers: inside the parallel region a thread_local name means the worker's own.
+  const int64_t* want = missing.data();
+  std::shared_ptr<uint8_t[]>* got = loaded.data();
+  const auto n_missing = int64_t(missing.size());
+#pragma omp parallel for schedule(dynamic) if (n_missing > 4)
+  for (int64_t i = 0; i < n_missing; ++i) {
     Status s = capture_status([&] {
-      loaded[i] = allocate_block(block_bytes);
-      read_spilled(missing[i], loaded[i].get());
+      got[i] = allocate_block(block_bytes);
+      read_spilled(want[i], got[i].get());
     });
     if (!s) {
 #pragma omp critical(dsv4_spill_read)
