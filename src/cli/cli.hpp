@@ -121,5 +121,6 @@ int command_chat_render(const Args& args);
 int command_chat_parse(const Args& args);
 int command_run(const Args& args);
 int command_chat(const Args& args);
+int command_serve(const Args& args);
 
 }  // namespace dsv4::cli

@@ -39,6 +39,9 @@ void print_usage() {
       "  dsv4 chat [--model DIR | --preset demo] [--think] [--system TEXT] [sampling options]\n"
       "                              interactive multi-turn chat; the session (KV cache) is kept\n"
       "                              between turns, so each turn prefills only its new tokens\n"
+      "  dsv4 serve --model DIR | --demo [--host 127.0.0.1] [--port 8080] [--api-key KEY]\n"
+      "                              OpenAI-compatible HTTP server: /health, /v1/models,\n"
+      "                              /v1/chat/completions (non-streaming; one request at a time)\n"
       "  dsv4 tokenize --tokenizer PATH --jsonl [--special]\n"
       "                              JSON strings on stdin, one JSON array of ids per line out\n"
       "  dsv4 chat-render --tokenizer PATH --jsonl\n"
@@ -65,7 +68,8 @@ bool parse_args(int argc, char** argv, dsv4::cli::Args* out) {
     }
     key = key.substr(2);
     // Options that take no value, so that `--think "prompt"` leaves the prompt positional.
-    static const char* kFlags[] = {"jsonl", "special", "think", "raw", "text", "lossy-cold"};
+    static const char* kFlags[] = {"jsonl", "special",    "think", "raw",
+                                   "text",  "lossy-cold", "demo"};
     const bool is_flag =
         std::any_of(std::begin(kFlags), std::end(kFlags), [&](const char* f) { return key == f; });
     if (!is_flag && i + 1 < argc &&
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
   if (command == "chat-parse") return dsv4::cli::command_chat_parse(args);
   if (command == "run") return dsv4::cli::command_run(args);
   if (command == "chat") return dsv4::cli::command_chat(args);
+  if (command == "serve") return dsv4::cli::command_serve(args);
   if (command == "version") {
     std::printf("%s\n", dsv4::kVersionString);
     return 0;

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""dsv4 serve (first slice) over HTTP with the standard library: health, models, the API key,
+non-streaming chat completions (deterministic under a seed, usage counts, finish reasons), and
+OpenAI-style errors for malformed input, wrong types, out-of-range limits and streaming.
+
+usage: test_cli_serve.py DSV4_BINARY
+"""
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+KEY = "test-key-123"
+
+
+def start(binary):
+    proc = subprocess.Popen([binary, "serve", "--demo", "--port", "0", "--api-key", KEY],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "http://127.0.0.1:" not in line:
+        proc.kill()
+        sys.exit(f"serve did not start: {line!r} {proc.stderr.read()}")
+    return proc, line.strip().rsplit("http://", 1)[1]
+
+
+def call(base, path, body=None, key=KEY, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(f"http://{base}{path}", data=data)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def expect_error(base, body, status, words, raw=None):
+    code, answer = call(base, "/v1/chat/completions", body, raw=raw)
+    assert code == status, (code, answer)
+    assert words in answer["error"]["message"], answer
+    assert answer["error"]["type"] in ("invalid_request_error", "server_error"), answer
+
+
+def main():
+    proc, base = start(sys.argv[1])
+    try:
+        assert call(base, "/health", key=None) == (200, {"status": "ok"})
+        code, models = call(base, "/v1/models")
+        assert code == 200 and models["data"][0]["id"] == "dsv4-demo", models
+        # The API key: missing or wrong is 401, on every endpoint but /health.
+        assert call(base, "/v1/models", key=None)[0] == 401
+        assert call(base, "/v1/models", key="test-key-124")[0] == 401
+        assert call(base, "/v1/chat/completions", {"messages": []}, key="x")[0] == 401
+
+        request = {"messages": [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "Hello"}],
+                   "max_tokens": 6, "seed": 7, "temperature": 0.8, "top_p": 0.9}
+        code, first = call(base, "/v1/chat/completions", request)
+        assert code == 200, first
+        code, again = call(base, "/v1/chat/completions", request)
+        choice = first["choices"][0]
+        assert choice["message"]["role"] == "assistant"
+        assert choice["finish_reason"] in ("length", "stop"), choice
+        assert again["choices"][0]["message"] == choice["message"], (again, first)
+        usage = first["usage"]
+        assert usage["completion_tokens"] <= 6 and usage["prompt_tokens"] > 0, usage
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+        assert first["object"] == "chat.completion" and first["model"] == "dsv4-demo"
+        # Another seed, another text (the demo's weights are random, its text is noise).
+        other = dict(request, seed=8, max_tokens=12)
+        assert call(base, "/v1/chat/completions", other)[1]["choices"][0]["message"] != \
+            choice["message"]
+        # Tools go through the V4 encoding (attached to the system message): accepted.
+        tools = [{"type": "function", "function": {"name": "get_time", "description": "now",
+                                                   "parameters": {"type": "object"}}}]
+        assert call(base, "/v1/chat/completions", dict(request, tools=tools))[0] == 200
+
+        expect_error(base, None, 400, "not valid JSON", raw=b'{"messages": [')
+        expect_error(base, [1, 2], 400, "JSON object")
+        expect_error(base, {"messages": []}, 400, "'messages'")
+        expect_error(base, dict(request, temperature="hot"), 400, "'temperature'")
+        expect_error(base, dict(request, max_tokens=0), 400, "'max_tokens'")
+        expect_error(base, dict(request, max_tokens=10**6), 400, "'max_tokens'")
+        expect_error(base, dict(request, stop=[1]), 400, "'stop'")
+        expect_error(base, dict(request, tools={"a": 1}), 400, "'tools'")
+        expect_error(base, dict(request, messages=[{"role": "wizard", "content": "x"}]), 400,
+                     "role")
+        expect_error(base, dict(request, stream=True), 501, "streaming")
+        code, missing = call(base, "/v1/nothing")
+        assert code == 404 and "no such endpoint" in missing["error"]["message"], missing
+        print("serve: health, models, key, completions and errors as expected")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
