@@ -1,11 +1,11 @@
 // dsv4 serve: an OpenAI-compatible HTTP server over the engine and the text path.
 //
-// This first slice answers one request at a time: GET /health, GET /v1/models and non-streaming
-// POST /v1/chat/completions (messages through the V4 chat encoding, request-level tools on the
-// system message, thinking and reasoning_effort, DSML tool calls returned as `tool_calls`, the
-// reasoning as `reasoning_content`, usage counts), behind an optional API key compared in
-// constant time, on loopback unless told otherwise. Requests it does not serve yet (streaming)
-// are refused with an OpenAI-style error, never ignored.
+// This slice answers one request at a time: GET /health, GET /v1/models and POST
+// /v1/chat/completions, plain or streamed as server-sent events (messages through the V4 chat
+// encoding, request-level tools on the system message, thinking and reasoning_effort, DSML tool
+// calls returned as `tool_calls`, the reasoning as `reasoning_content`, usage counts), behind an
+// optional API key compared in constant time, on loopback unless told otherwise. A streaming
+// client that goes away stops its generation at the next token.
 #include <httplib.h>
 
 #include <chrono>
@@ -79,20 +79,28 @@ struct Server {
     return messages;
   }
 
-  Json chat_completion(const Json& body) {
+  // A checked chat request, ready to run.
+  struct ChatRequest {
+    text::ChatOptions chat;
+    int64_t max_tokens = kDefaultMaxTokens;
+    bool stream = false;
+    std::unique_ptr<sampling::Sampler> sampler;
+    std::vector<int32_t> prompt;
+  };
+
+  ChatRequest prepare(const Json& body) const {
     if (!body.is_object()) fail(StatusCode::kInvalidArgument, "the body must be a JSON object");
     if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
       fail(StatusCode::kInvalidArgument, "'messages' must be a non-empty array");
-    if (field<bool>(body, "stream", false, Json::value_t::boolean, "a boolean"))
-      fail(StatusCode::kUnsupported, "streaming responses are not served yet (stream: true)");
-    text::ChatOptions chat;
-    chat.thinking = field<bool>(body, "thinking", false, Json::value_t::boolean, "a boolean");
-    chat.reasoning_effort =
+    ChatRequest r;
+    r.stream = field<bool>(body, "stream", false, Json::value_t::boolean, "a boolean");
+    r.chat.thinking = field<bool>(body, "thinking", false, Json::value_t::boolean, "a boolean");
+    r.chat.reasoning_effort =
         field<std::string>(body, "reasoning_effort", "", Json::value_t::string, "a string");
-    if (!chat.reasoning_effort.empty()) chat.thinking = true;
-    const int64_t max_tokens = field<int64_t>(body, "max_tokens", kDefaultMaxTokens,
-                                              Json::value_t::number_integer, "an integer");
-    if (max_tokens < 1 || max_tokens > kMaxTokensLimit)
+    if (!r.chat.reasoning_effort.empty()) r.chat.thinking = true;
+    r.max_tokens = field<int64_t>(body, "max_tokens", kDefaultMaxTokens,
+                                  Json::value_t::number_integer, "an integer");
+    if (r.max_tokens < 1 || r.max_tokens > kMaxTokensLimit)
       fail(StatusCode::kInvalidArgument,
            "'max_tokens' must be in [1, " + std::to_string(kMaxTokensLimit) + "]");
     sampling::SamplerParams sp;
@@ -117,46 +125,139 @@ struct Server {
     if (tok.eos_id() >= 0) sp.stop_tokens.push_back(tok.eos_id());
     auto sampler = sampling::Sampler::create(sp);
     throw_if_error(sampler.status());
-    sampler.value()->set_tokenizer(text.tokenizer);
-
-    auto rendered = text::render_chat(messages_with_tools(body).dump(), chat);
+    r.sampler = std::move(sampler.value());
+    r.sampler->set_tokenizer(text.tokenizer);
+    auto rendered = text::render_chat(messages_with_tools(body).dump(), r.chat);
     throw_if_error(rendered.status());
     auto prompt = text::tokenize_prompt(tok, rendered.value());
     throw_if_error(prompt.status());
+    r.prompt = std::move(prompt.value());
+    return r;
+  }
 
+  // Runs a request on a fresh session, handing each piece of text to on_piece.
+  TurnResult run(ChatRequest& r, const PieceCallback& on_piece) {
     std::lock_guard<std::mutex> lock(engine);
     auto session = Session::create(text.model);
     throw_if_error(session.status());
-    auto turn = generate_turn(*session.value(), text.tokenizer, *sampler.value(), prompt.value(),
-                              max_tokens, nullptr);
+    auto turn = generate_turn(*session.value(), text.tokenizer, *r.sampler, r.prompt, r.max_tokens,
+                              on_piece);
     throw_if_error(turn.status());
-    const TurnResult& r = turn.value();
+    return turn.value();
+  }
+
+  // The generated turn as an OpenAI message: DSML tool calls as tool_calls, the thinking as
+  // reasoning_content; text that does not follow the format is returned as plain content.
+  // `parsed` (when not null) says whether the text followed the format.
+  Json message_of(const TurnResult& r, bool thinking, bool* parsed = nullptr) const {
+    const text::Tokenizer& tok = *text.tokenizer;
     // The parser wants the turn as the model closes it (with the EOS).
     const std::string closed =
         r.text + (r.ended_by_stop ? std::string(tok.token_piece(tok.eos_id())) : "");
-    Json message;
-    auto parsed = text::parse_completion(closed, chat.thinking);
-    if (parsed) {
-      message = Json::parse(parsed.value());
-    } else {
-      message = {{"role", "assistant"}, {"content", r.text}};  // not in the format: plain text
-    }
-    const bool calls = message.contains("tool_calls") && !message["tool_calls"].empty();
-    const std::string finish = calls ? "tool_calls" : r.ended_by_stop ? "stop" : "length";
+    auto message = text::parse_completion(closed, thinking);
+    if (parsed) *parsed = message.is_ok();
+    if (message) return Json::parse(message.value());
+    return Json{{"role", "assistant"}, {"content", r.text}};
+  }
+
+  static std::string finish_reason(const TurnResult& r, const Json& message) {
+    if (message.contains("tool_calls") && !message["tool_calls"].empty()) return "tool_calls";
+    return r.ended_by_stop ? "stop" : "length";
+  }
+
+  static Json usage_of(const TurnResult& r) {
+    return {{"prompt_tokens", r.prefill_tokens},
+            {"completion_tokens", r.generated_tokens},
+            {"total_tokens", r.prefill_tokens + r.generated_tokens},
+            {"prompt_tokens_details", {{"cached_tokens", 0}}}};
+  }
+
+  Json envelope(const char* object) const {
     const auto now = std::chrono::system_clock::now().time_since_epoch();
-    return Json{
-        {"id", "chatcmpl-" + std::to_string(now.count())},
-        {"object", "chat.completion"},
-        {"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()},
-        {"model", model_id},
-        {"choices", Json::array({{{"index", 0}, {"message", message}, {"finish_reason", finish}}})},
-        {"usage",
-         {{"prompt_tokens", r.prefill_tokens},
-          {"completion_tokens", r.generated_tokens},
-          {"total_tokens", r.prefill_tokens + r.generated_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", 0}}}}}};
+    return Json{{"id", "chatcmpl-" + std::to_string(now.count())},
+                {"object", object},
+                {"created", std::chrono::duration_cast<std::chrono::seconds>(now).count()},
+                {"model", model_id}};
+  }
+
+  Json chat_completion(ChatRequest& r) {
+    const TurnResult turn = run(r, [](const std::string&) { return true; });
+    const Json message = message_of(turn, r.chat.thinking);
+    Json out = envelope("chat.completion");
+    out["choices"] = Json::array(
+        {{{"index", 0}, {"message", message}, {"finish_reason", finish_reason(turn, message)}}});
+    out["usage"] = usage_of(turn);
+    return out;
   }
 };
+
+// Splits a streamed turn into reasoning and content deltas as it grows: in thinking mode the text
+// before </think> is reasoning; a DSML tool-call block ends the streamed content (the calls are
+// sent whole at the end). A possible partial marker at the end is held back until it resolves.
+class DeltaSplitter {
+ public:
+  explicit DeltaSplitter(bool thinking) : in_reasoning_(thinking) {}
+
+  // The deltas the text so far allows: {reasoning, content}.
+  std::pair<std::string, std::string> push(const std::string& piece) {
+    text_ += piece;
+    std::string reasoning, content;
+    while (true) {
+      if (in_reasoning_) {
+        const size_t end = text_.find(kThinkEnd, sent_);
+        if (end == std::string::npos) {
+          reasoning += take(hold_back(kThinkEnd));
+          break;
+        }
+        reasoning += text_.substr(sent_, end - sent_);
+        sent_ = end + kThinkEnd.size();
+        in_reasoning_ = false;
+      } else if (!in_calls_) {
+        const size_t calls = text_.find(kDsmlMarker, sent_);
+        if (calls == std::string::npos) {
+          content += take(hold_back(kDsmlMarker));
+          break;
+        }
+        content += text_.substr(sent_, calls - sent_);
+        sent_ = calls;
+        in_calls_ = true;
+      } else {
+        break;
+      }
+    }
+    reasoning_sent_ += reasoning;
+    content_sent_ += content;
+    return {reasoning, content};
+  }
+  const std::string& reasoning_sent() const { return reasoning_sent_; }
+  const std::string& content_sent() const { return content_sent_; }
+
+ private:
+  static constexpr std::string_view kThinkEnd = "</think>";
+  static constexpr std::string_view kDsmlMarker = "<｜DSML｜";
+
+  // How far the text may be sent without splitting a marker that may still be completing.
+  size_t hold_back(std::string_view marker) const {
+    for (size_t keep = std::min(marker.size() - 1, text_.size() - sent_); keep > 0; --keep)
+      if (text_.compare(text_.size() - keep, keep, marker.substr(0, keep)) == 0)
+        return text_.size() - keep;
+    return text_.size();
+  }
+  std::string take(size_t until) {
+    std::string out = text_.substr(sent_, until - sent_);
+    sent_ = until;
+    return out;
+  }
+
+  std::string text_, reasoning_sent_, content_sent_;
+  size_t sent_ = 0;
+  bool in_reasoning_, in_calls_ = false;
+};
+
+// The rest of `full` after what was already sent (all of it if `sent` is not its prefix).
+std::string remainder(const std::string& full, const std::string& sent) {
+  return full.compare(0, sent.size(), sent) == 0 ? full.substr(sent.size()) : full;
+}
 
 int http_status(StatusCode code) {
   switch (code) {
@@ -168,6 +269,13 @@ int http_status(StatusCode code) {
     default:
       return 500;
   }
+}
+
+void send_refusal(httplib::Response& res, const Status& status) {
+  send_error(
+      res, http_status(status.code()),
+      status.code() == StatusCode::kInvalidArgument ? "invalid_request_error" : "server_error",
+      status.message());
 }
 
 }  // namespace
@@ -206,14 +314,75 @@ int command_serve(const Args& args) {
       return send_error(res, 400, "invalid_request_error",
                         std::string("the body is not valid JSON: ") + e.what());
     }
-    Result<Json> answer = capture_result([&] { return server.chat_completion(body); });
-    if (!answer)
-      return send_error(res, http_status(answer.status().code()),
-                        answer.status().code() == StatusCode::kInvalidArgument
-                            ? "invalid_request_error"
-                            : "server_error",
-                        answer.status().message());
-    res.set_content(answer.value().dump(), "application/json");
+    auto prepared = capture_result([&] { return server.prepare(body); });
+    if (!prepared) return send_refusal(res, prepared.status());
+    auto request = std::make_shared<Server::ChatRequest>(std::move(prepared.value()));
+    if (!request->stream) {
+      Result<Json> answer = capture_result([&] { return server.chat_completion(*request); });
+      if (!answer) return send_refusal(res, answer.status());
+      return res.set_content(answer.value().dump(), "application/json");
+    }
+    // Server-sent events: a chunk per delta, the tool calls and the finish reason at the end,
+    // then [DONE]. A client that goes away stops the generation at its next token.
+    res.set_chunked_content_provider("text/event-stream", [&server, request](
+                                                              size_t, httplib::DataSink& sink) {
+      const Json base = server.envelope("chat.completion.chunk");
+      auto send = [&sink](const Json& chunk) {
+        const std::string event = "data: " + chunk.dump() + "\n\n";
+        return sink.is_writable() && sink.write(event.data(), event.size());
+      };
+      auto delta_chunk = [&base](Json delta, const Json& finish) {
+        Json chunk = base;
+        chunk["choices"] =
+            Json::array({{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}});
+        return chunk;
+      };
+      DeltaSplitter splitter(request->chat.thinking);
+      if (!send(delta_chunk({{"role", "assistant"}, {"content", ""}}, nullptr))) return false;
+      auto turn = capture_result([&] {
+        return server.run(*request, [&](const std::string& piece) {
+          const auto [reasoning, content] = splitter.push(piece);
+          Json delta = Json::object();
+          if (!reasoning.empty()) delta["reasoning_content"] = reasoning;
+          if (!content.empty()) delta["content"] = content;
+          return delta.empty() || send(delta_chunk(delta, nullptr));
+        });
+      });
+      if (!turn) {
+        if (turn.status().code() != StatusCode::kCancelled)
+          send(Json{{"error", {{"message", turn.status().message()}, {"type", "server_error"}}}});
+        sink.done();
+        return true;
+      }
+      bool parsed = false;
+      const Json message = server.message_of(turn.value(), request->chat.thinking, &parsed);
+      Json last = Json::object();
+      // What the deltas have not carried yet. Text outside the format was streamed as it
+      // came (reasoning while no </think> showed): only its unsent tail follows, as content.
+      const std::string reasoning =
+          parsed ? remainder(message.value("reasoning_content", ""), splitter.reasoning_sent())
+                 : "";
+      const std::string content =
+          !parsed
+              ? remainder(turn.value().text, splitter.reasoning_sent() + splitter.content_sent())
+          : message["content"].is_string() ? remainder(message["content"], splitter.content_sent())
+                                           : "";
+      if (!reasoning.empty()) last["reasoning_content"] = reasoning;
+      if (!content.empty()) last["content"] = content;
+      if (message.contains("tool_calls") && !message["tool_calls"].empty()) {
+        Json calls = message["tool_calls"];
+        for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+        last["tool_calls"] = calls;
+      }
+      Json finish = delta_chunk(last, Server::finish_reason(turn.value(), message));
+      finish["usage"] = Server::usage_of(turn.value());
+      if (send(finish)) {
+        const std::string done = "data: [DONE]\n\n";
+        sink.write(done.data(), done.size());
+      }
+      sink.done();
+      return true;
+    });
   });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty())

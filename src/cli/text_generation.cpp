@@ -132,6 +132,20 @@ Result<TurnResult> generate_turn(Session& session,
                                  const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
                                  int64_t max_new, std::FILE* out) {
+  return generate_turn(session, tokenizer, sampler, prompt, max_new,
+                       [out](const std::string& piece) {
+                         if (out) {
+                           std::fputs(piece.c_str(), out);
+                           std::fflush(out);
+                         }
+                         return true;
+                       });
+}
+
+Result<TurnResult> generate_turn(Session& session,
+                                 const std::shared_ptr<const text::Tokenizer>& tokenizer,
+                                 sampling::Sampler& sampler, std::span<const int32_t> prompt,
+                                 int64_t max_new, const PieceCallback& on_piece) {
   TurnResult r;
   const text::Tokenizer& tok = *tokenizer;
   const int64_t vocab = session.model().config().vocab_size;
@@ -167,11 +181,9 @@ Result<TurnResult> generate_turn(Session& session,
     auto piece = decoder.push(token);
     if (!piece) return piece.status();
     r.text += *piece;
-    if (out) {
-      std::fputs(piece->c_str(), out);
-      std::fflush(out);
-    }
     ++r.generated_tokens;
+    if (!piece->empty() && !on_piece(*piece))
+      return Status(StatusCode::kCancelled, "the turn was stopped by its reader");
     if (Status s = session.append({&token, 1}, last, logits.data()); !s) return s;
     if (stop) {
       r.ended_by_stop = true;
@@ -180,7 +192,7 @@ Result<TurnResult> generate_turn(Session& session,
   }
   const std::string tail = decoder.flush();
   r.text += tail;
-  if (out) std::fputs(tail.c_str(), out);
+  if (!tail.empty()) on_piece(tail);
   r.decode_seconds = seconds_since(t1);
   // Close the turn in the cache as the prompt format would have written it.
   if (tok.eos_id() >= 0) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -63,6 +64,13 @@ Result<TurnResult> generate_turn(Session& session,
                                  const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
                                  int64_t max_new, std::FILE* out);
+// The same with each completed piece of text handed to `on_piece`; returning false stops the
+// turn after that token (a client that went away): kCancelled.
+using PieceCallback = std::function<bool(const std::string& piece)>;
+Result<TurnResult> generate_turn(Session& session,
+                                 const std::shared_ptr<const text::Tokenizer>& tokenizer,
+                                 sampling::Sampler& sampler, std::span<const int32_t> prompt,
+                                 int64_t max_new, const PieceCallback& on_piece);
 
 void print_turn_stats(const TurnResult& r, std::FILE* to);
 

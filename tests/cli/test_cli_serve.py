@@ -5,9 +5,11 @@ OpenAI-style errors for malformed input, wrong types, out-of-range limits and st
 
 usage: test_cli_serve.py DSV4_BINARY
 """
+import http.client
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -34,6 +36,19 @@ def call(base, path, body=None, key=KEY, raw=None):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def stream(base, body):
+    """The streamed chunks of a request (the [DONE] sentinel checked and dropped)."""
+    request = urllib.request.Request(f"http://{base}/v1/chat/completions",
+                                     data=json.dumps(dict(body, stream=True)).encode())
+    request.add_header("Authorization", f"Bearer {KEY}")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in response.read().decode().split("\n")
+                  if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", events[-3:]
+    return [json.loads(e) for e in events[:-1]]
 
 
 def expect_error(base, body, status, words, raw=None):
@@ -77,6 +92,42 @@ def main():
                                                    "parameters": {"type": "object"}}}]
         assert call(base, "/v1/chat/completions", dict(request, tools=tools))[0] == 200
 
+        # Streaming: the deltas add up to the plain answer; the last chunk has the finish reason
+        # and the usage.
+        chunks = stream(base, request)
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert text == choice["message"]["content"], (text, choice)
+        assert chunks[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
+        assert chunks[-1]["usage"] == usage
+        # Thinking: the demo's random text never closes </think>, so it is reasoning while it
+        # streams and the whole turn comes back as plain content; nothing is sent twice.
+        thinking = dict(request, thinking=True)
+        code, plain = call(base, "/v1/chat/completions", thinking)
+        chunks = stream(base, thinking)
+        sent = "".join(c["choices"][0]["delta"].get("reasoning_content", "") +
+                       c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert sent == plain["choices"][0]["message"]["content"], (sent, plain)
+
+        # A client that goes away mid-stream stops the generation: the next request is served
+        # long before the abandoned one's 3000 tokens could have been generated.
+        start_time = time.monotonic()
+        call(base, "/v1/chat/completions", dict(request, max_tokens=40))
+        per_token = (time.monotonic() - start_time) / 40
+        host, port = base.split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request("POST", "/v1/chat/completions",
+                           json.dumps(dict(request, stream=True, max_tokens=3000)),
+                           {"Authorization": f"Bearer {KEY}"})
+        response = connection.getresponse()
+        assert response.status == 200
+        response.read(200)  # the first chunks arrived: generation is under way
+        connection.close()
+        start_time = time.monotonic()
+        assert call(base, "/v1/chat/completions", dict(request, max_tokens=1))[0] == 200
+        waited = time.monotonic() - start_time
+        assert waited < 1000 * per_token, (waited, per_token)
+
         expect_error(base, None, 400, "not valid JSON", raw=b'{"messages": [')
         expect_error(base, [1, 2], 400, "JSON object")
         expect_error(base, {"messages": []}, 400, "'messages'")
@@ -87,7 +138,7 @@ def main():
         expect_error(base, dict(request, tools={"a": 1}), 400, "'tools'")
         expect_error(base, dict(request, messages=[{"role": "wizard", "content": "x"}]), 400,
                      "role")
-        expect_error(base, dict(request, stream=True), 501, "streaming")
+        expect_error(base, dict(request, stream="yes"), 400, "'stream'")
         code, missing = call(base, "/v1/nothing")
         assert code == 404 and "no such endpoint" in missing["error"]["message"], missing
         print("serve: health, models, key, completions and errors as expected")
