@@ -8,6 +8,7 @@
 // client that goes away stops its generation at the next token.
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -54,11 +55,33 @@ T field(const Json& body, const char* name, T fallback, Json::value_t type, cons
   return v.get<T>();
 }
 
+// What /metrics reports (Prometheus text).
+struct Metrics {
+  std::atomic<uint64_t> requests{0}, refused{0}, failed{0};
+  std::atomic<uint64_t> prompt_tokens{0}, completion_tokens{0};
+  std::atomic<uint64_t> prefill_micros{0}, decode_micros{0};
+  std::atomic<int64_t> waiting{0}, running{0};
+};
+
 struct Server {
   TextModel text;
   std::string model_id;
   std::string api_key;
-  std::mutex engine;  // one generation at a time in this slice
+  int64_t max_queue = 16;  // requests admitted at once (running + waiting); beyond: 503
+  std::mutex engine;       // one generation at a time in this slice
+  Metrics metrics;
+
+  // Admission: false (and a 503 with Retry-After) when the queue is full.
+  bool admit(httplib::Response& res) {
+    if (metrics.waiting.fetch_add(1) + metrics.running.load() >= max_queue) {
+      metrics.waiting.fetch_sub(1);
+      ++metrics.refused;
+      res.set_header("Retry-After", "1");
+      send_error(res, 503, "server_error", "the server is busy (queue full); retry shortly");
+      return false;
+    }
+    return true;
+  }
 
   bool authorized(const httplib::Request& req, httplib::Response& res) const {
     if (api_key.empty()) return true;
@@ -79,8 +102,8 @@ struct Server {
     return messages;
   }
 
-  // A checked chat request, ready to run.
-  struct ChatRequest {
+  // A checked request, ready to run.
+  struct GenerationRequest {
     text::ChatOptions chat;
     int64_t max_tokens = kDefaultMaxTokens;
     bool stream = false;
@@ -88,16 +111,42 @@ struct Server {
     std::vector<int32_t> prompt;
   };
 
-  ChatRequest prepare(const Json& body) const {
+  GenerationRequest prepare_chat(const Json& body) const {
     if (!body.is_object()) fail(StatusCode::kInvalidArgument, "the body must be a JSON object");
     if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
       fail(StatusCode::kInvalidArgument, "'messages' must be a non-empty array");
-    ChatRequest r;
-    r.stream = field<bool>(body, "stream", false, Json::value_t::boolean, "a boolean");
+    GenerationRequest r = prepare_sampling(body);
     r.chat.thinking = field<bool>(body, "thinking", false, Json::value_t::boolean, "a boolean");
     r.chat.reasoning_effort =
         field<std::string>(body, "reasoning_effort", "", Json::value_t::string, "a string");
     if (!r.chat.reasoning_effort.empty()) r.chat.thinking = true;
+    auto rendered = text::render_chat(messages_with_tools(body).dump(), r.chat);
+    throw_if_error(rendered.status());
+    auto prompt = text::tokenize_prompt(*text.tokenizer, rendered.value());
+    throw_if_error(prompt.status());
+    r.prompt = std::move(prompt.value());
+    return r;
+  }
+
+  // /v1/completions: the prompt text as it is (after the BOS), no chat format.
+  GenerationRequest prepare_completion(const Json& body) const {
+    if (!body.is_object()) fail(StatusCode::kInvalidArgument, "the body must be a JSON object");
+    if (!body.contains("prompt") || !body["prompt"].is_string())
+      fail(StatusCode::kInvalidArgument, "'prompt' must be a string");
+    GenerationRequest r = prepare_sampling(body);
+    if (r.stream) fail(StatusCode::kUnsupported, "streaming /v1/completions is not served yet");
+    const text::Tokenizer& tok = *text.tokenizer;
+    auto ids = tok.encode(body["prompt"].get<std::string>());
+    throw_if_error(ids.status());
+    if (tok.bos_id() >= 0) r.prompt.push_back(tok.bos_id());
+    r.prompt.insert(r.prompt.end(), ids.value().begin(), ids.value().end());
+    return r;
+  }
+
+  // The fields every generation takes: stream, max_tokens, temperature, top_p, seed, stop.
+  GenerationRequest prepare_sampling(const Json& body) const {
+    GenerationRequest r;
+    r.stream = field<bool>(body, "stream", false, Json::value_t::boolean, "a boolean");
     r.max_tokens = field<int64_t>(body, "max_tokens", kDefaultMaxTokens,
                                   Json::value_t::number_integer, "an integer");
     if (r.max_tokens < 1 || r.max_tokens > kMaxTokensLimit)
@@ -127,23 +176,30 @@ struct Server {
     throw_if_error(sampler.status());
     r.sampler = std::move(sampler.value());
     r.sampler->set_tokenizer(text.tokenizer);
-    auto rendered = text::render_chat(messages_with_tools(body).dump(), r.chat);
-    throw_if_error(rendered.status());
-    auto prompt = text::tokenize_prompt(tok, rendered.value());
-    throw_if_error(prompt.status());
-    r.prompt = std::move(prompt.value());
     return r;
   }
 
   // Runs a request on a fresh session, handing each piece of text to on_piece.
-  TurnResult run(ChatRequest& r, const PieceCallback& on_piece) {
-    std::lock_guard<std::mutex> lock(engine);
+  // Called by an admitted request: it leaves the queue when the engine is free.
+  TurnResult run(GenerationRequest& r, const PieceCallback& on_piece) {
+    std::unique_lock<std::mutex> lock(engine);
+    --metrics.waiting;
+    ++metrics.running;
+    struct Done {
+      Metrics& m;
+      ~Done() { --m.running; }
+    } done{metrics};
     auto session = Session::create(text.model);
     throw_if_error(session.status());
     auto turn = generate_turn(*session.value(), text.tokenizer, *r.sampler, r.prompt, r.max_tokens,
                               on_piece);
     throw_if_error(turn.status());
-    return turn.value();
+    const TurnResult& t = turn.value();
+    metrics.prompt_tokens += uint64_t(t.prefill_tokens);
+    metrics.completion_tokens += uint64_t(t.generated_tokens);
+    metrics.prefill_micros += uint64_t(t.prefill_seconds * 1e6);
+    metrics.decode_micros += uint64_t(t.decode_seconds * 1e6);
+    return t;
   }
 
   // The generated turn as an OpenAI message: DSML tool calls as tool_calls, the thinking as
@@ -180,7 +236,52 @@ struct Server {
                 {"model", model_id}};
   }
 
-  Json chat_completion(ChatRequest& r) {
+  Json text_completion(GenerationRequest& r) {
+    const TurnResult turn = run(r, [](const std::string&) { return true; });
+    Json out = envelope("text_completion");
+    out["choices"] = Json::array({{{"index", 0},
+                                   {"text", turn.text},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", turn.ended_by_stop ? "stop" : "length"}}});
+    out["usage"] = usage_of(turn);
+    return out;
+  }
+
+  std::string metrics_text() const {
+    const auto line = [](std::string& out, const char* name, const char* type, const char* help,
+                         double value) {
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+             name + " " + std::to_string(value) + "\n";
+    };
+    std::string out;
+    const Metrics& m = metrics;
+    line(out, "dsv4_requests_total", "counter", "Generation requests admitted.",
+         double(m.requests));
+    line(out, "dsv4_requests_refused_total", "counter", "Requests refused with 503 (queue full).",
+         double(m.refused));
+    line(out, "dsv4_requests_failed_total", "counter", "Admitted requests that failed.",
+         double(m.failed));
+    line(out, "dsv4_prompt_tokens_total", "counter", "Prompt tokens prefilled.",
+         double(m.prompt_tokens));
+    line(out, "dsv4_completion_tokens_total", "counter", "Tokens generated.",
+         double(m.completion_tokens));
+    const double decode_s = double(m.decode_micros) / 1e6,
+                 prefill_s = double(m.prefill_micros) / 1e6;
+    line(out, "dsv4_decode_tokens_per_second", "gauge", "Generated tokens per second of decoding.",
+         decode_s > 0 ? double(m.completion_tokens) / decode_s : 0.0);
+    line(out, "dsv4_prefill_tokens_per_second", "gauge", "Prompt tokens per second of prefill.",
+         prefill_s > 0 ? double(m.prompt_tokens) / prefill_s : 0.0);
+    line(out, "dsv4_queue_length", "gauge", "Admitted requests waiting for the engine.",
+         double(m.waiting));
+    line(out, "dsv4_running", "gauge", "Requests generating now.", double(m.running));
+    line(out, "dsv4_model_resident_bytes", "gauge", "Bytes of the loaded weights.",
+         double(text.model->resident_bytes()));
+    line(out, "dsv4_prefix_cache_hit_rate", "gauge",
+         "Share of prompt tokens served from a cached prefix (no prefix cache yet: 0).", 0.0);
+    return out;
+  }
+
+  Json chat_completion(GenerationRequest& r) {
     const TurnResult turn = run(r, [](const std::string&) { return true; });
     const Json message = message_of(turn, r.chat.thinking);
     Json out = envelope("chat.completion");
@@ -285,7 +386,14 @@ int command_serve(const Args& args) {
   if (args.has("demo")) model_args.options["preset"] = "demo";
   auto loaded = load_text_model(model_args);
   if (!loaded) return report(loaded.status(), "serve");
-  Server server{loaded.value(), args.has("demo") ? "dsv4-demo" : "dsv4", args.get("api-key"), {}};
+  Server server;
+  server.text = loaded.value();
+  server.model_id = args.has("demo") ? "dsv4-demo" : "dsv4";
+  server.api_key = args.get("api-key");
+  if (args.has("queue") &&
+      (!parse_int(args.get("queue"), &server.max_queue) || server.max_queue < 1))
+    return report(Status(StatusCode::kInvalidArgument, "--queue must be a positive integer"),
+                  "serve");
   const std::string host = args.get("host", "127.0.0.1");
   int64_t port = 8080;
   if (args.has("port") && (!parse_int(args.get("port"), &port) || port < 0 || port > 65535))
@@ -314,12 +422,17 @@ int command_serve(const Args& args) {
       return send_error(res, 400, "invalid_request_error",
                         std::string("the body is not valid JSON: ") + e.what());
     }
-    auto prepared = capture_result([&] { return server.prepare(body); });
+    auto prepared = capture_result([&] { return server.prepare_chat(body); });
     if (!prepared) return send_refusal(res, prepared.status());
-    auto request = std::make_shared<Server::ChatRequest>(std::move(prepared.value()));
+    auto request = std::make_shared<Server::GenerationRequest>(std::move(prepared.value()));
+    if (!server.admit(res)) return;
+    ++server.metrics.requests;
     if (!request->stream) {
       Result<Json> answer = capture_result([&] { return server.chat_completion(*request); });
-      if (!answer) return send_refusal(res, answer.status());
+      if (!answer) {
+        ++server.metrics.failed;
+        return send_refusal(res, answer.status());
+      }
       return res.set_content(answer.value().dump(), "application/json");
     }
     // Server-sent events: a chunk per delta, the tool calls and the finish reason at the end,
@@ -383,6 +496,30 @@ int command_serve(const Args& args) {
       sink.done();
       return true;
     });
+  });
+  http.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!server.authorized(req, res)) return;
+    Json body;
+    try {
+      body = Json::parse(req.body);
+    } catch (const std::exception& e) {
+      return send_error(res, 400, "invalid_request_error",
+                        std::string("the body is not valid JSON: ") + e.what());
+    }
+    auto prepared = capture_result([&] { return server.prepare_completion(body); });
+    if (!prepared) return send_refusal(res, prepared.status());
+    if (!server.admit(res)) return;
+    ++server.metrics.requests;
+    Result<Json> answer = capture_result([&] { return server.text_completion(prepared.value()); });
+    if (!answer) {
+      ++server.metrics.failed;
+      return send_refusal(res, answer.status());
+    }
+    res.set_content(answer.value().dump(), "application/json");
+  });
+  http.Get("/metrics", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!server.authorized(req, res)) return;
+    res.set_content(server.metrics_text(), "text/plain; version=0.0.4");
   });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty())

@@ -16,8 +16,8 @@ import urllib.request
 KEY = "test-key-123"
 
 
-def start(binary):
-    proc = subprocess.Popen([binary, "serve", "--demo", "--port", "0", "--api-key", KEY],
+def start(binary, *extra):
+    proc = subprocess.Popen([binary, "serve", "--demo", "--port", "0", "--api-key", KEY, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "http://127.0.0.1:" not in line:
@@ -128,6 +128,28 @@ def main():
         waited = time.monotonic() - start_time
         assert waited < 1000 * per_token, (waited, per_token)
 
+        # /v1/completions: the raw prompt, no chat format; deterministic under a seed.
+        completion = {"prompt": "Once upon a time", "max_tokens": 5, "seed": 1, "temperature": 0.5}
+        code, done = call(base, "/v1/completions", completion)
+        assert code == 200 and done["object"] == "text_completion", done
+        assert done["choices"][0]["text"] == call(base, "/v1/completions", completion)[1][
+            "choices"][0]["text"]
+        assert done["usage"]["completion_tokens"] <= 5
+        code, bad = call(base, "/v1/completions", {"prompt": 3})
+        assert code == 400 and "'prompt'" in bad["error"]["message"], bad
+
+        # /metrics: Prometheus text with the counters the requests above moved.
+        request_metrics = urllib.request.Request(f"http://{base}/metrics")
+        request_metrics.add_header("Authorization", f"Bearer {KEY}")
+        with urllib.request.urlopen(request_metrics, timeout=30) as response:
+            metrics = dict(line.split(" ", 1) for line in response.read().decode().splitlines()
+                           if line and not line.startswith("#"))
+        assert float(metrics["dsv4_requests_total"]) >= 10, metrics
+        assert float(metrics["dsv4_completion_tokens_total"]) > 0, metrics
+        assert float(metrics["dsv4_decode_tokens_per_second"]) > 0, metrics
+        assert float(metrics["dsv4_queue_length"]) == 0, metrics
+        assert call(base, "/metrics", key=None)[0] == 401
+
         expect_error(base, None, 400, "not valid JSON", raw=b'{"messages": [')
         expect_error(base, [1, 2], 400, "JSON object")
         expect_error(base, {"messages": []}, 400, "'messages'")
@@ -142,6 +164,36 @@ def main():
         code, missing = call(base, "/v1/nothing")
         assert code == 404 and "no such endpoint" in missing["error"]["message"], missing
         print("serve: health, models, key, completions and errors as expected")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    check_queue_limit(sys.argv[1])
+
+
+def check_queue_limit(binary):
+    """With room for one request, a second one while the first generates is refused with 503."""
+    proc, base = start(binary, "--queue", "1")
+    try:
+        host, port = base.split(":")
+        busy = http.client.HTTPConnection(host, int(port), timeout=60)
+        busy.request("POST", "/v1/chat/completions",
+                      json.dumps({"messages": [{"role": "user", "content": "Hi"}],
+                                  "max_tokens": 400, "stream": True}),
+                      {"Authorization": f"Bearer {KEY}"})
+        response = busy.getresponse()
+        response.read(100)  # generating now
+        request = urllib.request.Request(
+            f"http://{base}/v1/chat/completions",
+            data=json.dumps({"messages": [{"role": "user", "content": "Hi"}]}).encode())
+        request.add_header("Authorization", f"Bearer {KEY}")
+        try:
+            urllib.request.urlopen(request, timeout=60)
+            raise AssertionError("a request beyond the queue was admitted")
+        except urllib.error.HTTPError as error:
+            assert error.code == 503 and error.headers["Retry-After"] == "1", error.code
+            assert "busy" in json.loads(error.read())["error"]["message"]
+        busy.close()
+        print("serve: a full queue answers 503 with Retry-After")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
