@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "dsv4/model/prefix_store.hpp"
 #include "dsv4/text/chat.hpp"
 #include "text_generation.hpp"
 
@@ -58,7 +59,7 @@ T field(const Json& body, const char* name, T fallback, Json::value_t type, cons
 // What /metrics reports (Prometheus text).
 struct Metrics {
   std::atomic<uint64_t> requests{0}, refused{0}, failed{0};
-  std::atomic<uint64_t> prompt_tokens{0}, completion_tokens{0};
+  std::atomic<uint64_t> prompt_tokens{0}, completion_tokens{0}, cached_tokens{0};
   std::atomic<uint64_t> prefill_micros{0}, decode_micros{0};
   std::atomic<int64_t> waiting{0}, running{0};
 };
@@ -70,6 +71,17 @@ struct Server {
   int64_t max_queue = 16;  // requests admitted at once (running + waiting); beyond: 503
   std::mutex engine;       // one generation at a time in this slice
   Metrics metrics;
+  // The prefix cache: finished sessions (prompt, reply and its EOS), least recently used last
+  // out; a request starts from the one sharing the longest prefix with its prompt (truncated to
+  // it). With --cache-dir they are also saved in a PrefixStore and survive restarts.
+  struct Cached {
+    std::unique_ptr<Session> session;
+    uint64_t last_use = 0;
+  };
+  std::vector<Cached> cache;  // guarded by `engine`
+  size_t max_cached = 8;
+  uint64_t clock = 0;
+  std::unique_ptr<PrefixStore> store;
 
   // Admission: false (and a 503 with Retry-After) when the queue is full.
   bool admit(httplib::Response& res) {
@@ -180,8 +192,58 @@ struct Server {
   }
 
   // Runs a request on a fresh session, handing each piece of text to on_piece.
-  // Called by an admitted request: it leaves the queue when the engine is free.
-  TurnResult run(GenerationRequest& r, const PieceCallback& on_piece) {
+  static int64_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
+    const size_t n = std::min(a.size(), b.size());
+    size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    return int64_t(i);
+  }
+
+  // A session holding the longest cached prefix of `prompt` (at most all but its last token, whose
+  // logits the turn needs), from RAM or the store, or a fresh one. Under `engine`.
+  std::unique_ptr<Session> session_for(std::span<const int32_t> prompt) {
+    const int64_t usable = int64_t(prompt.size()) - 1;
+    Cached* best = nullptr;
+    int64_t best_len = 0;
+    for (Cached& c : cache) {
+      const int64_t len = std::min(common_prefix(c.session->tokens(), prompt), usable);
+      if (len > best_len) best = &c, best_len = len;
+    }
+    std::unique_ptr<Session> session;
+    if (best) {
+      best->last_use = ++clock;
+      auto fork = best->session->fork();
+      throw_if_error(fork.status());
+      session = std::move(fork.value());
+    } else if (store) {
+      auto loaded = store->load_longest_prefix(text.model, prompt.first(size_t(usable)));
+      throw_if_error(loaded.status());
+      session = std::move(loaded.value());
+      best_len = session->position();
+    } else {
+      auto fresh = Session::create(text.model);
+      throw_if_error(fresh.status());
+      return std::move(fresh.value());
+    }
+    if (session->position() > best_len) throw_if_error(session->truncate(best_len));
+    return session;
+  }
+
+  // Keeps a finished session for later requests (and in the store with --cache-dir).
+  void remember(std::unique_ptr<Session> session) {
+    if (store) throw_if_error(store->save(*session));
+    cache.push_back({std::move(session), ++clock});
+    if (cache.size() > max_cached) {
+      auto oldest = std::min_element(
+          cache.begin(), cache.end(),
+          [](const Cached& a, const Cached& b) { return a.last_use < b.last_use; });
+      cache.erase(oldest);
+    }
+  }
+
+  // Called by an admitted request: it leaves the queue when the engine is free. `cached` gets how
+  // many prompt tokens came from the prefix cache.
+  TurnResult run(GenerationRequest& r, const PieceCallback& on_piece, int64_t* cached) {
     std::unique_lock<std::mutex> lock(engine);
     --metrics.waiting;
     ++metrics.running;
@@ -189,12 +251,16 @@ struct Server {
       Metrics& m;
       ~Done() { --m.running; }
     } done{metrics};
-    auto session = Session::create(text.model);
-    throw_if_error(session.status());
-    auto turn = generate_turn(*session.value(), text.tokenizer, *r.sampler, r.prompt, r.max_tokens,
-                              on_piece);
+    std::unique_ptr<Session> session = session_for(r.prompt);
+    *cached = session->position();
+    auto turn = generate_turn(*session, text.tokenizer, *r.sampler,
+                              std::span<const int32_t>(r.prompt).subspan(size_t(*cached)),
+                              r.max_tokens, on_piece);
     throw_if_error(turn.status());
-    const TurnResult& t = turn.value();
+    TurnResult t = turn.value();
+    t.prefill_tokens = int64_t(r.prompt.size());  // the whole prompt, cached part included
+    metrics.cached_tokens += uint64_t(*cached);
+    remember(std::move(session));
     metrics.prompt_tokens += uint64_t(t.prefill_tokens);
     metrics.completion_tokens += uint64_t(t.generated_tokens);
     metrics.prefill_micros += uint64_t(t.prefill_seconds * 1e6);
@@ -221,11 +287,11 @@ struct Server {
     return r.ended_by_stop ? "stop" : "length";
   }
 
-  static Json usage_of(const TurnResult& r) {
+  static Json usage_of(const TurnResult& r, int64_t cached) {
     return {{"prompt_tokens", r.prefill_tokens},
             {"completion_tokens", r.generated_tokens},
             {"total_tokens", r.prefill_tokens + r.generated_tokens},
-            {"prompt_tokens_details", {{"cached_tokens", 0}}}};
+            {"prompt_tokens_details", {{"cached_tokens", cached}}}};
   }
 
   Json envelope(const char* object) const {
@@ -237,13 +303,15 @@ struct Server {
   }
 
   Json text_completion(GenerationRequest& r) {
-    const TurnResult turn = run(r, [](const std::string&) { return true; });
+    int64_t cached = 0;
+    const TurnResult turn = run(
+        r, [](const std::string&) { return true; }, &cached);
     Json out = envelope("text_completion");
     out["choices"] = Json::array({{{"index", 0},
                                    {"text", turn.text},
                                    {"logprobs", nullptr},
                                    {"finish_reason", turn.ended_by_stop ? "stop" : "length"}}});
-    out["usage"] = usage_of(turn);
+    out["usage"] = usage_of(turn, cached);
     return out;
   }
 
@@ -276,18 +344,23 @@ struct Server {
     line(out, "dsv4_running", "gauge", "Requests generating now.", double(m.running));
     line(out, "dsv4_model_resident_bytes", "gauge", "Bytes of the loaded weights.",
          double(text.model->resident_bytes()));
+    line(out, "dsv4_prompt_tokens_cached_total", "counter",
+         "Prompt tokens served from the prefix cache.", double(m.cached_tokens));
     line(out, "dsv4_prefix_cache_hit_rate", "gauge",
-         "Share of prompt tokens served from a cached prefix (no prefix cache yet: 0).", 0.0);
+         "Share of prompt tokens served from the prefix cache.",
+         m.prompt_tokens ? double(m.cached_tokens) / double(m.prompt_tokens) : 0.0);
     return out;
   }
 
   Json chat_completion(GenerationRequest& r) {
-    const TurnResult turn = run(r, [](const std::string&) { return true; });
+    int64_t cached = 0;
+    const TurnResult turn = run(
+        r, [](const std::string&) { return true; }, &cached);
     const Json message = message_of(turn, r.chat.thinking);
     Json out = envelope("chat.completion");
     out["choices"] = Json::array(
         {{{"index", 0}, {"message", message}, {"finish_reason", finish_reason(turn, message)}}});
-    out["usage"] = usage_of(turn);
+    out["usage"] = usage_of(turn, cached);
     return out;
   }
 };
@@ -390,6 +463,11 @@ int command_serve(const Args& args) {
   server.text = loaded.value();
   server.model_id = args.has("demo") ? "dsv4-demo" : "dsv4";
   server.api_key = args.get("api-key");
+  if (args.has("cache-dir")) {
+    auto store = PrefixStore::open(args.get("cache-dir"));
+    if (!store) return report(store.status(), "serve");
+    server.store = std::make_unique<PrefixStore>(std::move(store.value()));
+  }
   if (args.has("queue") &&
       (!parse_int(args.get("queue"), &server.max_queue) || server.max_queue < 1))
     return report(Status(StatusCode::kInvalidArgument, "--queue must be a positive integer"),
@@ -452,18 +530,24 @@ int command_serve(const Args& args) {
       };
       DeltaSplitter splitter(request->chat.thinking);
       if (!send(delta_chunk({{"role", "assistant"}, {"content", ""}}, nullptr))) return false;
+      int64_t cached = 0;
       auto turn = capture_result([&] {
-        return server.run(*request, [&](const std::string& piece) {
-          const auto [reasoning, content] = splitter.push(piece);
-          Json delta = Json::object();
-          if (!reasoning.empty()) delta["reasoning_content"] = reasoning;
-          if (!content.empty()) delta["content"] = content;
-          return delta.empty() || send(delta_chunk(delta, nullptr));
-        });
+        return server.run(
+            *request,
+            [&](const std::string& piece) {
+              const auto [reasoning, content] = splitter.push(piece);
+              Json delta = Json::object();
+              if (!reasoning.empty()) delta["reasoning_content"] = reasoning;
+              if (!content.empty()) delta["content"] = content;
+              return delta.empty() || send(delta_chunk(delta, nullptr));
+            },
+            &cached);
       });
       if (!turn) {
-        if (turn.status().code() != StatusCode::kCancelled)
+        if (turn.status().code() != StatusCode::kCancelled) {
+          ++server.metrics.failed;
           send(Json{{"error", {{"message", turn.status().message()}, {"type", "server_error"}}}});
+        }
         sink.done();
         return true;
       }
@@ -488,7 +572,7 @@ int command_serve(const Args& args) {
         last["tool_calls"] = calls;
       }
       Json finish = delta_chunk(last, Server::finish_reason(turn.value(), message));
-      finish["usage"] = Server::usage_of(turn.value());
+      finish["usage"] = Server::usage_of(turn.value(), cached);
       if (send(finish)) {
         const std::string done = "data: [DONE]\n\n";
         sink.write(done.data(), done.size());

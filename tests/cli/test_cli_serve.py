@@ -7,8 +7,10 @@ usage: test_cli_serve.py DSV4_BINARY
 """
 import http.client
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +51,36 @@ def stream(base, body):
                   if line.startswith("data: ")]
     assert events[-1] == "[DONE]", events[-3:]
     return [json.loads(e) for e in events[:-1]]
+
+
+CONVERSATION = [{"role": "system", "content": "You answer briefly."},
+                {"role": "user", "content": "Name a colour."}]
+
+
+def first_turn(base):
+    code, answer = call(base, "/v1/chat/completions",
+                        {"messages": CONVERSATION, "max_tokens": 4, "seed": 5})
+    assert code == 200, answer
+    return answer
+
+
+def second_turn(base, first):
+    messages = CONVERSATION + [first["choices"][0]["message"],
+                               {"role": "user", "content": "Another one."}]
+    code, answer = call(base, "/v1/chat/completions",
+                        {"messages": messages, "max_tokens": 4, "seed": 6})
+    assert code == 200, answer
+    return answer
+
+
+def check_conversation_reuse(base):
+    """A request that extends an earlier conversation prefills only what is new."""
+    first = first_turn(base)
+    second = second_turn(base, first)
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert cached >= first["usage"]["prompt_tokens"], (cached, first["usage"])
+    assert cached < second["usage"]["prompt_tokens"]
+    return first
 
 
 def expect_error(base, body, status, words, raw=None):
@@ -99,7 +131,9 @@ def main():
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
         assert text == choice["message"]["content"], (text, choice)
         assert chunks[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
-        assert chunks[-1]["usage"] == usage
+        streamed_usage = chunks[-1]["usage"]
+        assert streamed_usage["prompt_tokens"] == usage["prompt_tokens"]
+        assert streamed_usage["completion_tokens"] == usage["completion_tokens"]
         # Thinking: the demo's random text never closes </think>, so it is reasoning while it
         # streams and the whole turn comes back as plain content; nothing is sent twice.
         thinking = dict(request, thinking=True)
@@ -128,6 +162,12 @@ def main():
         waited = time.monotonic() - start_time
         assert waited < 1000 * per_token, (waited, per_token)
 
+        # The prefix cache: the same prompt again comes from the cache (all but its last token),
+        # with the same answer as the first run (the engine's bits do not depend on chunking).
+        assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == \
+            usage["prompt_tokens"] - 1, again["usage"]
+        check_conversation_reuse(base)
+
         # /v1/completions: the raw prompt, no chat format; deterministic under a seed.
         completion = {"prompt": "Once upon a time", "max_tokens": 5, "seed": 1, "temperature": 0.5}
         code, done = call(base, "/v1/completions", completion)
@@ -148,6 +188,7 @@ def main():
         assert float(metrics["dsv4_completion_tokens_total"]) > 0, metrics
         assert float(metrics["dsv4_decode_tokens_per_second"]) > 0, metrics
         assert float(metrics["dsv4_queue_length"]) == 0, metrics
+        assert 0 < float(metrics["dsv4_prefix_cache_hit_rate"]) < 1, metrics
         assert call(base, "/metrics", key=None)[0] == 401
 
         expect_error(base, None, 400, "not valid JSON", raw=b'{"messages": [')
@@ -168,6 +209,30 @@ def main():
         proc.terminate()
         proc.wait(timeout=30)
     check_queue_limit(sys.argv[1])
+    check_cache_dir(sys.argv[1])
+
+
+def check_cache_dir(binary):
+    """With --cache-dir, a restarted server still resumes the conversation from its cache."""
+    cache_dir = tempfile.mkdtemp(prefix="dsv4-serve-cache-")
+    try:
+        proc, base = start(binary, "--cache-dir", cache_dir)
+        try:
+            first = first_turn(base)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        proc, base = start(binary, "--cache-dir", cache_dir)
+        try:
+            second = second_turn(base, first)
+            cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+            assert cached >= first["usage"]["prompt_tokens"], (cached, first["usage"])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        print("serve: a restarted server resumes a conversation from --cache-dir")
+    finally:
+        shutil.rmtree(cache_dir)
 
 
 def check_queue_limit(binary):
