@@ -9,7 +9,9 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -82,6 +84,9 @@ struct Server {
   size_t max_cached = 8;
   uint64_t clock = 0;
   std::unique_ptr<PrefixStore> store;
+  // Test hook (DSV4_SERVE_FORCED_REPLY): every reply is this text, fed token by token through the
+  // engine instead of sampled, so tests can see tool calls and reasoning come back parsed.
+  std::vector<int32_t> forced_reply;
 
   // Admission: false (and a 503 with Retry-After) when the queue is full.
   bool admit(httplib::Response& res) {
@@ -253,9 +258,16 @@ struct Server {
     } done{metrics};
     std::unique_ptr<Session> session = session_for(r.prompt);
     *cached = session->position();
+    size_t forced_at = 0;
+    TokenChooser forced;
+    if (!forced_reply.empty())
+      forced = [this, &forced_at](std::span<const float>) -> Result<int32_t> {
+        return forced_at < forced_reply.size() ? forced_reply[forced_at++]
+                                               : text.tokenizer->eos_id();
+      };
     auto turn = generate_turn(*session, text.tokenizer, *r.sampler,
                               std::span<const int32_t>(r.prompt).subspan(size_t(*cached)),
-                              r.max_tokens, on_piece);
+                              r.max_tokens, on_piece, forced);
     throw_if_error(turn.status());
     TurnResult t = turn.value();
     t.prefill_tokens = int64_t(r.prompt.size());  // the whole prompt, cached part included
@@ -389,10 +401,17 @@ class DeltaSplitter {
       } else if (!in_calls_) {
         const size_t calls = text_.find(kDsmlMarker, sent_);
         if (calls == std::string::npos) {
-          content += take(hold_back(kDsmlMarker));
+          // Trailing whitespace waits too: the format drops the blank line before a tool-call
+          // block, so it is sent only once more text follows (or with the final chunk).
+          size_t until = hold_back(kDsmlMarker);
+          while (until > sent_ && std::isspace(static_cast<unsigned char>(text_[until - 1])))
+            --until;
+          content += take(until);
           break;
         }
-        content += text_.substr(sent_, calls - sent_);
+        size_t until = calls;  // without the blank line the format puts before the block
+        while (until > sent_ && std::isspace(static_cast<unsigned char>(text_[until - 1]))) --until;
+        content += text_.substr(sent_, until - sent_);
         sent_ = calls;
         in_calls_ = true;
       } else {
@@ -463,6 +482,12 @@ int command_serve(const Args& args) {
   server.text = loaded.value();
   server.model_id = args.has("demo") ? "dsv4-demo" : "dsv4";
   server.api_key = args.get("api-key");
+  if (const char* forced = std::getenv("DSV4_SERVE_FORCED_REPLY")) {
+    auto ids = server.text.tokenizer->encode(forced);
+    if (!ids) return report(ids.status(), "serve");
+    server.forced_reply = std::move(ids.value());
+    std::fprintf(stderr, "dsv4 serve: test hook: every reply is DSV4_SERVE_FORCED_REPLY\n");
+  }
   if (args.has("cache-dir")) {
     auto store = PrefixStore::open(args.get("cache-dir"));
     if (!store) return report(store.status(), "serve");

@@ -145,7 +145,8 @@ Result<TurnResult> generate_turn(Session& session,
 Result<TurnResult> generate_turn(Session& session,
                                  const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
-                                 int64_t max_new, const PieceCallback& on_piece) {
+                                 int64_t max_new, const PieceCallback& on_piece,
+                                 const TokenChooser& choose) {
   TurnResult r;
   const text::Tokenizer& tok = *tokenizer;
   const int64_t vocab = session.model().config().vocab_size;
@@ -170,7 +171,7 @@ Result<TurnResult> generate_turn(Session& session,
   AppendOptions last;
   last.output = OutputMode::kLast;
   for (int64_t step = 0; step < max_new; ++step) {
-    auto next = sampler.sample(logits);
+    auto next = choose ? choose(logits) : sampler.sample(logits);
     if (!next) return next.status();
     const int32_t token = *next;
     const bool stop = sampler.accept(token);

@@ -67,10 +67,13 @@ Result<TurnResult> generate_turn(Session& session,
 // The same with each completed piece of text handed to `on_piece`; returning false stops the
 // turn after that token (a client that went away): kCancelled.
 using PieceCallback = std::function<bool(const std::string& piece)>;
+// Picks each next token instead of the sampler (null: the sampler): `dsv4 serve`'s test hook.
+using TokenChooser = std::function<Result<int32_t>(std::span<const float> logits)>;
 Result<TurnResult> generate_turn(Session& session,
                                  const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
-                                 int64_t max_new, const PieceCallback& on_piece);
+                                 int64_t max_new, const PieceCallback& on_piece,
+                                 const TokenChooser& choose = nullptr);
 
 void print_turn_stats(const TurnResult& r, std::FILE* to);
 

@@ -5,8 +5,10 @@ OpenAI-style errors for malformed input, wrong types, out-of-range limits and st
 
 usage: test_cli_serve.py DSV4_BINARY
 """
+import concurrent.futures
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,9 +20,12 @@ import urllib.request
 KEY = "test-key-123"
 
 
-def start(binary, *extra):
+def start(binary, *extra, forced_reply=None):
+    env = dict(os.environ)
+    if forced_reply is not None:
+        env["DSV4_SERVE_FORCED_REPLY"] = forced_reply  # the server's test hook
     proc = subprocess.Popen([binary, "serve", "--demo", "--port", "0", "--api-key", KEY, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     if "http://127.0.0.1:" not in line:
         proc.kill()
@@ -210,6 +215,111 @@ def main():
         proc.wait(timeout=30)
     check_queue_limit(sys.argv[1])
     check_cache_dir(sys.argv[1])
+    check_tool_calls(sys.argv[1])
+    check_reasoning(sys.argv[1])
+    check_concurrency(sys.argv[1])
+
+
+def check_concurrency(binary):
+    """8 simultaneous streams each match the same request run alone; then a bounded load test
+    (200 requests, 8 at a time) ends with zero errors and reports its latencies."""
+    proc, base = start(binary)
+    try:
+        def request_for(i):
+            return {"messages": [{"role": "user", "content": f"Question {i}"}],
+                    "max_tokens": 6, "seed": i, "temperature": 0.9}
+        alone = {}
+        for i in range(8):
+            chunks = stream(base, request_for(i))
+            alone[i] = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda i: "".join(
+                c["choices"][0]["delta"].get("content", "") for c in stream(base, request_for(i))),
+                range(8)))
+        assert together == [alone[i] for i in range(8)], (together, alone)
+
+        def timed(i):
+            t0 = time.monotonic()
+            code, answer = call(base, "/v1/chat/completions",
+                                dict(request_for(i % 50), max_tokens=2))
+            return code, time.monotonic() - t0, answer.get("usage", {}).get("completion_tokens", 0)
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(timed, range(200)))
+        elapsed = time.monotonic() - t0
+        errors = [r for r in results if r[0] != 200]
+        assert not errors, errors[:3]
+        latencies = sorted(r[1] for r in results)
+        tokens = sum(r[2] for r in results)
+        print(f"serve: 8 concurrent streams match their solo runs; load test 200 requests "
+              f"(8 at a time): 0 errors, p50 {latencies[100] * 1e3:.0f} ms, "
+              f"p99 {latencies[197] * 1e3:.0f} ms, {tokens / elapsed:.1f} generated tokens/s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+TOOL_CALL_REPLY = ("Checking.\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_time\">\n"
+                   "<｜DSML｜parameter name=\"zone\" string=\"true\">UTC</｜DSML｜parameter>\n"
+                   "</｜DSML｜invoke>\n</｜DSML｜tool_calls>")
+
+
+def check_tool_calls(binary):
+    """A DSML tool call in the model's output comes back as OpenAI tool_calls, plain and
+    streamed, and the tool's result can be sent back in the next request."""
+    proc, base = start(binary, forced_reply=TOOL_CALL_REPLY)
+    try:
+        tools = [{"type": "function", "function": {
+            "name": "get_time", "description": "The time in a zone.",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}]
+        request = {"messages": [{"role": "user", "content": "What time is it?"}], "tools": tools,
+                   "max_tokens": 200}
+        code, answer = call(base, "/v1/chat/completions", request)
+        assert code == 200, answer
+        choice = answer["choices"][0]
+        assert choice["finish_reason"] == "tool_calls", choice
+        call_ = choice["message"]["tool_calls"][0]
+        assert call_["function"]["name"] == "get_time", call_
+        assert json.loads(call_["function"]["arguments"]) == {"zone": "UTC"}, call_
+        assert choice["message"]["content"] == "Checking.", choice
+        chunks = stream(base, request)
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert text == "Checking.", text
+        streamed_calls = [c["choices"][0]["delta"]["tool_calls"] for c in chunks
+                          if "tool_calls" in c["choices"][0]["delta"]]
+        assert len(streamed_calls) == 1 and streamed_calls[0][0]["index"] == 0, streamed_calls
+        assert streamed_calls[0][0]["function"]["name"] == "get_time"
+        assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+        # The round trip: the call and its result go back in; the encoder takes them.
+        follow_up = dict(request, messages=request["messages"] + [
+            choice["message"],
+            {"role": "tool", "tool_call_id": call_.get("id", "call_0"), "content": "12:00"}])
+        assert call(base, "/v1/chat/completions", follow_up)[0] == 200
+        print("serve: DSML tool calls come back as tool_calls, plain and streamed")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def check_reasoning(binary):
+    """In thinking mode the text before </think> comes back as reasoning_content."""
+    proc, base = start(binary, forced_reply="Two plus two is four.</think>4")
+    try:
+        request = {"messages": [{"role": "user", "content": "2+2?"}], "thinking": True,
+                   "max_tokens": 100}
+        code, answer = call(base, "/v1/chat/completions", request)
+        assert code == 200, answer
+        message = answer["choices"][0]["message"]
+        assert message["reasoning_content"] == "Two plus two is four.", message
+        assert message["content"] == "4", message
+        chunks = stream(base, request)
+        deltas = [c["choices"][0]["delta"] for c in chunks]
+        assert "".join(d.get("reasoning_content", "") for d in deltas) == "Two plus two is four."
+        assert "".join(d.get("content", "") for d in deltas) == "4"
+        print("serve: thinking comes back as reasoning_content, plain and streamed")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def check_cache_dir(binary):
