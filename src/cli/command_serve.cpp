@@ -464,6 +464,18 @@ int http_status(StatusCode code) {
   }
 }
 
+// The request's JSON body, or false after answering 400 (malformed JSON, invalid UTF-8).
+bool parse_body(const httplib::Request& req, httplib::Response& res, Json* body) {
+  try {
+    *body = Json::parse(req.body);
+    return true;
+  } catch (const std::exception& e) {
+    send_error(res, 400, "invalid_request_error",
+               std::string("the body is not valid JSON: ") + e.what());
+    return false;
+  }
+}
+
 void send_refusal(httplib::Response& res, const Status& status) {
   send_error(
       res, http_status(status.code()),
@@ -519,12 +531,7 @@ int command_serve(const Args& args) {
   http.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
     if (!server.authorized(req, res)) return;
     Json body;
-    try {
-      body = Json::parse(req.body);
-    } catch (const std::exception& e) {
-      return send_error(res, 400, "invalid_request_error",
-                        std::string("the body is not valid JSON: ") + e.what());
-    }
+    if (!parse_body(req, res, &body)) return;
     auto prepared = capture_result([&] { return server.prepare_chat(body); });
     if (!prepared) return send_refusal(res, prepared.status());
     auto request = std::make_shared<Server::GenerationRequest>(std::move(prepared.value()));
@@ -609,12 +616,7 @@ int command_serve(const Args& args) {
   http.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
     if (!server.authorized(req, res)) return;
     Json body;
-    try {
-      body = Json::parse(req.body);
-    } catch (const std::exception& e) {
-      return send_error(res, 400, "invalid_request_error",
-                        std::string("the body is not valid JSON: ") + e.what());
-    }
+    if (!parse_body(req, res, &body)) return;
     auto prepared = capture_result([&] { return server.prepare_completion(body); });
     if (!prepared) return send_refusal(res, prepared.status());
     if (!server.admit(res)) return;

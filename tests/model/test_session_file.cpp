@@ -568,15 +568,22 @@ TEST_CASE("prefix store: a new session starts from the longest saved prefix", "[
   CHECK(store.value().load_longest_prefix(model, conversation).value()->position() == 40);
 }
 
-TEST_CASE("disk tier: a session under a quarter of its cache in RAM gives the same logits",
-          "[session-file][tier]") {
-  // Five layers: window, window, CSA (top-128 of the compressed entries), HCA, window; a 1024
-  // vocabulary keeps the head cheap.
+namespace {
+// Five layers: window, window, CSA (top-128 of the compressed entries), HCA, window; a 1024
+// vocabulary keeps the head cheap.
+std::shared_ptr<const dsv4::Model> tier_model() {
   dsv4::ModelConfig c = dsv4::demo_model_config(5);
   c.vocab_size = 1024;
-  auto model = dsv4::Model::from_weights(
-                   c, dsv4::random_weights(c, 11, dsv4::RandomWeightFormats::official()))
-                   .value();
+  return dsv4::Model::from_weights(
+             c, dsv4::random_weights(c, 11, dsv4::RandomWeightFormats::official()))
+      .value();
+}
+}  // namespace
+
+TEST_CASE("disk tier: a session under a quarter of its cache in RAM gives the same logits",
+          "[session-file][tier]") {
+  auto model = tier_model();
+  const dsv4::ModelConfig& c = model->config();
   dsv4::test::TempDir dir("session-tier");
   for (KvFormat format : {KvFormat::kPacked, KvFormat::kF32}) {
     INFO("format " << dsv4::kv_format_name(format));
@@ -633,11 +640,8 @@ TEST_CASE("disk tier: a session under a quarter of its cache in RAM gives the sa
 
 TEST_CASE("disk tier: lossy cold entries are opt-in, smaller, and their deviation is bounded",
           "[session-file][tier]") {
-  dsv4::ModelConfig c = dsv4::demo_model_config(5);
-  c.vocab_size = 1024;
-  auto model = dsv4::Model::from_weights(
-                   c, dsv4::random_weights(c, 11, dsv4::RandomWeightFormats::official()))
-                   .value();
+  auto model = tier_model();
+  const dsv4::ModelConfig& c = model->config();
   dsv4::test::TempDir dir("session-lossy");
   const std::vector<int32_t> prompt = ids(3000, c.vocab_size), steps = ids(40, c.vocab_size, 2);
   dsv4::SessionOptions so;
