@@ -94,7 +94,7 @@ void set_cache_allocation_failure_countdown(int64_t n) noexcept {
 uint8_t* EntryStore::next_slot() {
   const int64_t slot_index = ring_capacity_ > 0 ? size_ % ring_capacity_ : size_;
   const size_t block = size_t(slot_index / block_entries_);
-  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  const size_t block_bytes = bytes_per_block();
   while (block >= blocks_.size()) {
     std::shared_ptr<uint8_t[]> fresh = allocate_block(block_bytes);
     resize_blocks(blocks_.size() + 1);
@@ -136,7 +136,7 @@ void EntryStore::skip_ring_entries(int64_t n) {
   size_ += n;
   // The skipped slots exist (zero until written), so a reader that looks at them before they are
   // rewritten reads finite values, never unallocated memory.
-  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  const size_t block_bytes = bytes_per_block();
   const int64_t slots = std::min(size_, ring_capacity_);
   while (int64_t(blocks_.size()) * block_entries_ < slots) {
     std::shared_ptr<uint8_t[]> block = allocate_block(block_bytes);
@@ -268,7 +268,7 @@ void EntryStore::read_spilled(int64_t b, uint8_t* out) const {
 }
 
 void EntryStore::load_block(int64_t b) const {
-  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  const size_t block_bytes = bytes_per_block();
   std::shared_ptr<uint8_t[]> block = allocate_block(block_bytes);
   read_spilled(b, block.get());
   blocks_[size_t(b)] = std::move(block);
@@ -302,7 +302,7 @@ void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
   }
   if (missing.empty()) return;
   // Read back in parallel (pread and zstd per block); the first failure is rethrown.
-  const size_t block_bytes = size_t(block_entries_) * entry_bytes_;
+  const size_t block_bytes = bytes_per_block();
   loaded.assign(missing.size(), nullptr);
   Status failed;
   // Plain pointers: inside the parallel region a thread_local name means the worker's own.
@@ -327,7 +327,7 @@ void EntryStore::ensure_resident(const std::vector<int64_t>& blocks) const {
 
 const uint8_t* EntryStore::block_bytes(int64_t b, std::vector<uint8_t>& scratch) const {
   if (blocks_[size_t(b)]) return blocks_[size_t(b)].get();
-  scratch.resize(size_t(block_entries_) * entry_bytes_);
+  scratch.resize(bytes_per_block());
   read_spilled(b, scratch.data());
   return scratch.data();
 }
@@ -353,7 +353,7 @@ void EntryStore::spill_block(int64_t b) {
       }
       extents_[size_t(b)] = spill_->write(cold.data(), cold.size());
     } else {
-      extents_[size_t(b)] = spill_->write(block, size_t(block_entries_) * entry_bytes_);
+      extents_[size_t(b)] = spill_->write(block, bytes_per_block());
     }
     on_file_[size_t(b)] = 1;
   }
@@ -381,7 +381,7 @@ size_t EntryStore::bytes_used() const noexcept { return size_t(resident()) * ent
 size_t EntryStore::bytes_reserved() const noexcept {  // RAM: resident blocks
   const auto resident_blocks = size_t(std::count_if(
       blocks_.begin(), blocks_.end(), [](const auto& block) { return block != nullptr; }));
-  return resident_blocks * size_t(block_entries_) * entry_bytes_;
+  return resident_blocks * bytes_per_block();
 }
 
 EntryStore EntryStore::fork() const {

@@ -51,6 +51,7 @@ class EntryStore {
   EntryStore& operator=(const EntryStore&) = delete;
   int64_t block_entries() const noexcept { return block_entries_; }
   bool is_ring() const noexcept { return ring_capacity_ > 0; }
+  size_t bytes_per_block() const noexcept { return size_t(block_entries_) * entry_bytes_; }
 
   // Appends one entry (entry_dim fp32 values, encoded in the store's format); returns its
   // logical index.
