@@ -30,28 +30,42 @@ void rope_rows(const Model& model, bool compressed_layer, float* x, int64_t rows
   throw_if_error(model.backend().rope(a));
 }
 
-// Feeds T tokens' input rows through a compressor; every completed window appends one entry
-// (pooled, RMSNorm'ed, RoPE'd at the window's first position) to `store`.
-void compress_chunk(const Model& model, const CompressorWeights& w, CompressorState& state,
-                    EntryStore& store, const float* h, int64_t n_tokens, int64_t start,
-                    Workspace& ws) {
+// A compressor's kv and gate projections of `n_rows` input rows, in the caller's scope: one
+// pass over its weights for every sequence of the forward pass.
+struct CompressorRows {
+  std::span<float> kv, gate;  // [rows, width]
+};
+CompressorRows compressor_projections(const Model& model, const CompressorWeights& w,
+                                      const float* h, int64_t n_rows, int64_t width,
+                                      Workspace::Scope& out) {
+  CompressorRows rows{out.take<float>(size_t(n_rows * width)),
+                      out.take<float>(size_t(n_rows * width))};
+  linear(model.backend(), h, n_rows, w.wkv, rows.kv.data(), fp32_linear_numerics(model));
+  linear(model.backend(), h, n_rows, w.wgate, rows.gate.data(), fp32_linear_numerics(model));
+  return rows;
+}
+
+// Feeds one sequence's projected rows (from its first row `first`) through its compressor; every
+// completed window appends one entry (pooled, RMSNorm'ed, RoPE'd at the window's first position)
+// to `store`.
+void feed_compressor(const Model& model, const CompressorWeights& w, CompressorState& state,
+                     EntryStore& store, const CompressorRows& rows, const SequenceRows& seq,
+                     Workspace& ws) {
   const ModelConfig& c = model.config();
   Backend& backend = model.backend();
   const int64_t width = state.width, m = state.compress_ratio, out_dim = w.out_dim;
   Workspace::Scope scope(ws);
-  const auto kv = scope.take<float>(size_t(n_tokens * width));
-  const auto gate = scope.take<float>(size_t(n_tokens * width));
-  linear(backend, h, n_tokens, w.wkv, kv.data(), fp32_linear_numerics(model));
-  linear(backend, h, n_tokens, w.wgate, gate.data(), fp32_linear_numerics(model));
   const auto entry = scope.take<float>(size_t(out_dim));
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int64_t pos = start + t, slot = pos % m;
+  for (int64_t t = 0; t < seq.n_tokens; ++t) {
+    const int64_t pos = seq.start + t, slot = pos % m;
+    const float* kv = rows.kv.data() + (seq.row + t) * width;
+    const float* gate = rows.gate.data() + (seq.row + t) * width;
     state.journal_row(slot);
     float* kv_row = state.kv.data() + slot * width;
     float* gate_row = state.gate.data() + slot * width;
     for (int64_t i = 0; i < width; ++i) {
-      kv_row[i] = kv[size_t(t * width + i)];
-      gate_row[i] = gate[size_t(t * width + i)] + w.ape[size_t(slot * width + i)];
+      kv_row[i] = kv[i];
+      gate_row[i] = gate[i] + w.ape[size_t(slot * width + i)];
     }
     if (slot != m - 1) continue;
     const int64_t window_index = pos / m;
@@ -87,51 +101,73 @@ void compress_chunk(const Model& model, const CompressorWeights& w, CompressorSt
   }
 }
 
+// Runs every sequence's rows through the compressor of its layer cache that `pick` names.
+template <class Pick>
+void compress_rows(const Model& model, const CompressorWeights& w,
+                   std::span<const SequenceRows> sequences, int layer, const float* h,
+                   int64_t n_rows, Pick pick, Workspace& ws) {
+  Workspace::Scope scope(ws);
+  const int64_t width = pick(sequences[0].cache->layer(layer)).first->width;
+  const CompressorRows rows = compressor_projections(model, w, h, n_rows, width, scope);
+  for (const SequenceRows& seq : sequences) {
+    auto [state, store] = pick(seq.cache->layer(layer));
+    feed_compressor(model, w, *state, *store, rows, seq, ws);
+  }
+}
+
 // The compressed entries each query of the chunk attends to (CSA: the indexer's top-k).
 struct Selection {
   std::span<int64_t> n_visible, n_selected;  // [T]
   std::span<int32_t> ids;                    // [T, top_k]
 };
 
-// `out` is the caller's scope: the selection outlives this function's own scratch.
-Selection indexer_select(const Model& model, const IndexerWeights& ix, const EntryStore& keys,
-                         const float* cq, const float* h, int64_t n_tokens, int64_t start,
-                         int64_t m, Workspace::Scope& out, Workspace& ws) {
+// The indexer's query heads and their weights for every row of the pass, in the caller's scope.
+struct IndexerQueries {
+  std::span<float> q;  // [rows, index_n_heads, index_head_dim], not yet RoPE'd
+  std::span<float> u;  // [rows, index_n_heads]
+};
+IndexerQueries indexer_queries(const Model& model, const IndexerWeights& ix, const float* cq,
+                               const float* h, int64_t n_rows, Workspace::Scope& out) {
   const ModelConfig& c = model.config();
-  Backend& backend = model.backend();
-  const int64_t nh = c.index_n_heads, dim = c.index_head_dim, k = c.index_topk;
-  Selection sel{out.take<int64_t>(size_t(n_tokens)), out.take<int64_t>(size_t(n_tokens)),
-                out.take<int32_t>(size_t(n_tokens * k))};
-  Workspace::Scope scope(ws);
-  const auto q = scope.take<float>(size_t(n_tokens * nh * dim));
-  const auto u = scope.take<float>(size_t(n_tokens * nh));
-  linear(backend, cq, n_tokens, ix.wq_b, q.data(), linear_numerics(model));
-  linear(backend, h, n_tokens, ix.weights_proj, u.data(), linear_numerics(model));
+  const int64_t nh = c.index_n_heads, dim = c.index_head_dim;
+  IndexerQueries iq{out.take<float>(size_t(n_rows * nh * dim)),
+                    out.take<float>(size_t(n_rows * nh))};
+  linear(model.backend(), cq, n_rows, ix.wq_b, iq.q.data(), linear_numerics(model));
+  linear(model.backend(), h, n_rows, ix.weights_proj, iq.u.data(), linear_numerics(model));
   if (model.official()) {
     // The official weights carry 1/sqrt(c) too: bf16(u · fl32(c^-1/2 · H^-1/2)).
     const auto scale = float(std::pow(double(dim), -0.5) * std::pow(double(nh), -0.5));
-    for (auto& x : u) x = ops::official::round_bf16(ops::official::mul32(x, scale));
+    for (auto& x : iq.u) x = ops::official::round_bf16(ops::official::mul32(x, scale));
   } else {
     const float inv_sqrt_heads = 1.0f / std::sqrt(float(nh));
-    for (auto& x : u) x *= inv_sqrt_heads;
+    for (auto& x : iq.u) x *= inv_sqrt_heads;
   }
-  rope_rows(model, true, q.data(), n_tokens, nh * dim, nh, dim, start, 1, false);
+  return iq;
+}
 
-  for (int64_t t = 0; t < n_tokens; ++t)
-    sel.n_visible[size_t(t)] = ops::compressed_visible_count(start + t, m);
+// One sequence's top-k selections (its rows of `sel`), against its own indexer keys.
+void indexer_select(const Model& model, const EntryStore& keys, const IndexerQueries& iq,
+                    const SequenceRows& seq, int64_t m, const Selection& sel, Workspace& ws) {
+  const ModelConfig& c = model.config();
+  const int64_t nh = c.index_n_heads, dim = c.index_head_dim, k = c.index_topk;
+  float* q = iq.q.data() + seq.row * nh * dim;
+  rope_rows(model, true, q, seq.n_tokens, nh * dim, nh, dim, seq.start, 1, false);
+  for (int64_t t = 0; t < seq.n_tokens; ++t)
+    sel.n_visible[size_t(seq.row + t)] = ops::compressed_visible_count(seq.start + t, m);
+  Workspace::Scope scope(ws);
   const EntryCodec& codec = keys.codec();
   if (model.official()) {
     // The official queries: Hadamard-rotated and fake-quantised on the FP4 grid, exactly as the
     // keys are stored (encode then decode with the keys' codec).
     const auto packed = scope.take<uint8_t>(codec.bytes());
-    for (int64_t r = 0; r < n_tokens * nh; ++r) {
-      codec.encode(q.data() + r * dim, packed.data());
-      codec.decode(packed.data(), q.data() + r * dim);
+    for (int64_t r = 0; r < seq.n_tokens * nh; ++r) {
+      codec.encode(q + r * dim, packed.data());
+      codec.decode(packed.data(), q + r * dim);
     }
   } else if (codec.rotate) {
     // Keys stored rotated (packed FP4): rotate the queries alike, so q·k is what it was.
-    for (int64_t r = 0; r < n_tokens * nh; ++r)
-      quant::hadamard_rotate(q.data() + r * dim, dim, q.data() + r * dim);
+    for (int64_t r = 0; r < seq.n_tokens * nh; ++r)
+      quant::hadamard_rotate(q + r * dim, dim, q + r * dim);
   }
   // The keys are scanned in full: every block resident (the disk tier reads spilled ones back).
   keys.ensure_resident(0, keys.n_blocks());
@@ -139,14 +175,13 @@ Selection indexer_select(const Model& model, const IndexerWeights& ix, const Ent
   const auto blocks = scope.take<const uint8_t*>(size_t(keys.n_blocks()));
   for (int64_t b = 0; b < keys.n_blocks(); ++b) blocks[size_t(b)] = keys.block(b);
   IndexerTopkArgs a;
-  a.q = q.data(), a.weights = u.data(), a.n_queries = n_tokens, a.n_heads = nh, a.head_dim = dim;
-  a.top_k = k, a.key_block_entries = blocks.data(), a.key_codec = keys.codec();
+  a.q = q, a.weights = iq.u.data() + seq.row * nh, a.n_queries = seq.n_tokens, a.n_heads = nh;
+  a.head_dim = dim, a.top_k = k, a.key_block_entries = blocks.data(), a.key_codec = codec;
   a.block_entries = keys.block_entries();
-  a.n_visible = sel.n_visible.data(), a.selected = sel.ids.data();
-  a.n_selected = sel.n_selected.data();
+  a.n_visible = sel.n_visible.data() + seq.row, a.selected = sel.ids.data() + seq.row * k;
+  a.n_selected = sel.n_selected.data() + seq.row;
   a.numerics = model.numerics();
-  throw_if_error(backend.indexer_topk(a));
-  return sel;
+  throw_if_error(model.backend().indexer_topk(a));
 }
 
 // The official key list's window part for a query at `pos`. The official kernel walks a list of
@@ -159,14 +194,14 @@ int64_t official_window_slots(const Model& model, int64_t pos, int64_t first_chu
   return pos < first_chunk ? std::min(first_chunk, W) : W;
 }
 
-// Makes the blocks of `store` that the selections name resident (the disk tier's prefetch: the
-// indexer's top-k says which compressed blocks attention will read).
-void ensure_selected_resident(const EntryStore& store, const Selection& sel, int64_t n_tokens,
-                              int64_t k) {
+// Makes the blocks of `store` that one sequence's selections name resident (the disk tier's
+// prefetch: the indexer's top-k says which compressed blocks attention will read).
+void ensure_selected_resident(const EntryStore& store, const Selection& sel,
+                              const SequenceRows& seq, int64_t k) {
   if (!store.has_disk_tier()) return;
   thread_local std::vector<int64_t> blocks;
   blocks.clear();
-  for (int64_t t = 0; t < n_tokens; ++t)
+  for (int64_t t = seq.row; t < seq.row + seq.n_tokens; ++t)
     for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)
       blocks.push_back(sel.ids[size_t(t * k + i)] / store.block_entries());
   std::sort(blocks.begin(), blocks.end());
@@ -182,61 +217,33 @@ void record_selection(const Selection& sel, int64_t n_tokens, int64_t k,
     std::copy_n(sel.ids.data() + t * k, sel.n_selected[size_t(t)], out.data() + t * k);
 }
 
-}  // namespace
-
-void attention_forward(const Model& model, int layer, LayerCache& cache, const float* h,
-                       int64_t n_tokens, int64_t start, int64_t first_chunk, float* out,
-                       Workspace& ws, LayerDecisions* decisions) {
+// One sequence's sink attention: its queries (rows of q) over its window (the cache's ring and
+// the sequence's own new keys, kv) and its selected (CSA) or visible (HCA) compressed entries,
+// into its rows of o (inverse RoPE applied); then its new keys join the window ring.
+void attend_sequence(const Model& model, int layer, const SequenceRows& seq, const float* q,
+                     const float* kv, const Selection& sel, float* o, Workspace& ws) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
-  Backend& backend = model.backend();
+  LayerCache& cache = seq.cache->layer(layer);
   const int64_t H = c.num_attention_heads, d = c.head_dim, W = c.sliding_window;
-  const int64_t m = c.compress_ratio(layer);
+  const int64_t m = c.compress_ratio(layer), n_tokens = seq.n_tokens, start = seq.start;
   const bool compressed_layer = m > 0, csa = m == kCsaCompressRatio;
-  const float eps = float(c.rms_norm_eps);
   const Numerics numerics = model.numerics();
-  const GemmNumerics lin = linear_numerics(model);
+  q += seq.row * H * d, kv += seq.row * d, o += seq.row * H * d;
 
-  // Query: c_q = RMSNorm(wq_a·x); q = wq_b·c_q per head, unweighted RMSNorm, RoPE at t.
-  Workspace::Scope scope(ws);
-  const auto cq = scope.take<float>(size_t(n_tokens * c.q_lora_rank));
-  const auto q = scope.take<float>(size_t(n_tokens * H * d));
-  linear(backend, h, n_tokens, L.wq_a, cq.data(), lin);
-  rms_norm_rows(backend, cq.data(), L.q_norm.data(), n_tokens, c.q_lora_rank, eps, numerics);
-  linear(backend, cq.data(), n_tokens, L.wq_b, q.data(), lin);
-  rms_norm_rows(backend, q.data(), nullptr, n_tokens * H, d, eps, numerics);
-  rope_rows(model, compressed_layer, q.data(), n_tokens, H * d, H, d, start, 1, false);
-  // Key (= value): RMSNorm(wkv·x), RoPE at t.
-  const auto kv = scope.take<float>(size_t(n_tokens * d));
-  linear(backend, h, n_tokens, L.wkv, kv.data(), lin);
-  rms_norm_rows(backend, kv.data(), L.kv_norm.data(), n_tokens, d, eps, numerics);
-  rope_rows(model, compressed_layer, kv.data(), n_tokens, d, 1, d, start, 1, false);
-
-  if (compressed_layer)
-    compress_chunk(model, *L.compressor, cache.compressor, cache.compressed, h, n_tokens, start,
-                   ws);
-  Selection sel;
+  // The compressed entries the queries will read, resident before the parallel loop: CSA reads
+  // the indexer's selections (the top-k says which blocks), HCA every visible entry.
   if (csa) {
-    compress_chunk(model, L.indexer->compressor, cache.indexer_compressor, cache.indexer, h,
-                   n_tokens, start, ws);
-    sel = indexer_select(model, *L.indexer, cache.indexer, cq.data(), h, n_tokens, start, m, scope,
-                         ws);
-    if (decisions) record_selection(sel, n_tokens, c.index_topk, decisions->indexer);
-  }
-
-  // The compressed entries the chunk's queries will read, resident before the parallel loop:
-  // CSA reads the indexer's selections (the top-k says which blocks), HCA every visible entry.
-  if (csa) {
-    ensure_selected_resident(cache.compressed, sel, n_tokens, c.index_topk);
+    ensure_selected_resident(cache.compressed, sel, seq, c.index_topk);
   } else if (compressed_layer) {
     const int64_t visible = ops::compressed_visible_count(start + n_tokens - 1, m);
     const int64_t per_block = cache.compressed.block_entries();
     cache.compressed.ensure_resident(0, (visible + per_block - 1) / per_block);
   }
 
-  const auto o = scope.take<float>(size_t(n_tokens * H * d));
+  Workspace::Scope scope(ws);
   // Key pointer lists, one per thread: the window, then the selected (CSA) or all visible (HCA)
-  // compressed entries of the chunk's last position, the longest list.
+  // compressed entries of the last position, the longest list.
   const int64_t last = start + n_tokens - 1;
   const int64_t window_slots = model.official() ? W : std::min(W, start + n_tokens);
   const int64_t max_keys =
@@ -245,13 +252,13 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
                                          : 0);
   const int n_lists = n_tokens > 1 ? omp_get_max_threads() : 1;
   const auto key_lists = scope.take<const uint8_t*>(size_t(n_lists * max_keys));
-  // The chunk's own keys in the cache's format, so a key reads the same whether it comes from
-  // this chunk or from the cache (prefill, chunked prefill and decode agree).
+  // The sequence's own keys in the cache's format, so a key reads the same whether it comes from
+  // this pass or from the cache (prefill, chunked prefill and decode agree).
   const EntryCodec& codec = cache.window.codec();
   const size_t entry_bytes = codec.bytes();
   const auto chunk_entries = scope.take<uint8_t>(size_t(n_tokens) * entry_bytes);
   for (int64_t t = 0; t < n_tokens; ++t)
-    codec.encode(kv.data() + t * d, chunk_entries.data() + size_t(t) * entry_bytes);
+    codec.encode(kv + t * d, chunk_entries.data() + size_t(t) * entry_bytes);
   Status failed;
   // One query position per task; each attention call reads its keys once for all heads.
 #pragma omp parallel num_threads(n_lists) if (n_lists > 1)
@@ -265,20 +272,21 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
         keys[n_keys++] = s >= start ? chunk_entries.data() + size_t(s - start) * entry_bytes
                                     : cache.window.entry(s);
       if (numerics == Numerics::kOfficial)  // the official −1 slots
-        while (n_keys < official_window_slots(model, pos, first_chunk)) keys[n_keys++] = nullptr;
+        while (n_keys < official_window_slots(model, pos, seq.first_chunk))
+          keys[n_keys++] = nullptr;
       if (csa) {
-        const int32_t* ids = sel.ids.data() + t * c.index_topk;
-        for (int64_t i = 0; i < sel.n_selected[size_t(t)]; ++i)
+        const int32_t* ids = sel.ids.data() + (seq.row + t) * c.index_topk;
+        for (int64_t i = 0; i < sel.n_selected[size_t(seq.row + t)]; ++i)
           keys[n_keys++] = cache.compressed.entry(ids[i]);
       } else if (compressed_layer) {
         const int64_t n_visible = ops::compressed_visible_count(pos, m);
         for (int64_t w = 0; w < n_visible; ++w) keys[n_keys++] = cache.compressed.entry(w);
       }
       AttentionArgs a;
-      a.q = q.data() + t * H * d, a.n_heads = H, a.head_dim = d;
+      a.q = q + t * H * d, a.n_heads = H, a.head_dim = d;
       a.key_entries = keys, a.key_codec = codec, a.n_keys = n_keys;
-      a.sinks = L.attn_sink.data(), a.out = o.data() + t * H * d, a.numerics = numerics;
-      Status s = backend.attention(a);
+      a.sinks = L.attn_sink.data(), a.out = o + t * H * d, a.numerics = numerics;
+      Status s = model.backend().attention(a);
       if (!s) {
 #pragma omp critical(dsv4_attention_status)
         if (failed.is_ok()) failed = s;
@@ -286,17 +294,84 @@ void attention_forward(const Model& model, int layer, LayerCache& cache, const f
     }
   }
   throw_if_error(failed);
-  rope_rows(model, compressed_layer, o.data(), n_tokens, H * d, H, d, start, 1, true);
+  rope_rows(model, compressed_layer, o, n_tokens, H * d, H, d, start, 1, true);
   for (int64_t t = 0; t < n_tokens; ++t)
     cache.window.append_encoded(chunk_entries.data() + size_t(t) * entry_bytes);
+}
+
+}  // namespace
+
+void check_abort(const AppendOptions& options) {
+  if (options.should_abort && options.should_abort(options.abort_user))
+    fail(StatusCode::kCancelled, "append cancelled by the abort callback");
+}
+
+void attention_forward(const Model& model, int layer, std::span<const SequenceRows> sequences,
+                       const float* h, int64_t n_rows, float* out, Workspace& ws,
+                       LayerDecisions* decisions) {
+  const ModelConfig& c = model.config();
+  const LayerWeights& L = model.weights().layers[size_t(layer)];
+  Backend& backend = model.backend();
+  const int64_t H = c.num_attention_heads, d = c.head_dim;
+  const int64_t m = c.compress_ratio(layer);
+  const bool compressed_layer = m > 0, csa = m == kCsaCompressRatio;
+  const float eps = float(c.rms_norm_eps);
+  const Numerics numerics = model.numerics();
+  const GemmNumerics lin = linear_numerics(model);
+
+  // Query: c_q = RMSNorm(wq_a·x); q = wq_b·c_q per head, unweighted RMSNorm, RoPE at t.
+  Workspace::Scope scope(ws);
+  const auto cq = scope.take<float>(size_t(n_rows * c.q_lora_rank));
+  const auto q = scope.take<float>(size_t(n_rows * H * d));
+  linear(backend, h, n_rows, L.wq_a, cq.data(), lin);
+  rms_norm_rows(backend, cq.data(), L.q_norm.data(), n_rows, c.q_lora_rank, eps, numerics);
+  linear(backend, cq.data(), n_rows, L.wq_b, q.data(), lin);
+  rms_norm_rows(backend, q.data(), nullptr, n_rows * H, d, eps, numerics);
+  // Key (= value): RMSNorm(wkv·x), RoPE at t.
+  const auto kv = scope.take<float>(size_t(n_rows * d));
+  linear(backend, h, n_rows, L.wkv, kv.data(), lin);
+  rms_norm_rows(backend, kv.data(), L.kv_norm.data(), n_rows, d, eps, numerics);
+  for (const SequenceRows& seq : sequences) {
+    rope_rows(model, compressed_layer, q.data() + seq.row * H * d, seq.n_tokens, H * d, H, d,
+              seq.start, 1, false);
+    rope_rows(model, compressed_layer, kv.data() + seq.row * d, seq.n_tokens, d, 1, d, seq.start, 1,
+              false);
+  }
+
+  if (compressed_layer)
+    compress_rows(
+        model, *L.compressor, sequences, layer, h, n_rows,
+        [](LayerCache& lc) {
+          return std::pair{&lc.compressor, &lc.compressed};
+        },
+        ws);
+  Selection sel;
+  if (csa) {
+    compress_rows(
+        model, L.indexer->compressor, sequences, layer, h, n_rows,
+        [](LayerCache& lc) {
+          return std::pair{&lc.indexer_compressor, &lc.indexer};
+        },
+        ws);
+    sel = {scope.take<int64_t>(size_t(n_rows)), scope.take<int64_t>(size_t(n_rows)),
+           scope.take<int32_t>(size_t(n_rows * c.index_topk))};
+    const IndexerQueries iq = indexer_queries(model, *L.indexer, cq.data(), h, n_rows, scope);
+    for (const SequenceRows& seq : sequences)
+      indexer_select(model, seq.cache->layer(layer).indexer, iq, seq, m, sel, ws);
+    if (decisions) record_selection(sel, n_rows, c.index_topk, decisions->indexer);
+  }
+
+  const auto o = scope.take<float>(size_t(n_rows * H * d));
+  for (const SequenceRows& seq : sequences)
+    attend_sequence(model, layer, seq, q.data(), kv.data(), sel, o.data(), ws);
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
-  const auto oa = scope.take<float>(size_t(n_tokens * G * R));
+  const auto oa = scope.take<float>(size_t(n_rows * G * R));
   // wo_a: a bf16 einsum in the official code (convert.py dequantises it to bf16).
   throw_if_error(ops::grouped_output_projection(
-      backend, o.data(), n_tokens, G, H * d / G, L.wo_a, R, oa.data(),
+      backend, o.data(), n_rows, G, H * d / G, L.wo_a, R, oa.data(),
       model.official() ? GemmNumerics::kOfficialBf16 : GemmNumerics::kExact));
-  linear(backend, oa.data(), n_tokens, L.wo_b, out, lin);
+  linear(backend, oa.data(), n_rows, L.wo_b, out, lin);
 }
 
 void rms_norm_rows(Backend& backend, float* x, const float* weight, int64_t rows, int64_t n,

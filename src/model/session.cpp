@@ -1,5 +1,5 @@
-// Session: the decoder stack over a chunk of tokens, with mHC around every sub-layer (spec
-// sections 2-4), and the bookkeeping that makes chunked prefill and decode agree.
+// Session: a sequence's bookkeeping around the forward pass (forward_pass.cpp): transactions,
+// positions, chunking, checkpoints, the disk tier's budget, truncation and batched decode.
 #include "dsv4/model/session.hpp"
 
 #include <omp.h>
@@ -13,42 +13,6 @@
 
 namespace dsv4 {
 namespace {
-
-// Per-token mHC coefficients of one site over a chunk (in the caller's workspace scope).
-struct MhcCoefficients {
-  std::span<float> post;  // [T, n]
-  std::span<float> comb;  // [T, n, n]
-};
-
-// The mHC weights of a site as the fp32 [rows, n·D] matrix the backend multiplies by.
-WeightView mhc_matrix(const std::vector<float>& fn, int64_t rows) {
-  return f32_weights(fn.data(), rows, int64_t(fn.size()) / rows);
-}
-
-// Collapses the streams into the sub-layer input y[T, D] and returns the update coefficients.
-MhcCoefficients mhc_pre(const Model& model, const MhcWeights& w, const float* x, int64_t n_tokens,
-                        float* y, Workspace::Scope& scope) {
-  const ModelConfig& c = model.config();
-  const int64_t n = c.hc_mult;
-  MhcCoefficients coef{scope.take<float>(size_t(n_tokens * n)),
-                       scope.take<float>(size_t(n_tokens * n * n))};
-  MhcPreArgs a;
-  a.x = x, a.n_tokens = n_tokens, a.n = n, a.d = c.hidden_size;
-  a.fn = mhc_matrix(w.fn, (2 + n) * n), a.base = w.base.data(), a.scale = w.scale.data();
-  a.sinkhorn_iters = c.hc_sinkhorn_iters, a.hc_eps = float(c.hc_eps);
-  a.norm_eps = float(c.rms_norm_eps);
-  a.y = y, a.post = coef.post.data(), a.comb = coef.comb.data();
-  a.numerics = model.numerics();
-  throw_if_error(model.backend().mhc_pre(a));
-  return coef;
-}
-
-void mhc_post(const Model& model, const MhcCoefficients& coef, const float* z, int64_t n_tokens,
-              float* x) {
-  const ModelConfig& c = model.config();
-  throw_if_error(model.backend().mhc_post({x, z, coef.post.data(), coef.comb.data(), n_tokens,
-                                           c.hc_mult, c.hidden_size, model.numerics()}));
-}
 
 // Applies the session's thread count (or the model's) to this thread's OpenMP regions for one
 // append, and restores it.
@@ -291,7 +255,7 @@ void Session::rebuild_window(int64_t from, int64_t n, bool exact_at_from) {
     }
   }
   if (from >= n) return;
-  const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads : model_->n_threads());
+  const ThreadCountScope threads(thread_count());
   workspace_.reserve(workspace_bytes(model_->config(), std::min(options_.max_chunk, n - from)));
   for (int64_t begin = from; begin < n; begin += options_.max_chunk) {
     const int64_t len = std::min(options_.max_chunk, n - begin);
@@ -353,13 +317,6 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
   return append(tokens, AppendOptions{}, logits, trace);
 }
 
-namespace {
-void check_abort(const AppendOptions& options) {
-  if (options.should_abort && options.should_abort(options.abort_user))
-    fail(StatusCode::kCancelled, "append cancelled by the abort callback");
-}
-}  // namespace
-
 Status Session::append(std::span<const int32_t> tokens, const AppendOptions& options, float* logits,
                        ForwardTrace* trace) {
   const ModelConfig& c = model_->config();
@@ -390,8 +347,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
     }
     // Room for the ids now, so that recording them after the commit cannot fail.
     tokens_.reserve(tokens_.size() + tokens.size());
-    const ThreadCountScope threads(options_.n_threads > 0 ? options_.n_threads
-                                                          : model_->n_threads());
+    const ThreadCountScope threads(thread_count());
     cache_.begin(position_);
     const int64_t total = int64_t(tokens.size());
     const int64_t interval = options_.window_checkpoint_interval;
@@ -399,7 +355,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
     if (position_ == 0) first_chunk_ = std::min(options_.max_chunk, total);
     workspace_.reserve(workspace_bytes(c, std::min(options_.max_chunk, total)));
     for (int64_t begin = 0, n = 0; begin < total; begin += n) {
-      check_abort(options);
+      detail::check_abort(options);
       const int64_t at = position_ + begin;
       n = std::min(options_.max_chunk, total - begin);
       if (interval > 0) n = std::min(n, interval - at % interval);  // stop at a checkpoint
@@ -449,65 +405,85 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
 void Session::forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t position,
                             float* logits, int64_t logits_first_row, const AppendOptions& options,
                             ForwardTrace* trace) {
-  const Model& model = *model_;
-  const ModelConfig& c = model.config();
-  const ModelWeights& w = model.weights();
-  const int64_t n = c.hc_mult, D = c.hidden_size, stream = n * D;
-  const float eps = float(c.rms_norm_eps);
-
   if (spill_) spill_->tick();  // one step of the disk tier's least-recently-used clock
-  Workspace::Scope scope(workspace_);
-  // Every stream starts as the token embedding.
-  const auto x = scope.take<float>(size_t(n_tokens * stream));
-  throw_if_error(model.backend().embed({w.embed, tokens, n_tokens, n, x.data()}));
-  if (model.official()) detail::round_to_bf16(x.data(), n_tokens * stream);  // bf16 embedding
-  const Numerics numerics = model.numerics();
-  if (trace) {
-    trace->layer_inputs.resize(size_t(c.num_hidden_layers * n_tokens * stream));
-    trace->decisions.assign(size_t(c.num_hidden_layers), {});
+  const detail::SequenceRows rows{&cache_, position, n_tokens, 0, first_chunk_};
+  detail::forward_pass(*model_, {&rows, 1}, tokens, n_tokens, logits, logits_first_row, options,
+                       trace, workspace_);
+}
+
+Status Session::check_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens) {
+  if (sessions.empty()) return Status(StatusCode::kInvalidArgument, "decode_batch: no sessions");
+  if (tokens.size() != sessions.size())
+    return Status(StatusCode::kInvalidArgument, "decode_batch: " + std::to_string(tokens.size()) +
+                                                    " tokens for " +
+                                                    std::to_string(sessions.size()) + " sessions");
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    const Session* s = sessions[i];
+    const std::string which = "decode_batch: session " + std::to_string(i);
+    if (!s) return Status(StatusCode::kInvalidArgument, which + " is null");
+    if (s->model_ != sessions[0]->model_)
+      return Status(StatusCode::kInvalidArgument, which + " belongs to another model");
+    if (std::find(sessions.begin(), sessions.begin() + ptrdiff_t(i), s) !=
+        sessions.begin() + ptrdiff_t(i))
+      return Status(StatusCode::kInvalidArgument, which + " appears twice");
+    if (tokens[i] < 0 || tokens[i] >= s->model_->config().vocab_size)
+      return Status(StatusCode::kOutOfRange, which + ": token id " + std::to_string(tokens[i]) +
+                                                 " is outside the vocabulary [0, " +
+                                                 std::to_string(s->model_->config().vocab_size) +
+                                                 ")");
+    if (s->options_.max_positions > 0 && s->position_ + 1 > s->options_.max_positions)
+      return Status(StatusCode::kOutOfRange,
+                    which + " is full: max_positions " + std::to_string(s->options_.max_positions));
   }
+  return Status::ok();
+}
 
-  const auto y = scope.take<float>(size_t(n_tokens * D));
-  const auto z = scope.take<float>(size_t(n_tokens * D));
-  for (int layer = 0; layer < int(c.num_hidden_layers); ++layer) {
-    const LayerWeights& L = w.layers[size_t(layer)];
-    check_abort(options);
-    if (trace)
-      std::copy(x.begin(), x.end(), trace->layer_inputs.begin() + layer * n_tokens * stream);
-
-    {
-      Workspace::Scope site(workspace_);
-      const MhcCoefficients coef = mhc_pre(model, L.hc_attn, x.data(), n_tokens, y.data(), site);
-      detail::rms_norm_rows(model.backend(), y.data(), L.attn_norm.data(), n_tokens, D, eps,
-                            numerics);
-      detail::attention_forward(model, layer, cache_.layer(layer), y.data(), n_tokens, position,
-                                first_chunk_, z.data(), workspace_,
-                                trace ? &trace->decisions[size_t(layer)] : nullptr);
-      mhc_post(model, coef, z.data(), n_tokens, x.data());
+Status Session::decode_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens,
+                             const AppendOptions& options, float* logits) {
+  if (Status s = check_batch(sessions, tokens); !s) return s;
+  if (options.output != OutputMode::kNone && options.output != OutputMode::kLast &&
+      options.output != OutputMode::kAll)
+    return Status(StatusCode::kInvalidArgument,
+                  "unknown output mode " + std::to_string(int32_t(options.output)));
+  if (options.output == OutputMode::kNone) logits = nullptr;
+  Session& lead = *sessions[0];  // its thread count and workspace serve the batch
+  const auto n_rows = int64_t(sessions.size());
+  std::vector<std::shared_ptr<const WindowCheckpoint>> checkpoints(sessions.size());
+  std::vector<detail::SequenceRows> rows(sessions.size());
+  Status status = capture_status([&] {
+    const ThreadCountScope threads(lead.thread_count());
+    lead.workspace_.reserve(workspace_bytes(lead.model_->config(), n_rows));
+    for (int64_t i = 0; i < n_rows; ++i) {
+      Session& s = *sessions[size_t(i)];
+      s.tokens_.reserve(s.tokens_.size() + 1);  // recording the id after the commit cannot fail
+      s.cache_.begin(s.position_);
+      if (s.position_ == 0) s.first_chunk_ = 1;
+      if (s.spill_) s.spill_->tick();
+      rows[size_t(i)] = {&s.cache_, s.position_, 1, i, s.first_chunk_};
     }
-    {
-      Workspace::Scope site(workspace_);
-      const MhcCoefficients coef = mhc_pre(model, L.hc_ffn, x.data(), n_tokens, y.data(), site);
-      detail::rms_norm_rows(model.backend(), y.data(), L.ffn_norm.data(), n_tokens, D, eps,
-                            numerics);
-      detail::moe_forward(model, layer, y.data(), tokens, n_tokens, z.data(), workspace_,
-                          trace ? &trace->decisions[size_t(layer)] : nullptr);
-      mhc_post(model, coef, z.data(), n_tokens, x.data());
+    detail::forward_pass(*lead.model_, rows, tokens.data(), n_rows, logits, 0, options, nullptr,
+                         lead.workspace_);
+    for (size_t i = 0; i < sessions.size(); ++i) {
+      Session& s = *sessions[i];
+      s.enforce_ram_budget();
+      const int64_t interval = s.options_.window_checkpoint_interval;
+      if (interval > 0 && (s.position_ + 1) % interval == 0)
+        checkpoints[i] = s.capture_window(s.position_ + 1);
     }
+  });
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    Session& s = *sessions[i];
+    if (!status) {
+      s.cache_.rollback();  // every session exactly as before the call
+      if (s.position_ == 0) s.first_chunk_ = 0;
+      continue;
+    }
+    s.cache_.commit();
+    if (checkpoints[i]) s.checkpoint_ = std::move(checkpoints[i]);
+    s.tokens_.push_back(tokens[i]);
+    ++s.position_;
   }
-
-  // Final head: h = Σ_j pre_j X_j, logits = head · RMSNorm_norm(h).
-  MhcHeadArgs head;
-  head.x = x.data(), head.n_tokens = n_tokens, head.n = n, head.d = D;
-  head.fn = mhc_matrix(w.hc_head.fn, n), head.base = w.hc_head.base.data();
-  head.scale = w.hc_head.scale[0], head.hc_eps = float(c.hc_eps), head.norm_eps = eps;
-  head.y = y.data(), head.numerics = numerics;
-  throw_if_error(model.backend().mhc_head(head));
-  detail::rms_norm_rows(model.backend(), y.data(), w.norm.data(), n_tokens, D, eps, numerics);
-  if (trace) trace->final_hidden.assign(y.begin(), y.end());
-  if (!logits || logits_first_row >= n_tokens) return;
-  detail::linear(model.backend(), y.data() + logits_first_row * D, n_tokens - logits_first_row,
-                 w.head, logits, detail::fp32_linear_numerics(model));
+  return status;
 }
 
 }  // namespace dsv4

@@ -112,6 +112,17 @@ class Session {
   Status append(std::span<const int32_t> tokens, const AppendOptions& options, float* logits,
                 ForwardTrace* trace = nullptr);
 
+  // One decode step of several sessions at once (continuous batching): appends tokens[i] to
+  // sessions[i] and, unless options.output is kNone, writes its logits to row i of `logits`
+  // [sessions, vocab]. The weights are read once for the whole batch, and each session gets
+  // exactly the bits a one-token append would have given it (the kernels are row-invariant).
+  // The sessions must be distinct and share one model; they may differ in position and cache
+  // format. The lead session's (sessions[0]) thread count and workspace serve the step. All or
+  // nothing: on any failure (bad ids, a full session, out of memory, a cancellation) every
+  // session is left exactly as before the call.
+  static Status decode_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens,
+                             const AppendOptions& options, float* logits);
+
   // For benchmarks at contexts whose prefill would take hours: fills an empty session's cache as
   // if `n_tokens` tokens had been appended, with random unit-RMS entries (window ring, compressed
   // entries, indexer keys; compressor states zero). Decode then reads exactly the bytes and does
@@ -167,6 +178,12 @@ class Session {
   void forward_chunk(const int32_t* tokens, int64_t n_tokens, int64_t position, float* logits,
                      int64_t logits_first_row, const AppendOptions& options, ForwardTrace* trace);
 
+  // The threads this session's appends use (its own count, or the model's).
+  int thread_count() const noexcept {
+    return options_.n_threads > 0 ? options_.n_threads : model_->n_threads();
+  }
+  // decode_batch's argument checks.
+  static Status check_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens);
   // Where a rebuild of the window for position n starts (see rebuild_span; the official numerics
   // also start at 0 rather than inside a first chunk shorter than the window).
   int64_t rebuild_start(int64_t n) const;
