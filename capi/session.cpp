@@ -1,6 +1,7 @@
 #include <cstddef>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "capi_guard.hpp"
 #include "handles.hpp"
@@ -72,6 +73,32 @@ struct AbortAdapter {
     return a->callback(a->user) != 0;
   }
 };
+dsv4_append_params default_append_params() {
+  dsv4_append_params p{};
+  p.struct_size = sizeof(dsv4_append_params);
+  p.output = DSV4_OUTPUT_ALL;
+  return p;
+}
+
+// Reads dsv4_append_params (NULL: defaults) into the C++ options; the adapter carries the callback.
+dsv4::AppendOptions append_options(const dsv4_append_params* params, AbortAdapter& adapter,
+                                   const char* fn) {
+  const dsv4_append_params p = dsv4::capi::read_params(params, default_append_params(),
+                                                       kAppendParamsV1Size, "dsv4_append_params");
+  if (p.output != DSV4_OUTPUT_NONE && p.output != DSV4_OUTPUT_LAST && p.output != DSV4_OUTPUT_ALL)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               std::string(fn) + ": unknown output mode " + std::to_string(p.output) +
+                   " (expected DSV4_OUTPUT_NONE, _LAST or _ALL)");
+  adapter = {p.abort_cb, p.abort_user};
+  dsv4::AppendOptions options;
+  options.output = dsv4::OutputMode(p.output);
+  if (p.abort_cb) {
+    options.should_abort = &AbortAdapter::call;
+    options.abort_user = &adapter;
+  }
+  return options;
+}
+
 }  // namespace
 
 extern "C" {
@@ -116,32 +143,40 @@ static dsv4_status dsv4_session_append_checked_impl(dsv4_session* session, const
   DSV4_CAPI_END
 }
 
-DSV4_API dsv4_append_params dsv4_append_default_params(void) {
-  dsv4_append_params p{};
-  p.struct_size = sizeof(dsv4_append_params);
-  p.output = DSV4_OUTPUT_ALL;
-  return p;
-}
+DSV4_API dsv4_append_params dsv4_append_default_params(void) { return default_append_params(); }
 
 static dsv4_status dsv4_session_append_ex_impl(dsv4_session* session, const int32_t* tokens,
                                                size_t n_tokens, const dsv4_append_params* params,
                                                float* logits, size_t logits_capacity) {
   DSV4_CAPI_BEGIN
-  const dsv4_append_params p = dsv4::capi::read_params(params, dsv4_append_default_params(),
-                                                       kAppendParamsV1Size, "dsv4_append_params");
-  if (p.output != DSV4_OUTPUT_NONE && p.output != DSV4_OUTPUT_LAST && p.output != DSV4_OUTPUT_ALL)
-    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
-               "dsv4_session_append_ex: unknown output mode " + std::to_string(p.output) +
-                   " (expected DSV4_OUTPUT_NONE, _LAST or _ALL)");
-  AbortAdapter adapter{p.abort_cb, p.abort_user};
-  dsv4::AppendOptions options;
-  options.output = dsv4::OutputMode(p.output);
-  if (p.abort_cb) {
-    options.should_abort = &AbortAdapter::call;
-    options.abort_user = &adapter;
-  }
+  AbortAdapter adapter{};
+  const dsv4::AppendOptions options = append_options(params, adapter, "dsv4_session_append_ex");
   return append(session, tokens, n_tokens, logits, &logits_capacity, options,
                 "dsv4_session_append_ex");
+  DSV4_CAPI_END
+}
+
+DSV4_API dsv4_status dsv4_decode_batch(dsv4_session* const* sessions, size_t n_sessions,
+                                       const int32_t* tokens, const dsv4_append_params* params,
+                                       float* logits, size_t logits_capacity) {
+  DSV4_CAPI_BEGIN
+  require(sessions != nullptr, "dsv4_decode_batch: sessions is NULL");
+  require(tokens != nullptr, "dsv4_decode_batch: tokens is NULL");
+  require(n_sessions > 0, "dsv4_decode_batch: n_sessions is 0");
+  std::vector<dsv4::Session*> batch(n_sessions);
+  for (size_t i = 0; i < n_sessions; ++i)
+    batch[i] = &session_of(sessions[i], "dsv4_decode_batch");
+  AbortAdapter adapter{};
+  const dsv4::AppendOptions options = append_options(params, adapter, "dsv4_decode_batch");
+  const auto vocab = size_t(batch[0]->model().config().vocab_size);
+  if (logits && options.output != dsv4::OutputMode::kNone &&
+      logits_capacity / vocab < n_sessions)
+    dsv4::fail(dsv4::StatusCode::kBufferTooSmall,
+               "dsv4_decode_batch: logits holds " + std::to_string(logits_capacity) + " floats, " +
+                   std::to_string(n_sessions) + " rows x " + std::to_string(vocab) +
+                   " vocab need more");
+  return dsv4::capi::report(dsv4::Session::decode_batch(batch, {tokens, n_sessions}, options,
+                                                        logits));
   DSV4_CAPI_END
 }
 

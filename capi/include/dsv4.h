@@ -286,6 +286,23 @@ DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_append_ex(dsv4_session* session
                                                            const dsv4_append_params* params,
                                                            float* logits, size_t logits_capacity);
 
+/*
+ * One decode step of several sessions at once (continuous batching, since 0.6): appends
+ * tokens[i] to sessions[i] in one pass over the weights, and writes session i's logits to
+ * logits + i * vocab (n_sessions rows; logits may be NULL, or params->output DSV4_OUTPUT_NONE, for
+ * none). Each session gets exactly the logits and cache a one-token dsv4_session_append would have
+ * given it. The sessions must be distinct and share one model; they may differ in position and
+ * cache format. params may be NULL (defaults; DSV4_OUTPUT_LAST and _ALL both mean one row each).
+ * Errors: INVALID_ARGUMENT (NULL arrays or sessions, n_sessions 0, a session twice, sessions of
+ * different models, unknown output mode), BUFFER_TOO_SMALL (logits_capacity < n_sessions * vocab),
+ * OUT_OF_RANGE (a token id outside the vocabulary, a session at max_positions), OUT_OF_MEMORY,
+ * CANCELLED. All or nothing: on every error each session is unchanged.
+ */
+DSV4_API DSV4_NODISCARD dsv4_status dsv4_decode_batch(dsv4_session* const* sessions,
+                                                      size_t n_sessions, const int32_t* tokens,
+                                                      const dsv4_append_params* params,
+                                                      float* logits, size_t logits_capacity);
+
 /* Number of tokens appended so far. */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_position(const dsv4_session* session,
                                                           int64_t* out);

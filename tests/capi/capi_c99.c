@@ -654,6 +654,54 @@ static void test_session_last_error(const char* golden_dir) {
   dsv4_model_free(model);
 }
 
+/* dsv4_decode_batch: two sessions at different positions advanced together give the logits of
+ * their own one-token appends; bad batches change nothing. */
+static void test_decode_batch(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model* model = NULL;
+  dsv4_session *a = NULL, *b = NULL, *solo_a = NULL, *solo_b = NULL;
+  dsv4_session* batch[2];
+  dsv4_session* twice[2];
+  dsv4_append_params ap = dsv4_append_default_params();
+  int32_t prompt[30], next[2] = {17, 200}, bad[2] = {17, 256};
+  static float logits[2 * 256], want_a[256], want_b[256];
+  int64_t position = -1;
+  int i;
+  path_join(dir, sizeof dir, golden_dir, "tiny-a-q");
+  EXPECT(dsv4_model_load(dir, NULL, &model) == DSV4_OK);
+  for (i = 0; i < 30; ++i) prompt[i] = (i * 41 + 5) % 256;
+  EXPECT(dsv4_session_create(model, NULL, &a) == DSV4_OK);
+  EXPECT(dsv4_session_create(model, NULL, &b) == DSV4_OK);
+  EXPECT(dsv4_session_append(a, prompt, 30, NULL) == DSV4_OK);
+  EXPECT(dsv4_session_append(b, prompt, 7, NULL) == DSV4_OK);
+  EXPECT(dsv4_session_fork(a, &solo_a) == DSV4_OK);
+  EXPECT(dsv4_session_fork(b, &solo_b) == DSV4_OK);
+  ap.output = DSV4_OUTPUT_LAST;
+  EXPECT(dsv4_session_append_ex(solo_a, &next[0], 1, &ap, want_a, 256) == DSV4_OK);
+  EXPECT(dsv4_session_append_ex(solo_b, &next[1], 1, &ap, want_b, 256) == DSV4_OK);
+  batch[0] = a;
+  batch[1] = b;
+  twice[0] = a;
+  twice[1] = a;
+  EXPECT(dsv4_decode_batch(batch, 2, next, &ap, logits, 511) == DSV4_ERR_BUFFER_TOO_SMALL);
+  EXPECT(dsv4_decode_batch(batch, 2, bad, &ap, logits, 512) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_decode_batch(twice, 2, next, &ap, logits, 512) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_decode_batch(NULL, 2, next, &ap, logits, 512) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_decode_batch(batch, 0, next, &ap, logits, 512) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_decode_batch(batch, 2, NULL, &ap, logits, 512) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_position(a, &position) == DSV4_OK && position == 30);
+  EXPECT(dsv4_session_position(b, &position) == DSV4_OK && position == 7);
+  EXPECT(dsv4_decode_batch(batch, 2, next, &ap, logits, 512) == DSV4_OK);
+  EXPECT(memcmp(logits, want_a, sizeof want_a) == 0);
+  EXPECT(memcmp(logits + 256, want_b, sizeof want_b) == 0);
+  EXPECT(dsv4_session_position(b, &position) == DSV4_OK && position == 8);
+  dsv4_session_free(a);
+  dsv4_session_free(b);
+  dsv4_session_free(solo_a);
+  dsv4_session_free(solo_b);
+  dsv4_model_free(model);
+}
+
 int main(int argc, char** argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s GOLDEN_DIR CORRUPT_DIR TOKENIZER_DIR\n", argv[0]);
@@ -669,6 +717,7 @@ int main(int argc, char** argv) {
   test_bad_files(argv[2]);
   test_session(argv[1]);
   test_append_ex(argv[1]);
+  test_decode_batch(argv[1]);
   test_tokenizer(argv[3]);
   test_chat(argv[3]);
   test_sampler();
