@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <sstream>
@@ -75,18 +76,72 @@ Result<std::shared_ptr<const Model>> bench_model(const Args& args, const ModelLo
   return random_official_model(config, options);
 }
 
+// Batched decode (Session::decode_batch): B sessions at the same context advanced together, each
+// with its own next token (its argmax: the routing differs between sessions, as it does between
+// users). Throughput is tokens per second over all sessions, compared with B = 1.
+int bench_batched_decode(const std::shared_ptr<const Model>& model, const SessionOptions& options,
+                         const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
+                         int64_t steps) {
+  const auto vocab = size_t(model->config().vocab_size);
+  std::printf("\nbatched decode (median of %lld steps; one token per session per step)\n",
+              static_cast<long long>(steps));
+  std::printf("  %9s %6s %12s %18s %14s\n", "context", "batch", "ms/step", "tokens/s (all)",
+              "vs batch 1");
+  for (int64_t context : contexts) {
+    double single = 0.0;
+    for (int64_t batch : batches) {
+      std::vector<std::unique_ptr<Session>> sessions;
+      std::vector<Session*> pointers;
+      for (int64_t i = 0; i < batch; ++i) {
+        auto s = Session::create(model, options);
+        if (!s) return report(s.status(), "bench");
+        if (Status f = s.value()->fill_synthetic_cache(context, uint64_t(7 + i)); !f)
+          return report(f, "bench");
+        pointers.push_back(s.value().get());
+        sessions.push_back(std::move(s.value()));
+      }
+      std::vector<int32_t> tokens(static_cast<size_t>(batch));
+      for (int64_t i = 0; i < batch; ++i) tokens[size_t(i)] = int32_t((i * 7919 + 1) % int64_t(vocab));
+      std::vector<float> logits(size_t(batch) * vocab);
+      AppendOptions last;
+      last.output = OutputMode::kLast;
+      std::vector<double> times;
+      for (int64_t step = 0; step < steps + 1; ++step) {  // the first step warms up
+        const auto t0 = Clock::now();
+        if (Status s = Session::decode_batch(pointers, tokens, last, logits.data()); !s)
+          return report(s, "bench");
+        if (step > 0) times.push_back(seconds_since(t0));
+        for (int64_t i = 0; i < batch; ++i) {
+          const float* row = logits.data() + size_t(i) * vocab;
+          tokens[size_t(i)] = int32_t(std::max_element(row, row + vocab) - row);
+        }
+      }
+      const double seconds = median(times), tokens_per_second = double(batch) / seconds;
+      if (batch == 1) single = tokens_per_second;
+      std::printf("  %9lld %6lld %12.2f %18.2f", static_cast<long long>(context),
+                  static_cast<long long>(batch), seconds * 1e3, tokens_per_second);
+      if (single > 0) std::printf(" %13.2fx", tokens_per_second / single);
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int command_bench(const Args& args) {
   std::vector<int64_t> contexts;
+  std::vector<int64_t> batches;
   int64_t steps = 0, prefill_tokens = 0, threads = 0;
   if (!parse_contexts(args.get("contexts", "1024,16384,65536"), &contexts) ||
+      !parse_contexts(args.get("batch", "1"), &batches) ||
+      std::any_of(batches.begin(), batches.end(), [](int64_t b) { return b < 1; }) ||
       !parse_int(args.get("steps", "8"), &steps) || steps < 1 ||
       !parse_int(args.get("prefill", "256"), &prefill_tokens) || prefill_tokens < 0 ||
       !parse_int(args.get("threads", "0"), &threads) || threads < 0) {
     std::fprintf(stderr,
-                 "dsv4 bench: --contexts N,N,... (>= 0), --steps >= 1, --prefill >= 0, "
-                 "--threads >= 0\n");
+                 "dsv4 bench: --contexts N,N,... (>= 0), --batch N,N,... (>= 1), --steps >= 1, "
+                 "--prefill >= 0, --threads >= 0\n");
     return 2;
   }
   ModelLoadOptions options;
@@ -191,6 +246,8 @@ int command_bench(const Args& args) {
         100.0 * (seconds * 1e3 / first_ms - 1.0));
     if (session_opts.ram_budget > 0) print_tier(tier_before, session->tier_stats(), steps + 1);
   }
+  if (batches.size() > 1 || batches[0] > 1)
+    return bench_batched_decode(model, session_opts, contexts, batches, steps);
   return 0;
 }
 

@@ -142,67 +142,108 @@ Result<TurnResult> generate_turn(Session& session,
                        });
 }
 
+TurnStepper::TurnStepper(Session& session, std::shared_ptr<const text::Tokenizer> tokenizer,
+                         sampling::Sampler& sampler, std::vector<int32_t> prompt, int64_t max_new,
+                         PieceCallback on_piece, TokenChooser choose)
+    : session_(session),
+      tokenizer_(std::move(tokenizer)),
+      sampler_(sampler),
+      prompt_(std::move(prompt)),
+      max_new_(max_new),
+      on_piece_(std::move(on_piece)),
+      choose_(std::move(choose)),
+      decoder_(tokenizer_),
+      logits_(size_t(session.model().config().vocab_size)) {
+  result_.prefill_tokens = int64_t(prompt_.size());
+}
+
+Status TurnStepper::prefill(int64_t chunk, const AppendOptions& options) {
+  if (phase_ != Phase::kPrefill) return Status(StatusCode::kInternal, "the prompt is prefilled");
+  if (prompt_.empty()) return Status(StatusCode::kInvalidArgument, "the prompt is empty");
+  if (prefilled_ == 0) prefill_start_ = Clock::now();
+  const int64_t n = std::min(chunk, prompt_size() - prefilled_);
+  AppendOptions step = options;
+  // Only the last chunk computes logits: the first token's.
+  step.output = prefilled_ + n == prompt_size() ? OutputMode::kLast : OutputMode::kNone;
+  const std::span<const int32_t> tokens(prompt_.data() + prefilled_, size_t(n));
+  if (Status s = session_.append(tokens, step, logits_.data()); !s) return s;
+  prefilled_ += n;
+  if (prefilled_ < prompt_size()) return Status::ok();
+  result_.prefill_seconds = seconds_since(prefill_start_);
+  sampler_.reset();  // each turn: penalties over its own text, the seed's stream from the start
+  decode_start_ = Clock::now();
+  phase_ = Phase::kDecode;
+  return pick();
+}
+
+Status TurnStepper::pick() {
+  if (result_.generated_tokens >= max_new_) return finish();
+  auto next = choose_ ? choose_(logits_) : sampler_.sample(logits_);
+  if (!next) return next.status();
+  const int32_t token = *next;
+  const bool stop = sampler_.accept(token);
+  if (token == tokenizer_->eos_id()) {
+    result_.ended_by_stop = true;
+    return finish();
+  }
+  auto piece = decoder_.push(token);
+  if (!piece) return piece.status();
+  result_.text += *piece;
+  ++result_.generated_tokens;
+  if (!piece->empty() && !on_piece_(*piece))
+    return Status(StatusCode::kCancelled, "the turn was stopped by its reader");
+  next_ = token;
+  stop_after_next_ = stop;
+  return Status::ok();
+}
+
+Status TurnStepper::advance() {
+  if (phase_ != Phase::kDecode) return Status(StatusCode::kInternal, "no token to advance past");
+  if (stop_after_next_) {
+    result_.ended_by_stop = true;
+    return finish();
+  }
+  return pick();
+}
+
+Status TurnStepper::finish() {
+  const std::string tail = decoder_.flush();
+  result_.text += tail;
+  if (!tail.empty()) on_piece_(tail);
+  result_.decode_seconds = seconds_since(decode_start_);
+  phase_ = Phase::kDone;
+  // Close the turn in the cache as the prompt format would have written it.
+  const int32_t eos = tokenizer_->eos_id();
+  if (eos < 0) return Status::ok();
+  AppendOptions none;
+  none.output = OutputMode::kNone;
+  return session_.append({&eos, 1}, none, nullptr);
+}
+
 Result<TurnResult> generate_turn(Session& session,
                                  const std::shared_ptr<const text::Tokenizer>& tokenizer,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
                                  int64_t max_new, const PieceCallback& on_piece,
                                  const TokenChooser& choose) {
-  TurnResult r;
-  const text::Tokenizer& tok = *tokenizer;
-  const int64_t vocab = session.model().config().vocab_size;
-  std::vector<float> logits(static_cast<size_t>(vocab));
-  // Prefill in chunks so a long prompt shows progress; only the last chunk computes logits.
-  constexpr size_t kChunk = 256;
+  TurnStepper turn(session, tokenizer, sampler, {prompt.begin(), prompt.end()}, max_new, on_piece,
+                   choose);
+  // Prefill in chunks so a long prompt shows progress.
+  constexpr int64_t kChunk = 256;
   ProgressBar bar("prefill");
-  const auto t0 = Clock::now();
-  for (size_t at = 0; at < prompt.size(); at += kChunk) {
-    const size_t n = std::min(kChunk, prompt.size() - at);
-    AppendOptions options;
-    options.output = at + n == prompt.size() ? OutputMode::kLast : OutputMode::kNone;
-    if (Status s = session.append(prompt.subspan(at, n), options, logits.data()); !s) return s;
-    if (prompt.size() > kChunk) bar.update(double(at + n) / double(prompt.size()));
+  while (turn.phase() == TurnStepper::Phase::kPrefill) {
+    if (Status s = turn.prefill(kChunk); !s) return s;
+    if (turn.prompt_size() > kChunk)
+      bar.update(double(turn.prefilled()) / double(turn.prompt_size()));
   }
   bar.finish();
-  r.prefill_tokens = int64_t(prompt.size());
-  r.prefill_seconds = seconds_since(t0);
-  sampler.reset();  // each turn: penalties over its own text, the seed's stream from the start
-  text::StreamDecoder decoder(tokenizer);
-  const auto t1 = Clock::now();
   AppendOptions last;
   last.output = OutputMode::kLast;
-  for (int64_t step = 0; step < max_new; ++step) {
-    auto next = choose ? choose(logits) : sampler.sample(logits);
-    if (!next) return next.status();
-    const int32_t token = *next;
-    const bool stop = sampler.accept(token);
-    if (token == tok.eos_id()) {
-      r.ended_by_stop = true;
-      break;
-    }
-    auto piece = decoder.push(token);
-    if (!piece) return piece.status();
-    r.text += *piece;
-    ++r.generated_tokens;
-    if (!piece->empty() && !on_piece(*piece))
-      return Status(StatusCode::kCancelled, "the turn was stopped by its reader");
-    if (Status s = session.append({&token, 1}, last, logits.data()); !s) return s;
-    if (stop) {
-      r.ended_by_stop = true;
-      break;
-    }
+  while (turn.phase() == TurnStepper::Phase::kDecode) {
+    const int32_t token = turn.next_token();
+    if (Status s = session.append({&token, 1}, last, turn.logits()); !s) return s;
+    if (Status s = turn.advance(); !s) return s;
   }
-  const std::string tail = decoder.flush();
-  r.text += tail;
-  if (!tail.empty()) on_piece(tail);
-  r.decode_seconds = seconds_since(t1);
-  // Close the turn in the cache as the prompt format would have written it.
-  if (tok.eos_id() >= 0) {
-    const int32_t eos = tok.eos_id();
-    AppendOptions none;
-    none.output = OutputMode::kNone;
-    if (Status s = session.append({&eos, 1}, none, nullptr); !s) return s;
-  }
-  return r;
+  return turn.result();
 }
 
 void print_turn_stats(const TurnResult& r, std::FILE* to) {

@@ -2,6 +2,7 @@
 // tokenizer from the command line, sampler options, a progress bar, and one generated turn.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -74,6 +75,53 @@ Result<TurnResult> generate_turn(Session& session,
                                  sampling::Sampler& sampler, std::span<const int32_t> prompt,
                                  int64_t max_new, const PieceCallback& on_piece,
                                  const TokenChooser& choose = nullptr);
+
+// One generated turn as steps, so that a scheduler can interleave many sessions (dsv4 serve) and
+// generate_turn can run one: prefill the prompt in chunks, then repeatedly append the picked token
+// (alone, or in a batch with other sessions' tokens) and pick the next from its logits. The
+// tokens and text are those generate_turn gives, whatever the interleaving.
+class TurnStepper {
+ public:
+  enum class Phase { kPrefill, kDecode, kDone };
+
+  TurnStepper(Session& session, std::shared_ptr<const text::Tokenizer> tokenizer,
+              sampling::Sampler& sampler, std::vector<int32_t> prompt, int64_t max_new,
+              PieceCallback on_piece, TokenChooser choose = nullptr);
+
+  Phase phase() const noexcept { return phase_; }
+  Session& session() const noexcept { return session_; }
+  // kPrefill: appends up to `chunk` more prompt tokens; after the last, picks the first token.
+  Status prefill(int64_t chunk, const AppendOptions& options = {});
+  // Prompt tokens appended so far, and in all.
+  int64_t prefilled() const noexcept { return prefilled_; }
+  int64_t prompt_size() const noexcept { return int64_t(prompt_.size()); }
+  // kDecode: the token the next step appends, and where that step's logits go (one row).
+  int32_t next_token() const noexcept { return next_; }
+  float* logits() noexcept { return logits_.data(); }
+  // kDecode, after next_token() was appended and its logits written: picks the next token, or
+  // ends the turn (stop, EOS or max_new) by appending the closing EOS.
+  Status advance();
+  const TurnResult& result() const noexcept { return result_; }
+
+ private:
+  Status pick();    // the next token from logits_
+  Status finish();  // flushes the text and closes the turn in the cache
+  Session& session_;
+  std::shared_ptr<const text::Tokenizer> tokenizer_;
+  sampling::Sampler& sampler_;
+  std::vector<int32_t> prompt_;
+  int64_t max_new_;
+  PieceCallback on_piece_;
+  TokenChooser choose_;
+  text::StreamDecoder decoder_;
+  std::vector<float> logits_;
+  TurnResult result_;
+  Phase phase_ = Phase::kPrefill;
+  int64_t prefilled_ = 0;
+  int32_t next_ = -1;
+  bool stop_after_next_ = false;
+  std::chrono::steady_clock::time_point prefill_start_, decode_start_;
+};
 
 void print_turn_stats(const TurnResult& r, std::FILE* to);
 
