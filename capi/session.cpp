@@ -164,19 +164,17 @@ DSV4_API dsv4_status dsv4_decode_batch(dsv4_session* const* sessions, size_t n_s
   require(tokens != nullptr, "dsv4_decode_batch: tokens is NULL");
   require(n_sessions > 0, "dsv4_decode_batch: n_sessions is 0");
   std::vector<dsv4::Session*> batch(n_sessions);
-  for (size_t i = 0; i < n_sessions; ++i)
-    batch[i] = &session_of(sessions[i], "dsv4_decode_batch");
+  for (size_t i = 0; i < n_sessions; ++i) batch[i] = &session_of(sessions[i], "dsv4_decode_batch");
   AbortAdapter adapter{};
   const dsv4::AppendOptions options = append_options(params, adapter, "dsv4_decode_batch");
   const auto vocab = size_t(batch[0]->model().config().vocab_size);
-  if (logits && options.output != dsv4::OutputMode::kNone &&
-      logits_capacity / vocab < n_sessions)
+  if (logits && options.output != dsv4::OutputMode::kNone && logits_capacity / vocab < n_sessions)
     dsv4::fail(dsv4::StatusCode::kBufferTooSmall,
                "dsv4_decode_batch: logits holds " + std::to_string(logits_capacity) + " floats, " +
                    std::to_string(n_sessions) + " rows x " + std::to_string(vocab) +
                    " vocab need more");
-  return dsv4::capi::report(dsv4::Session::decode_batch(batch, {tokens, n_sessions}, options,
-                                                        logits));
+  return dsv4::capi::report(
+      dsv4::Session::decode_batch(batch, {tokens, n_sessions}, options, logits));
   DSV4_CAPI_END
 }
 

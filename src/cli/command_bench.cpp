@@ -101,7 +101,8 @@ int bench_batched_decode(const std::shared_ptr<const Model>& model, const Sessio
         sessions.push_back(std::move(s.value()));
       }
       std::vector<int32_t> tokens(static_cast<size_t>(batch));
-      for (int64_t i = 0; i < batch; ++i) tokens[size_t(i)] = int32_t((i * 7919 + 1) % int64_t(vocab));
+      for (int64_t i = 0; i < batch; ++i)
+        tokens[size_t(i)] = int32_t((i * 7919 + 1) % int64_t(vocab));
       std::vector<float> logits(size_t(batch) * vocab);
       AppendOptions last;
       last.output = OutputMode::kLast;

@@ -1,11 +1,13 @@
 // dsv4 serve: an OpenAI-compatible HTTP server over the engine and the text path.
 //
-// This slice answers one request at a time: GET /health, GET /v1/models and POST
-// /v1/chat/completions, plain or streamed as server-sent events (messages through the V4 chat
-// encoding, request-level tools on the system message, thinking and reasoning_effort, DSML tool
-// calls returned as `tool_calls`, the reasoning as `reasoning_content`, usage counts), behind an
-// optional API key compared in constant time, on loopback unless told otherwise. A streaming
-// client that goes away stops its generation at the next token.
+// GET /health, /v1/models, /metrics; POST /v1/chat/completions and /v1/completions, plain or
+// streamed as server-sent events (messages through the V4 chat encoding, request-level tools on
+// the system message, thinking and reasoning_effort, DSML tool calls returned as `tool_calls`,
+// the reasoning as `reasoning_content`, usage counts with cached tokens), behind an optional API
+// key compared in constant time, on loopback unless told otherwise. HTTP threads parse and check
+// a request, hand it to the scheduler (serve_scheduler.hpp: batched decode, chunked prefill, the
+// prefix cache) and stream its text back; a client that goes away cancels its request before the
+// next decode step, and every request has a deadline (--timeout).
 #include <httplib.h>
 
 #include <atomic>
@@ -16,9 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "dsv4/model/prefix_store.hpp"
 #include "dsv4/text/chat.hpp"
-#include "text_generation.hpp"
+#include "serve_scheduler.hpp"
 
 namespace dsv4::cli {
 namespace {
@@ -58,35 +59,14 @@ T field(const Json& body, const char* name, T fallback, Json::value_t type, cons
   return v.get<T>();
 }
 
-// What /metrics reports (Prometheus text).
-struct Metrics {
-  std::atomic<uint64_t> requests{0}, refused{0}, failed{0};
-  std::atomic<uint64_t> prompt_tokens{0}, completion_tokens{0}, cached_tokens{0};
-  std::atomic<uint64_t> prefill_micros{0}, decode_micros{0};
-  std::atomic<int64_t> waiting{0}, running{0};
-};
-
 struct Server {
   TextModel text;
   std::string model_id;
   std::string api_key;
   int64_t max_queue = 16;  // requests admitted at once (running + waiting); beyond: 503
-  std::mutex engine;       // one generation at a time in this slice
-  Metrics metrics;
-  // The prefix cache: finished sessions (prompt, reply and its EOS), least recently used last
-  // out; a request starts from the one sharing the longest prefix with its prompt (truncated to
-  // it). With --cache-dir they are also saved in a PrefixStore and survive restarts.
-  struct Cached {
-    std::unique_ptr<Session> session;
-    uint64_t last_use = 0;
-  };
-  std::vector<Cached> cache;  // guarded by `engine`
-  size_t max_cached = 8;
-  uint64_t clock = 0;
-  std::unique_ptr<PrefixStore> store;
-  // Test hook (DSV4_SERVE_FORCED_REPLY): every reply is this text, fed token by token through the
-  // engine instead of sampled, so tests can see tool calls and reasoning come back parsed.
-  std::vector<int32_t> forced_reply;
+  std::chrono::seconds timeout{600};
+  ServeMetrics metrics;
+  std::unique_ptr<Scheduler> scheduler;
 
   // Admission: false (and a 503 with Retry-After) when the queue is full.
   bool admit(httplib::Response& res) {
@@ -151,7 +131,6 @@ struct Server {
     if (!body.contains("prompt") || !body["prompt"].is_string())
       fail(StatusCode::kInvalidArgument, "'prompt' must be a string");
     GenerationRequest r = prepare_sampling(body);
-    if (r.stream) fail(StatusCode::kUnsupported, "streaming /v1/completions is not served yet");
     const text::Tokenizer& tok = *text.tokenizer;
     auto ids = tok.encode(body["prompt"].get<std::string>());
     throw_if_error(ids.status());
@@ -196,88 +175,46 @@ struct Server {
     return r;
   }
 
-  // Runs a request on a fresh session, handing each piece of text to on_piece.
-  static int64_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
-    const size_t n = std::min(a.size(), b.size());
-    size_t i = 0;
-    while (i < n && a[i] == b[i]) ++i;
-    return int64_t(i);
+  // Hands a checked request to the scheduler.
+  std::shared_ptr<Job> submit(GenerationRequest& r) {
+    auto job = std::make_shared<Job>();
+    job->prompt = std::move(r.prompt);
+    job->max_tokens = r.max_tokens;
+    job->sampler = std::move(r.sampler);
+    job->deadline = std::chrono::steady_clock::now() + timeout;
+    scheduler->submit(job);
+    return job;
   }
 
-  // A session holding the longest cached prefix of `prompt` (at most all but its last token, whose
-  // logits the turn needs), from RAM or the store, or a fresh one. Under `engine`.
-  std::unique_ptr<Session> session_for(std::span<const int32_t> prompt) {
-    const int64_t usable = int64_t(prompt.size()) - 1;
-    Cached* best = nullptr;
-    int64_t best_len = 0;
-    for (Cached& c : cache) {
-      const int64_t len = std::min(common_prefix(c.session->tokens(), prompt), usable);
-      if (len > best_len) best = &c, best_len = len;
-    }
-    std::unique_ptr<Session> session;
-    if (best) {
-      best->last_use = ++clock;
-      auto fork = best->session->fork();
-      throw_if_error(fork.status());
-      session = std::move(fork.value());
-    } else if (store) {
-      auto loaded = store->load_longest_prefix(text.model, prompt.first(size_t(usable)));
-      throw_if_error(loaded.status());
-      session = std::move(loaded.value());
-      best_len = session->position();
-    } else {
-      auto fresh = Session::create(text.model);
-      throw_if_error(fresh.status());
-      return std::move(fresh.value());
-    }
-    if (session->position() > best_len) throw_if_error(session->truncate(best_len));
-    return session;
-  }
-
-  // Keeps a finished session for later requests (and in the store with --cache-dir).
-  void remember(std::unique_ptr<Session> session) {
-    if (store) throw_if_error(store->save(*session));
-    cache.push_back({std::move(session), ++clock});
-    if (cache.size() > max_cached) {
-      auto oldest = std::min_element(
-          cache.begin(), cache.end(),
-          [](const Cached& a, const Cached& b) { return a.last_use < b.last_use; });
-      cache.erase(oldest);
+  // Follows a job to its end, handing each piece of text to on_piece; while none comes, idle()
+  // is asked every 250 ms. Either returning false (the client is gone) cancels the job.
+  static Status follow(Job& job, const std::function<bool(const std::string&)>& on_piece,
+                       const std::function<bool()>& idle) {
+    std::vector<std::string> pieces;
+    while (true) {
+      const bool done = job.wait(&pieces, std::chrono::milliseconds(250));
+      bool gone = false;
+      for (const std::string& piece : pieces)
+        if (!gone && !on_piece(piece)) gone = true;
+      if (!gone && !done && pieces.empty() && !idle()) gone = true;
+      if (gone) {
+        job.cancelled = true;
+        return Status(StatusCode::kCancelled, "the client went away");
+      }
+      if (done) {
+        std::lock_guard<std::mutex> lock(job.mutex);
+        return job.status;
+      }
     }
   }
 
-  // Called by an admitted request: it leaves the queue when the engine is free. `cached` gets how
-  // many prompt tokens came from the prefix cache.
-  TurnResult run(GenerationRequest& r, const PieceCallback& on_piece, int64_t* cached) {
-    std::unique_lock<std::mutex> lock(engine);
-    --metrics.waiting;
-    ++metrics.running;
-    struct Done {
-      Metrics& m;
-      ~Done() { --m.running; }
-    } done{metrics};
-    std::unique_ptr<Session> session = session_for(r.prompt);
-    *cached = session->position();
-    size_t forced_at = 0;
-    TokenChooser forced;
-    if (!forced_reply.empty())
-      forced = [this, &forced_at](std::span<const float>) -> Result<int32_t> {
-        return forced_at < forced_reply.size() ? forced_reply[forced_at++]
-                                               : text.tokenizer->eos_id();
-      };
-    auto turn = generate_turn(*session, text.tokenizer, *r.sampler,
-                              std::span<const int32_t>(r.prompt).subspan(size_t(*cached)),
-                              r.max_tokens, on_piece, forced);
-    throw_if_error(turn.status());
-    TurnResult t = turn.value();
-    t.prefill_tokens = int64_t(r.prompt.size());  // the whole prompt, cached part included
-    metrics.cached_tokens += uint64_t(*cached);
-    remember(std::move(session));
-    metrics.prompt_tokens += uint64_t(t.prefill_tokens);
-    metrics.completion_tokens += uint64_t(t.generated_tokens);
-    metrics.prefill_micros += uint64_t(t.prefill_seconds * 1e6);
-    metrics.decode_micros += uint64_t(t.decode_seconds * 1e6);
-    return t;
+  // Runs a job to its end without streaming.
+  static Result<TurnResult> finish(Job& job) {
+    Status s = follow(
+        job, [](const std::string&) { return true; }, [] { return true; });
+    if (!s) return s;
+    std::lock_guard<std::mutex> lock(job.mutex);
+    return job.result;
   }
 
   // The generated turn as an OpenAI message: DSML tool calls as tool_calls, the thinking as
@@ -314,10 +251,7 @@ struct Server {
                 {"model", model_id}};
   }
 
-  Json text_completion(GenerationRequest& r) {
-    int64_t cached = 0;
-    const TurnResult turn = run(
-        r, [](const std::string&) { return true; }, &cached);
+  Json text_completion(const TurnResult& turn, int64_t cached) const {
     Json out = envelope("text_completion");
     out["choices"] = Json::array({{{"index", 0},
                                    {"text", turn.text},
@@ -334,7 +268,7 @@ struct Server {
              name + " " + std::to_string(value) + "\n";
     };
     std::string out;
-    const Metrics& m = metrics;
+    const ServeMetrics& m = metrics;
     line(out, "dsv4_requests_total", "counter", "Generation requests admitted.",
          double(m.requests));
     line(out, "dsv4_requests_refused_total", "counter", "Requests refused with 503 (queue full).",
@@ -361,14 +295,29 @@ struct Server {
     line(out, "dsv4_prefix_cache_hit_rate", "gauge",
          "Share of prompt tokens served from the prefix cache.",
          m.prompt_tokens ? double(m.cached_tokens) / double(m.prompt_tokens) : 0.0);
+    line(out, "dsv4_requests_timed_out_total", "counter", "Requests ended by their deadline.",
+         double(m.timed_out));
+    line(out, "dsv4_requests_cancelled_total", "counter",
+         "Requests cancelled because their client went away.", double(m.cancelled));
+    line(out, "dsv4_decode_steps_total", "counter", "Batched decode steps.",
+         double(m.decode_steps));
+    line(out, "dsv4_decode_batch_rows_total", "counter",
+         "Sequences advanced by the batched decode steps (rows / steps = mean batch size).",
+         double(m.decode_rows));
+    out +=
+        "# HELP dsv4_cache_bytes KV cache bytes of the running and prefix-cached sessions, by "
+        "kind and tier (blocks shared copy-on-write count once per session).\n"
+        "# TYPE dsv4_cache_bytes gauge\n";
+    for (int k = 0; k < kNumCacheKinds; ++k)
+      for (int tier = 0; tier < 2; ++tier)
+        out += "dsv4_cache_bytes{kind=\"" + std::string(cache_kind_name(CacheKind(k))) +
+               "\",tier=\"" + (tier == 0 ? "ram" : "disk") + "\"} " +
+               std::to_string(m.cache_bytes[size_t(k)][size_t(tier)].load()) + "\n";
     return out;
   }
 
-  Json chat_completion(GenerationRequest& r) {
-    int64_t cached = 0;
-    const TurnResult turn = run(
-        r, [](const std::string&) { return true; }, &cached);
-    const Json message = message_of(turn, r.chat.thinking);
+  Json chat_completion(const TurnResult& turn, int64_t cached, bool thinking) const {
+    const Json message = message_of(turn, thinking);
     Json out = envelope("chat.completion");
     out["choices"] = Json::array(
         {{{"index", 0}, {"message", message}, {"finish_reason", finish_reason(turn, message)}}});
@@ -483,6 +432,146 @@ void send_refusal(httplib::Response& res, const Status& status) {
       status.message());
 }
 
+// Answers a request that ended without a turn: 504 past its deadline, else by its status.
+void send_failure(httplib::Response& res, const Job& job, const Status& status) {
+  if (job.timed_out) return send_error(res, 504, "timeout", status.message());
+  send_refusal(res, status);
+}
+
+// Server-sent events: `data: <json>` per event, a comment while the engine is busy (so that a
+// client that went away is noticed), `data: [DONE]` at the end.
+struct EventSink {
+  httplib::DataSink& sink;
+  bool send(const Json& event) const { return write("data: " + event.dump() + "\n\n"); }
+  bool keep_alive() const { return write(": keep-alive\n\n"); }
+  void done() const {
+    write("data: [DONE]\n\n");
+    sink.done();
+  }
+  bool write(const std::string& text) const {
+    return sink.is_writable() && sink.write(text.data(), text.size());
+  }
+};
+
+// The stream of a chat completion: reasoning and content deltas as they come, then the tool
+// calls, the finish reason and the usage.
+void stream_chat(Server& server, Job& job, bool thinking, const EventSink& out) {
+  const Json base = server.envelope("chat.completion.chunk");
+  auto delta_chunk = [&base](Json delta, const Json& finish) {
+    Json chunk = base;
+    chunk["choices"] =
+        Json::array({{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}});
+    return chunk;
+  };
+  DeltaSplitter splitter(thinking);
+  if (!out.send(delta_chunk({{"role", "assistant"}, {"content", ""}}, nullptr))) {
+    job.cancelled = true;
+    return;
+  }
+  const Status status = Server::follow(
+      job,
+      [&](const std::string& piece) {
+        const auto [reasoning, content] = splitter.push(piece);
+        Json delta = Json::object();
+        if (!reasoning.empty()) delta["reasoning_content"] = reasoning;
+        if (!content.empty()) delta["content"] = content;
+        return delta.empty() || out.send(delta_chunk(delta, nullptr));
+      },
+      [&] { return out.keep_alive(); });
+  if (!status) {
+    if (!job.cancelled) {
+      ++server.metrics.failed;
+      out.send(Json{
+          {"error",
+           {{"message", status.message()}, {"type", job.timed_out ? "timeout" : "server_error"}}}});
+    }
+    return out.sink.done();
+  }
+  const TurnResult turn = job.result;  // done: no writer left
+  bool parsed = false;
+  const Json message = server.message_of(turn, thinking, &parsed);
+  Json last = Json::object();
+  // What the deltas have not carried yet. Text outside the format was streamed as it came
+  // (reasoning while no </think> showed): only its unsent tail follows, as content.
+  const std::string reasoning =
+      parsed ? remainder(message.value("reasoning_content", ""), splitter.reasoning_sent()) : "";
+  const std::string content =
+      !parsed ? remainder(turn.text, splitter.reasoning_sent() + splitter.content_sent())
+      : message["content"].is_string() ? remainder(message["content"], splitter.content_sent())
+                                       : "";
+  if (!reasoning.empty()) last["reasoning_content"] = reasoning;
+  if (!content.empty()) last["content"] = content;
+  if (message.contains("tool_calls") && !message["tool_calls"].empty()) {
+    Json calls = message["tool_calls"];
+    for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+    last["tool_calls"] = calls;
+  }
+  Json finish = delta_chunk(last, Server::finish_reason(turn, message));
+  finish["usage"] = Server::usage_of(turn, job.cached_tokens);
+  if (out.send(finish)) return out.done();
+  out.sink.done();
+}
+
+// The stream of a text completion: the text as it comes, then the finish reason and the usage.
+void stream_completion(Server& server, Job& job, const EventSink& out) {
+  const Json base = server.envelope("text_completion");
+  auto text_chunk = [&base](const std::string& text, const Json& finish) {
+    Json chunk = base;
+    chunk["choices"] = Json::array(
+        {{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}}});
+    return chunk;
+  };
+  const Status status = Server::follow(
+      job, [&](const std::string& piece) { return out.send(text_chunk(piece, nullptr)); },
+      [&] { return out.keep_alive(); });
+  if (!status) {
+    if (!job.cancelled) {
+      ++server.metrics.failed;
+      out.send(Json{
+          {"error",
+           {{"message", status.message()}, {"type", job.timed_out ? "timeout" : "server_error"}}}});
+    }
+    return out.sink.done();
+  }
+  const TurnResult turn = job.result;
+  Json finish = text_chunk("", turn.ended_by_stop ? "stop" : "length");
+  finish["usage"] = Server::usage_of(turn, job.cached_tokens);
+  if (out.send(finish)) return out.done();
+  out.sink.done();
+}
+
+// What both generation endpoints share: the key, the body, the checks, admission; then the
+// answer whole or streamed.
+template <class Prepare, class Answer, class Stream>
+void handle_generation(Server& server, const httplib::Request& req, httplib::Response& res,
+                       Prepare prepare, Answer answer, Stream stream) {
+  if (!server.authorized(req, res)) return;
+  Json body;
+  if (!parse_body(req, res, &body)) return;
+  auto prepared = capture_result([&] { return prepare(body); });
+  if (!prepared) return send_refusal(res, prepared.status());
+  Server::GenerationRequest& request = prepared.value();
+  if (!server.admit(res)) return;
+  ++server.metrics.requests;
+  const bool streamed = request.stream;
+  const bool thinking = request.chat.thinking;
+  std::shared_ptr<Job> job = server.submit(request);
+  if (!streamed) {
+    auto turn = Server::finish(*job);
+    if (!turn) {
+      ++server.metrics.failed;
+      return send_failure(res, *job, turn.status());
+    }
+    return res.set_content(answer(turn.value(), job->cached_tokens, thinking).dump(),
+                           "application/json");
+  }
+  res.set_chunked_content_provider(
+      "text/event-stream", [&server, job, thinking, stream](size_t, httplib::DataSink& sink) {
+        stream(server, *job, thinking, EventSink{sink});
+        return true;
+      });
+}
+
 }  // namespace
 
 int command_serve(const Args& args) {
@@ -490,31 +579,50 @@ int command_serve(const Args& args) {
   if (args.has("demo")) model_args.options["preset"] = "demo";
   auto loaded = load_text_model(model_args);
   if (!loaded) return report(loaded.status(), "serve");
+  auto session_options = session_options_from_args(args);
+  if (!session_options) return report(session_options.status(), "serve");
   Server server;
   server.text = loaded.value();
   server.model_id = args.has("demo") ? "dsv4-demo" : "dsv4";
   server.api_key = args.get("api-key");
+  SchedulerOptions options;
+  options.session = session_options.value();
   if (const char* forced = std::getenv("DSV4_SERVE_FORCED_REPLY")) {
     auto ids = server.text.tokenizer->encode(forced);
     if (!ids) return report(ids.status(), "serve");
-    server.forced_reply = std::move(ids.value());
+    options.forced_reply = std::move(ids.value());
     std::fprintf(stderr, "dsv4 serve: test hook: every reply is DSV4_SERVE_FORCED_REPLY\n");
   }
+  std::unique_ptr<PrefixStore> store;
   if (args.has("cache-dir")) {
-    auto store = PrefixStore::open(args.get("cache-dir"));
-    if (!store) return report(store.status(), "serve");
-    server.store = std::make_unique<PrefixStore>(std::move(store.value()));
+    auto opened = PrefixStore::open(args.get("cache-dir"));
+    if (!opened) return report(opened.status(), "serve");
+    store = std::make_unique<PrefixStore>(std::move(opened.value()));
   }
-  if (args.has("queue") &&
-      (!parse_int(args.get("queue"), &server.max_queue) || server.max_queue < 1))
-    return report(Status(StatusCode::kInvalidArgument, "--queue must be a positive integer"),
+  int64_t timeout_s = 600;
+  const auto positive = [&args](const char* name, int64_t* out) {
+    return !args.has(name) || (parse_int(args.get(name), out) && *out >= 1);
+  };
+  if (!positive("queue", &server.max_queue) || !positive("parallel", &options.parallel) ||
+      !positive("timeout", &timeout_s) || !positive("ctx", &options.session.max_positions))
+    return report(Status(StatusCode::kInvalidArgument,
+                         "--queue, --parallel, --timeout and --ctx must be positive integers"),
                   "serve");
+  server.timeout = std::chrono::seconds(timeout_s);
   const std::string host = args.get("host", "127.0.0.1");
   int64_t port = 8080;
   if (args.has("port") && (!parse_int(args.get("port"), &port) || port < 0 || port > 65535))
     return report(Status(StatusCode::kInvalidArgument, "--port must be in [0, 65535]"), "serve");
+  // A probe session: refuses option combinations the model cannot run before listening.
+  if (auto probe = Session::create(server.text.model, options.session); !probe)
+    return report(probe.status(), "serve");
+  server.scheduler =
+      std::make_unique<Scheduler>(server.text, options, std::move(store), server.metrics);
 
   httplib::Server http;
+  // Every admitted request holds a thread while it waits or streams; a few more answer the rest.
+  const size_t threads = size_t(server.max_queue) + 4;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(kMaxBodyBytes);
   http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
@@ -529,104 +637,22 @@ int command_serve(const Args& args) {
         "application/json");
   });
   http.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    if (!server.authorized(req, res)) return;
-    Json body;
-    if (!parse_body(req, res, &body)) return;
-    auto prepared = capture_result([&] { return server.prepare_chat(body); });
-    if (!prepared) return send_refusal(res, prepared.status());
-    auto request = std::make_shared<Server::GenerationRequest>(std::move(prepared.value()));
-    if (!server.admit(res)) return;
-    ++server.metrics.requests;
-    if (!request->stream) {
-      Result<Json> answer = capture_result([&] { return server.chat_completion(*request); });
-      if (!answer) {
-        ++server.metrics.failed;
-        return send_refusal(res, answer.status());
-      }
-      return res.set_content(answer.value().dump(), "application/json");
-    }
-    // Server-sent events: a chunk per delta, the tool calls and the finish reason at the end,
-    // then [DONE]. A client that goes away stops the generation at its next token.
-    res.set_chunked_content_provider("text/event-stream", [&server, request](
-                                                              size_t, httplib::DataSink& sink) {
-      const Json base = server.envelope("chat.completion.chunk");
-      auto send = [&sink](const Json& chunk) {
-        const std::string event = "data: " + chunk.dump() + "\n\n";
-        return sink.is_writable() && sink.write(event.data(), event.size());
-      };
-      auto delta_chunk = [&base](Json delta, const Json& finish) {
-        Json chunk = base;
-        chunk["choices"] =
-            Json::array({{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", finish}}});
-        return chunk;
-      };
-      DeltaSplitter splitter(request->chat.thinking);
-      if (!send(delta_chunk({{"role", "assistant"}, {"content", ""}}, nullptr))) return false;
-      int64_t cached = 0;
-      auto turn = capture_result([&] {
-        return server.run(
-            *request,
-            [&](const std::string& piece) {
-              const auto [reasoning, content] = splitter.push(piece);
-              Json delta = Json::object();
-              if (!reasoning.empty()) delta["reasoning_content"] = reasoning;
-              if (!content.empty()) delta["content"] = content;
-              return delta.empty() || send(delta_chunk(delta, nullptr));
-            },
-            &cached);
-      });
-      if (!turn) {
-        if (turn.status().code() != StatusCode::kCancelled) {
-          ++server.metrics.failed;
-          send(Json{{"error", {{"message", turn.status().message()}, {"type", "server_error"}}}});
-        }
-        sink.done();
-        return true;
-      }
-      bool parsed = false;
-      const Json message = server.message_of(turn.value(), request->chat.thinking, &parsed);
-      Json last = Json::object();
-      // What the deltas have not carried yet. Text outside the format was streamed as it
-      // came (reasoning while no </think> showed): only its unsent tail follows, as content.
-      const std::string reasoning =
-          parsed ? remainder(message.value("reasoning_content", ""), splitter.reasoning_sent())
-                 : "";
-      const std::string content =
-          !parsed
-              ? remainder(turn.value().text, splitter.reasoning_sent() + splitter.content_sent())
-          : message["content"].is_string() ? remainder(message["content"], splitter.content_sent())
-                                           : "";
-      if (!reasoning.empty()) last["reasoning_content"] = reasoning;
-      if (!content.empty()) last["content"] = content;
-      if (message.contains("tool_calls") && !message["tool_calls"].empty()) {
-        Json calls = message["tool_calls"];
-        for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
-        last["tool_calls"] = calls;
-      }
-      Json finish = delta_chunk(last, Server::finish_reason(turn.value(), message));
-      finish["usage"] = Server::usage_of(turn.value(), cached);
-      if (send(finish)) {
-        const std::string done = "data: [DONE]\n\n";
-        sink.write(done.data(), done.size());
-      }
-      sink.done();
-      return true;
-    });
+    handle_generation(
+        server, req, res, [&](const Json& body) { return server.prepare_chat(body); },
+        [&](const TurnResult& turn, int64_t cached, bool thinking) {
+          return server.chat_completion(turn, cached, thinking);
+        },
+        [](Server& s, Job& job, bool thinking, const EventSink& out) {
+          stream_chat(s, job, thinking, out);
+        });
   });
   http.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    if (!server.authorized(req, res)) return;
-    Json body;
-    if (!parse_body(req, res, &body)) return;
-    auto prepared = capture_result([&] { return server.prepare_completion(body); });
-    if (!prepared) return send_refusal(res, prepared.status());
-    if (!server.admit(res)) return;
-    ++server.metrics.requests;
-    Result<Json> answer = capture_result([&] { return server.text_completion(prepared.value()); });
-    if (!answer) {
-      ++server.metrics.failed;
-      return send_refusal(res, answer.status());
-    }
-    res.set_content(answer.value().dump(), "application/json");
+    handle_generation(
+        server, req, res, [&](const Json& body) { return server.prepare_completion(body); },
+        [&](const TurnResult& turn, int64_t cached, bool) {
+          return server.text_completion(turn, cached);
+        },
+        [](Server& s, Job& job, bool, const EventSink& out) { stream_completion(s, job, out); });
   });
   http.Get("/metrics", [&](const httplib::Request& req, httplib::Response& res) {
     if (!server.authorized(req, res)) return;
@@ -643,8 +669,9 @@ int command_serve(const Args& args) {
   if (bound < 0)
     return report(Status(StatusCode::kIo, "cannot listen on " + host + ":" + std::to_string(port)),
                   "serve");
-  std::printf("dsv4 serve: %s on http://%s:%d\n", server.text.description.c_str(), host.c_str(),
-              bound);
+  std::printf("dsv4 serve: %s, %lld sequences at once, on http://%s:%d\n",
+              server.text.description.c_str(), static_cast<long long>(options.parallel),
+              host.c_str(), bound);
   std::fflush(stdout);
   return http.listen_after_bind() ? 0 : 1;
 }

@@ -198,6 +198,10 @@ Status TurnStepper::pick() {
 }
 
 Status TurnStepper::advance() {
+  if (phase_ == Phase::kClosing) {
+    phase_ = Phase::kDone;
+    return Status::ok();
+  }
   if (phase_ != Phase::kDecode) return Status(StatusCode::kInternal, "no token to advance past");
   if (stop_after_next_) {
     result_.ended_by_stop = true;
@@ -211,13 +215,10 @@ Status TurnStepper::finish() {
   result_.text += tail;
   if (!tail.empty()) on_piece_(tail);
   result_.decode_seconds = seconds_since(decode_start_);
-  phase_ = Phase::kDone;
-  // Close the turn in the cache as the prompt format would have written it.
-  const int32_t eos = tokenizer_->eos_id();
-  if (eos < 0) return Status::ok();
-  AppendOptions none;
-  none.output = OutputMode::kNone;
-  return session_.append({&eos, 1}, none, nullptr);
+  // The turn is closed in the cache as the prompt format would have written it: with the EOS.
+  next_ = tokenizer_->eos_id();
+  phase_ = next_ >= 0 ? Phase::kClosing : Phase::kDone;
+  return Status::ok();
 }
 
 Result<TurnResult> generate_turn(Session& session,
@@ -236,11 +237,12 @@ Result<TurnResult> generate_turn(Session& session,
       bar.update(double(turn.prefilled()) / double(turn.prompt_size()));
   }
   bar.finish();
-  AppendOptions last;
-  last.output = OutputMode::kLast;
-  while (turn.phase() == TurnStepper::Phase::kDecode) {
+  while (turn.stepping()) {
     const int32_t token = turn.next_token();
-    if (Status s = session.append({&token, 1}, last, turn.logits()); !s) return s;
+    AppendOptions step;  // the closing EOS's logits are not read
+    step.output =
+        turn.phase() == TurnStepper::Phase::kClosing ? OutputMode::kNone : OutputMode::kLast;
+    if (Status s = session.append({&token, 1}, step, turn.logits()); !s) return s;
     if (Status s = turn.advance(); !s) return s;
   }
   return turn.result();

@@ -82,7 +82,9 @@ Result<TurnResult> generate_turn(Session& session,
 // tokens and text are those generate_turn gives, whatever the interleaving.
 class TurnStepper {
  public:
-  enum class Phase { kPrefill, kDecode, kDone };
+  // kClosing: the turn is over, and the closing EOS (next_token()) is still to be appended, by
+  // the same kind of step as a decode step (its logits are not read).
+  enum class Phase { kPrefill, kDecode, kClosing, kDone };
 
   TurnStepper(Session& session, std::shared_ptr<const text::Tokenizer> tokenizer,
               sampling::Sampler& sampler, std::vector<int32_t> prompt, int64_t max_new,
@@ -95,17 +97,20 @@ class TurnStepper {
   // Prompt tokens appended so far, and in all.
   int64_t prefilled() const noexcept { return prefilled_; }
   int64_t prompt_size() const noexcept { return int64_t(prompt_.size()); }
-  // kDecode: the token the next step appends, and where that step's logits go (one row).
+  // kDecode and kClosing: the token the next step appends, and where its logits go (one row).
   int32_t next_token() const noexcept { return next_; }
   float* logits() noexcept { return logits_.data(); }
   // kDecode, after next_token() was appended and its logits written: picks the next token, or
-  // ends the turn (stop, EOS or max_new) by appending the closing EOS.
+  // ends the turn (stop, EOS or max_new: kClosing, or kDone without an EOS token). kClosing,
+  // after the EOS was appended: kDone.
   Status advance();
+  // True in the phases whose next step appends next_token().
+  bool stepping() const noexcept { return phase_ == Phase::kDecode || phase_ == Phase::kClosing; }
   const TurnResult& result() const noexcept { return result_; }
 
  private:
   Status pick();    // the next token from logits_
-  Status finish();  // flushes the text and closes the turn in the cache
+  Status finish();  // flushes the text; the closing EOS comes next
   Session& session_;
   std::shared_ptr<const text::Tokenizer> tokenizer_;
   sampling::Sampler& sampler_;
