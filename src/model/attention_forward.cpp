@@ -145,38 +145,45 @@ IndexerQueries indexer_queries(const Model& model, const IndexerWeights& ix, con
   return iq;
 }
 
-// One sequence's top-k selections (its rows of `sel`), against its own indexer keys.
+// Scratch of one sequence's indexer selection: the key block table (one pointer per 64 keys,
+// 1/256 of the keys' own bytes) and one encoded query row.
+struct IndexerScratch {
+  std::span<const uint8_t*> blocks;
+  std::span<uint8_t> packed;
+};
+IndexerScratch indexer_scratch(const EntryStore& keys, Workspace::Scope& scope) {
+  return {scope.take<const uint8_t*>(size_t(keys.n_blocks())),
+          scope.take<uint8_t>(keys.codec().bytes())};
+}
+
+// One sequence's top-k selections (its rows of `sel`), against its own indexer keys, which must
+// be resident (the disk tier reads spilled ones back before: this may run on a worker thread).
 void indexer_select(const Model& model, const EntryStore& keys, const IndexerQueries& iq,
-                    const SequenceRows& seq, int64_t m, const Selection& sel, Workspace& ws) {
+                    const SequenceRows& seq, int64_t m, const Selection& sel,
+                    const IndexerScratch& scratch) {
   const ModelConfig& c = model.config();
   const int64_t nh = c.index_n_heads, dim = c.index_head_dim, k = c.index_topk;
   float* q = iq.q.data() + seq.row * nh * dim;
   rope_rows(model, true, q, seq.n_tokens, nh * dim, nh, dim, seq.start, 1, false);
   for (int64_t t = 0; t < seq.n_tokens; ++t)
     sel.n_visible[size_t(seq.row + t)] = ops::compressed_visible_count(seq.start + t, m);
-  Workspace::Scope scope(ws);
   const EntryCodec& codec = keys.codec();
   if (model.official()) {
     // The official queries: Hadamard-rotated and fake-quantised on the FP4 grid, exactly as the
     // keys are stored (encode then decode with the keys' codec).
-    const auto packed = scope.take<uint8_t>(codec.bytes());
     for (int64_t r = 0; r < seq.n_tokens * nh; ++r) {
-      codec.encode(q + r * dim, packed.data());
-      codec.decode(packed.data(), q + r * dim);
+      codec.encode(q + r * dim, scratch.packed.data());
+      codec.decode(scratch.packed.data(), q + r * dim);
     }
   } else if (codec.rotate) {
     // Keys stored rotated (packed FP4): rotate the queries alike, so q·k is what it was.
     for (int64_t r = 0; r < seq.n_tokens * nh; ++r)
       quant::hadamard_rotate(q + r * dim, dim, q + r * dim);
   }
-  // The keys are scanned in full: every block resident (the disk tier reads spilled ones back).
-  keys.ensure_resident(0, keys.n_blocks());
-  // The block table: one pointer per 64 keys (1/256 of the keys' own bytes).
-  const auto blocks = scope.take<const uint8_t*>(size_t(keys.n_blocks()));
-  for (int64_t b = 0; b < keys.n_blocks(); ++b) blocks[size_t(b)] = keys.block(b);
+  for (int64_t b = 0; b < keys.n_blocks(); ++b) scratch.blocks[size_t(b)] = keys.block(b);
   IndexerTopkArgs a;
   a.q = q, a.weights = iq.u.data() + seq.row * nh, a.n_queries = seq.n_tokens, a.n_heads = nh;
-  a.head_dim = dim, a.top_k = k, a.key_block_entries = blocks.data(), a.key_codec = codec;
+  a.head_dim = dim, a.top_k = k, a.key_block_entries = scratch.blocks.data(), a.key_codec = codec;
   a.block_entries = keys.block_entries();
   a.n_visible = sel.n_visible.data() + seq.row, a.selected = sel.ids.data() + seq.row * k;
   a.n_selected = sel.n_selected.data() + seq.row;
@@ -217,60 +224,84 @@ void record_selection(const Selection& sel, int64_t n_tokens, int64_t k,
     std::copy_n(sel.ids.data() + t * k, sel.n_selected[size_t(t)], out.data() + t * k);
 }
 
+// Makes resident the compressed entries one sequence's queries will read (before any parallel
+// loop: the disk tier reads them back): CSA the indexer's selections, HCA every visible entry.
+void make_entries_resident(const Model& model, int layer, const SequenceRows& seq,
+                           const Selection& sel) {
+  const ModelConfig& c = model.config();
+  const int64_t m = c.compress_ratio(layer);
+  EntryStore& entries = seq.cache->layer(layer).compressed;
+  if (m == kCsaCompressRatio) {
+    ensure_selected_resident(entries, sel, seq, c.index_topk);
+  } else if (m > 0) {
+    const int64_t visible = ops::compressed_visible_count(seq.start + seq.n_tokens - 1, m);
+    const int64_t per_block = entries.block_entries();
+    entries.ensure_resident(0, (visible + per_block - 1) / per_block);
+  }
+}
+
+// Scratch of one sequence's attention: key pointer lists (one per thread of its loop over
+// positions) and its own new keys in the cache's format.
+struct AttentionScratch {
+  std::span<const uint8_t*> key_lists;  // [n_lists, max_keys]
+  int64_t max_keys = 0;
+  int n_lists = 1;
+  std::span<uint8_t> new_entries;  // [n_tokens, entry bytes]
+};
+AttentionScratch attention_scratch(const Model& model, int layer, const SequenceRows& seq,
+                                   int n_lists, Workspace::Scope& scope) {
+  const ModelConfig& c = model.config();
+  const int64_t m = c.compress_ratio(layer), W = c.sliding_window;
+  const int64_t last = seq.start + seq.n_tokens - 1;
+  // The longest list: the window, then the selected (CSA) or all visible (HCA) compressed
+  // entries of the last position.
+  const int64_t window_slots = model.official() ? W : std::min(W, last + 1);
+  AttentionScratch scratch;
+  scratch.max_keys = window_slots + (m == kCsaCompressRatio ? c.index_topk
+                                     : m > 0                ? ops::compressed_visible_count(last, m)
+                                                            : 0);
+  scratch.n_lists = n_lists;
+  scratch.key_lists = scope.take<const uint8_t*>(size_t(n_lists * scratch.max_keys));
+  scratch.new_entries =
+      scope.take<uint8_t>(size_t(seq.n_tokens) * seq.cache->layer(layer).window.codec().bytes());
+  return scratch;
+}
+
 // One sequence's sink attention: its queries (rows of q) over its window (the cache's ring and
 // the sequence's own new keys, kv) and its selected (CSA) or visible (HCA) compressed entries,
-// into its rows of o (inverse RoPE applied); then its new keys join the window ring.
-void attend_sequence(const Model& model, int layer, const SequenceRows& seq, const float* q,
-                     const float* kv, const Selection& sel, float* o, Workspace& ws) {
+// into its rows of o. Its positions run on scratch.n_lists threads; the entries it reads must be
+// resident (make_entries_resident), and nothing here changes the cache, so sequences can run
+// on threads of their own. Returns the first failure.
+Status attend_rows(const Model& model, int layer, const SequenceRows& seq, const float* q,
+                   const float* kv, const Selection& sel, float* o,
+                   const AttentionScratch& scratch) {
   const ModelConfig& c = model.config();
   const LayerWeights& L = model.weights().layers[size_t(layer)];
-  LayerCache& cache = seq.cache->layer(layer);
+  const LayerCache& cache = seq.cache->layer(layer);
   const int64_t H = c.num_attention_heads, d = c.head_dim, W = c.sliding_window;
   const int64_t m = c.compress_ratio(layer), n_tokens = seq.n_tokens, start = seq.start;
   const bool compressed_layer = m > 0, csa = m == kCsaCompressRatio;
   const Numerics numerics = model.numerics();
   q += seq.row * H * d, kv += seq.row * d, o += seq.row * H * d;
-
-  // The compressed entries the queries will read, resident before the parallel loop: CSA reads
-  // the indexer's selections (the top-k says which blocks), HCA every visible entry.
-  if (csa) {
-    ensure_selected_resident(cache.compressed, sel, seq, c.index_topk);
-  } else if (compressed_layer) {
-    const int64_t visible = ops::compressed_visible_count(start + n_tokens - 1, m);
-    const int64_t per_block = cache.compressed.block_entries();
-    cache.compressed.ensure_resident(0, (visible + per_block - 1) / per_block);
-  }
-
-  Workspace::Scope scope(ws);
-  // Key pointer lists, one per thread: the window, then the selected (CSA) or all visible (HCA)
-  // compressed entries of the last position, the longest list.
-  const int64_t last = start + n_tokens - 1;
-  const int64_t window_slots = model.official() ? W : std::min(W, start + n_tokens);
-  const int64_t max_keys =
-      window_slots + (csa                ? c.index_topk
-                      : compressed_layer ? ops::compressed_visible_count(last, m)
-                                         : 0);
-  const int n_lists = n_tokens > 1 ? omp_get_max_threads() : 1;
-  const auto key_lists = scope.take<const uint8_t*>(size_t(n_lists * max_keys));
   // The sequence's own keys in the cache's format, so a key reads the same whether it comes from
   // this pass or from the cache (prefill, chunked prefill and decode agree).
   const EntryCodec& codec = cache.window.codec();
   const size_t entry_bytes = codec.bytes();
-  const auto chunk_entries = scope.take<uint8_t>(size_t(n_tokens) * entry_bytes);
+  uint8_t* new_entries = scratch.new_entries.data();
   for (int64_t t = 0; t < n_tokens; ++t)
-    codec.encode(kv + t * d, chunk_entries.data() + size_t(t) * entry_bytes);
+    codec.encode(kv + t * d, new_entries + size_t(t) * entry_bytes);
   Status failed;
   // One query position per task; each attention call reads its keys once for all heads.
-#pragma omp parallel num_threads(n_lists) if (n_lists > 1)
+#pragma omp parallel num_threads(scratch.n_lists) if (scratch.n_lists > 1)
   {
-    const uint8_t** keys = key_lists.data() + omp_get_thread_num() * max_keys;
+    const uint8_t** keys = scratch.key_lists.data() + omp_get_thread_num() * scratch.max_keys;
 #pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int64_t pos = start + t;
       int64_t n_keys = 0;
       for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
-        keys[n_keys++] = s >= start ? chunk_entries.data() + size_t(s - start) * entry_bytes
-                                    : cache.window.entry(s);
+        keys[n_keys++] =
+            s >= start ? new_entries + size_t(s - start) * entry_bytes : cache.window.entry(s);
       if (numerics == Numerics::kOfficial)  // the official −1 slots
         while (n_keys < official_window_slots(model, pos, seq.first_chunk))
           keys[n_keys++] = nullptr;
@@ -293,10 +324,34 @@ void attend_sequence(const Model& model, int layer, const SequenceRows& seq, con
       }
     }
   }
-  throw_if_error(failed);
-  rope_rows(model, compressed_layer, o, n_tokens, H * d, H, d, start, 1, true);
-  for (int64_t t = 0; t < n_tokens; ++t)
-    cache.window.append_encoded(chunk_entries.data() + size_t(t) * entry_bytes);
+  return failed;
+}
+
+// After attention: inverse RoPE on the sequence's outputs, and its new keys join the window.
+void finish_sequence(const Model& model, int layer, const SequenceRows& seq,
+                     const AttentionScratch& scratch, float* o) {
+  const ModelConfig& c = model.config();
+  const int64_t H = c.num_attention_heads, d = c.head_dim;
+  rope_rows(model, c.compress_ratio(layer) > 0, o + seq.row * H * d, seq.n_tokens, H * d, H, d,
+            seq.start, 1, true);
+  EntryStore& window = seq.cache->layer(layer).window;
+  for (int64_t t = 0; t < seq.n_tokens; ++t)
+    window.append_encoded(scratch.new_entries.data() + size_t(t) * window.codec().bytes());
+}
+
+// Runs body(i) for every sequence, on threads of their own when `across` (a batched decode
+// step: one position each, whose indexer and attention calls then run on one thread; their
+// results do not depend on the thread count). The first failure is thrown after the loop.
+template <class Body>
+void for_each_sequence(size_t n, bool across, Body body) {
+  // Kept between calls (decode allocates nothing); named through a local reference, since a
+  // worker thread would see its own thread_local.
+  thread_local std::vector<Status> kept;
+  kept.assign(n, Status::ok());
+  std::vector<Status>& failures = kept;
+#pragma omp parallel for schedule(dynamic) if (across)
+  for (size_t i = 0; i < n; ++i) failures[i] = capture_status([&] { throw_if_error(body(i)); });
+  for (const Status& s : failures) throw_if_error(s);
 }
 
 }  // namespace
@@ -318,6 +373,10 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
   const float eps = float(c.rms_norm_eps);
   const Numerics numerics = model.numerics();
   const GemmNumerics lin = linear_numerics(model);
+  // A batched decode step runs its sequences' indexer and attention on threads of their own.
+  const bool across = sequences.size() > 1 &&
+                      std::all_of(sequences.begin(), sequences.end(),
+                                  [](const SequenceRows& seq) { return seq.n_tokens == 1; });
 
   // Query: c_q = RMSNorm(wq_a·x); q = wq_b·c_q per head, unweighted RMSNorm, RoPE at t.
   Workspace::Scope scope(ws);
@@ -356,14 +415,37 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
     sel = {scope.take<int64_t>(size_t(n_rows)), scope.take<int64_t>(size_t(n_rows)),
            scope.take<int32_t>(size_t(n_rows * c.index_topk))};
     const IndexerQueries iq = indexer_queries(model, *L.indexer, cq.data(), h, n_rows, scope);
-    for (const SequenceRows& seq : sequences)
-      indexer_select(model, seq.cache->layer(layer).indexer, iq, seq, m, sel, ws);
+    thread_local std::vector<IndexerScratch> kept;  // decode allocates nothing
+    kept.clear();
+    std::vector<IndexerScratch>& scratch = kept;  // the workers see this thread's vector
+    for (const SequenceRows& seq : sequences) {
+      const EntryStore& keys = seq.cache->layer(layer).indexer;
+      // The keys are scanned in full: every block resident (the disk tier reads them back).
+      keys.ensure_resident(0, keys.n_blocks());
+      scratch.push_back(indexer_scratch(keys, scope));
+    }
+    for_each_sequence(sequences.size(), across, [&](size_t i) {
+      indexer_select(model, sequences[i].cache->layer(layer).indexer, iq, sequences[i], m, sel,
+                     scratch[i]);
+      return Status::ok();
+    });
     if (decisions) record_selection(sel, n_rows, c.index_topk, decisions->indexer);
   }
 
   const auto o = scope.take<float>(size_t(n_rows * H * d));
-  for (const SequenceRows& seq : sequences)
-    attend_sequence(model, layer, seq, q.data(), kv.data(), sel, o.data(), ws);
+  thread_local std::vector<AttentionScratch> kept;  // decode allocates nothing
+  kept.clear();
+  std::vector<AttentionScratch>& scratch = kept;  // the workers see this thread's vector
+  for (const SequenceRows& seq : sequences) {
+    make_entries_resident(model, layer, seq, sel);
+    const int n_lists = seq.n_tokens > 1 && !across ? omp_get_max_threads() : 1;
+    scratch.push_back(attention_scratch(model, layer, seq, n_lists, scope));
+  }
+  for_each_sequence(sequences.size(), across, [&](size_t i) {
+    return attend_rows(model, layer, sequences[i], q.data(), kv.data(), sel, o.data(), scratch[i]);
+  });
+  for (size_t i = 0; i < sequences.size(); ++i)
+    finish_sequence(model, layer, sequences[i], scratch[i], o.data());
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
   const auto oa = scope.take<float>(size_t(n_rows * G * R));
