@@ -76,51 +76,70 @@ Result<std::shared_ptr<const Model>> bench_model(const Args& args, const ModelLo
   return random_official_model(config, options);
 }
 
-// Batched decode (Session::decode_batch): B sessions at the same context advanced together, each
-// with its own next token (its argmax: the routing differs between sessions, as it does between
-// users). Throughput is tokens per second over all sessions, compared with B = 1.
+// One batch of the batched-decode benchmark: B sessions at one context, each with its own next
+// token (its argmax: the routing differs between sessions, as it does between users).
+struct DecodeBatch {
+  std::vector<std::unique_ptr<Session>> sessions;
+  std::vector<Session*> pointers;
+  std::vector<int32_t> tokens;
+  std::vector<float> logits;
+  std::vector<double> times;
+
+  Status fill(const std::shared_ptr<const Model>& model, const SessionOptions& options,
+              int64_t batch, int64_t context) {
+    const int64_t vocab = model->config().vocab_size;
+    for (int64_t i = 0; i < batch; ++i) {
+      auto s = Session::create(model, options);
+      if (!s) return s.status();
+      if (Status f = s.value()->fill_synthetic_cache(context, uint64_t(7 + i)); !f) return f;
+      pointers.push_back(s.value().get());
+      sessions.push_back(std::move(s.value()));
+      tokens.push_back(int32_t((i * 7919 + 1) % vocab));
+    }
+    logits.resize(size_t(batch * vocab));
+    return Status::ok();
+  }
+  // One timed step (untimed when `warm_up`); the next tokens are each session's argmax.
+  Status step(bool warm_up) {
+    AppendOptions last;
+    last.output = OutputMode::kLast;
+    const auto t0 = Clock::now();
+    if (Status s = Session::decode_batch(pointers, tokens, last, logits.data()); !s) return s;
+    if (!warm_up) times.push_back(seconds_since(t0));
+    const size_t vocab = logits.size() / tokens.size();
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const float* row = logits.data() + i * vocab;
+      tokens[i] = int32_t(std::max_element(row, row + vocab) - row);
+    }
+    return Status::ok();
+  }
+};
+
+// Batched decode (Session::decode_batch): for each context, one step of each batch size in
+// turn, `steps` rounds, so that the machine's drift reaches every size alike (the ratios are what
+// matters). Throughput is tokens per second over all sessions, compared with B = 1.
 int bench_batched_decode(const std::shared_ptr<const Model>& model, const SessionOptions& options,
                          const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
                          int64_t steps) {
-  const auto vocab = size_t(model->config().vocab_size);
-  std::printf("\nbatched decode (median of %lld steps; one token per session per step)\n",
+  std::printf("\nbatched decode (median of %lld interleaved steps; one token per session)\n",
               static_cast<long long>(steps));
   std::printf("  %9s %6s %12s %18s %14s\n", "context", "batch", "ms/step", "tokens/s (all)",
               "vs batch 1");
   for (int64_t context : contexts) {
+    std::vector<DecodeBatch> runs(batches.size());
+    for (size_t b = 0; b < batches.size(); ++b)
+      if (Status s = runs[b].fill(model, options, batches[b], context); !s)
+        return report(s, "bench");
+    for (int64_t step = 0; step < steps + 1; ++step)  // the first round warms up
+      for (DecodeBatch& run : runs)
+        if (Status s = run.step(step == 0); !s) return report(s, "bench");
     double single = 0.0;
-    for (int64_t batch : batches) {
-      std::vector<std::unique_ptr<Session>> sessions;
-      std::vector<Session*> pointers;
-      for (int64_t i = 0; i < batch; ++i) {
-        auto s = Session::create(model, options);
-        if (!s) return report(s.status(), "bench");
-        if (Status f = s.value()->fill_synthetic_cache(context, uint64_t(7 + i)); !f)
-          return report(f, "bench");
-        pointers.push_back(s.value().get());
-        sessions.push_back(std::move(s.value()));
-      }
-      std::vector<int32_t> tokens(static_cast<size_t>(batch));
-      for (int64_t i = 0; i < batch; ++i)
-        tokens[size_t(i)] = int32_t((i * 7919 + 1) % int64_t(vocab));
-      std::vector<float> logits(size_t(batch) * vocab);
-      AppendOptions last;
-      last.output = OutputMode::kLast;
-      std::vector<double> times;
-      for (int64_t step = 0; step < steps + 1; ++step) {  // the first step warms up
-        const auto t0 = Clock::now();
-        if (Status s = Session::decode_batch(pointers, tokens, last, logits.data()); !s)
-          return report(s, "bench");
-        if (step > 0) times.push_back(seconds_since(t0));
-        for (int64_t i = 0; i < batch; ++i) {
-          const float* row = logits.data() + size_t(i) * vocab;
-          tokens[size_t(i)] = int32_t(std::max_element(row, row + vocab) - row);
-        }
-      }
-      const double seconds = median(times), tokens_per_second = double(batch) / seconds;
-      if (batch == 1) single = tokens_per_second;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const double seconds = median(runs[b].times);
+      const double tokens_per_second = double(batches[b]) / seconds;
+      if (batches[b] == 1) single = tokens_per_second;
       std::printf("  %9lld %6lld %12.2f %18.2f", static_cast<long long>(context),
-                  static_cast<long long>(batch), seconds * 1e3, tokens_per_second);
+                  static_cast<long long>(batches[b]), seconds * 1e3, tokens_per_second);
       if (single > 0) std::printf(" %13.2fx", tokens_per_second / single);
       std::printf("\n");
     }

@@ -50,12 +50,10 @@ CompressorRows compressor_projections(const Model& model, const CompressorWeight
 // to `store`.
 void feed_compressor(const Model& model, const CompressorWeights& w, CompressorState& state,
                      EntryStore& store, const CompressorRows& rows, const SequenceRows& seq,
-                     Workspace& ws) {
+                     std::span<float> entry) {
   const ModelConfig& c = model.config();
   Backend& backend = model.backend();
   const int64_t width = state.width, m = state.compress_ratio, out_dim = w.out_dim;
-  Workspace::Scope scope(ws);
-  const auto entry = scope.take<float>(size_t(out_dim));
   for (int64_t t = 0; t < seq.n_tokens; ++t) {
     const int64_t pos = seq.start + t, slot = pos % m;
     const float* kv = rows.kv.data() + (seq.row + t) * width;
@@ -101,18 +99,25 @@ void feed_compressor(const Model& model, const CompressorWeights& w, CompressorS
   }
 }
 
-// Runs every sequence's rows through the compressor of its layer cache that `pick` names.
+template <class Body>
+void for_each_sequence(size_t n, bool across, Body body);
+
+// Runs every sequence's rows through the compressor of its layer cache that `pick` names (on
+// threads of their own when `across`, see for_each_sequence).
 template <class Pick>
 void compress_rows(const Model& model, const CompressorWeights& w,
                    std::span<const SequenceRows> sequences, int layer, const float* h,
-                   int64_t n_rows, Pick pick, Workspace& ws) {
+                   int64_t n_rows, bool across, Pick pick, Workspace& ws) {
   Workspace::Scope scope(ws);
   const int64_t width = pick(sequences[0].cache->layer(layer)).first->width;
   const CompressorRows rows = compressor_projections(model, w, h, n_rows, width, scope);
-  for (const SequenceRows& seq : sequences) {
-    auto [state, store] = pick(seq.cache->layer(layer));
-    feed_compressor(model, w, *state, *store, rows, seq, ws);
-  }
+  const auto entries = scope.take<float>(sequences.size() * size_t(w.out_dim));
+  for_each_sequence(sequences.size(), across, [&](size_t i) {
+    auto [state, store] = pick(sequences[i].cache->layer(layer));
+    feed_compressor(model, w, *state, *store, rows, sequences[i],
+                    entries.subspan(i * size_t(w.out_dim), size_t(w.out_dim)));
+    return Status::ok();
+  });
 }
 
 // The compressed entries each query of the chunk attends to (CSA: the indexer's top-k).
@@ -399,7 +404,7 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
 
   if (compressed_layer)
     compress_rows(
-        model, *L.compressor, sequences, layer, h, n_rows,
+        model, *L.compressor, sequences, layer, h, n_rows, across,
         [](LayerCache& lc) {
           return std::pair{&lc.compressor, &lc.compressed};
         },
@@ -407,7 +412,7 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
   Selection sel;
   if (csa) {
     compress_rows(
-        model, L.indexer->compressor, sequences, layer, h, n_rows,
+        model, L.indexer->compressor, sequences, layer, h, n_rows, across,
         [](LayerCache& lc) {
           return std::pair{&lc.indexer_compressor, &lc.indexer};
         },
@@ -442,10 +447,13 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
     scratch.push_back(attention_scratch(model, layer, seq, n_lists, scope));
   }
   for_each_sequence(sequences.size(), across, [&](size_t i) {
-    return attend_rows(model, layer, sequences[i], q.data(), kv.data(), sel, o.data(), scratch[i]);
-  });
-  for (size_t i = 0; i < sequences.size(); ++i)
+    if (Status s =
+            attend_rows(model, layer, sequences[i], q.data(), kv.data(), sel, o.data(), scratch[i]);
+        !s)
+      return s;
     finish_sequence(model, layer, sequences[i], scratch[i], o.data());
+    return Status::ok();
+  });
 
   const int64_t G = c.o_groups, R = c.o_lora_rank;
   const auto oa = scope.take<float>(size_t(n_rows * G * R));

@@ -1,6 +1,7 @@
 #include "dsv4/model/kv_cache.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -78,17 +79,20 @@ uint8_t* EntryStore::slot(int64_t slot_index) const {
 }
 
 namespace {
-thread_local int64_t allocation_failure_countdown = -1;
+// Process-wide: a batched decode step allocates on OpenMP worker threads too.
+std::atomic<int64_t> allocation_failure_countdown{-1};
 
 std::shared_ptr<uint8_t[]> allocate_block(size_t bytes) {
-  if (allocation_failure_countdown >= 0 && allocation_failure_countdown-- == 0)
-    throw std::bad_alloc();
+  int64_t left = allocation_failure_countdown.load();
+  while (left >= 0 && !allocation_failure_countdown.compare_exchange_weak(left, left - 1)) {
+  }
+  if (left == 0) throw std::bad_alloc();
   return std::shared_ptr<uint8_t[]>(new uint8_t[bytes]);
 }
 }  // namespace
 
 void set_cache_allocation_failure_countdown(int64_t n) noexcept {
-  allocation_failure_countdown = n;
+  allocation_failure_countdown.store(n);
 }
 
 uint8_t* EntryStore::next_slot() {

@@ -173,6 +173,7 @@ TEST_CASE("decode batch: a failed batch leaves every session as it was", "[sessi
   cancelling.abort_user = &asked;
   cancelling.should_abort = [](void* user) { return ++*static_cast<int*>(user) > 1; };
   refused({a.get(), b.get()}, {1, 2}, dsv4::StatusCode::kCancelled, cancelling);
+  int failed = 0;
   for (int64_t countdown : {0, 1, 3}) {
     dsv4::set_cache_allocation_failure_countdown(countdown);
     const dsv4::Status s = Session::decode_batch(std::vector<Session*>{a.get(), b.get()},
@@ -182,7 +183,9 @@ TEST_CASE("decode batch: a failed batch leaves every session as it was", "[sessi
     REQUIRE(s.code() == dsv4::StatusCode::kOutOfMemory);
     REQUIRE(a->position() == 200);
     REQUIRE(b->position() == 0);
+    ++failed;
   }
+  REQUIRE(failed > 0);  // the injected failure did happen
   // Whatever happened above, each session continues exactly as its untouched control.
   for (auto [s, control] : {std::pair{a.get(), control_a.get()}, {b.get(), control_b.get()}}) {
     if (s->position() > control->position()) {

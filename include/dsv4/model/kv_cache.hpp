@@ -230,7 +230,7 @@ class KvCache {
   KvFormat format_ = KvFormat::kF32;
 };
 
-// Fault injection for tests: after `n` more cache block allocations on this thread, the next one
+// Fault injection for tests: after `n` more cache block allocations (any thread), the next one
 // throws std::bad_alloc (n < 0 disables, the default). Lets tests prove that a failed append
 // leaves the session unchanged.
 void set_cache_allocation_failure_countdown(int64_t n) noexcept;
