@@ -453,6 +453,18 @@ struct EventSink {
   }
 };
 
+// Ends a stream whose job failed: an error event (none when the client went away).
+void end_stream_with_error(Server& server, const Job& job, const Status& status,
+                           const EventSink& out) {
+  if (!job.cancelled) {
+    ++server.metrics.failed;
+    out.send(Json{
+        {"error",
+         {{"message", status.message()}, {"type", job.timed_out ? "timeout" : "server_error"}}}});
+  }
+  out.sink.done();
+}
+
 // The stream of a chat completion: reasoning and content deltas as they come, then the tool
 // calls, the finish reason and the usage.
 void stream_chat(Server& server, Job& job, bool thinking, const EventSink& out) {
@@ -478,15 +490,7 @@ void stream_chat(Server& server, Job& job, bool thinking, const EventSink& out) 
         return delta.empty() || out.send(delta_chunk(delta, nullptr));
       },
       [&] { return out.keep_alive(); });
-  if (!status) {
-    if (!job.cancelled) {
-      ++server.metrics.failed;
-      out.send(Json{
-          {"error",
-           {{"message", status.message()}, {"type", job.timed_out ? "timeout" : "server_error"}}}});
-    }
-    return out.sink.done();
-  }
+  if (!status) return end_stream_with_error(server, job, status, out);
   const TurnResult turn = job.result;  // done: no writer left
   bool parsed = false;
   const Json message = server.message_of(turn, thinking, &parsed);
@@ -524,15 +528,7 @@ void stream_completion(Server& server, Job& job, const EventSink& out) {
   const Status status = Server::follow(
       job, [&](const std::string& piece) { return out.send(text_chunk(piece, nullptr)); },
       [&] { return out.keep_alive(); });
-  if (!status) {
-    if (!job.cancelled) {
-      ++server.metrics.failed;
-      out.send(Json{
-          {"error",
-           {{"message", status.message()}, {"type", job.timed_out ? "timeout" : "server_error"}}}});
-    }
-    return out.sink.done();
-  }
+  if (!status) return end_stream_with_error(server, job, status, out);
   const TurnResult turn = job.result;
   Json finish = text_chunk("", turn.ended_by_stop ? "stop" : "length");
   finish["usage"] = Server::usage_of(turn, job.cached_tokens);

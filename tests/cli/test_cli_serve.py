@@ -375,8 +375,9 @@ def check_cache_dir(binary):
 
 def check_limits(binary):
     """A request past its deadline ends with 504 (plain) or a timeout error event (streamed); a
-    prompt longer than --ctx is refused with 400."""
-    proc, base = start(binary, "--timeout", "1", "--ctx", "1024", "--parallel", "2")
+    prompt longer than --ctx is refused with 400; sessions take --kv-format."""
+    proc, base = start(binary, "--timeout", "1", "--ctx", "1024", "--parallel", "2",
+                       "--kv-format", "packed")
     try:
         long_run = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4000,
                     "temperature": 1.0}
@@ -388,6 +389,9 @@ def check_limits(binary):
         code, answer = call(base, "/v1/chat/completions",
                             {"messages": [{"role": "user", "content": "word " * 1500}]})
         assert code == 400 and "max_positions" in answer["error"]["message"], (code, answer)
+        code, answer = call(base, "/v1/chat/completions",
+                            {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
+        assert code == 200, answer
         print("serve: deadlines end requests with 504 / a timeout event; --ctx is enforced")
     finally:
         proc.terminate()
