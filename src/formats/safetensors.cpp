@@ -111,16 +111,19 @@ SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& en
   return info;
 }
 
+// Every pair of non-empty tensors, not only neighbours: sorted by start, each must begin at or
+// after the furthest end seen so far (an empty tensor in between must not hide an overlap).
 void check_no_overlap(std::vector<SafetensorsTensorInfo> tensors, std::string_view source) {
   std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) {
     return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
   });
-  for (size_t i = 1; i < tensors.size(); ++i) {
-    const auto& prev = tensors[i - 1];
-    const auto& cur = tensors[i];
-    if (cur.begin < prev.end && cur.begin != cur.end && prev.begin != prev.end)
-      corrupt(source,
-              "tensors \"" + prev.name + "\" and \"" + cur.name + "\" overlap in the data section");
+  const SafetensorsTensorInfo* furthest = nullptr;  // the non-empty tensor ending last so far
+  for (const auto& cur : tensors) {
+    if (cur.begin == cur.end) continue;
+    if (furthest && cur.begin < furthest->end)
+      corrupt(source, "tensors \"" + furthest->name + "\" and \"" + cur.name +
+                          "\" overlap in the data section");
+    if (!furthest || cur.end > furthest->end) furthest = &cur;
   }
 }
 

@@ -29,6 +29,9 @@ cases = {
     "offsets_reversed.safetensors": (st({"a": t("F32", [0], 8, 0)}, b"\0" * 8), "CORRUPT_FILE"),
     "offsets_out_of_bounds.safetensors": (st({"a": t("F32", [2], 8, 16)}, b"\0" * 8), "CORRUPT_FILE"),
     "overlap.safetensors": (st({"a": t("F32", [2], 0, 8), "b": t("F32", [2], 4, 12)}, b"\0" * 12), "CORRUPT_FILE"),
+    # A [0, 100) and B [50, 90) overlap with an empty tensor sorted between them: a check of
+    # neighbours only misses it.
+    "overlap_across_empty.safetensors": (st({"a": t("U8", [100], 0, 100), "e": t("U8", [0], 40, 40), "b": t("U8", [40], 50, 90)}, b"\0" * 100), "CORRUPT_FILE"),
     "missing_offsets.safetensors": (st({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8), "CORRUPT_FILE"),
     "offsets_three.safetensors": (st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4, 8]}}, b"\0" * 8), "CORRUPT_FILE"),
     "dim_overflow.safetensors": (st({"a": t("F32", [2**40, 2**40], 0, 8)}, b"\0" * 8), "CORRUPT_FILE"),
