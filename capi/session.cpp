@@ -196,14 +196,15 @@ static dsv4_status dsv4_session_reset_impl(dsv4_session* session) {
 }
 
 static dsv4_status dsv4_session_cache_bytes_impl(const dsv4_session* session, int64_t layer,
-                                                 dsv4_cache_kind kind, size_t* out) {
+                                                 int32_t kind, size_t* out) {
   DSV4_CAPI_BEGIN
   if (out) *out = 0;
   require(session != nullptr, "dsv4_session_cache_bytes: session is NULL");
   require(out != nullptr, "dsv4_session_cache_bytes: out is NULL");
-  if (int(kind) < 0 || int(kind) >= dsv4::kNumCacheKinds)
+  // Taken as int32_t, not the enum type: an out-of-range value is checked, never undefined.
+  if (kind < 0 || kind >= dsv4::kNumCacheKinds)
     dsv4::fail(dsv4::StatusCode::kInvalidArgument,
-               "dsv4_session_cache_bytes: unknown cache kind " + std::to_string(int(kind)));
+               "dsv4_session_cache_bytes: unknown cache kind " + std::to_string(kind));
   const dsv4::CacheMemory memory = session->session->memory();
   const int64_t n_layers = int64_t(memory.bytes_used.size());
   if (layer < -1 || layer >= n_layers)
@@ -248,7 +249,7 @@ DSV4_API dsv4_status dsv4_session_reset(dsv4_session* session) {
   return remember(session, dsv4_session_reset_impl(session));
 }
 DSV4_API dsv4_status dsv4_session_cache_bytes(const dsv4_session* session, int64_t layer,
-                                              dsv4_cache_kind kind, size_t* out) {
+                                              int32_t kind, size_t* out) {
   return remember(session, dsv4_session_cache_bytes_impl(session, layer, kind, out));
 }
 

@@ -335,9 +335,11 @@ typedef enum dsv4_cache_kind {
   DSV4_CACHE_STATE = 3       /* compressor state of the incomplete window */
 } dsv4_cache_kind;
 
-/* Bytes the session's cache holds for `kind` in `layer` (layer = -1: all layers). */
+/* Bytes the session's cache holds for `kind` (a dsv4_cache_kind) in `layer` (layer = -1: all
+ * layers). Since 0.6 `kind` is an int32_t (the same ABI as the enum it was): any value is
+ * range-checked (INVALID_ARGUMENT). */
 DSV4_API DSV4_NODISCARD dsv4_status dsv4_session_cache_bytes(const dsv4_session* session,
-                                                             int64_t layer, dsv4_cache_kind kind,
+                                                             int64_t layer, int32_t kind,
                                                              size_t* out);
 
 /* ---- saved sessions (v0.4) ---- */

@@ -498,8 +498,9 @@ static void test_session(const char* golden_dir) {
   EXPECT(dsv4_session_cache_bytes(prefill, -1, DSV4_CACHE_WINDOW, &bytes) == DSV4_OK &&
          bytes == 6 * window_bytes);
   EXPECT(dsv4_session_cache_bytes(prefill, 6, DSV4_CACHE_WINDOW, &bytes) == DSV4_ERR_OUT_OF_RANGE);
-  EXPECT(dsv4_session_cache_bytes(prefill, 0, (dsv4_cache_kind)9, &bytes) ==
-         DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_cache_bytes(prefill, 0, 9, &bytes) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_cache_bytes(prefill, 0, -1, &bytes) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_cache_bytes(prefill, 0, INT32_MAX, &bytes) == DSV4_ERR_INVALID_ARGUMENT);
 
   /* max_positions is enforced. */
   dsv4_session_free(decode);
