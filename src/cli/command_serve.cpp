@@ -19,6 +19,7 @@
 #include <string>
 
 #include "dsv4/text/chat.hpp"
+#include "serve_request.hpp"
 #include "serve_scheduler.hpp"
 
 namespace dsv4::cli {
@@ -27,8 +28,6 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr size_t kMaxBodyBytes = size_t(4) << 20;
-constexpr int64_t kMaxTokensLimit = 4096;
-constexpr int64_t kDefaultMaxTokens = 256;
 
 // An OpenAI-style error object with its HTTP status.
 void send_error(httplib::Response& res, int status, const std::string& type,
@@ -45,18 +44,6 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= uint8_t(a[i] ^ b[i]);
   return diff == 0;
-}
-
-// A request field of an expected JSON type (absent or null: the default).
-template <class T>
-T field(const Json& body, const char* name, T fallback, Json::value_t type, const char* what) {
-  if (!body.contains(name) || body[name].is_null()) return fallback;
-  const Json& v = body[name];
-  const bool ok = type == Json::value_t::number_float     ? v.is_number()
-                  : type == Json::value_t::number_integer ? v.is_number_integer()
-                                                          : v.type() == type;
-  if (!ok) fail(StatusCode::kInvalidArgument, std::string("'") + name + "' must be " + what);
-  return v.get<T>();
 }
 
 struct Server {
@@ -86,93 +73,6 @@ struct Server {
     if (constant_time_equal(given, "Bearer " + api_key)) return true;
     send_error(res, 401, "invalid_request_error", "invalid or missing API key");
     return false;
-  }
-
-  // The messages as the encoder takes them: request-level tools go on the system message.
-  static Json messages_with_tools(const Json& body) {
-    Json messages = body.at("messages");
-    if (!body.contains("tools") || body["tools"].is_null()) return messages;
-    if (!body["tools"].is_array()) fail(StatusCode::kInvalidArgument, "'tools' must be an array");
-    if (messages.empty() || !messages[0].is_object() || messages[0].value("role", "") != "system")
-      messages.insert(messages.begin(), Json{{"role", "system"}, {"content", ""}});
-    messages[0]["tools"] = body["tools"];
-    return messages;
-  }
-
-  // A checked request, ready to run.
-  struct GenerationRequest {
-    text::ChatOptions chat;
-    int64_t max_tokens = kDefaultMaxTokens;
-    bool stream = false;
-    std::unique_ptr<sampling::Sampler> sampler;
-    std::vector<int32_t> prompt;
-  };
-
-  GenerationRequest prepare_chat(const Json& body) const {
-    if (!body.is_object()) fail(StatusCode::kInvalidArgument, "the body must be a JSON object");
-    if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
-      fail(StatusCode::kInvalidArgument, "'messages' must be a non-empty array");
-    GenerationRequest r = prepare_sampling(body);
-    r.chat.thinking = field<bool>(body, "thinking", false, Json::value_t::boolean, "a boolean");
-    r.chat.reasoning_effort =
-        field<std::string>(body, "reasoning_effort", "", Json::value_t::string, "a string");
-    if (!r.chat.reasoning_effort.empty()) r.chat.thinking = true;
-    auto rendered = text::render_chat(messages_with_tools(body).dump(), r.chat);
-    throw_if_error(rendered.status());
-    auto prompt = text::tokenize_prompt(*text.tokenizer, rendered.value());
-    throw_if_error(prompt.status());
-    r.prompt = std::move(prompt.value());
-    return r;
-  }
-
-  // /v1/completions: the prompt text as it is (after the BOS), no chat format.
-  GenerationRequest prepare_completion(const Json& body) const {
-    if (!body.is_object()) fail(StatusCode::kInvalidArgument, "the body must be a JSON object");
-    if (!body.contains("prompt") || !body["prompt"].is_string())
-      fail(StatusCode::kInvalidArgument, "'prompt' must be a string");
-    GenerationRequest r = prepare_sampling(body);
-    const text::Tokenizer& tok = *text.tokenizer;
-    auto ids = tok.encode(body["prompt"].get<std::string>());
-    throw_if_error(ids.status());
-    if (tok.bos_id() >= 0) r.prompt.push_back(tok.bos_id());
-    r.prompt.insert(r.prompt.end(), ids.value().begin(), ids.value().end());
-    return r;
-  }
-
-  // The fields every generation takes: stream, max_tokens, temperature, top_p, seed, stop.
-  GenerationRequest prepare_sampling(const Json& body) const {
-    GenerationRequest r;
-    r.stream = field<bool>(body, "stream", false, Json::value_t::boolean, "a boolean");
-    r.max_tokens = field<int64_t>(body, "max_tokens", kDefaultMaxTokens,
-                                  Json::value_t::number_integer, "an integer");
-    if (r.max_tokens < 1 || r.max_tokens > kMaxTokensLimit)
-      fail(StatusCode::kInvalidArgument,
-           "'max_tokens' must be in [1, " + std::to_string(kMaxTokensLimit) + "]");
-    sampling::SamplerParams sp;
-    sp.temperature =
-        field<float>(body, "temperature", 1.0f, Json::value_t::number_float, "a number");
-    sp.top_p = field<float>(body, "top_p", 1.0f, Json::value_t::number_float, "a number");
-    sp.seed =
-        uint64_t(field<int64_t>(body, "seed", 0, Json::value_t::number_integer, "an integer"));
-    if (body.contains("stop") && !body["stop"].is_null()) {
-      const Json& stop = body["stop"];
-      if (stop.is_string()) {
-        sp.stop_strings.push_back(stop.get<std::string>());
-      } else if (stop.is_array() && stop.size() <= 4 &&
-                 std::all_of(stop.begin(), stop.end(),
-                             [](const Json& s) { return s.is_string(); })) {
-        for (const Json& s : stop) sp.stop_strings.push_back(s.get<std::string>());
-      } else {
-        fail(StatusCode::kInvalidArgument, "'stop' must be a string or up to 4 strings");
-      }
-    }
-    const text::Tokenizer& tok = *text.tokenizer;
-    if (tok.eos_id() >= 0) sp.stop_tokens.push_back(tok.eos_id());
-    auto sampler = sampling::Sampler::create(sp);
-    throw_if_error(sampler.status());
-    r.sampler = std::move(sampler.value());
-    r.sampler->set_tokenizer(text.tokenizer);
-    return r;
   }
 
   // Hands a checked request to the scheduler.
@@ -546,7 +446,7 @@ void handle_generation(Server& server, const httplib::Request& req, httplib::Res
   if (!parse_body(req, res, &body)) return;
   auto prepared = capture_result([&] { return prepare(body); });
   if (!prepared) return send_refusal(res, prepared.status());
-  Server::GenerationRequest& request = prepared.value();
+  GenerationRequest& request = prepared.value();
   if (!server.admit(res)) return;
   ++server.metrics.requests;
   const bool streamed = request.stream;
@@ -634,7 +534,7 @@ int command_serve(const Args& args) {
   });
   http.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generation(
-        server, req, res, [&](const Json& body) { return server.prepare_chat(body); },
+        server, req, res, [&](const Json& body) { return prepare_chat(body, server.text.tokenizer); },
         [&](const TurnResult& turn, int64_t cached, bool thinking) {
           return server.chat_completion(turn, cached, thinking);
         },
@@ -644,7 +544,7 @@ int command_serve(const Args& args) {
   });
   http.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generation(
-        server, req, res, [&](const Json& body) { return server.prepare_completion(body); },
+        server, req, res, [&](const Json& body) { return prepare_completion(body, server.text.tokenizer); },
         [&](const TurnResult& turn, int64_t cached, bool) {
           return server.text_completion(turn, cached);
         },

@@ -389,25 +389,35 @@ Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 
 Result<std::shared_ptr<const Tokenizer>> Tokenizer::load(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path file = path;
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) file /= "tokenizer.json";
+  if (!fs::exists(file, ec)) return Status(StatusCode::kIo, "no tokenizer at " + file.string());
+  std::string text, config_text;
+  Status read = capture_status([&] {
+    text = read_file(file);
+    const fs::path config_file = file.parent_path() / "tokenizer_config.json";
+    if (fs::exists(config_file, ec)) config_text = read_file(config_file);
+  });
+  if (!read) return read;
+  auto parsed = parse(text, config_text);
+  if (!parsed)
+    return Status(parsed.status().code(), file.string() + ": " + parsed.status().message());
+  return parsed;
+}
+
+Result<std::shared_ptr<const Tokenizer>> Tokenizer::parse(std::string_view tokenizer_json,
+                                                          std::string_view config_json) {
   return capture_result([&]() -> std::shared_ptr<const Tokenizer> {
-    namespace fs = std::filesystem;
-    fs::path file = path;
-    std::error_code ec;
-    if (fs::is_directory(file, ec)) file /= "tokenizer.json";
-    if (!fs::exists(file, ec)) fail(StatusCode::kIo, "no tokenizer at " + file.string());
     json doc, config = json::object();
-    try {
-      doc = json::parse(read_file(file));
-      const fs::path config_file = file.parent_path() / "tokenizer_config.json";
-      if (fs::exists(config_file, ec)) config = json::parse(read_file(config_file));
-    } catch (const json::exception& e) {
-      fail(StatusCode::kCorruptFile, "tokenizer: " + file.string() + ": " + e.what());
-    }
     auto impl = std::make_unique<Impl>();
     try {
+      doc = json::parse(tokenizer_json);
+      if (!config_json.empty()) config = json::parse(config_json);
       impl->parse(doc, config);
     } catch (const json::exception& e) {
-      fail(StatusCode::kCorruptFile, "tokenizer: " + file.string() + ": " + e.what());
+      fail(StatusCode::kCorruptFile, std::string("tokenizer: ") + e.what());
     }
     return std::shared_ptr<const Tokenizer>(new Tokenizer(std::move(impl)));
   });

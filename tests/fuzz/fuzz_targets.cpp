@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -13,6 +14,9 @@
 #include "dsv4/model/checkpoint_schema.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
+#include "dsv4/text/chat.hpp"
+#include "dsv4/text/tokenizer.hpp"
+#include "serve_request.hpp"
 
 namespace dsv4::fuzz {
 
@@ -98,6 +102,89 @@ std::vector<std::vector<uint8_t>> session_file_seeds() {
     std::remove(path.c_str());
   }
   return seeds;
+}
+
+namespace {
+// A parser may refuse its input with any status but kInternal: that one means an exception the
+// checks did not anticipate (a JSON type error, a standard-library throw) escaped them.
+void require_not_internal(const Status& status, const char* target) {
+  if (status.code() != StatusCode::kInternal) return;
+  std::fprintf(stderr, "%s: unexpected internal error: %s\n", target, status.message().c_str());
+  std::abort();
+}
+}  // namespace
+
+int tokenizer_json(const uint8_t* data, size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  auto tokenizer = text::Tokenizer::parse(text);
+  require_not_internal(tokenizer.status(), "tokenizer_json");
+  if (!tokenizer) return 0;
+  auto ids = tokenizer.value()->encode("Hello, world! 123 ünïcode \n\t <｜User｜>");
+  require_not_internal(ids.status(), "tokenizer_json encode");
+  if (ids) require_not_internal(tokenizer.value()->decode(ids.value()).status(), "decode");
+  return 0;
+}
+
+int chat_render(const uint8_t* data, size_t size) {
+  const std::string_view messages(reinterpret_cast<const char*>(data), size);
+  for (bool thinking : {false, true}) {
+    text::ChatOptions options;
+    options.thinking = thinking;
+    require_not_internal(text::render_chat(messages, options).status(), "chat_render");
+  }
+  return 0;
+}
+
+int chat_parse(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const bool thinking = data[0] == 'T';
+  require_not_internal(
+      text::parse_completion(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1),
+                             thinking)
+          .status(),
+      "chat_parse");
+  return 0;
+}
+
+namespace {
+std::string g_tokenizer_path;
+std::shared_ptr<const text::Tokenizer> http_tokenizer() {
+  static const std::shared_ptr<const text::Tokenizer> tokenizer = [] {
+    std::string path = g_tokenizer_path;
+    if (path.empty())
+      if (const char* env = std::getenv("DSV4_FUZZ_TOKENIZER")) path = env;
+#ifdef DSV4_FUZZ_DEFAULT_TOKENIZER
+    if (path.empty()) path = DSV4_FUZZ_DEFAULT_TOKENIZER;
+#endif
+    auto loaded = text::Tokenizer::load(path);
+    if (!loaded) {
+      std::fprintf(stderr, "http_body: no tokenizer (%s)\n", loaded.status().message().c_str());
+      std::abort();
+    }
+    return loaded.value();
+  }();
+  return tokenizer;
+}
+}  // namespace
+
+void set_http_body_tokenizer(const char* path) { g_tokenizer_path = path; }
+
+int http_body(const uint8_t* data, size_t size) {
+  const auto tokenizer = http_tokenizer();
+  nlohmann::json body;
+  try {
+    body = nlohmann::json::parse(std::string_view(reinterpret_cast<const char*>(data), size));
+  } catch (const nlohmann::json::exception&) {
+    return 0;  // the server answers 400 before any check
+  }
+  // Whatever the body, the checks end in a request or a dsv4 status, never anything else.
+  require_not_internal(
+      capture_result([&] { return cli::prepare_chat(body, tokenizer).max_tokens; }).status(),
+      "http_body chat");
+  require_not_internal(
+      capture_result([&] { return cli::prepare_completion(body, tokenizer).max_tokens; }).status(),
+      "http_body completion");
+  return 0;
 }
 
 }  // namespace dsv4::fuzz

@@ -35,6 +35,9 @@ class Tokenizer {
   // `path` is a tokenizer.json file or a directory holding one. kIo if missing, kCorruptFile
   // if malformed, kUnsupported for a model or pre-tokenizer type this implementation lacks.
   static Result<std::shared_ptr<const Tokenizer>> load(const std::string& path);
+  // The same from the texts of a tokenizer.json and (may be empty) its tokenizer_config.json.
+  static Result<std::shared_ptr<const Tokenizer>> parse(std::string_view tokenizer_json,
+                                                        std::string_view config_json = {});
   ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;

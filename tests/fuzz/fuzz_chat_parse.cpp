@@ -1,0 +1,5 @@
+// libFuzzer / AFL++ target: see dsv4::fuzz::chat_parse (fuzz_targets.hpp).
+#include "fuzz_targets.hpp"
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return dsv4::fuzz::chat_parse(data, size);
+}
