@@ -6,3 +6,11 @@ if(DSV4_SANITIZE)
     $<$<COMPILE_LANGUAGE:CXX,C>:-fno-omit-frame-pointer>)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# DSV4_TSAN=ON instruments every target with ThreadSanitizer (CI builds only the concurrency
+# stress test this way, with clang and its libomp).
+if(DSV4_TSAN)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX,C>:-fsanitize=thread>
+                      $<$<COMPILE_LANGUAGE:CXX,C>:-fno-omit-frame-pointer>)
+  add_link_options(-fsanitize=thread)
+endif()

@@ -534,7 +534,8 @@ int command_serve(const Args& args) {
   });
   http.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generation(
-        server, req, res, [&](const Json& body) { return prepare_chat(body, server.text.tokenizer); },
+        server, req, res,
+        [&](const Json& body) { return prepare_chat(body, server.text.tokenizer); },
         [&](const TurnResult& turn, int64_t cached, bool thinking) {
           return server.chat_completion(turn, cached, thinking);
         },
@@ -544,7 +545,8 @@ int command_serve(const Args& args) {
   });
   http.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generation(
-        server, req, res, [&](const Json& body) { return prepare_completion(body, server.text.tokenizer); },
+        server, req, res,
+        [&](const Json& body) { return prepare_completion(body, server.text.tokenizer); },
         [&](const TurnResult& turn, int64_t cached, bool) {
           return server.text_completion(turn, cached);
         },

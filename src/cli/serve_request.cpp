@@ -30,7 +30,6 @@ T field(const Json& body, const char* name, T fallback, Json::value_t type, cons
   return v.get<T>();
 }
 
-
 // The fields every generation takes: stream, max_tokens, temperature, top_p, seed, stop.
 GenerationRequest prepare_sampling(const Json& body, const TokenizerPtr& tokenizer) {
   GenerationRequest r;
@@ -41,18 +40,15 @@ GenerationRequest prepare_sampling(const Json& body, const TokenizerPtr& tokeniz
     fail(StatusCode::kInvalidArgument,
          "'max_tokens' must be in [1, " + std::to_string(kMaxTokensLimit) + "]");
   sampling::SamplerParams sp;
-  sp.temperature =
-      field<float>(body, "temperature", 1.0f, Json::value_t::number_float, "a number");
+  sp.temperature = field<float>(body, "temperature", 1.0f, Json::value_t::number_float, "a number");
   sp.top_p = field<float>(body, "top_p", 1.0f, Json::value_t::number_float, "a number");
-  sp.seed =
-      uint64_t(field<int64_t>(body, "seed", 0, Json::value_t::number_integer, "an integer"));
+  sp.seed = uint64_t(field<int64_t>(body, "seed", 0, Json::value_t::number_integer, "an integer"));
   if (body.contains("stop") && !body["stop"].is_null()) {
     const Json& stop = body["stop"];
     if (stop.is_string()) {
       sp.stop_strings.push_back(stop.get<std::string>());
     } else if (stop.is_array() && stop.size() <= 4 &&
-               std::all_of(stop.begin(), stop.end(),
-                           [](const Json& s) { return s.is_string(); })) {
+               std::all_of(stop.begin(), stop.end(), [](const Json& s) { return s.is_string(); })) {
       for (const Json& s : stop) sp.stop_strings.push_back(s.get<std::string>());
     } else {
       fail(StatusCode::kInvalidArgument, "'stop' must be a string or up to 4 strings");
@@ -66,7 +62,6 @@ GenerationRequest prepare_sampling(const Json& body, const TokenizerPtr& tokeniz
   r.sampler->set_tokenizer(tokenizer);
   return r;
 }
-
 
 // The messages as the encoder takes them: request-level tools go on the system message.
 Json messages_with_tools(const Json& body) {
