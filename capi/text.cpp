@@ -22,6 +22,10 @@ const dsv4::text::Tokenizer& tokenizer_of(const dsv4_tokenizer* handle, const ch
 dsv4_status write_text(const std::string& text, char* out, size_t capacity, size_t* len,
                        const char* fn) {
   require(len != nullptr, "text length pointer is NULL");
+  if (!out && capacity > 0)  // a size query passes NULL and 0; NULL with a capacity is a bug
+    dsv4::fail(
+        StatusCode::kInvalidArgument,
+        std::string(fn) + ": the buffer is NULL but its capacity is " + std::to_string(capacity));
   *len = text.size();
   if (capacity < text.size() + 1 || !out)
     dsv4::fail(StatusCode::kBufferTooSmall,
@@ -35,6 +39,10 @@ dsv4_status write_text(const std::string& text, char* out, size_t capacity, size
 dsv4_status write_ids(const std::vector<int32_t>& ids, int32_t* out, size_t capacity, size_t* n,
                       const char* fn) {
   require(n != nullptr, "n_ids is NULL");
+  if (!out && capacity > 0)  // a size query passes NULL and 0; NULL with a capacity is a bug
+    dsv4::fail(
+        StatusCode::kInvalidArgument,
+        std::string(fn) + ": the buffer is NULL but its capacity is " + std::to_string(capacity));
   *n = ids.size();
   if (ids.size() > capacity || (!out && !ids.empty()))
     dsv4::fail(StatusCode::kBufferTooSmall, std::string(fn) + ": " + std::to_string(ids.size()) +

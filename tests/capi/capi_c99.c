@@ -703,6 +703,85 @@ static void test_decode_batch(const char* golden_dir) {
   dsv4_model_free(model);
 }
 
+/* Every entry point refuses a NULL handle or a NULL required output with INVALID_ARGUMENT (never a
+ * crash), clears the output handle it was given, and frees accept NULL. */
+static void test_null_everywhere(const char* golden_dir, const char* tokenizer_dir) {
+  char dir[1024], text[64];
+  dsv4_model* model = NULL;
+  dsv4_session* session = NULL;
+  dsv4_tokenizer* tok = NULL;
+  dsv4_decoder* decoder = (dsv4_decoder*)&text; /* not NULL: a failed create must clear it */
+  dsv4_tokenizer* from_model = (dsv4_tokenizer*)&text;
+  dsv4_prefix_store* store = (dsv4_prefix_store*)&text;
+  dsv4_sampler* sampler = NULL;
+  int32_t ids[8], id = 0, value = 0, stop = 0;
+  int64_t i64 = 0;
+  size_t n = 0, bytes = 0;
+  float logits[256], big[512];
+  dsv4_sampler_params sp = dsv4_sampler_default_params();
+  memset(logits, 0, sizeof logits);
+  memset(big, 0, sizeof big);
+  path_join(dir, sizeof dir, golden_dir, "tiny-a");
+  EXPECT(dsv4_model_load(dir, NULL, &model) == DSV4_OK);
+  EXPECT(dsv4_session_create(model, NULL, &session) == DSV4_OK);
+  EXPECT(dsv4_tokenizer_load(tokenizer_dir, &tok) == DSV4_OK);
+  EXPECT(dsv4_sampler_create(&sp, NULL, &sampler) == DSV4_OK);
+  ids[0] = 1;
+
+  EXPECT(dsv4_model_n_embd(NULL, &i64) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_n_embd(model, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_layer_compress_ratio(NULL, 0, &i64) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_layer_compress_ratio(model, 0, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_model_layer_compress_ratio(model, 99, &i64) == DSV4_ERR_OUT_OF_RANGE);
+  EXPECT(dsv4_model_tokenizer(NULL, &from_model) == DSV4_ERR_INVALID_ARGUMENT && !from_model);
+  EXPECT(dsv4_session_reset(NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_append_checked(NULL, ids, 1, big, 512) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_append_checked(session, NULL, 1, big, 512) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_cache_bytes(NULL, -1, 0, &bytes) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_session_cache_bytes(session, -1, 0, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_prefix_store_open(NULL, &store) == DSV4_ERR_INVALID_ARGUMENT && !store);
+  dsv4_prefix_store_free(NULL);
+
+  EXPECT(dsv4_tokenizer_n_vocab(NULL, &value) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenizer_n_vocab(tok, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenizer_bos(NULL, &value) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenizer_eos(tok, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenize(NULL, "a", 1, 0, ids, 8, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenize(tok, NULL, 1, 0, ids, 8, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenize(tok, "a", 1, 0, ids, 8, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_tokenize(tok, "a", 1, 0, NULL, 8, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_detokenize(NULL, ids, 1, 0, text, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_detokenize(tok, NULL, 1, 0, text, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_detokenize(tok, ids, 1, 0, text, 64, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_token_to_piece(NULL, 1, text, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_token_to_piece(tok, 1, text, 64, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_piece_to_token(NULL, "a", 1, &id) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_piece_to_token(tok, NULL, 1, &id) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_piece_to_token(tok, "a", 1, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_decoder_create(NULL, &decoder) == DSV4_ERR_INVALID_ARGUMENT && !decoder);
+  EXPECT(dsv4_decoder_create(tok, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_decoder_push(NULL, 1, text, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  dsv4_decoder_free(NULL);
+  EXPECT(dsv4_chat_render_tokens(NULL, "[]", NULL, ids, 8, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_chat_render_tokens(tok, NULL, NULL, ids, 8, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_chat_render_tokens(tok, "[]", NULL, ids, 8, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_chat_parse(NULL, 1, 0, text, 64, &n) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_chat_parse("a", 1, 0, text, 64, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+
+  EXPECT(dsv4_sampler_sample(NULL, logits, 256, &id) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_sampler_sample(sampler, NULL, 256, &id) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_sampler_sample(sampler, logits, 256, NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_sampler_accept(NULL, 1, &stop) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(dsv4_sampler_reset(NULL) == DSV4_ERR_INVALID_ARGUMENT);
+  dsv4_sampler_free(NULL);
+  EXPECT(dsv4_status_name((dsv4_status)12345) != NULL);
+
+  dsv4_sampler_free(sampler);
+  dsv4_tokenizer_free(tok);
+  dsv4_session_free(session);
+  dsv4_model_free(model);
+}
+
 int main(int argc, char** argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s GOLDEN_DIR CORRUPT_DIR TOKENIZER_DIR\n", argv[0]);
@@ -719,6 +798,7 @@ int main(int argc, char** argv) {
   test_session(argv[1]);
   test_append_ex(argv[1]);
   test_decode_batch(argv[1]);
+  test_null_everywhere(argv[1], argv[3]);
   test_tokenizer(argv[3]);
   test_chat(argv[3]);
   test_sampler();
