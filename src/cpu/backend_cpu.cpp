@@ -1,6 +1,10 @@
 // The CPU backend: aligned host memory and the whole operator table. GEMM and attention are the
 // ISA-dispatched kernels of cpu_kernels.hpp; the indexer streams over key blocks with a running
 // top-k; the row-wise operators run the reference operators over rows (ops_cpu.cpp).
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -28,10 +32,39 @@ Status check_gemm_args(const GemmArgs& g) noexcept {
   return Status::ok();
 }
 
+#if defined(__x86_64__)
+// IEEE subnormals for the operators, whatever the calling thread's MXCSR says: a caller built
+// with -ffast-math (or one that set flush-to-zero / denormals-are-zero itself) would otherwise
+// read the FP8/FP4 block scales below 2^-126 (ue8m0 codes 0) as zero. The caller's state comes
+// back after the operator; the OpenMP workers, which inherit it from the thread that created
+// them, are cleared once it is seen (they are compute threads).
+class SubnormalsScope {
+ public:
+  static constexpr unsigned kFlushBits = 0x8040;  // FTZ (bit 15) | DAZ (bit 6)
+  SubnormalsScope() : saved_(_mm_getcsr()) {
+    if (!(saved_ & kFlushBits)) return;
+    _mm_setcsr(saved_ & ~kFlushBits);
+#pragma omp parallel
+    _mm_setcsr(_mm_getcsr() & ~kFlushBits);
+  }
+  ~SubnormalsScope() {
+    if (saved_ & kFlushBits) _mm_setcsr(saved_);
+  }
+  SubnormalsScope(const SubnormalsScope&) = delete;
+  SubnormalsScope& operator=(const SubnormalsScope&) = delete;
+
+ private:
+  unsigned saved_;
+};
+#else
+struct SubnormalsScope {};
+#endif
+
 // Runs an operator that may allocate scratch; out-of-memory becomes a status.
 template <class F>
 Status guarded(F&& body) noexcept {
   try {
+    const SubnormalsScope subnormals;
     body();
     return Status::ok();
   } catch (const std::bad_alloc&) {

@@ -7,6 +7,10 @@
 #include <cstring>
 #include <random>
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include "../../src/cpu/cpu_kernels.hpp"
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/ops/lightning_indexer.hpp"
@@ -538,3 +542,39 @@ TEST_CASE("official kernels: code decoders, block sums and double dot products a
           float(reference.official.dot_bf16_f64(x.data(), bf16.data(), k)));
   }
 }
+
+#if defined(__x86_64__)
+TEST_CASE("cpu gemm: subnormal block scales keep their value under FTZ/DAZ", "[backend][gemm]") {
+  // ue8m0 code 0 is 2^-127, an fp32 subnormal. A caller built with -ffast-math runs with
+  // flush-to-zero and denormals-are-zero set: the backend must still read the scale (and put the
+  // caller's state back afterwards).
+  auto cpu = dsv4::create_backend("cpu").value();
+  for (auto format : {dsv4::WeightFormat::kFp8Block, dsv4::WeightFormat::kFp4Block}) {
+    std::mt19937 rng(3);
+    TestMatrix m = random_matrix(format, 8, 256, rng);
+    std::fill(m.scales.begin(), m.scales.end(), uint8_t(0));
+    m.view.scales = m.scales.data();
+    std::vector<float> a(256, std::ldexp(1.0f, 100)), want(8), got(8);
+    dsv4::GemmArgs g;
+    g.m = 1, g.n = 8, g.k = 256, g.a = a.data(), g.lda = 256, g.w = m.view, g.c = want.data();
+    g.ldc = 8;
+    REQUIRE(cpu->gemm(g).is_ok());
+    const unsigned before = _mm_getcsr();
+    _mm_setcsr(before | 0x8040);  // FTZ | DAZ
+    g.c = got.data();
+    const bool ok = cpu->gemm(g).is_ok();
+    const unsigned during = _mm_getcsr();
+    _mm_setcsr(before);
+    REQUIRE(ok);
+    CHECK(during == (before | 0x8040));  // the caller's state is back
+    INFO(dsv4::weight_format_traits(format).name);
+    bool any_nonzero = false;
+    for (int j = 0; j < 8; ++j) {
+      REQUIRE(std::isfinite(got[size_t(j)]));
+      REQUIRE(got[size_t(j)] == want[size_t(j)]);
+      any_nonzero = any_nonzero || want[size_t(j)] != 0.0f;
+    }
+    REQUIRE(any_nonzero);  // the scales mattered: flushed, every output would be 0
+  }
+}
+#endif
