@@ -9,18 +9,34 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "dsv4/core/dtype.hpp"
 #include "dsv4/core/tensor_view.hpp"
 #include "dsv4/formats/safetensors.hpp"
+#include "dsv4/model/model.hpp"
 
 namespace dsv4::test {
 
 inline std::filesystem::path golden_dir(const std::string& name) {
   return std::filesystem::path(DSV4_GOLDEN_DIR) / name;
 }
+// A golden model loaded with `options` (throws, which fails the test, when it does not load).
+inline std::shared_ptr<const dsv4::Model> golden_model(const std::string& name,
+                                                       const dsv4::ModelLoadOptions& options = {}) {
+  auto model = dsv4::Model::load(golden_dir(name).string(), options);
+  if (!model) throw std::runtime_error(name + ": " + model.status().to_string());
+  return model.value();
+}
+inline std::shared_ptr<const dsv4::Model> golden_model(const std::string& name,
+                                                       dsv4::Numerics numerics) {
+  dsv4::ModelLoadOptions options;
+  options.numerics = numerics;
+  return golden_model(name, options);
+}
+
 inline std::filesystem::path source_dir() { return std::filesystem::path(DSV4_SOURCE_DIR); }
 
 // A fresh, empty folder under the system temp dir, removed when the object dies.

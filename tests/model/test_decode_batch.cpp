@@ -15,13 +15,6 @@ namespace {
 using dsv4::KvFormat;
 using dsv4::Session;
 
-std::shared_ptr<const dsv4::Model> golden(const std::string& name,
-                                          dsv4::Numerics numerics = dsv4::Numerics::kExact) {
-  dsv4::ModelLoadOptions options;
-  options.numerics = numerics;
-  return dsv4::Model::load(dsv4::test::golden_dir(name).string(), options).value();
-}
-
 // V4-shaped (window 128, CSA top-128, HCA 1/128, hash layers), official-format weights, a 1024
 // vocabulary so that the head stays cheap.
 std::shared_ptr<const dsv4::Model> v4_shaped(dsv4::Numerics numerics = dsv4::Numerics::kExact) {
@@ -68,8 +61,9 @@ dsv4::SessionOptions with_format(KvFormat format) {
 }
 
 std::vector<BatchCase> batch_cases() {
-  const auto tiny = golden("tiny-a"), tiny_q = golden("tiny-a-q");
-  const auto tiny_official = golden("tiny-a-q", dsv4::Numerics::kOfficial);
+  const auto tiny = dsv4::test::golden_model("tiny-a"),
+             tiny_q = dsv4::test::golden_model("tiny-a-q");
+  const auto tiny_official = dsv4::test::golden_model("tiny-a-q", dsv4::Numerics::kOfficial);
   const auto v4 = v4_shaped(), v4_official = v4_shaped(dsv4::Numerics::kOfficial);
   dsv4::SessionOptions checkpointed = with_format(KvFormat::kPacked);
   checkpointed.window_checkpoint_interval = 16;

@@ -15,12 +15,7 @@
 
 namespace {
 
-std::shared_ptr<const dsv4::Model> golden_model(const std::string& name,
-                                                const dsv4::ModelLoadOptions& options = {}) {
-  auto model = dsv4::Model::load(dsv4::test::golden_dir(name).string(), options);
-  REQUIRE(model.is_ok());
-  return model.value();
-}
+using dsv4::test::golden_model;
 
 std::vector<int32_t> tokens(int64_t n, int64_t vocab, int seed) {
   std::vector<int32_t> t(static_cast<size_t>(n));

@@ -22,11 +22,7 @@ using dsv4::Status;
 
 std::shared_ptr<const dsv4::Model> load(const std::string& name,
                                         dsv4::Numerics numerics = dsv4::Numerics::kExact) {
-  dsv4::ModelLoadOptions options;
-  options.numerics = numerics;
-  auto model = dsv4::Model::load(dsv4::test::golden_dir(name).string(), options);
-  REQUIRE(model.is_ok());
-  return model.value();
+  return dsv4::test::golden_model(name, numerics);
 }
 
 std::vector<int32_t> ids(int64_t n, int64_t vocab, int32_t salt = 0) {
