@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,11 @@ inline std::shared_ptr<const dsv4::Model> golden_model(const std::string& name,
   options.numerics = numerics;
   return golden_model(name, options);
 }
+
+// True in CI's sanitizer pass (.ci/run sets DSV4_SANITIZED_RUN): the heaviest equivalence tests,
+// which the plain pass runs in full, then take a representative subset of their cases there
+// (sanitizers look for memory and UB errors in the code paths, which the subset still covers).
+inline bool sanitized_run() { return std::getenv("DSV4_SANITIZED_RUN") != nullptr; }
 
 inline std::filesystem::path source_dir() { return std::filesystem::path(DSV4_SOURCE_DIR); }
 

@@ -115,7 +115,7 @@ assert.equal(streamed, message.content);
 let longText = "";
 const long = await client.chat.completions.create({
   ...request,
-  messages: [{ role: "user", content: "word ".repeat(3000) }],
+  messages: [{ role: "user", content: "word ".repeat(1200) }],
   max_tokens: 3,
   stream: true,
 });
