@@ -363,89 +363,100 @@ bool has_tools(const std::vector<Message>& msgs) {
   });
 }
 
+// The prompt text of `messages` (throws dsv4::Error, or a JSON exception for a field of the
+// wrong type, which render_chat reports as the caller's error).
+RenderedPrompt render_messages(std::string_view messages_json, const ChatOptions& options) {
+  const J messages = parse_json(messages_json, "messages");
+  if (!messages.is_array()) bad_message("expected a JSON array of messages");
+  const J context =
+      options.context_json.empty() ? J::array() : parse_json(options.context_json, "context");
+  if (!context.is_array()) bad_message("the context must be a JSON array of messages");
+  const std::string_view effort = effort_prefix(options);
+
+  std::vector<Message> msgs = merge_tool_results(context, messages);
+  order_tool_results(msgs);
+  const bool drop = options.drop_thinking && !has_tools(msgs);
+  if (options.thinking && drop) drop_old_reasoning(msgs);
+  const int64_t last_user = last_user_index(msgs);
+  // Reasoning is shown (and the turn opened with <think>) from the last user turn on, or
+  // everywhere when nothing is dropped.
+  auto keeps_reasoning = [&](int64_t i) { return !drop || i >= last_user; };
+
+  PromptWriter w;
+  if (options.add_bos && context.empty()) w.protocol(kBos);
+  for (size_t idx = 0; idx < msgs.size(); ++idx) {
+    const Message& m = msgs[idx];
+    const auto i = int64_t(idx);
+    if (m.from_context) continue;
+    if (i == 0 && options.thinking) w.protocol(effort);
+    const J& f = m.fields;
+    if (m.role == "system") {
+      w.content(content_text(f.value("content", J())));
+      write_instructions(w, f);
+    } else if (m.role == "developer") {
+      w.protocol(kUserToken);
+      w.content(content_text(f.value("content", J())));
+      write_instructions(w, f);
+    } else if (m.role == "user") {
+      w.protocol(kUserToken);
+      for (size_t b = 0; b < m.blocks.size(); ++b) {
+        if (b) w.protocol("\n\n");
+        if (m.blocks[b].kind == Block::kText) {
+          w.content(m.blocks[b].text);
+        } else if (m.blocks[b].kind == Block::kUnsupported) {
+          w.protocol("[Unsupported ");
+          w.content(m.blocks[b].text);
+          w.protocol("]");
+        } else {
+          w.protocol("<tool_result>");
+          w.content(m.blocks[b].text);
+          w.protocol("</tool_result>");
+        }
+      }
+    } else if (m.role == "latest_reminder") {
+      w.protocol(kReminderToken);
+      w.content(content_text(f.value("content", J())));
+    } else if (m.role == "assistant") {
+      const bool after_task = i > 0 && !task_of(msgs[idx - 1].fields).empty();
+      if (options.thinking && !after_task && (!drop || i > last_user)) {
+        w.content(text_field(f, "reasoning_content"));
+        w.protocol(kThinkEnd);
+      }
+      w.content(content_text(f.value("content", J())));
+      if (f.contains("tool_calls") && !f["tool_calls"].is_null())
+        write_tool_calls(w, f["tool_calls"]);
+      if (!f.value("wo_eos", false)) w.protocol(kEos);
+    }
+    // The transition to the assistant, after the last message or before an assistant turn
+    // or a reminder.
+    const bool next_is_turn = idx + 1 == msgs.size() || msgs[idx + 1].role == "assistant" ||
+                              msgs[idx + 1].role == "latest_reminder";
+    if (!next_is_turn) continue;
+    const std::string task = task_of(f);
+    if (task == "action") {
+      w.protocol(kAssistantToken);
+      w.protocol(options.thinking ? kThink : kThinkEnd);
+      w.protocol("<｜action｜>");
+    } else if (!task.empty()) {
+      w.protocol("<｜" + task + "｜>");
+    } else if (m.role == "user" || m.role == "developer") {
+      w.protocol(kAssistantToken);
+      w.protocol(options.thinking && keeps_reasoning(i) ? kThink : kThinkEnd);
+    }
+  }
+  return w.finish();
+}
+
 }  // namespace
 
 Result<RenderedPrompt> render_chat(std::string_view messages_json, const ChatOptions& options) {
   return capture_result([&] {
-    const J messages = parse_json(messages_json, "messages");
-    if (!messages.is_array()) bad_message("expected a JSON array of messages");
-    const J context =
-        options.context_json.empty() ? J::array() : parse_json(options.context_json, "context");
-    if (!context.is_array()) bad_message("the context must be a JSON array of messages");
-    const std::string_view effort = effort_prefix(options);
-
-    std::vector<Message> msgs = merge_tool_results(context, messages);
-    order_tool_results(msgs);
-    const bool drop = options.drop_thinking && !has_tools(msgs);
-    if (options.thinking && drop) drop_old_reasoning(msgs);
-    const int64_t last_user = last_user_index(msgs);
-    // Reasoning is shown (and the turn opened with <think>) from the last user turn on, or
-    // everywhere when nothing is dropped.
-    auto keeps_reasoning = [&](int64_t i) { return !drop || i >= last_user; };
-
-    PromptWriter w;
-    if (options.add_bos && context.empty()) w.protocol(kBos);
-    for (size_t idx = 0; idx < msgs.size(); ++idx) {
-      const Message& m = msgs[idx];
-      const auto i = int64_t(idx);
-      if (m.from_context) continue;
-      if (i == 0 && options.thinking) w.protocol(effort);
-      const J& f = m.fields;
-      if (m.role == "system") {
-        w.content(content_text(f.value("content", J())));
-        write_instructions(w, f);
-      } else if (m.role == "developer") {
-        w.protocol(kUserToken);
-        w.content(content_text(f.value("content", J())));
-        write_instructions(w, f);
-      } else if (m.role == "user") {
-        w.protocol(kUserToken);
-        for (size_t b = 0; b < m.blocks.size(); ++b) {
-          if (b) w.protocol("\n\n");
-          if (m.blocks[b].kind == Block::kText) {
-            w.content(m.blocks[b].text);
-          } else if (m.blocks[b].kind == Block::kUnsupported) {
-            w.protocol("[Unsupported ");
-            w.content(m.blocks[b].text);
-            w.protocol("]");
-          } else {
-            w.protocol("<tool_result>");
-            w.content(m.blocks[b].text);
-            w.protocol("</tool_result>");
-          }
-        }
-      } else if (m.role == "latest_reminder") {
-        w.protocol(kReminderToken);
-        w.content(content_text(f.value("content", J())));
-      } else if (m.role == "assistant") {
-        const bool after_task = i > 0 && !task_of(msgs[idx - 1].fields).empty();
-        if (options.thinking && !after_task && (!drop || i > last_user)) {
-          w.content(text_field(f, "reasoning_content"));
-          w.protocol(kThinkEnd);
-        }
-        w.content(content_text(f.value("content", J())));
-        if (f.contains("tool_calls") && !f["tool_calls"].is_null())
-          write_tool_calls(w, f["tool_calls"]);
-        if (!f.value("wo_eos", false)) w.protocol(kEos);
-      }
-      // The transition to the assistant, after the last message or before an assistant turn
-      // or a reminder.
-      const bool next_is_turn = idx + 1 == msgs.size() || msgs[idx + 1].role == "assistant" ||
-                                msgs[idx + 1].role == "latest_reminder";
-      if (!next_is_turn) continue;
-      const std::string task = task_of(f);
-      if (task == "action") {
-        w.protocol(kAssistantToken);
-        w.protocol(options.thinking ? kThink : kThinkEnd);
-        w.protocol("<｜action｜>");
-      } else if (!task.empty()) {
-        w.protocol("<｜" + task + "｜>");
-      } else if (m.role == "user" || m.role == "developer") {
-        w.protocol(kAssistantToken);
-        w.protocol(options.thinking && keeps_reasoning(i) ? kThink : kThinkEnd);
-      }
+    try {
+      return render_messages(messages_json, options);
+    } catch (const J::exception& e) {
+      // A field of a type the format does not take ("wo_eos": "yes"): the caller's input.
+      bad_message(std::string("a message field has the wrong type: ") + e.what());
     }
-    return w.finish();
   });
 }
 
