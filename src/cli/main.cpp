@@ -83,12 +83,17 @@ Options join(std::initializer_list<Options> groups) {
   return out;
 }
 
+// Options several commands take, with one wording.
+const Option kThreads = {"threads", "N", "threads (0 = all cores)"};
+const Option kNumerics = {"numerics", "exact|official",
+                          "exact fp32, or DeepSeek's inference numerics"};
+
 const Options kModelOptions = {
     {"model", "DIR", "a checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
     {"preset", "NAME", "a built-in model with random weights instead (demo)"},
     {"tokenizer", "PATH", "a tokenizer.json (default: the model's, or the one found at build)"},
-    {"threads", "N", "threads (0 = all cores)"},
-    {"numerics", "exact|official", "exact fp32, or DeepSeek's inference numerics"},
+    kThreads,
+    kNumerics,
 };
 const Options kSessionOptions = {
     {"kv-format", "f32|bf16|packed", "how the KV cache stores its entries"},
@@ -136,8 +141,8 @@ const std::vector<Command>& commands() {
               {"tokens", "FILE", "token ids (JSON array or safetensors)"},
               {"prompt-len", "S", "prefill S tokens, decode the rest one by one"},
               {"out", "FILE", "where the logits go (safetensors)"},
-              {"threads", "N", "threads (0 = all cores)"},
-              {"numerics", "exact|official", "exact fp32, or DeepSeek's inference numerics"},
+              kThreads,
+              kNumerics,
               {"save", "FILE", "save the session at the end"},
               {"swa", "full|none|checkpoint:N", "how --save keeps the window"},
               {"resume", "FILE", "continue a saved session"}},
@@ -150,16 +155,16 @@ const std::vector<Command>& commands() {
               {"temperature", "T", "sampling temperature (0 = greedy)"},
               {"top-k", "K", "keep the K most likely tokens"},
               {"seed", "S", "random seed"},
-              {"threads", "N", "threads (0 = all cores)"},
-              {"numerics", "exact|official", "exact fp32, or DeepSeek's inference numerics"}},
+              kThreads,
+              kNumerics},
              kSessionOptions}),
        0},
       {"demo", command_demo,
        join({{{"tokens", "N", "prompt length of the long-context demo"},
               {"decode", "N", "tokens to decode"},
               {"layers", "N", "layers of the embedded model"},
-              {"threads", "N", "threads (0 = all cores)"},
-              {"numerics", "exact|official", "exact fp32, or DeepSeek's inference numerics"},
+              kThreads,
+              kNumerics,
               {"text", nullptr, "the text path instead: chat prompt, sampling, streaming"},
               {"tokenizer", "PATH", "the tokenizer for --text"}},
              kSessionOptions,
@@ -172,8 +177,8 @@ const std::vector<Command>& commands() {
               {"batch", "B,B,...", "also decode B sessions at once (vs B = 1)"},
               {"steps", "N", "decode steps per context"},
               {"prefill", "N", "prefill tokens (0 = none)"},
-              {"threads", "N", "threads (0 = all cores)"},
-              {"numerics", "exact|official", "exact fp32, or DeepSeek's inference numerics"}},
+              kThreads,
+              kNumerics},
              kSessionOptions}),
        0},
       {"tokenize",
@@ -199,8 +204,8 @@ const std::vector<Command>& commands() {
        join({{{"model", "DIR", "a checkpoint directory"},
               {"demo", nullptr, "serve the embedded demo model instead"},
               {"tokenizer", "PATH", "a tokenizer.json"},
-              {"threads", "N", "threads (0 = all cores)"},
-              {"numerics", "exact|official", "exact fp32, or DeepSeek's inference numerics"},
+              kThreads,
+              kNumerics,
               {"host", "ADDR", "listen address (default 127.0.0.1)"},
               {"port", "N", "port (default 8080, 0 = any free one)"},
               {"api-key", "KEY", "require Authorization: Bearer KEY"},

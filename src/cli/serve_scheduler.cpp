@@ -247,6 +247,7 @@ void Scheduler::publish_cache_bytes(const std::vector<Active>& active) {
 
 void Scheduler::loop() {
   std::vector<Active> active;
+  std::chrono::steady_clock::time_point last_publish;
   while (true) {
     std::vector<std::shared_ptr<Job>> starting;
     bool stopping = false;
@@ -297,7 +298,13 @@ void Scheduler::loop() {
     for (Active& a : active)
       if (!a.job->done && a.turn->phase() == TurnStepper::Phase::kDone) end(a, Status::ok());
     std::erase_if(active, [](const Active& a) { return a.job->done; });
-    publish_cache_bytes(active);
+    // The cache figures walk every session's layers: a few times a second, not every step (and
+    // once more when the engine goes idle, so /metrics then shows the resting state).
+    const auto now = std::chrono::steady_clock::now();
+    if (active.empty() || now - last_publish >= std::chrono::milliseconds(250)) {
+      publish_cache_bytes(active);
+      last_publish = now;
+    }
   }
 }
 

@@ -30,8 +30,8 @@ struct ServeMetrics {
   std::atomic<uint64_t> decode_steps{0}, decode_rows{0};  // batched steps, and sessions in them
   std::atomic<int64_t> waiting{0}, running{0};
   // The cache bytes of the running and cached sessions by kind (CacheKind) and tier (RAM,
-  // disk), as of the scheduler's last step. Copy-on-write blocks shared by forks count once per
-  // session that holds them.
+  // disk), refreshed every 250 ms while the engine runs and when it goes idle. Copy-on-write blocks
+  // shared by forks count once per session that holds them.
   std::array<std::array<std::atomic<uint64_t>, 2>, kNumCacheKinds> cache_bytes{};
 };
 

@@ -45,9 +45,8 @@ CompressorRows compressor_projections(const Model& model, const CompressorWeight
   return rows;
 }
 
-// Feeds one sequence's projected rows (from its first row `first`) through its compressor; every
-// completed window appends one entry (pooled, RMSNorm'ed, RoPE'd at the window's first position)
-// to `store`.
+// Feeds one sequence's projected rows (rows seq.row on) through its compressor; every completed
+// window appends one entry (pooled, RMSNorm'ed, RoPE'd at the window's first position) to `store`.
 void feed_compressor(const Model& model, const CompressorWeights& w, CompressorState& state,
                      EntryStore& store, const CompressorRows& rows, const SequenceRows& seq,
                      std::span<float> entry) {
@@ -99,8 +98,21 @@ void feed_compressor(const Model& model, const CompressorWeights& w, CompressorS
   }
 }
 
+// Runs body(i) for every sequence, on threads of their own when `across` (a batched decode
+// step: one position each, whose compressor, indexer and attention calls then run on one thread
+// each; their results do not depend on the thread count, and each sequence writes only its own
+// cache). The first failure is thrown after the loop.
 template <class Body>
-void for_each_sequence(size_t n, bool across, Body body);
+void for_each_sequence(size_t n, bool across, Body body) {
+  // Kept between calls (decode allocates nothing); named through a local reference, since a
+  // worker thread would see its own thread_local.
+  thread_local std::vector<Status> kept;
+  kept.assign(n, Status::ok());
+  std::vector<Status>& failures = kept;
+#pragma omp parallel for schedule(dynamic) if (across)
+  for (size_t i = 0; i < n; ++i) failures[i] = capture_status([&] { throw_if_error(body(i)); });
+  for (const Status& s : failures) throw_if_error(s);
+}
 
 // Runs every sequence's rows through the compressor of its layer cache that `pick` names (on
 // threads of their own when `across`, see for_each_sequence).
@@ -275,8 +287,7 @@ AttentionScratch attention_scratch(const Model& model, int layer, const Sequence
 // One sequence's sink attention: its queries (rows of q) over its window (the cache's ring and
 // the sequence's own new keys, kv) and its selected (CSA) or visible (HCA) compressed entries,
 // into its rows of o. Its positions run on scratch.n_lists threads; the entries it reads must be
-// resident (make_entries_resident), and nothing here changes the cache, so sequences can run
-// on threads of their own. Returns the first failure.
+// resident (make_entries_resident). Returns the first failure.
 Status attend_rows(const Model& model, int layer, const SequenceRows& seq, const float* q,
                    const float* kv, const Selection& sel, float* o,
                    const AttentionScratch& scratch) {
@@ -344,21 +355,6 @@ void finish_sequence(const Model& model, int layer, const SequenceRows& seq,
     window.append_encoded(scratch.new_entries.data() + size_t(t) * window.codec().bytes());
 }
 
-// Runs body(i) for every sequence, on threads of their own when `across` (a batched decode
-// step: one position each, whose indexer and attention calls then run on one thread; their
-// results do not depend on the thread count). The first failure is thrown after the loop.
-template <class Body>
-void for_each_sequence(size_t n, bool across, Body body) {
-  // Kept between calls (decode allocates nothing); named through a local reference, since a
-  // worker thread would see its own thread_local.
-  thread_local std::vector<Status> kept;
-  kept.assign(n, Status::ok());
-  std::vector<Status>& failures = kept;
-#pragma omp parallel for schedule(dynamic) if (across)
-  for (size_t i = 0; i < n; ++i) failures[i] = capture_status([&] { throw_if_error(body(i)); });
-  for (const Status& s : failures) throw_if_error(s);
-}
-
 }  // namespace
 
 void check_abort(const AppendOptions& options) {
@@ -378,7 +374,8 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
   const float eps = float(c.rms_norm_eps);
   const Numerics numerics = model.numerics();
   const GemmNumerics lin = linear_numerics(model);
-  // A batched decode step runs its sequences' indexer and attention on threads of their own.
+  // A batched decode step runs its sequences' compressors, indexer and attention (with the
+  // window appends) on threads of their own; residency (the disk tier) stays on this thread.
   const bool across = sequences.size() > 1 &&
                       std::all_of(sequences.begin(), sequences.end(),
                                   [](const SequenceRows& seq) { return seq.n_tokens == 1; });

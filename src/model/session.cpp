@@ -14,6 +14,14 @@
 namespace dsv4 {
 namespace {
 
+// kInvalidArgument for an OutputMode value outside the enum (it comes through the C ABI as int).
+Status check_output_mode(OutputMode mode) {
+  if (mode == OutputMode::kNone || mode == OutputMode::kLast || mode == OutputMode::kAll)
+    return Status::ok();
+  return Status(StatusCode::kInvalidArgument,
+                "unknown output mode " + std::to_string(int32_t(mode)));
+}
+
 // Applies the session's thread count (or the model's) to this thread's OpenMP regions for one
 // append, and restores it.
 class ThreadCountScope {
@@ -320,10 +328,7 @@ Status Session::append(std::span<const int32_t> tokens, float* logits, ForwardTr
 Status Session::append(std::span<const int32_t> tokens, const AppendOptions& options, float* logits,
                        ForwardTrace* trace) {
   const ModelConfig& c = model_->config();
-  if (options.output != OutputMode::kNone && options.output != OutputMode::kLast &&
-      options.output != OutputMode::kAll)
-    return Status(StatusCode::kInvalidArgument,
-                  "unknown output mode " + std::to_string(int32_t(options.output)));
+  if (Status s = check_output_mode(options.output); !s) return s;
   if (options.output == OutputMode::kNone) logits = nullptr;
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
@@ -441,10 +446,7 @@ Status Session::check_batch(std::span<Session* const> sessions, std::span<const 
 Status Session::decode_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens,
                              const AppendOptions& options, float* logits) {
   if (Status s = check_batch(sessions, tokens); !s) return s;
-  if (options.output != OutputMode::kNone && options.output != OutputMode::kLast &&
-      options.output != OutputMode::kAll)
-    return Status(StatusCode::kInvalidArgument,
-                  "unknown output mode " + std::to_string(int32_t(options.output)));
+  if (Status s = check_output_mode(options.output); !s) return s;
   if (options.output == OutputMode::kNone) logits = nullptr;
   Session& lead = *sessions[0];  // its thread count and workspace serve the batch
   const auto n_rows = int64_t(sessions.size());
