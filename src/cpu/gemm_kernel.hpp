@@ -16,6 +16,8 @@
 //    decoders, and every row tile of A runs the same dot products over the decoded values.
 #pragma once
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -151,44 +153,42 @@ struct GemmKernel {
     hi = Batch::load_aligned(th);
   }
 
-  // ---- one tile of MI activation rows x NJ weight rows ----
-  // MI and NJ are template arguments so the MI x NJ accumulators live in registers. kDecoded: the
-  // weight vectors come from rows decoded beforehand (`decoded`, see decode_rows) instead of being
-  // decoded here; the arithmetic is the same.
-  template <int MI, int NJ, bool kDecoded = false>
+  // The scalar part of output (i, j): products of inputs [p0, p1) with the dequantised weights,
+  // summed in order. Both GEMM paths take their tails from here.
+  static float scalar_tail_sum(const GemmArgs& g, int64_t i, int64_t j, int64_t p0, int64_t p1) {
+    const float* a = g.a + i * g.lda;
+    float tail = 0.0f;
+    for (int64_t p = p0; p < p1; ++p) tail += a[p] * g.w.at(j, p);
+    return tail;
+  }
+
+  // ---- one tile of MI activation rows x NJ weight rows, decoded in registers ----
+  // MI and NJ are template arguments so the MI x NJ accumulators live in registers.
+  template <int MI, int NJ>
   struct Tile {
     const GemmArgs& g;
     int64_t i0, j0;
     const float* a[MI];
     const uint8_t* rows[NJ];
-    const float* decoded[NJ] = {};
     Batch acc[MI][NJ];
     float tail[MI][NJ] = {};  // scalar remainders, already scaled
 
-    Tile(const GemmArgs& args, int64_t i, int64_t j, const float* decoded_rows = nullptr)
-        : g(args), i0(i), j0(j) {
+    Tile(const GemmArgs& args, int64_t i, int64_t j) : g(args), i0(i), j0(j) {
       for (int r = 0; r < MI; ++r) a[r] = g.a + (i0 + r) * g.lda;
       for (int c = 0; c < NJ; ++c) rows[c] = g.w.row(j0 + c);
-      if constexpr (kDecoded)
-        for (int c = 0; c < NJ; ++c) decoded[c] = decoded_rows + c * g.k;
       for (auto& r : acc)
         for (auto& b : r) b = Batch(0.0f);
     }
-    // Scalar products of inputs [p0, p1) with the dequantised weights.
     void scalar_tail(int64_t p0, int64_t p1) {
-      for (int c = 0; c < NJ; ++c)
-        for (int64_t p = p0; p < p1; ++p) {
-          const float wv = g.w.at(j0 + c, p);
-          for (int r = 0; r < MI; ++r) tail[r][c] += a[r][p] * wv;
-        }
+      for (int r = 0; r < MI; ++r)
+        for (int c = 0; c < NJ; ++c) tail[r][c] = scalar_tail_sum(g, i0 + r, j0 + c, p0, p1);
     }
     // Software prefetch of each row `kPrefetchBytes` ahead of byte offset `at`: GEMV streams NJ
     // rows at once, more slowly than a plain copy, and the hardware prefetcher alone leaves the
     // decode waiting on memory (measured: the stalls sit on the first use of each load).
     static constexpr int64_t kPrefetchBytes = 1024;
     void prefetch(int64_t at) const {
-      if constexpr (!kDecoded)
-        for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + at + kPrefetchBytes, 0, 3);
+      for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + at + kPrefetchBytes, 0, 3);
     }
     void finish() {
       for (int r = 0; r < MI; ++r)
@@ -197,20 +197,15 @@ struct GemmKernel {
   };
 
   // Plain formats (F32, BF16): one FMA per weight vector and activation row.
-  template <WeightFormat F, int MI, int NJ, bool D>
-  static void dot_plain(Tile<MI, NJ, D>& t) {
+  template <WeightFormat F, int MI, int NJ>
+  static void dot_plain(Tile<MI, NJ>& t) {
     const int64_t k = t.g.k, k_vec = k - k % kLanes;
     constexpr int64_t kBytes = F == WeightFormat::kF32 ? 4 : 2;
     for (int64_t p = 0; p < k_vec; p += kLanes) {
       if ((p * kBytes) % 64 == 0) t.prefetch(p * kBytes);
       Batch wv[NJ];
-      for (int c = 0; c < NJ; ++c) {
-        if constexpr (D) {
-          wv[c] = Batch::load_unaligned(t.decoded[c] + p);
-        } else {
-          wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
-        }
-      }
+      for (int c = 0; c < NJ; ++c)
+        wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
       for (int r = 0; r < MI; ++r) {
         const Batch av = Batch::load_unaligned(t.a[r] + p);
         for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
@@ -220,10 +215,10 @@ struct GemmKernel {
   }
 
   // FP8: each weight vector is decoded and multiplied by its block's scale (a power of two, so
-  // w·s is exact), then one FMA per activation row: the same operations whether the vector was
-  // decoded here or by decode_rows.
-  template <int MI, int NJ, bool D>
-  static void dot_fp8(Tile<MI, NJ, D>& t) {
+  // w·s is exact), then one FMA per activation row (decode_rows gives the prefill path the same
+  // products).
+  template <int MI, int NJ>
+  static void dot_fp8(Tile<MI, NJ>& t) {
     const WeightView& w = t.g.w;
     const int64_t k = t.g.k;
     const uint8_t* scale_rows[NJ];
@@ -231,22 +226,16 @@ struct GemmKernel {
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
       Batch sv[NJ];
-      if constexpr (!D)
-        for (int c = 0; c < NJ; ++c)
-          sv[c] = Batch(ue8m0_to_float(scale_rows[c][blk]) * kFp8ViaFp16Factor);
+      for (int c = 0; c < NJ; ++c)
+        sv[c] = Batch(ue8m0_to_float(scale_rows[c][blk]) * kFp8ViaFp16Factor);
       int64_t p = b0;
       for (; p + 2 * kLanes <= b_vec; p += 2 * kLanes) {
         if (p % 64 == 0) t.prefetch(p);
         Batch w0[NJ], w1[NJ];
         for (int c = 0; c < NJ; ++c) {
-          if constexpr (D) {
-            w0[c] = Batch::load_unaligned(t.decoded[c] + p);
-            w1[c] = Batch::load_unaligned(t.decoded[c] + p + kLanes);
-          } else {
-            load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
-            w0[c] = w0[c] * sv[c];
-            w1[c] = w1[c] * sv[c];
-          }
+          load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
+          w0[c] = w0[c] * sv[c];
+          w1[c] = w1[c] * sv[c];
         }
         for (int r = 0; r < MI; ++r) {
           const Batch a0 = Batch::load_unaligned(t.a[r] + p);
@@ -257,27 +246,22 @@ struct GemmKernel {
       }
       for (; p < b_vec; p += kLanes) {
         Batch wv[NJ];
-        for (int c = 0; c < NJ; ++c)
-          wv[c] = D ? Batch::load_unaligned(t.decoded[c] + p)
-                    : Batch(load_fp8_scaled(t.rows[c], p) * sv[c]);
+        for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.rows[c], p) * sv[c];
         for (int r = 0; r < MI; ++r) {
           const Batch av = Batch::load_unaligned(t.a[r] + p);
           for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
         }
       }
     }
-    for (int64_t b0 = 0; b0 < k; b0 += 128) {
-      const int64_t b1 = std::min(k, b0 + 128);
-      t.scalar_tail(b0 + (b1 - b0) / kLanes * kLanes, b1);
-    }
+    t.scalar_tail(k / kLanes * kLanes, k);  // only the last block can have a scalar remainder
   }
 
   // FP4: activations come pre-permuted (`a_perm` rows of k: per group of 2·kLanes inputs, the
   // even ones then the odd ones) so the low and high nibbles of kLanes bytes meet two vectors.
   // Both vectors are multiplied by the block scale (exact: a power of two), then one FMA each
   // per activation row.
-  template <int MI, int NJ, bool D>
-  static void dot_fp4(Tile<MI, NJ, D>& t, const float* a_perm) {
+  template <int MI, int NJ>
+  static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
     const WeightView& w = t.g.w;
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
@@ -285,28 +269,21 @@ struct GemmKernel {
     // (a load) instead of building each from its code (shuffle-port work, the bottleneck here).
     thread_local std::vector<float> scale_buffer;
     float* scales[NJ];
-    if constexpr (!D) {
-      scale_buffer.resize(size_t(NJ * n_blocks));
-      for (int c = 0; c < NJ; ++c) {
-        const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
-        scales[c] = scale_buffer.data() + c * n_blocks;
-        for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
-      }
+    scale_buffer.resize(size_t(NJ * n_blocks));
+    for (int c = 0; c < NJ; ++c) {
+      const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
+      scales[c] = scale_buffer.data() + c * n_blocks;
+      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
     }
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
       for (int64_t p = b0; p < b0 + 32; p += group) {
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c) {
-          if constexpr (D) {
-            lo[c] = Batch::load_unaligned(t.decoded[c] + p);
-            hi[c] = Batch::load_unaligned(t.decoded[c] + p + kLanes);
-          } else {
-            load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
-            const Batch sv(scales[c][blk]);
-            lo[c] = lo[c] * sv;
-            hi[c] = hi[c] * sv;
-          }
+          load_fp4_pair(t.rows[c] + p / 2, lo[c], hi[c]);
+          const Batch sv(scales[c][blk]);
+          lo[c] = lo[c] * sv;
+          hi[c] = hi[c] * sv;
         }
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
@@ -319,10 +296,9 @@ struct GemmKernel {
     t.scalar_tail(k_vec, k);
   }
 
-  template <int MI, int NJ, bool D>
-  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const float* a_perm,
-                       const float* decoded) {
-    Tile<MI, NJ, D> t(g, i0, j0, decoded);
+  template <int MI, int NJ>
+  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const float* a_perm) {
+    Tile<MI, NJ> t(g, i0, j0);
     switch (g.w.format) {
       case WeightFormat::kF32:
         dot_plain<WeightFormat::kF32>(t);
@@ -341,11 +317,10 @@ struct GemmKernel {
     }
     t.finish();
   }
-  template <bool D>
   static void dot_any(const GemmArgs& g, int64_t i0, int64_t mi, int64_t j0, int64_t nj,
-                      const float* ap, const float* decoded = nullptr) {
+                      const float* ap) {
     with_count<kTile>(mi, [&]<int MI>() {
-      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ, D>(g, i0, j0, ap, decoded); });
+      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ>(g, i0, j0, ap); });
     });
   }
 
@@ -386,17 +361,18 @@ struct GemmKernel {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
       for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
-        dot_any<false>(g, i0, std::min(kTile, g.m - i0), j0, nj, ap);
+        dot_any(g, i0, std::min(kTile, g.m - i0), j0, nj, ap);
     }
   }
 
   // The vector part of W rows [j0, j0 + nj) as the tiles see it after decoding and scaling:
-  // out[c·k + p] is the lane value for input p (BF16 and FP8 in order; FP4 per group of 2·kLanes
+  // out[c·ld + p] is the lane value for input p (BF16 and FP8 in order; FP4 per group of 2·kLanes
   // inputs, the even ones then the odd ones). The scalar tails stay with WeightView::at.
-  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, float* out) {
+  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, float* out,
+                          int64_t ld) {
     for (int64_t c = 0; c < nj; ++c) {
       const uint8_t* row = w.row(j0 + c);
-      float* dst = out + c * k;
+      float* dst = out + c * ld;
       switch (w.format) {
         case WeightFormat::kF32:
           std::memcpy(dst, row, size_t(k) * 4);
@@ -432,35 +408,202 @@ struct GemmKernel {
     }
   }
 
-  // Weight rows per decoded block: about 512 KiB of fp32, so the block stays in L2 while every
-  // row tile of A passes over it.
-  static int64_t decoded_block_rows(int64_t k) {
-    const int64_t rows = (int64_t(512) << 10) / (4 * std::max<int64_t>(k, 1));
-    return std::max(kTile, rows / kTile * kTile);
+  // ---- prefill: register tiles over decoded rows, blocked along k ----
+  // A tile of kPanelRows activation rows × kTile weight rows needs kPanelRows + kTile vector loads
+  // per kPanelRows·kTile FMAs. Streaming both operands over the whole of k made the loads come from
+  // L2 and set the pace at about half the FMA peak; so k is cut into kDepth-long slices: a tile's
+  // activation slice is copied into a small panel that stays in L1 while the block's decoded weight
+  // rows pass over it, and the lane-wise partial sums wait in memory between slices (exactly:
+  // stores and loads do not round). Rows of 4 KiB would all fall into the same L1 sets and evict
+  // the panel, so the panel's rows and the decoded rows are spaced one cache line further apart.
+  // Each output's lanes still accumulate over k in ascending order, then one horizontal sum and the
+  // scalar tail, as in the register path: the same bits for any m, tiling or slicing.
+  static constexpr int kPanelRows = kAvx512 ? 6 : int(kTile);  // 24 accumulators of AVX-512's 32
+  static constexpr int64_t kDepth = 1024;
+  static constexpr int64_t kPanelStride = kDepth + 16;  // floats: one cache line of skew per row
+  static constexpr int64_t kRowGroup = 8 * kPanelRows;  // rows whose partial sums wait in memory
+
+  // Floats from one decoded weight row to the next: whole vectors plus a cache line of skew.
+  static int64_t decoded_stride(int64_t k) { return (k + 15) / 16 * 16 + 16; }
+
+  // Inputs [0, vector_inputs) go through the lanes; the rest is the format's scalar tail.
+  static int64_t vector_inputs(const GemmArgs& g) {
+    return g.w.format == WeightFormat::kFp4Block ? g.k / 32 * 32 : g.k / kLanes * kLanes;
+  }
+
+  // Partial sums of MI panel rows × NJ decoded weight rows over the panel's `n` inputs, continuing
+  // from `sums` (row stride `sums_stride` floats) unless `first`.
+  template <int MI, int NJ>
+  static void panel_tile(const float* panel, const float* w, int64_t ldw, int64_t n, float* sums,
+                         int64_t sums_stride, bool first) {
+    Batch acc[MI][NJ];
+    for (int r = 0; r < MI; ++r)
+      for (int c = 0; c < NJ; ++c)
+        acc[r][c] = first ? Batch(0.0f) : Batch::load_aligned(sums + r * sums_stride + c * kLanes);
+    for (int64_t p = 0; p < n; p += kLanes) {
+      Batch wv[NJ];
+      for (int c = 0; c < NJ; ++c) {
+        __builtin_prefetch(w + c * ldw + p + 128, 0, 3);
+        wv[c] = Batch::load_unaligned(w + c * ldw + p);
+      }
+      for (int r = 0; r < MI; ++r) {
+        const Batch av = Batch::load_aligned(panel + r * kPanelStride + p);
+        for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < MI; ++r)
+      for (int c = 0; c < NJ; ++c) acc[r][c].store_aligned(sums + r * sums_stride + c * kLanes);
+  }
+
+  // The horizontal sums of 16 consecutive vectors at `v`, out[o] = the sum of v[o], added in
+  // xsimd::hadd's order (lanes i and i + 8, then i and i + 4, then the pairs (0, 1) and (2, 3),
+  // then the two pair sums), so the bits are Tile::finish's; fp addition commutes, so only the
+  // pairing matters. Four levels of shuffles across the 16 vectors instead of a dependent
+  // shuffle chain per output (that chain had cost a sixth of the prefill time).
+  static void hadd16(const float* v, float* out) {
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      // The zero-masked forms with every lane kept: GCC 12 warns that the plain forms' undefined
+      // pass-through operand is uninitialized.
+      constexpr __mmask16 kAll = 0xFFFF;
+      __m512 half[8], quarter[4], pair[2];
+      for (int q = 0; q < 8; ++q) {  // lanes 0-7: v[2q] i + (i + 8); lanes 8-15: v[2q + 1]'s
+        const __m512 x = _mm512_load_ps(v + 32 * q), y = _mm512_load_ps(v + 32 * q + 16);
+        half[q] = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll, x, y, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_maskz_shuffle_f32x4(kAll, x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+      }
+      for (int q = 0; q < 4; ++q)  // 128-bit lane L: v[4q + L]'s i + (i + 4), i < 4
+        quarter[q] = _mm512_add_ps(
+            _mm512_maskz_shuffle_f32x4(kAll, half[2 * q], half[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+            _mm512_maskz_shuffle_f32x4(kAll, half[2 * q], half[2 * q + 1],
+                                       _MM_SHUFFLE(3, 1, 3, 1)));
+      for (int q = 0; q < 2; ++q)  // per 128-bit lane: (0 + 1), (2 + 3) of two vectors
+        pair[q] = _mm512_add_ps(_mm512_maskz_shuffle_ps(kAll, quarter[2 * q], quarter[2 * q + 1],
+                                                        _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_maskz_shuffle_ps(kAll, quarter[2 * q], quarter[2 * q + 1],
+                                                        _MM_SHUFFLE(3, 1, 3, 1)));
+      // Element 4L + s now holds the sum of v[4s + L].
+      const __m512 sums =
+          _mm512_add_ps(_mm512_maskz_shuffle_ps(kAll, pair[0], pair[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                        _mm512_maskz_shuffle_ps(kAll, pair[0], pair[1], _MM_SHUFFLE(3, 1, 3, 1)));
+      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+      _mm512_storeu_ps(out, _mm512_maskz_permutexvar_ps(kAll, order, sums));
+      return;
+    }
+#endif
+    for (int o = 0; o < 16; ++o) out[o] = xsimd::hadd(Batch::load_aligned(v + o * kLanes));
+  }
+
+  // The finished outputs of rows [i_begin, i_end) × weight rows [j_begin, j_end): each partial
+  // sum's horizontal sum plus its scalar tail, stored as Tile::finish stores them.
+  static void finish_rows(const GemmArgs& g, int64_t i_begin, int64_t i_end, int64_t j_begin,
+                          int64_t j_end, const float* sums, int64_t stride, int64_t kv) {
+    alignas(64) float h[16];
+    for (int64_t i = i_begin; i < i_end; ++i) {
+      const float* row = sums + (i - i_begin) * stride;
+      for (int64_t j = j_begin; j < j_end;) {
+        const int64_t n = kAvx512 && kv > 0 && j + 16 <= j_end ? 16 : 1;
+        if (n == 16) {
+          hadd16(row + (j - j_begin) * kLanes, h);
+        } else {
+          h[0] = kv > 0 ? xsimd::hadd(Batch::load_aligned(row + (j - j_begin) * kLanes)) : 0.0f;
+        }
+        for (int64_t o = 0; o < n; ++o)
+          store(g, i, j + o, h[o] + (kv < g.k ? scalar_tail_sum(g, i, j + o, kv, g.k) : 0.0f));
+        j += n;
+      }
+    }
+  }
+
+  // Calls f.template operator()<MI, NJ>(i0, j0) for every tile of rows [i_begin, i_end) × weight
+  // rows [j_begin, j_end).
+  template <class F>
+  static void for_each_tile(int64_t i_begin, int64_t i_end, int64_t j_begin, int64_t j_end, F&& f) {
+    for (int64_t i0 = i_begin; i0 < i_end; i0 += kPanelRows)
+      for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile)
+        with_count<kPanelRows>(std::min<int64_t>(kPanelRows, i_end - i0), [&]<int MI>() {
+          with_count<kTile>(std::min(kTile, j_end - j0),
+                            [&]<int NJ>() { f.template operator()<MI, NJ>(i0, j0); });
+        });
+  }
+
+  // Rows [j_begin, j_end) of C for every activation row, from the block's decoded weight rows
+  // (row stride ldd). `a` is the activations as the lanes see them (FP4: a_perm); `scratch` holds
+  // a panel (kPanelRows × kPanelStride) and the partial sums (kRowGroup × (j_end - j_begin)
+  // vectors).
+  static void multiply_decoded_block(const GemmArgs& g, const float* a, int64_t lda,
+                                     int64_t j_begin, int64_t j_end, const float* decoded,
+                                     int64_t ldd, float* scratch) {
+    const int64_t kv = vector_inputs(g), stride = (j_end - j_begin) * kLanes;
+    float* panel = scratch;
+    float* sums = scratch + kPanelRows * kPanelStride;
+    for (int64_t ig = 0; ig < g.m; ig += kRowGroup) {
+      const int64_t ig_end = std::min(g.m, ig + kRowGroup);
+      for (int64_t p0 = 0; p0 < kv; p0 += kDepth) {
+        const int64_t n = std::min(kv - p0, kDepth);
+        for (int64_t i0 = ig; i0 < ig_end; i0 += kPanelRows) {
+          const int64_t mi = std::min<int64_t>(kPanelRows, ig_end - i0);
+          for (int64_t r = 0; r < mi; ++r)
+            std::memcpy(panel + r * kPanelStride, a + (i0 + r) * lda + p0, size_t(n) * 4);
+          // The next panel's rows come from L3 (A is read once per block of W): fetched to L2 a
+          // few lines per tile while this panel runs, instead of in one burst by its copy.
+          const int64_t next_rows = std::min<int64_t>(kPanelRows, ig_end - i0 - mi);
+          const int64_t lines_per_row = (n * 4 + 63) / 64, lines = next_rows * lines_per_row;
+          const int64_t tiles = (j_end - j_begin + kTile - 1) / kTile;
+          const int64_t lines_per_tile = (lines + tiles - 1) / tiles;
+          int64_t next_line = 0;
+          for_each_tile(i0, i0 + mi, j_begin, j_end, [&]<int MI, int NJ>(int64_t, int64_t j0) {
+            for (int64_t l = 0; l < lines_per_tile && next_line < lines; ++l, ++next_line) {
+              const int64_t r = next_line / lines_per_row, line = next_line % lines_per_row;
+              __builtin_prefetch(a + (i0 + mi + r) * lda + p0 + 16 * line, 0, 2);
+            }
+            panel_tile<MI, NJ>(panel, decoded + (j0 - j_begin) * ldd + p0, ldd, n,
+                               sums + (i0 - ig) * stride + (j0 - j_begin) * kLanes, stride,
+                               p0 == 0);
+          });
+        }
+      }
+      finish_rows(g, ig, ig_end, j_begin, j_end, sums, stride, kv);
+    }
+  }
+
+  // Weight rows per decoded block: at most about 512 KiB of fp32, so the block stays in L2 while
+  // every activation panel passes over it, and as many blocks as a multiple of the threads (one
+  // block more than a thread's share had left a core idle for a ninth of the call).
+  static int64_t decoded_block_rows(const GemmArgs& g) {
+    const int64_t most = std::max(kTile, (int64_t(512) << 10) / (4 * decoded_stride(g.k)));
+    const int64_t threads = parallel(g) && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    const int64_t blocks = ((g.n + most - 1) / most + threads - 1) / threads * threads;
+    const int64_t rows = (g.n + blocks - 1) / blocks;
+    return std::min(most / kTile * kTile, (rows + kTile - 1) / kTile * kTile);
   }
 
   static void run_decoded(const GemmArgs& g, const float* ap) {
-    const int64_t block = decoded_block_rows(g.k);
+    const int64_t block = decoded_block_rows(g), ldd = decoded_stride(g.k);
     const int64_t n_blocks = (g.n + block - 1) / block;
+    const bool fp4 = g.w.format == WeightFormat::kFp4Block;
+    const float* a = fp4 ? ap : g.a;
+    const int64_t lda = fp4 ? g.k : g.lda;
+    const size_t decoded_floats = size_t(block * ldd);
+    const size_t scratch_floats =
+        decoded_floats + size_t(kPanelRows * kPanelStride + kRowGroup * block * kLanes);
     ParallelGuard guard;
 #pragma omp parallel if (parallel(g))
     {
-      // Per-thread scratch that lives as long as the thread: one decoded block.
+      // Per-thread scratch that lives as long as the thread: one decoded block, a panel and the
+      // partial sums.
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
       float* decoded = nullptr;
       guard.run([&] {
-        if (scratch.size() < size_t(block * g.k)) scratch.resize(size_t(block * g.k));
+        if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
         decoded = scratch.data();
       });
 #pragma omp for schedule(dynamic)
       for (int64_t jb = 0; jb < n_blocks; ++jb) {
         if (!decoded) continue;  // this thread's scratch failed; the guard has the error
         const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
-        decode_rows(g.w, j_begin, j_end - j_begin, g.k, decoded);
-        for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
-          for (int64_t j0 = j_begin; j0 < j_end; j0 += kTile)
-            dot_any<true>(g, i0, std::min(kTile, g.m - i0), j0, std::min(kTile, j_end - j0), ap,
-                          decoded + (j0 - j_begin) * g.k);
+        decode_rows(g.w, j_begin, j_end - j_begin, g.k, decoded, ldd);
+        multiply_decoded_block(g, a, lda, j_begin, j_end, decoded, ldd, decoded + decoded_floats);
       }
     }
     guard.rethrow();

@@ -200,8 +200,9 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
           "[backend][gemm]") {
   // Prefill, chunked prefill and decode must give the same bits (session truncate and restores
   // without the window ring rebuild the cache by recomputation): each row computed alone
-  // (decoded in registers), in a call of 7 rows (tiles of 4 and 3) and of 40 rows (decoded
-  // buffer), on one and on two threads, is the same float.
+  // (decoded in registers), in a call of 7 rows (tiles of 4 and 3) and of 56 rows (decoded
+  // buffer: two row groups, edge tiles, k in three slices), on one and on two threads, is the
+  // same float.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
@@ -212,9 +213,9 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
     for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
       if (isa > best) continue;
       const auto table = dsv4::cpu::kernels_for(isa);
-      // k = 1000: FP8 blocks with a partial last one, FP4 blocks and a scalar tail; n = 1030 (not
+      // k = 2100: FP8 blocks with a partial last one, FP4 blocks and a scalar tail; n = 1030 (not
       // a multiple of the tiles) and enough work to fork.
-      const int64_t n = 1030, k = 1000, m = 40;
+      const int64_t n = 1030, k = 2100, m = 56;
       const TestMatrix w = random_matrix(format, n, k, rng);
       std::vector<float> a(size_t(m * k));
       for (auto& x : a) x = dist(rng);
@@ -235,7 +236,7 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
                      << dsv4::cpu::isa_name(isa));
       CHECK(std::memcmp(all.data(), all_one_thread.data(), all.size() * 4) == 0);
       CHECK(std::memcmp(seven.data(), all.data() + 10 * n, seven.size() * 4) == 0);
-      for (int64_t i : {0, 13, 39}) {
+      for (int64_t i : {0, 13, 55}) {
         const std::vector<float> alone = run(i, 1, 2);
         CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
       }
