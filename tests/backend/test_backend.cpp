@@ -219,6 +219,10 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
       const TestMatrix w = random_matrix(format, n, k, rng);
       std::vector<float> a(size_t(m * k));
       for (auto& x : a) x = dist(rng);
+      // Row 5 holds a subnormal and row 20 a value near float's limit: the extremes of the
+      // products go through both paths too.
+      a[size_t(5 * k + 3)] = 1e-40f;
+      a[size_t(20 * k + 7)] = 3e37f;
       auto run = [&](int64_t first_row, int64_t rows, int threads) {
         std::vector<float> c(size_t(rows * n));
         dsv4::GemmArgs g;
@@ -236,7 +240,7 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
                      << dsv4::cpu::isa_name(isa));
       CHECK(std::memcmp(all.data(), all_one_thread.data(), all.size() * 4) == 0);
       CHECK(std::memcmp(seven.data(), all.data() + 10 * n, seven.size() * 4) == 0);
-      for (int64_t i : {0, 13, 55}) {
+      for (int64_t i : {0, 5, 13, 20, 55}) {
         const std::vector<float> alone = run(i, 1, 2);
         CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
       }
