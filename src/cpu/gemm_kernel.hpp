@@ -441,10 +441,7 @@ struct GemmKernel {
         acc[r][c] = first ? Batch(0.0f) : Batch::load_aligned(sums + r * sums_stride + c * kLanes);
     for (int64_t p = 0; p < n; p += kLanes) {
       Batch wv[NJ];
-      for (int c = 0; c < NJ; ++c) {
-        __builtin_prefetch(w + c * ldw + p + 128, 0, 3);
-        wv[c] = Batch::load_unaligned(w + c * ldw + p);
-      }
+      for (int c = 0; c < NJ; ++c) wv[c] = Batch::load_unaligned(w + c * ldw + p);
       for (int r = 0; r < MI; ++r) {
         const Batch av = Batch::load_aligned(panel + r * kPanelStride + p);
         for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
@@ -526,6 +523,25 @@ struct GemmKernel {
         });
   }
 
+  // Prefetches `rows` rows of `n` floats (row stride ld) to L2 in `steps` about equal parts.
+  class PanelPrefetch {
+   public:
+    PanelPrefetch(const float* first, int64_t ld, int64_t rows, int64_t n, int64_t steps)
+        : row_(first), ld_(ld), rows_left_(rows), lines_per_row_((n + 15) / 16) {
+      per_step_ = (rows * lines_per_row_ + steps - 1) / std::max<int64_t>(steps, 1);
+    }
+    void step() {
+      for (int64_t l = 0; l < per_step_ && rows_left_ > 0; ++l) {
+        __builtin_prefetch(row_ + 16 * line_, 0, 2);
+        if (++line_ == lines_per_row_) line_ = 0, row_ += ld_, --rows_left_;
+      }
+    }
+
+   private:
+    const float* row_;
+    int64_t ld_, rows_left_, lines_per_row_, per_step_ = 0, line_ = 0;
+  };
+
   // Rows [j_begin, j_end) of C for every activation row, from the block's decoded weight rows
   // (row stride ldd). `a` is the activations as the lanes see them (FP4: a_perm); `scratch` holds
   // a panel (kPanelRows × kPanelStride) and the partial sums (kRowGroup × (j_end - j_begin)
@@ -546,16 +562,12 @@ struct GemmKernel {
             std::memcpy(panel + r * kPanelStride, a + (i0 + r) * lda + p0, size_t(n) * 4);
           // The next panel's rows come from L3 (A is read once per block of W): fetched to L2 a
           // few lines per tile while this panel runs, instead of in one burst by its copy.
-          const int64_t next_rows = std::min<int64_t>(kPanelRows, ig_end - i0 - mi);
-          const int64_t lines_per_row = (n * 4 + 63) / 64, lines = next_rows * lines_per_row;
           const int64_t tiles = (j_end - j_begin + kTile - 1) / kTile;
-          const int64_t lines_per_tile = (lines + tiles - 1) / tiles;
-          int64_t next_line = 0;
+          const int64_t next_rows = std::min<int64_t>(kPanelRows, ig_end - i0 - mi);
+          PanelPrefetch next(next_rows > 0 ? a + (i0 + mi) * lda + p0 : a, lda, next_rows, n,
+                             tiles);
           for_each_tile(i0, i0 + mi, j_begin, j_end, [&]<int MI, int NJ>(int64_t, int64_t j0) {
-            for (int64_t l = 0; l < lines_per_tile && next_line < lines; ++l, ++next_line) {
-              const int64_t r = next_line / lines_per_row, line = next_line % lines_per_row;
-              __builtin_prefetch(a + (i0 + mi + r) * lda + p0 + 16 * line, 0, 2);
-            }
+            next.step();
             panel_tile<MI, NJ>(panel, decoded + (j0 - j_begin) * ldd + p0, ldd, n,
                                sums + (i0 - ig) * stride + (j0 - j_begin) * kLanes, stride,
                                p0 == 0);
