@@ -354,9 +354,14 @@ struct GemmKernel {
 
   static bool parallel(const GemmArgs& g) { return g.m * g.n * g.k > kParallelMacs; }
 
+  // Tiles are handed out in chunks of about 128 KiB of weights, first come first served: on a
+  // shared machine one thread of a static split often finished late and the other waited at the
+  // barrier (a sixth of a decode step's samples were spent there).
   static void run_in_registers(const GemmArgs& g, const float* ap) {
     const int64_t n_tiles = (g.n + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) if (parallel(g))
+    const int64_t chunk =
+        std::max<int64_t>(1, (int64_t(128) << 10) / std::max<int64_t>(1, kTile * g.w.row_bytes()));
+#pragma omp parallel for schedule(dynamic, chunk) if (parallel(g))
     for (int64_t jt = 0; jt < n_tiles; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
