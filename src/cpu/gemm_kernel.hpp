@@ -427,6 +427,13 @@ struct GemmKernel {
   static constexpr int64_t kPanelStride = kDepth + 16;  // floats: one cache line of skew per row
   static constexpr int64_t kRowGroup = 8 * kPanelRows;  // rows whose partial sums wait in memory
 
+  // Activation rows whose partial sums wait in memory at once: a whole group when k has several
+  // slices; one panel when it has one (nothing waits between slices then, so the sums buffer stays
+  // small: its size is part of a session's working memory).
+  static int64_t row_group(const GemmArgs& g) {
+    return vector_inputs(g) > kDepth ? kRowGroup : kPanelRows;
+  }
+
   // Floats from one decoded weight row to the next: whole vectors plus a cache line of skew.
   static int64_t decoded_stride(int64_t k) { return (k + 15) / 16 * 16 + 16; }
 
@@ -549,7 +556,7 @@ struct GemmKernel {
 
   // Rows [j_begin, j_end) of C for every activation row, from the block's decoded weight rows
   // (row stride ldd). `a` is the activations as the lanes see them (FP4: a_perm); `scratch` holds
-  // a panel (kPanelRows × kPanelStride) and the partial sums (kRowGroup × (j_end - j_begin)
+  // a panel (kPanelRows × kPanelStride) and the partial sums (row_group × (j_end - j_begin)
   // vectors).
   static void multiply_decoded_block(const GemmArgs& g, const float* a, int64_t lda,
                                      int64_t j_begin, int64_t j_end, const float* decoded,
@@ -557,8 +564,9 @@ struct GemmKernel {
     const int64_t kv = vector_inputs(g), stride = (j_end - j_begin) * kLanes;
     float* panel = scratch;
     float* sums = scratch + kPanelRows * kPanelStride;
-    for (int64_t ig = 0; ig < g.m; ig += kRowGroup) {
-      const int64_t ig_end = std::min(g.m, ig + kRowGroup);
+    const int64_t group = row_group(g);
+    for (int64_t ig = 0; ig < g.m; ig += group) {
+      const int64_t ig_end = std::min(g.m, ig + group);
       for (int64_t p0 = 0; p0 < kv; p0 += kDepth) {
         const int64_t n = std::min(kv - p0, kDepth);
         for (int64_t i0 = ig; i0 < ig_end; i0 += kPanelRows) {
@@ -586,8 +594,10 @@ struct GemmKernel {
   // Weight rows per decoded block: at most about 512 KiB of fp32, so the block stays in L2 while
   // every activation panel passes over it, and as many blocks as a multiple of the threads (one
   // block more than a thread's share had left a core idle for a ninth of the call).
+  static constexpr int64_t kMaxBlockRows = 256;  // short rows: keeps the partial sums small
   static int64_t decoded_block_rows(const GemmArgs& g) {
-    const int64_t most = std::max(kTile, (int64_t(512) << 10) / (4 * decoded_stride(g.k)));
+    const int64_t most =
+        std::clamp<int64_t>((int64_t(512) << 10) / (4 * decoded_stride(g.k)), kTile, kMaxBlockRows);
     const int64_t threads = parallel(g) && !omp_in_parallel() ? omp_get_max_threads() : 1;
     const int64_t blocks = ((g.n + most - 1) / most + threads - 1) / threads * threads;
     const int64_t rows = (g.n + blocks - 1) / blocks;
@@ -602,7 +612,7 @@ struct GemmKernel {
     const int64_t lda = fp4 ? g.k : g.lda;
     const size_t decoded_floats = size_t(block * ldd);
     const size_t scratch_floats =
-        decoded_floats + size_t(kPanelRows * kPanelStride + kRowGroup * block * kLanes);
+        decoded_floats + size_t(kPanelRows * kPanelStride + row_group(g) * block * kLanes);
     ParallelGuard guard;
 #pragma omp parallel if (parallel(g))
     {

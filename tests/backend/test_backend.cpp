@@ -201,8 +201,8 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
   // Prefill, chunked prefill and decode must give the same bits (session truncate and restores
   // without the window ring rebuild the cache by recomputation): each row computed alone
   // (decoded in registers), in a call of 7 rows (tiles of 4 and 3) and of 56 rows (decoded
-  // buffer: two row groups, edge tiles, k in three slices), on one and on two threads, is the
-  // same float.
+  // buffer: edge tiles; k = 2100 in three slices and two row groups, k = 1000 in one slice, one
+  // panel at a time), on one and on two threads, is the same float.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
@@ -210,41 +210,42 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
   const Isa best = dsv4::cpu::detect_isa();
   for (WeightFormat format :
        {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFp8Block, WeightFormat::kFp4Block})
-    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
-      if (isa > best) continue;
-      const auto table = dsv4::cpu::kernels_for(isa);
-      // k = 2100: FP8 blocks with a partial last one, FP4 blocks and a scalar tail; n = 1030 (not
-      // a multiple of the tiles) and enough work to fork.
-      const int64_t n = 1030, k = 2100, m = 56;
-      const TestMatrix w = random_matrix(format, n, k, rng);
-      std::vector<float> a(size_t(m * k));
-      for (auto& x : a) x = dist(rng);
-      // Row 5 holds a subnormal and row 20 a value near float's limit: the extremes of the
-      // products go through both paths too.
-      a[size_t(5 * k + 3)] = 1e-40f;
-      a[size_t(20 * k + 7)] = 3e37f;
-      auto run = [&](int64_t first_row, int64_t rows, int threads) {
-        std::vector<float> c(size_t(rows * n));
-        dsv4::GemmArgs g;
-        g.m = rows, g.n = n, g.k = k, g.a = a.data() + first_row * k, g.lda = k, g.w = w.view;
-        g.c = c.data(), g.ldc = n;
-        const int before = omp_get_max_threads();
-        omp_set_num_threads(threads);
-        table.gemm(g);
-        omp_set_num_threads(before);
-        return c;
-      };
-      const std::vector<float> all = run(0, m, 2), all_one_thread = run(0, m, 1);
-      const std::vector<float> seven = run(10, 7, 2);
-      INFO("format " << dsv4::weight_format_traits(format).name << " isa "
-                     << dsv4::cpu::isa_name(isa));
-      CHECK(std::memcmp(all.data(), all_one_thread.data(), all.size() * 4) == 0);
-      CHECK(std::memcmp(seven.data(), all.data() + 10 * n, seven.size() * 4) == 0);
-      for (int64_t i : {0, 5, 13, 20, 55}) {
-        const std::vector<float> alone = run(i, 1, 2);
-        CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
+    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512})
+      for (int64_t k : {2100, 1000}) {
+        if (isa > best) continue;
+        const auto table = dsv4::cpu::kernels_for(isa);
+        // FP8 blocks with a partial last one, FP4 blocks and a scalar tail; n = 1030 (not a
+        // multiple of the tiles) and enough work to fork.
+        const int64_t n = 1030, m = 56;
+        const TestMatrix w = random_matrix(format, n, k, rng);
+        std::vector<float> a(size_t(m * k));
+        for (auto& x : a) x = dist(rng);
+        // Row 5 holds a subnormal and row 20 a value near float's limit: the extremes of the
+        // products go through both paths too.
+        a[size_t(5 * k + 3)] = 1e-40f;
+        a[size_t(20 * k + 7)] = 3e37f;
+        auto run = [&](int64_t first_row, int64_t rows, int threads) {
+          std::vector<float> c(size_t(rows * n));
+          dsv4::GemmArgs g;
+          g.m = rows, g.n = n, g.k = k, g.a = a.data() + first_row * k, g.lda = k, g.w = w.view;
+          g.c = c.data(), g.ldc = n;
+          const int before = omp_get_max_threads();
+          omp_set_num_threads(threads);
+          table.gemm(g);
+          omp_set_num_threads(before);
+          return c;
+        };
+        const std::vector<float> all = run(0, m, 2), all_one_thread = run(0, m, 1);
+        const std::vector<float> seven = run(10, 7, 2);
+        INFO("format " << dsv4::weight_format_traits(format).name << " isa "
+                       << dsv4::cpu::isa_name(isa) << " k " << k);
+        CHECK(std::memcmp(all.data(), all_one_thread.data(), all.size() * 4) == 0);
+        CHECK(std::memcmp(seven.data(), all.data() + 10 * n, seven.size() * 4) == 0);
+        for (int64_t i : {0, 5, 13, 20, 55}) {
+          const std::vector<float> alone = run(i, 1, 2);
+          CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
+        }
       }
-    }
 }
 
 TEST_CASE("cpu gemm: a view of rows of a block-scaled matrix uses its own scale rows",
