@@ -13,7 +13,8 @@
 //    streamed from memory exactly once (with software prefetch) and decoded in registers (BF16 by
 //    a shift, FP8 through the fp16 converter, FP4 by a 16-entry table permute).
 //  - larger m (prefill): blocks of W rows are decoded once into an L2-sized buffer, with the same
-//    decoders, and every row tile of A runs the same dot products over the decoded values.
+//    decoders, and register tiles of A run the same dot products over the decoded values, k cut
+//    into slices whose lane-wise partial sums wait in memory (see multiply_decoded_block).
 #pragma once
 
 #include <omp.h>
@@ -263,8 +264,8 @@ struct GemmKernel {
 
   // FP4: activations come pre-permuted (`a_perm` rows of k: per group of 2·kLanes inputs, the
   // even ones then the odd ones) so the low and high nibbles of kLanes bytes meet two vectors.
-  // Both vectors are multiplied by the block scale (exact: a power of two), then one FMA each
-  // per activation row.
+  // Both vectors come out of the table times the block scale (exact: a power of two), then one
+  // FMA each per activation row.
   template <int MI, int NJ>
   static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
     const WeightView& w = t.g.w;
@@ -562,6 +563,7 @@ struct GemmKernel {
                                      int64_t j_begin, int64_t j_end, const float* decoded,
                                      int64_t ldd, float* scratch) {
     const int64_t kv = vector_inputs(g), stride = (j_end - j_begin) * kLanes;
+    const int64_t tiles = (j_end - j_begin + kTile - 1) / kTile;  // per panel
     float* panel = scratch;
     float* sums = scratch + kPanelRows * kPanelStride;
     const int64_t group = row_group(g);
@@ -575,7 +577,6 @@ struct GemmKernel {
             std::memcpy(panel + r * kPanelStride, a + (i0 + r) * lda + p0, size_t(n) * 4);
           // The next panel's rows come from L3 (A is read once per block of W): fetched to L2 a
           // few lines per tile while this panel runs, instead of in one burst by its copy.
-          const int64_t tiles = (j_end - j_begin + kTile - 1) / kTile;
           const int64_t next_rows = std::min<int64_t>(kPanelRows, ig_end - i0 - mi);
           PanelPrefetch next(next_rows > 0 ? a + (i0 + mi) * lda + p0 : a, lda, next_rows, n,
                              tiles);

@@ -210,10 +210,10 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
   const Isa best = dsv4::cpu::detect_isa();
   for (WeightFormat format :
        {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFp8Block, WeightFormat::kFp4Block})
-    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512})
+    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+      if (isa > best) continue;
+      const auto table = dsv4::cpu::kernels_for(isa);
       for (int64_t k : {2100, 1000}) {
-        if (isa > best) continue;
-        const auto table = dsv4::cpu::kernels_for(isa);
         // FP8 blocks with a partial last one, FP4 blocks and a scalar tail; n = 1030 (not a
         // multiple of the tiles) and enough work to fork.
         const int64_t n = 1030, m = 56;
@@ -246,6 +246,7 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
           CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
         }
       }
+    }
 }
 
 TEST_CASE("cpu gemm: a view of rows of a block-scaled matrix uses its own scale rows",
