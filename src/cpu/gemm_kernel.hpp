@@ -325,19 +325,19 @@ struct GemmKernel {
     });
   }
 
-  // a_perm[i][p]: within each group of 2·kLanes inputs (whole 32-blocks only), evens then odds.
-  static void permute_for_fp4(const GemmArgs& g, std::vector<float>& a_perm) {
-    const int64_t k = g.k, group = 2 * kLanes, k_vec = k / 32 * 32;
-    a_perm.resize(size_t(g.m * k));
-    for (int64_t i = 0; i < g.m; ++i) {
-      const float* src = g.a + i * g.lda;
-      float* dst = a_perm.data() + i * k;
-      for (int64_t p0 = 0; p0 < k_vec; p0 += group)
-        for (int64_t l = 0; l < kLanes; ++l) {
-          dst[p0 + l] = src[p0 + 2 * l];
-          dst[p0 + kLanes + l] = src[p0 + 2 * l + 1];
-        }
+  // Activation row i's vector inputs in the order the lanes meet them: FP4 per group of 2·kLanes
+  // inputs (whole 32-blocks only) the even ones then the odd ones, every other format as it is.
+  static void lane_order_row(const GemmArgs& g, int64_t i, float* dst) {
+    const float* src = g.a + i * g.lda;
+    if (g.w.format != WeightFormat::kFp4Block) {
+      std::memcpy(dst, src, size_t(vector_inputs(g)) * 4);
+      return;
     }
+    for (int64_t p0 = 0; p0 < vector_inputs(g); p0 += 2 * kLanes)
+      for (int64_t l = 0; l < kLanes; ++l) {
+        dst[p0 + l] = src[p0 + 2 * l];
+        dst[p0 + kLanes + l] = src[p0 + 2 * l + 1];
+      }
   }
 
   // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
@@ -417,15 +417,15 @@ struct GemmKernel {
   // A tile of kPanelRows activation rows × kTile weight rows needs kPanelRows + kTile vector loads
   // per kPanelRows·kTile FMAs. Streaming both operands over the whole of k made the loads come from
   // L2 and set the pace at about half the FMA peak; so k is cut into kDepth-long slices: a tile's
-  // activation slice is copied into a small panel that stays in L1 while the block's decoded weight
-  // rows pass over it, and the lane-wise partial sums wait in memory between slices (exactly:
-  // stores and loads do not round). Rows of 4 KiB would all fall into the same L1 sets and evict
-  // the panel, so the panel's rows and the decoded rows are spaced one cache line further apart.
+  // activation slice (a panel) stays in L1 while the block's decoded weight rows pass over it, and
+  // the lane-wise partial sums wait in memory between slices (exactly: stores and loads do not
+  // round). Rows of 4 KiB would all fall into the same L1 sets and evict the panel, so the
+  // activation rows (copied once per call) and the decoded rows are spaced one cache line further
+  // apart.
   // Each output's lanes still accumulate over k in ascending order, then one horizontal sum and the
   // scalar tail, as in the register path: the same bits for any m, tiling or slicing.
   static constexpr int kPanelRows = kAvx512 ? 6 : int(kTile);  // 24 accumulators of AVX-512's 32
   static constexpr int64_t kDepth = 1024;
-  static constexpr int64_t kPanelStride = kDepth + 16;  // floats: one cache line of skew per row
   static constexpr int64_t kRowGroup = 8 * kPanelRows;  // rows whose partial sums wait in memory
 
   // Activation rows whose partial sums wait in memory at once: a whole group when k has several
@@ -446,8 +446,8 @@ struct GemmKernel {
   // Partial sums of MI panel rows × NJ decoded weight rows over the panel's `n` inputs, continuing
   // from `sums` (row stride `sums_stride` floats) unless `first`.
   template <int MI, int NJ>
-  static void panel_tile(const float* panel, const float* w, int64_t ldw, int64_t n, float* sums,
-                         int64_t sums_stride, bool first) {
+  static void panel_tile(const float* panel, int64_t ldp, const float* w, int64_t ldw, int64_t n,
+                         float* sums, int64_t sums_stride, bool first) {
     Batch acc[MI][NJ];
     for (int r = 0; r < MI; ++r)
       for (int c = 0; c < NJ; ++c)
@@ -456,7 +456,7 @@ struct GemmKernel {
       Batch wv[NJ];
       for (int c = 0; c < NJ; ++c) wv[c] = Batch::load_unaligned(w + c * ldw + p);
       for (int r = 0; r < MI; ++r) {
-        const Batch av = Batch::load_aligned(panel + r * kPanelStride + p);
+        const Batch av = Batch::load_aligned(panel + r * ldp + p);
         for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
       }
     }
@@ -517,10 +517,31 @@ struct GemmKernel {
         } else {
           h[0] = kv > 0 ? xsimd::hadd(Batch::load_aligned(row + (j - j_begin) * kLanes)) : 0.0f;
         }
-        for (int64_t o = 0; o < n; ++o)
-          store(g, i, j + o, h[o] + (kv < g.k ? scalar_tail_sum(g, i, j + o, kv, g.k) : 0.0f));
+        // The tail is added even when empty (+0.0f turns a -0 sum into +0, as Tile::finish does).
+        if (kv < g.k) {
+          for (int64_t o = 0; o < n; ++o) h[o] += scalar_tail_sum(g, i, j + o, kv, g.k);
+        } else {
+          for (int64_t o = 0; o < n; ++o) h[o] += 0.0f;
+        }
+        if (n == 16) {
+          store16(g, i, j, h);
+        } else {
+          store(g, i, j, h[0]);
+        }
         j += n;
       }
+    }
+  }
+
+  // store() for outputs (i, j) .. (i, j + 15) at once: the same operations per lane, so the same
+  // bits (a per-output store had cost 6% of the prefill time).
+  static void store16(const GemmArgs& g, int64_t i, int64_t j, const float* sums) {
+    if constexpr (kLanes == 16) {
+      float* c = g.c + i * g.ldc + j;
+      const Batch beta_c = g.beta == 0.0f ? Batch(0.0f) : Batch(g.beta) * Batch::load_unaligned(c);
+      (Batch(g.alpha) * Batch::load_aligned(sums) + beta_c).store_unaligned(c);
+    } else {
+      for (int64_t o = 0; o < 16; ++o) store(g, i, j + o, sums[o]);
     }
   }
 
@@ -543,11 +564,16 @@ struct GemmKernel {
         : row_(first), ld_(ld), rows_left_(rows), lines_per_row_((n + 15) / 16) {
       per_step_ = (rows * lines_per_row_ + steps - 1) / std::max<int64_t>(steps, 1);
     }
+    // Works on local copies: updating the members line by line had kept them in memory, a
+    // store-to-load chain per prefetch (4% of the prefill time).
     void step() {
-      for (int64_t l = 0; l < per_step_ && rows_left_ > 0; ++l) {
-        __builtin_prefetch(row_ + 16 * line_, 0, 2);
-        if (++line_ == lines_per_row_) line_ = 0, row_ += ld_, --rows_left_;
+      const float* row = row_;
+      int64_t line = line_, rows_left = rows_left_;
+      for (int64_t l = 0; l < per_step_ && rows_left > 0; ++l) {
+        __builtin_prefetch(row + 16 * line, 0, 2);
+        if (++line == lines_per_row_) line = 0, row += ld_, --rows_left;
       }
+      row_ = row, line_ = line, rows_left_ = rows_left;
     }
 
    private:
@@ -556,16 +582,13 @@ struct GemmKernel {
   };
 
   // Rows [j_begin, j_end) of C for every activation row, from the block's decoded weight rows
-  // (row stride ldd). `a` is the activations as the lanes see them (FP4: a_perm); `scratch` holds
-  // a panel (kPanelRows × kPanelStride) and the partial sums (row_group × (j_end - j_begin)
-  // vectors).
+  // (row stride ldd). `a` is the activations in lane order (lane_order_row) with rows `lda`
+  // floats apart; `sums` holds the partial sums (row_group × (j_end - j_begin) vectors).
   static void multiply_decoded_block(const GemmArgs& g, const float* a, int64_t lda,
                                      int64_t j_begin, int64_t j_end, const float* decoded,
-                                     int64_t ldd, float* scratch) {
+                                     int64_t ldd, float* sums) {
     const int64_t kv = vector_inputs(g), stride = (j_end - j_begin) * kLanes;
     const int64_t tiles = (j_end - j_begin + kTile - 1) / kTile;  // per panel
-    float* panel = scratch;
-    float* sums = scratch + kPanelRows * kPanelStride;
     const int64_t group = row_group(g);
     for (int64_t ig = 0; ig < g.m; ig += group) {
       const int64_t ig_end = std::min(g.m, ig + group);
@@ -573,16 +596,15 @@ struct GemmKernel {
         const int64_t n = std::min(kv - p0, kDepth);
         for (int64_t i0 = ig; i0 < ig_end; i0 += kPanelRows) {
           const int64_t mi = std::min<int64_t>(kPanelRows, ig_end - i0);
-          for (int64_t r = 0; r < mi; ++r)
-            std::memcpy(panel + r * kPanelStride, a + (i0 + r) * lda + p0, size_t(n) * 4);
+          const float* panel = a + i0 * lda + p0;  // comes into L1 with the first tile
           // The next panel's rows come from L3 (A is read once per block of W): fetched to L2 a
-          // few lines per tile while this panel runs, instead of in one burst by its copy.
+          // few lines per tile while this panel runs.
           const int64_t next_rows = std::min<int64_t>(kPanelRows, ig_end - i0 - mi);
           PanelPrefetch next(next_rows > 0 ? a + (i0 + mi) * lda + p0 : a, lda, next_rows, n,
                              tiles);
           for_each_tile(i0, i0 + mi, j_begin, j_end, [&]<int MI, int NJ>(int64_t, int64_t j0) {
             next.step();
-            panel_tile<MI, NJ>(panel, decoded + (j0 - j_begin) * ldd + p0, ldd, n,
+            panel_tile<MI, NJ>(panel, lda, decoded + (j0 - j_begin) * ldd + p0, ldd, n,
                                sums + (i0 - ig) * stride + (j0 - j_begin) * kLanes, stride,
                                p0 == 0);
           });
@@ -605,20 +627,25 @@ struct GemmKernel {
     return std::min(most / kTile * kTile, (rows + kTile - 1) / kTile * kTile);
   }
 
-  static void run_decoded(const GemmArgs& g, const float* ap) {
+  // The activations are first put in lane order once per call, rows spaced like the decoded
+  // weight rows (a cache line past a multiple of 4 KiB, see kDepth): the panels are read from there
+  // directly. (Copying each panel into an L1 buffer, once per block of W, had cost 8% of the time.)
+  static void run_decoded(const GemmArgs& g) {
     const int64_t block = decoded_block_rows(g), ldd = decoded_stride(g.k);
     const int64_t n_blocks = (g.n + block - 1) / block;
-    const bool fp4 = g.w.format == WeightFormat::kFp4Block;
-    const float* a = fp4 ? ap : g.a;
-    const int64_t lda = fp4 ? g.k : g.lda;
+    const int64_t lda = ldd;
+    thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> lane_a;
+    if (lane_a.size() < size_t(g.m * lda)) lane_a.resize(size_t(g.m * lda));
+    float* a = lane_a.data();
     const size_t decoded_floats = size_t(block * ldd);
-    const size_t scratch_floats =
-        decoded_floats + size_t(kPanelRows * kPanelStride + row_group(g) * block * kLanes);
+    const size_t scratch_floats = decoded_floats + size_t(row_group(g) * block * kLanes);
     ParallelGuard guard;
 #pragma omp parallel if (parallel(g))
     {
-      // Per-thread scratch that lives as long as the thread: one decoded block, a panel and the
-      // partial sums.
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, a + i * lda);
+      // Per-thread scratch that lives as long as the thread: one decoded block and the partial
+      // sums.
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
       float* decoded = nullptr;
       guard.run([&] {
@@ -637,14 +664,14 @@ struct GemmKernel {
   }
 
   static void run(const GemmArgs& g) {
-    thread_local std::vector<float> a_perm;  // grows once; no allocation per token afterwards
-    if (g.w.format == WeightFormat::kFp4Block) permute_for_fp4(g, a_perm);
-    const float* ap = a_perm.data();
-    if (g.m <= kDecodeInRegisters) {
-      run_in_registers(g, ap);
-    } else {
-      run_decoded(g, ap);
+    if (g.m > kDecodeInRegisters) return run_decoded(g);
+    // FP4 tiles read the activations in lane order (k apart); grows once, no allocation per token.
+    thread_local std::vector<float> a_perm;
+    if (g.w.format == WeightFormat::kFp4Block) {
+      a_perm.resize(size_t(g.m * g.k));
+      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, a_perm.data() + i * g.k);
     }
+    run_in_registers(g, a_perm.data());
   }
 };
 
