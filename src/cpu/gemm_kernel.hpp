@@ -327,17 +327,19 @@ struct GemmKernel {
 
   // Activation row i's vector inputs in the order the lanes meet them: FP4 per group of 2·kLanes
   // inputs (whole 32-blocks only) the even ones then the odd ones, every other format as it is.
-  static void lane_order_row(const GemmArgs& g, int64_t i, float* dst) {
+  // Vector v (inputs [v·kLanes, (v + 1)·kLanes)) goes to dst + v·vector_stride.
+  static void lane_order_row(const GemmArgs& g, int64_t i, float* dst, int64_t vector_stride) {
     const float* src = g.a + i * g.lda;
-    if (g.w.format != WeightFormat::kFp4Block) {
-      std::memcpy(dst, src, size_t(vector_inputs(g)) * 4);
-      return;
-    }
-    for (int64_t p0 = 0; p0 < vector_inputs(g); p0 += 2 * kLanes)
-      for (int64_t l = 0; l < kLanes; ++l) {
-        dst[p0 + l] = src[p0 + 2 * l];
-        dst[p0 + kLanes + l] = src[p0 + 2 * l + 1];
+    const bool fp4 = g.w.format == WeightFormat::kFp4Block;
+    for (int64_t p = 0, v = 0; p < vector_inputs(g); p += kLanes, ++v) {
+      float* out = dst + v * vector_stride;
+      if (!fp4) {
+        Batch::load_unaligned(src + p).store_unaligned(out);
+        continue;
       }
+      const int64_t group = p / (2 * kLanes) * (2 * kLanes), odd = (p - group) / kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) out[l] = src[group + 2 * l + odd];
+    }
   }
 
   // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
@@ -371,21 +373,30 @@ struct GemmKernel {
     }
   }
 
-  // The vector part of W rows [j0, j0 + nj) as the tiles see it after decoding and scaling:
-  // out[c·ld + p] is the lane value for input p (BF16 and FP8 in order; FP4 per group of 2·kLanes
+  // Where the vector of `kv` lane-ordered inputs starting at p (a multiple of kLanes) of row r
+  // lies when rows are interleaved in groups of R: each group's rows alternate vector by vector
+  // (row 0's first vector, row 1's first, ..., row 0's second, ...), so a tile of R rows reads one
+  // sequential stream at constant offsets (its row pointers had not fitted in the registers).
+  template <int64_t R>
+  static int64_t interleaved(int64_t r, int64_t p, int64_t kv) {
+    return r / R * R * kv + p * R + r % R * kLanes;
+  }
+
+  // The vector part of W rows [j0, j0 + nj) as the tiles see it after decoding and scaling,
+  // interleaved in groups of kTile rows: the lane values for inputs p .. p + kLanes - 1 of row c
+  // are at out + interleaved<kTile>(c, p, kv) (BF16 and FP8 in order; FP4 per group of 2·kLanes
   // inputs, the even ones then the odd ones). The scalar tails stay with WeightView::at.
-  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, float* out,
-                          int64_t ld) {
+  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, int64_t kv,
+                          float* out) {
     for (int64_t c = 0; c < nj; ++c) {
       const uint8_t* row = w.row(j0 + c);
-      float* dst = out + c * ld;
+      const auto dst = [&](int64_t p) { return out + interleaved<kTile>(c, p, kv); };
       switch (w.format) {
         case WeightFormat::kF32:
-          std::memcpy(dst, row, size_t(k) * 4);
+          for (int64_t p = 0; p < kv; p += kLanes) load_f32(row, p).store_aligned(dst(p));
           break;
         case WeightFormat::kBF16:
-          for (int64_t p = 0; p + kLanes <= k; p += kLanes)
-            load_bf16(row, p).store_unaligned(dst + p);
+          for (int64_t p = 0; p < kv; p += kLanes) load_bf16(row, p).store_aligned(dst(p));
           break;
         case WeightFormat::kFp8Block: {
           const uint8_t* scales = w.scale_row((w.first_row + j0 + c) / 128);
@@ -393,17 +404,17 @@ struct GemmKernel {
             const int64_t b_vec = b0 + (std::min(k, b0 + 128) - b0) / kLanes * kLanes;
             const Batch sv(ue8m0_to_float(scales[b0 / 128]) * kFp8ViaFp16Factor);
             for (int64_t p = b0; p < b_vec; p += kLanes)
-              Batch(load_fp8_scaled(row, p) * sv).store_unaligned(dst + p);
+              Batch(load_fp8_scaled(row, p) * sv).store_aligned(dst(p));
           }
           break;
         }
         case WeightFormat::kFp4Block: {
           const uint8_t* scales = w.scale_row(w.first_row + j0 + c);
-          for (int64_t p = 0; p + 2 * kLanes <= k / 32 * 32; p += 2 * kLanes) {
+          for (int64_t p = 0; p < kv; p += 2 * kLanes) {
             Batch lo, hi;
             load_fp4_pair(row + p / 2, ue8m0_to_float(scales[p / 32]), lo, hi);
-            lo.store_unaligned(dst + p);
-            hi.store_unaligned(dst + p + kLanes);
+            lo.store_aligned(dst(p));
+            hi.store_aligned(dst(p + kLanes));
           }
           break;
         }
@@ -435,28 +446,26 @@ struct GemmKernel {
     return vector_inputs(g) > kDepth ? kRowGroup : kPanelRows;
   }
 
-  // Floats from one decoded weight row to the next: whole vectors plus a cache line of skew.
-  static int64_t decoded_stride(int64_t k) { return (k + 15) / 16 * 16 + 16; }
-
   // Inputs [0, vector_inputs) go through the lanes; the rest is the format's scalar tail.
   static int64_t vector_inputs(const GemmArgs& g) {
     return g.w.format == WeightFormat::kFp4Block ? g.k / 32 * 32 : g.k / kLanes * kLanes;
   }
 
-  // Partial sums of MI panel rows × NJ decoded weight rows over the panel's `n` inputs, continuing
-  // from `sums` (row stride `sums_stride` floats) unless `first`.
+  // Partial sums of MI panel rows × NJ decoded weight rows over `n` inputs, continuing from `sums`
+  // (row stride `sums_stride` floats) unless `first`. `panel` and `w` point at the slice's first
+  // vector in their interleaved layouts (kPanelRows and kTile rows per group).
   template <int MI, int NJ>
-  static void panel_tile(const float* panel, int64_t ldp, const float* w, int64_t ldw, int64_t n,
-                         float* sums, int64_t sums_stride, bool first) {
+  static void panel_tile(const float* panel, const float* w, int64_t n, float* sums,
+                         int64_t sums_stride, bool first) {
     Batch acc[MI][NJ];
     for (int r = 0; r < MI; ++r)
       for (int c = 0; c < NJ; ++c)
         acc[r][c] = first ? Batch(0.0f) : Batch::load_aligned(sums + r * sums_stride + c * kLanes);
     for (int64_t p = 0; p < n; p += kLanes) {
       Batch wv[NJ];
-      for (int c = 0; c < NJ; ++c) wv[c] = Batch::load_unaligned(w + c * ldw + p);
+      for (int c = 0; c < NJ; ++c) wv[c] = Batch::load_aligned(w + p * kTile + c * kLanes);
       for (int r = 0; r < MI; ++r) {
-        const Batch av = Batch::load_aligned(panel + r * ldp + p);
+        const Batch av = Batch::load_aligned(panel + p * kPanelRows + r * kLanes);
         for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
       }
     }
@@ -557,36 +566,30 @@ struct GemmKernel {
         });
   }
 
-  // Prefetches `rows` rows of `n` floats (row stride ld) to L2 in `steps` about equal parts.
+  // Prefetches the `n` floats at `first` to L2 in `steps` about equal parts.
   class PanelPrefetch {
    public:
-    PanelPrefetch(const float* first, int64_t ld, int64_t rows, int64_t n, int64_t steps)
-        : row_(first), ld_(ld), rows_left_(rows), lines_per_row_((n + 15) / 16) {
-      per_step_ = (rows * lines_per_row_ + steps - 1) / std::max<int64_t>(steps, 1);
-    }
-    // Works on local copies: updating the members line by line had kept them in memory, a
-    // store-to-load chain per prefetch (4% of the prefill time).
+    PanelPrefetch(const float* first, int64_t n, int64_t steps)
+        : next_(first),
+          end_(first + n),
+          per_step_(((n + 15) / 16 + steps - 1) / std::max<int64_t>(steps, 1)) {}
     void step() {
-      const float* row = row_;
-      int64_t line = line_, rows_left = rows_left_;
-      for (int64_t l = 0; l < per_step_ && rows_left > 0; ++l) {
-        __builtin_prefetch(row + 16 * line, 0, 2);
-        if (++line == lines_per_row_) line = 0, row += ld_, --rows_left;
-      }
-      row_ = row, line_ = line, rows_left_ = rows_left;
+      for (int64_t l = 0; l < per_step_ && next_ < end_; ++l, next_ += 16)
+        __builtin_prefetch(next_, 0, 2);
     }
 
    private:
-    const float* row_;
-    int64_t ld_, rows_left_, lines_per_row_, per_step_ = 0, line_ = 0;
+    const float* next_;
+    const float* end_;
+    int64_t per_step_;
   };
 
   // Rows [j_begin, j_end) of C for every activation row, from the block's decoded weight rows
-  // (row stride ldd). `a` is the activations in lane order (lane_order_row) with rows `lda`
-  // floats apart; `sums` holds the partial sums (row_group × (j_end - j_begin) vectors).
-  static void multiply_decoded_block(const GemmArgs& g, const float* a, int64_t lda,
-                                     int64_t j_begin, int64_t j_end, const float* decoded,
-                                     int64_t ldd, float* sums) {
+  // (decode_rows). `a` is the activations in lane order, interleaved in panels of kPanelRows rows
+  // (interleaved<kPanelRows>); `sums` holds the partial sums (row_group × (j_end - j_begin)
+  // vectors).
+  static void multiply_decoded_block(const GemmArgs& g, const float* a, int64_t j_begin,
+                                     int64_t j_end, const float* decoded, float* sums) {
     const int64_t kv = vector_inputs(g), stride = (j_end - j_begin) * kLanes;
     const int64_t tiles = (j_end - j_begin + kTile - 1) / kTile;  // per panel
     const int64_t group = row_group(g);
@@ -596,15 +599,16 @@ struct GemmKernel {
         const int64_t n = std::min(kv - p0, kDepth);
         for (int64_t i0 = ig; i0 < ig_end; i0 += kPanelRows) {
           const int64_t mi = std::min<int64_t>(kPanelRows, ig_end - i0);
-          const float* panel = a + i0 * lda + p0;  // comes into L1 with the first tile
-          // The next panel's rows come from L3 (A is read once per block of W): fetched to L2 a
-          // few lines per tile while this panel runs.
-          const int64_t next_rows = std::min<int64_t>(kPanelRows, ig_end - i0 - mi);
-          PanelPrefetch next(next_rows > 0 ? a + (i0 + mi) * lda + p0 : a, lda, next_rows, n,
-                             tiles);
+          // Comes into L1 with the first tile.
+          const float* panel = a + interleaved<kPanelRows>(i0, p0, kv);
+          // The next panel comes from L3 (A is read once per block of W): fetched to L2 a few
+          // lines per tile while this panel runs.
+          const bool has_next = i0 + mi < ig_end;
+          PanelPrefetch next(has_next ? a + interleaved<kPanelRows>(i0 + mi, p0, kv) : panel,
+                             has_next ? n * kPanelRows : 0, tiles);
           for_each_tile(i0, i0 + mi, j_begin, j_end, [&]<int MI, int NJ>(int64_t, int64_t j0) {
             next.step();
-            panel_tile<MI, NJ>(panel, lda, decoded + (j0 - j_begin) * ldd + p0, ldd, n,
+            panel_tile<MI, NJ>(panel, decoded + interleaved<kTile>(j0 - j_begin, p0, kv), n,
                                sums + (i0 - ig) * stride + (j0 - j_begin) * kLanes, stride,
                                p0 == 0);
           });
@@ -619,31 +623,33 @@ struct GemmKernel {
   // block more than a thread's share had left a core idle for a ninth of the call).
   static constexpr int64_t kMaxBlockRows = 256;  // short rows: keeps the partial sums small
   static int64_t decoded_block_rows(const GemmArgs& g) {
-    const int64_t most =
-        std::clamp<int64_t>((int64_t(512) << 10) / (4 * decoded_stride(g.k)), kTile, kMaxBlockRows);
+    const int64_t most = std::clamp<int64_t>(
+        (int64_t(512) << 10) / (4 * std::max<int64_t>(vector_inputs(g), 1)), kTile, kMaxBlockRows);
     const int64_t threads = parallel(g) && !omp_in_parallel() ? omp_get_max_threads() : 1;
     const int64_t blocks = ((g.n + most - 1) / most + threads - 1) / threads * threads;
     const int64_t rows = (g.n + blocks - 1) / blocks;
     return std::min(most / kTile * kTile, (rows + kTile - 1) / kTile * kTile);
   }
 
-  // The activations are first put in lane order once per call, rows spaced like the decoded
-  // weight rows (a cache line past a multiple of 4 KiB, see kDepth): the panels are read from there
-  // directly. (Copying each panel into an L1 buffer, once per block of W, had cost 8% of the time.)
+  // The activations are first put in lane order once per call, interleaved in panels: the panels
+  // are read from there directly. (Copying each panel into an L1 buffer, once per block of W, had
+  // cost 8% of the time.)
   static void run_decoded(const GemmArgs& g) {
-    const int64_t block = decoded_block_rows(g), ldd = decoded_stride(g.k);
+    const int64_t block = decoded_block_rows(g), kv = vector_inputs(g);
     const int64_t n_blocks = (g.n + block - 1) / block;
-    const int64_t lda = ldd;
+    const int64_t panels = (g.m + kPanelRows - 1) / kPanelRows;
     thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> lane_a;
-    if (lane_a.size() < size_t(g.m * lda)) lane_a.resize(size_t(g.m * lda));
+    if (lane_a.size() < size_t(panels * kPanelRows * kv))
+      lane_a.resize(size_t(panels * kPanelRows * kv));
     float* a = lane_a.data();
-    const size_t decoded_floats = size_t(block * ldd);
+    const size_t decoded_floats = size_t(block * kv);
     const size_t scratch_floats = decoded_floats + size_t(row_group(g) * block * kLanes);
     ParallelGuard guard;
 #pragma omp parallel if (parallel(g))
     {
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, a + i * lda);
+      for (int64_t i = 0; i < g.m; ++i)
+        lane_order_row(g, i, a + interleaved<kPanelRows>(i, 0, kv), kPanelRows * kLanes);
       // Per-thread scratch that lives as long as the thread: one decoded block and the partial
       // sums.
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
@@ -656,8 +662,8 @@ struct GemmKernel {
       for (int64_t jb = 0; jb < n_blocks; ++jb) {
         if (!decoded) continue;  // this thread's scratch failed; the guard has the error
         const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
-        decode_rows(g.w, j_begin, j_end - j_begin, g.k, decoded, ldd);
-        multiply_decoded_block(g, a, lda, j_begin, j_end, decoded, ldd, decoded + decoded_floats);
+        decode_rows(g.w, j_begin, j_end - j_begin, g.k, kv, decoded);
+        multiply_decoded_block(g, a, j_begin, j_end, decoded, decoded + decoded_floats);
       }
     }
     guard.rethrow();
@@ -669,7 +675,7 @@ struct GemmKernel {
     thread_local std::vector<float> a_perm;
     if (g.w.format == WeightFormat::kFp4Block) {
       a_perm.resize(size_t(g.m * g.k));
-      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, a_perm.data() + i * g.k);
+      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, a_perm.data() + i * g.k, kLanes);
     }
     run_in_registers(g, a_perm.data());
   }
