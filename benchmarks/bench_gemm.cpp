@@ -118,12 +118,14 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1})
     ->Args({int(WeightFormat::kFp4Block), 12, 2048, 4096, 1})
     ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1})
+    ->Args({int(WeightFormat::kFp8Block), 12, 2048, 4096, 1})
     ->Unit(benchmark::kMicrosecond);
 // A batched decode step (Session::decode_batch) of 2 and 4 sequences: the weights are read once
 // for all rows; compare the time with the m = 1 rows above.
 BENCHMARK(bench_gemm)
     ->ArgNames({"fmt", "m", "n", "k", "mem"})
     ->Args({int(WeightFormat::kBF16), 4, 4096, 4096, 1})
+    ->Args({int(WeightFormat::kBF16), 8, 4096, 4096, 1})
     ->Args({int(WeightFormat::kFp8Block), 2, 4096, 4096, 1})
     ->Args({int(WeightFormat::kFp8Block), 4, 4096, 4096, 1})
     ->Args({int(WeightFormat::kFp4Block), 4, 4096, 4096, 1})

@@ -220,20 +220,34 @@ struct GemmKernel {
     t.scalar_tail(k_vec, k);
   }
 
+  // The tile's block scales as floats, scales[c][b] for W row j0 + c and input block b (FP8: its
+  // 128-row block's row of scales), decoded before the inner loops: there they are broadcast from
+  // memory (a load) instead of built from their codes in branchy scalar code per block and row.
+  template <int MI, int NJ>
+  static void block_scales(const Tile<MI, NJ>& t, int64_t n_blocks, float* scales[NJ]) {
+    const WeightView& w = t.g.w;
+    const int64_t rows_per_scale = weight_format_traits(w.format).block_out;
+    thread_local std::vector<float> buffer;  // grows once per thread
+    buffer.resize(size_t(NJ * n_blocks));
+    for (int c = 0; c < NJ; ++c) {
+      const uint8_t* codes = w.scale_row((w.first_row + t.j0 + c) / rows_per_scale);
+      scales[c] = buffer.data() + c * n_blocks;
+      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
+    }
+  }
+
   // FP8: each weight vector is decoded and multiplied by its block's scale (a power of two, so
   // w·s is exact), then one FMA per activation row (decode_rows gives the prefill path the same
   // products).
   template <int MI, int NJ>
   static void dot_fp8(Tile<MI, NJ>& t) {
-    const WeightView& w = t.g.w;
     const int64_t k = t.g.k;
-    const uint8_t* scale_rows[NJ];
-    for (int c = 0; c < NJ; ++c) scale_rows[c] = w.scale_row((w.first_row + t.j0 + c) / 128);
+    float* scales[NJ];
+    block_scales(t, (k + 127) / 128, scales);
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
       Batch sv[NJ];
-      for (int c = 0; c < NJ; ++c)
-        sv[c] = Batch(ue8m0_to_float(scale_rows[c][blk]) * kFp8ViaFp16Factor);
+      for (int c = 0; c < NJ; ++c) sv[c] = Batch(scales[c][blk] * kFp8ViaFp16Factor);
       int64_t p = b0;
       for (; p + 2 * kLanes <= b_vec; p += 2 * kLanes) {
         if (p % 64 == 0) t.prefetch(p);
@@ -268,19 +282,10 @@ struct GemmKernel {
   // FMA each per activation row.
   template <int MI, int NJ>
   static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
-    const WeightView& w = t.g.w;
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
-    // The rows' block scales as floats first, so the inner loop broadcasts them from memory
-    // (a load) instead of building each from its code (shuffle-port work, the bottleneck here).
-    thread_local std::vector<float> scale_buffer;
     float* scales[NJ];
-    scale_buffer.resize(size_t(NJ * n_blocks));
-    for (int c = 0; c < NJ; ++c) {
-      const uint8_t* codes = w.scale_row(w.first_row + t.j0 + c);
-      scales[c] = scale_buffer.data() + c * n_blocks;
-      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
-    }
+    block_scales(t, n_blocks, scales);
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
       for (int64_t p = b0; p < b0 + 32; p += group) {
