@@ -435,11 +435,11 @@ struct GemmKernel {
   // L2 and set the pace at about half the FMA peak; so k is cut into kDepth-long slices: a tile's
   // activation slice (a panel) stays in L1 while the block's decoded weight rows pass over it, and
   // the lane-wise partial sums wait in memory between slices (exactly: stores and loads do not
-  // round). Rows of 4 KiB would all fall into the same L1 sets and evict the panel, so the
-  // activation rows (copied once per call) and the decoded rows are spaced one cache line further
-  // apart.
-  // Each output's lanes still accumulate over k in ascending order, then one horizontal sum and the
-  // scalar tail, as in the register path: the same bits for any m, tiling or slicing.
+  // round). The panel and the block's weight tiles are each interleaved (see interleaved()), so a
+  // tile reads two contiguous streams: rows 4 KiB apart had fallen into the same L1 sets and
+  // evicted the panel. Each output's lanes still accumulate over k in ascending order, then one
+  // horizontal sum and the scalar tail, as in the register path: the same bits for any m, tiling or
+  // slicing.
   static constexpr int kPanelRows = kAvx512 ? 6 : int(kTile);  // 24 accumulators of AVX-512's 32
   static constexpr int64_t kDepth = 1024;
   static constexpr int64_t kRowGroup = 8 * kPanelRows;  // rows whose partial sums wait in memory
