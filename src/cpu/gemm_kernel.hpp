@@ -9,7 +9,7 @@
 // not depend on the other rows of the call: prefill, chunked prefill and decode give the same
 // bits, which is what lets a session rebuild its window by recomputation (truncate, restores
 // without the ring).
-//  - m <= kDecodeInRegisters (decode, and the few rows an expert gets in a prefill chunk): W is
+//  - m up to register_rows_limit (decode, batched decode, few-row expert GEMMs): W is
 //    streamed from memory exactly once (with software prefetch) and decoded in registers (BF16 by
 //    a shift, FP8 through the fp16 converter, FP4 by a 16-entry table permute).
 //  - larger m (prefill): blocks of W rows are decoded once into an L2-sized buffer, with the same
@@ -356,9 +356,21 @@ struct GemmKernel {
   // Up to this many activation rows, W is decoded in registers as it streams by; beyond, each
   // block of W rows is decoded once into a buffer and shared by every row tile (the decode would
   // otherwise be repeated per row tile and set the pace). Both give the same bits, so this is a
-  // speed choice only: measured with bench_gemm on an expert's shape (FP4 2048×4096), decoding in
-  // registers is 1.4× faster at 6 rows and 1.2× at 12.
-  static constexpr int64_t kDecodeInRegisters = 16;
+  // speed choice only, measured per format with bench_gemm on expert-sized matrices (2048×4096,
+  // 2 threads, interleaved): FP8 decoded into the buffer was 20% faster at 5, 6 and 12 rows and
+  // even at 8; FP4 was 20% faster at 12 rows and 9% at 16 but 20% slower at 8 (full 4-row tiles);
+  // BF16 in registers stays as fast or faster up to 16. (Before the blocked GEMM's rework the
+  // register path had been 1.4× faster for FP4 at 6 rows.)
+  static int64_t register_rows_limit(WeightFormat format) {
+    switch (format) {
+      case WeightFormat::kFp8Block:
+        return 4;
+      case WeightFormat::kFp4Block:
+        return 8;
+      default:
+        return 16;
+    }
+  }
 
   static bool parallel(const GemmArgs& g) { return g.m * g.n * g.k > kParallelMacs; }
 
@@ -675,7 +687,7 @@ struct GemmKernel {
   }
 
   static void run(const GemmArgs& g) {
-    if (g.m > kDecodeInRegisters) return run_decoded(g);
+    if (g.m > register_rows_limit(g.w.format)) return run_decoded(g);
     // FP4 tiles read the activations in lane order (k apart); grows once, no allocation per token.
     thread_local std::vector<float> a_perm;
     if (g.w.format == WeightFormat::kFp4Block) {

@@ -175,8 +175,8 @@ TEST_CASE("cpu gemm bf16: every ISA level matches the scalar reference", "[backe
 
 TEST_CASE("cpu gemm fp8: several 128x128 scale blocks in both directions, every ISA level",
           "[backend][gemm]") {
-  // 260 x 300: three scale rows and three scale columns, the last of each partial. m up to 16
-  // decodes the weights in registers, m = 20 decodes blocks of rows into a buffer first.
+  // 260 x 300: three scale rows and three scale columns, the last of each partial. m up to 4
+  // decodes the weights in registers, m = 9 and 20 decode blocks of rows into a buffer first.
   check_gemm_all_isas(
       dsv4::WeightFormat::kFp8Block,
       {{1, 260, 300}, {3, 260, 300}, {4, 129, 385}, {9, 260, 300}, {1, 7, 5}, {20, 260, 300}},
@@ -200,9 +200,10 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
           "[backend][gemm]") {
   // Prefill, chunked prefill and decode must give the same bits (session truncate and restores
   // without the window ring rebuild the cache by recomputation): each row computed alone
-  // (decoded in registers), in a call of 7 rows (tiles of 4 and 3) and of 56 rows (decoded
-  // buffer: edge tiles; k = 2100 in three slices and two row groups, k = 1000 in one slice, one
-  // panel at a time), on one and on two threads, is the same float.
+  // (decoded in registers), in calls of 3 and 7 rows (register tiles; FP8 decodes 7 rows into the
+  // buffer) and of 56 rows (decoded buffer: edge tiles; k = 2100 in three slices and two row
+  // groups, k = 1000 in one slice, one panel at a time), on one and on two threads, is the same
+  // float.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
@@ -236,11 +237,12 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
           return c;
         };
         const std::vector<float> all = run(0, m, 2), all_one_thread = run(0, m, 1);
-        const std::vector<float> seven = run(10, 7, 2);
+        const std::vector<float> seven = run(10, 7, 2), three = run(30, 3, 2);
         INFO("format " << dsv4::weight_format_traits(format).name << " isa "
                        << dsv4::cpu::isa_name(isa) << " k " << k);
         CHECK(std::memcmp(all.data(), all_one_thread.data(), all.size() * 4) == 0);
         CHECK(std::memcmp(seven.data(), all.data() + 10 * n, seven.size() * 4) == 0);
+        CHECK(std::memcmp(three.data(), all.data() + 30 * n, three.size() * 4) == 0);
         for (int64_t i : {0, 5, 13, 20, 55}) {
           const std::vector<float> alone = run(i, 1, 2);
           CHECK(std::memcmp(alone.data(), all.data() + i * n, size_t(n) * 4) == 0);
