@@ -120,7 +120,7 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1})
     ->Args({int(WeightFormat::kFp8Block), 12, 2048, 4096, 1})
     ->Unit(benchmark::kMicrosecond);
-// A batched decode step (Session::decode_batch) of 2 and 4 sequences: the weights are read once
+// A batched decode step (Session::decode_batch) of 2, 4 and 8 sequences: the weights are read once
 // for all rows; compare the time with the m = 1 rows above.
 BENCHMARK(bench_gemm)
     ->ArgNames({"fmt", "m", "n", "k", "mem"})

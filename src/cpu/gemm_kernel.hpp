@@ -358,9 +358,9 @@ struct GemmKernel {
   // otherwise be repeated per row tile and set the pace). Both give the same bits, so this is a
   // speed choice only, measured per format with bench_gemm on expert-sized matrices (2048×4096,
   // 2 threads, interleaved): FP8 decoded into the buffer was 20% faster at 5, 6 and 12 rows and
-  // even at 8; FP4 was 20% faster at 12 rows and 9% at 16 but 20% slower at 8 (full 4-row tiles);
-  // BF16 in registers stays as fast or faster up to 16. (Before the blocked GEMM's rework the
-  // register path had been 1.4× faster for FP4 at 6 rows.)
+  // as fast at 8; FP4 was 20% faster at 12 rows and 9% at 16 but 20% slower at 8 (full 4-row
+  // tiles); BF16 in registers stays as fast or faster up to 16. (Before the blocked GEMM's rework
+  // the register path had been 1.4× faster for FP4 at 6 rows.)
   static int64_t register_rows_limit(WeightFormat format) {
     switch (format) {
       case WeightFormat::kFp8Block:
