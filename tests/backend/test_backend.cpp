@@ -82,10 +82,17 @@ TestMatrix random_matrix(dsv4::WeightFormat format, int64_t out, int64_t in, std
       }
       break;
     case WeightFormat::kFp8Block:
-      for (auto& b : m.data) {
-        do b = uint8_t(byte(rng));
-        while ((b & 0x7f) == 0x7f);  // every finite code, subnormals included
-      }
+      // Every finite code, zeros and subnormals included, except in half of the 128-input blocks
+      // of each group of 4 rows, which hold only codes with a nonzero exponent field: AVX-512
+      // decodes those blocks by bits and the others through the converter, so the tiles meet
+      // both paths; rows 7q + 3 keep every code, which mixes the two inside one tile.
+      for (int64_t r = 0; r < out; ++r)
+        for (int64_t i = 0; i < in; ++i) {
+          const bool normal_only = (r / 4 + i / 128) % 2 == 0 && r % 7 != 3;
+          uint8_t& b = m.data[size_t(r * in + i)];
+          do b = uint8_t(byte(rng));
+          while ((b & 0x7f) == 0x7f || (normal_only && (b & 0x78) == 0));
+        }
       m.view.scale_cols = (in + 127) / 128;
       break;
     case WeightFormat::kFp4Block:
