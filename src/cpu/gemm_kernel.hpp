@@ -198,8 +198,9 @@ struct GemmKernel {
     float min_nonzero = std::numeric_limits<float>::infinity();
     float max = std::numeric_limits<float>::infinity();  // until measured: nothing is exact
     // Whether a·scale is a normal number or zero for every activation a (scale a power of two).
+    // Strictly above the smallest normal: a subnormal product can round up to it.
     bool scales_exactly(float scale) const {
-      return min_nonzero * scale >= std::numeric_limits<float>::min() &&
+      return min_nonzero * scale > std::numeric_limits<float>::min() &&
              max * scale <= std::numeric_limits<float>::max();
     }
   };
