@@ -188,7 +188,7 @@ struct AttentionKernel {
     // Enough work per thread to pay for the fork: split only outside parallel regions, and only
     // with at least about 2^21 multiply-adds (scores + values) per thread (see
     // GemmKernel::kParallelMacs).
-    const int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int max_threads = may_fork() ? omp_get_max_threads() : 1;
     const int64_t macs_per_key = 2 * H * d;
     const int n_threads =
         int(std::clamp<int64_t>(std::min(a.n_keys * macs_per_key >> 21, n_groups), 1, max_threads));

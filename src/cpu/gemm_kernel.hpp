@@ -492,8 +492,11 @@ struct GemmKernel {
   // Below this many multiply-adds a GEMM runs on one thread: forking costs more than it saves.
   // Waking a sleeping worker can cost tens of microseconds on a shared VM (measured here: decode of
   // a small model ran 13x slower on 2 threads than on 1 with a 2^18 threshold), so only GEMMs of
-  // about a millisecond of work or more fork.
+  // about a millisecond of work or more fork. A GEMV streaming a megabyte of weights or more forks
+  // whatever its multiply-adds: alone it takes 50–100 µs of one core's bandwidth (the V4-Flash
+  // slice's wkv, HCA compressors and router had run on one core while the other waited).
   static constexpr int64_t kParallelMacs = int64_t(1) << 21;
+  static constexpr size_t kParallelWeightBytes = size_t(1) << 20;
 
   // Up to this many activation rows, W is decoded in registers as it streams by; beyond, each
   // block of W rows is decoded once into a buffer and shared by every row tile (the decode would
@@ -514,7 +517,10 @@ struct GemmKernel {
     }
   }
 
-  static bool parallel(const GemmArgs& g) { return g.m * g.n * g.k > kParallelMacs; }
+  static bool parallel(const GemmArgs& g) {
+    return (g.m * g.n * g.k > kParallelMacs || g.w.data_bytes() >= kParallelWeightBytes) &&
+           may_fork();
+  }
 
   // Tiles are handed out in chunks of about 128 KiB of weights, first come first served: on a
   // shared machine one thread of a static split often finished late and the other waited at the
@@ -784,7 +790,7 @@ struct GemmKernel {
   static int64_t decoded_block_rows(const GemmArgs& g) {
     const int64_t most = std::clamp<int64_t>(
         (int64_t(512) << 10) / (4 * std::max<int64_t>(vector_inputs(g), 1)), kTile, kMaxBlockRows);
-    const int64_t threads = parallel(g) && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    const int64_t threads = parallel(g) ? omp_get_max_threads() : 1;
     const int64_t blocks = ((g.n + most - 1) / most + threads - 1) / threads * threads;
     const int64_t rows = (g.n + blocks - 1) / blocks;
     return std::min(most / kTile * kTile, (rows + kTile - 1) / kTile * kTile);

@@ -140,7 +140,8 @@ void run_split_keys(const IndexerTopkArgs& a) {
       continue;
     }
     const int64_t n_blocks = blocks_for(a, visible);
-    const int n_threads = int(std::clamp<int64_t>(n_blocks / 4, 1, omp_get_max_threads()));
+    const int n_threads =
+        may_fork() ? int(std::clamp<int64_t>(n_blocks / 4, 1, omp_get_max_threads())) : 1;
     std::vector<std::vector<Candidate>> partial(static_cast<size_t>(n_threads));
     ParallelGuard guard;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
@@ -188,7 +189,7 @@ void run_split_queries(const IndexerTopkArgs& a) {
 }  // namespace
 
 void indexer_topk(const IndexerTopkArgs& args) {
-  if (args.n_queries <= 2 || omp_in_parallel()) {
+  if (args.n_queries <= 2 || !may_fork()) {
     run_split_keys(args);
   } else {
     run_split_queries(args);

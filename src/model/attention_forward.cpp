@@ -101,15 +101,21 @@ void feed_compressor(const Model& model, const CompressorWeights& w, CompressorS
 // Runs body(i) for every sequence, on threads of their own when `across` (a batched decode
 // step: one position each, whose compressor, indexer and attention calls then run on one thread
 // each; their results do not depend on the thread count, and each sequence writes only its own
-// cache). The first failure is thrown after the loop.
+// cache). The first failure is thrown after the loop. Otherwise the loop runs outside any OpenMP
+// construct: even an inactive one (`if (false)`) would make the kernels' own parallel regions
+// nested ones, for which libgomp starts fresh threads on every call.
 template <class Body>
 void for_each_sequence(size_t n, bool across, Body body) {
+  if (!across) {
+    for (size_t i = 0; i < n; ++i) throw_if_error(body(i));
+    return;
+  }
   // Kept between calls (decode allocates nothing); named through a local reference, since a
   // worker thread would see its own thread_local.
   thread_local std::vector<Status> kept;
   kept.assign(n, Status::ok());
   std::vector<Status>& failures = kept;
-#pragma omp parallel for schedule(dynamic) if (across)
+#pragma omp parallel for schedule(dynamic)
   for (size_t i = 0; i < n; ++i) failures[i] = capture_status([&] { throw_if_error(body(i)); });
   for (const Status& s : failures) throw_if_error(s);
 }
@@ -306,34 +312,44 @@ Status attend_rows(const Model& model, int layer, const SequenceRows& seq, const
   uint8_t* new_entries = scratch.new_entries.data();
   for (int64_t t = 0; t < n_tokens; ++t)
     codec.encode(kv + t * d, new_entries + size_t(t) * entry_bytes);
+  // The keys of position t (into `keys`) and its attention call, which reads them once for all
+  // heads.
+  const auto attend_position = [&](int64_t t, const uint8_t** keys) {
+    const int64_t pos = start + t;
+    int64_t n_keys = 0;
+    for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
+      keys[n_keys++] =
+          s >= start ? new_entries + size_t(s - start) * entry_bytes : cache.window.entry(s);
+    if (numerics == Numerics::kOfficial)  // the official −1 slots
+      while (n_keys < official_window_slots(model, pos, seq.first_chunk)) keys[n_keys++] = nullptr;
+    if (csa) {
+      const int32_t* ids = sel.ids.data() + (seq.row + t) * c.index_topk;
+      for (int64_t i = 0; i < sel.n_selected[size_t(seq.row + t)]; ++i)
+        keys[n_keys++] = cache.compressed.entry(ids[i]);
+    } else if (compressed_layer) {
+      const int64_t n_visible = ops::compressed_visible_count(pos, m);
+      for (int64_t w = 0; w < n_visible; ++w) keys[n_keys++] = cache.compressed.entry(w);
+    }
+    AttentionArgs a;
+    a.q = q + t * H * d, a.n_heads = H, a.head_dim = d;
+    a.key_entries = keys, a.key_codec = codec, a.n_keys = n_keys;
+    a.sinks = L.attn_sink.data(), a.out = o + t * H * d, a.numerics = numerics;
+    return model.backend().attention(a);
+  };
+  // One list: no OpenMP construct at all, so the attention kernel may split the keys across the
+  // threads itself (see for_each_sequence). Several: one query position per task.
+  if (scratch.n_lists == 1) {
+    for (int64_t t = 0; t < n_tokens; ++t)
+      if (Status s = attend_position(t, scratch.key_lists.data()); !s) return s;
+    return Status::ok();
+  }
   Status failed;
-  // One query position per task; each attention call reads its keys once for all heads.
-#pragma omp parallel num_threads(scratch.n_lists) if (scratch.n_lists > 1)
+#pragma omp parallel num_threads(scratch.n_lists)
   {
     const uint8_t** keys = scratch.key_lists.data() + omp_get_thread_num() * scratch.max_keys;
 #pragma omp for schedule(dynamic, 2)
     for (int64_t t = 0; t < n_tokens; ++t) {
-      const int64_t pos = start + t;
-      int64_t n_keys = 0;
-      for (int64_t s = ops::SlidingWindowSink::first_visible(pos, W); s <= pos; ++s)
-        keys[n_keys++] =
-            s >= start ? new_entries + size_t(s - start) * entry_bytes : cache.window.entry(s);
-      if (numerics == Numerics::kOfficial)  // the official −1 slots
-        while (n_keys < official_window_slots(model, pos, seq.first_chunk))
-          keys[n_keys++] = nullptr;
-      if (csa) {
-        const int32_t* ids = sel.ids.data() + (seq.row + t) * c.index_topk;
-        for (int64_t i = 0; i < sel.n_selected[size_t(seq.row + t)]; ++i)
-          keys[n_keys++] = cache.compressed.entry(ids[i]);
-      } else if (compressed_layer) {
-        const int64_t n_visible = ops::compressed_visible_count(pos, m);
-        for (int64_t w = 0; w < n_visible; ++w) keys[n_keys++] = cache.compressed.entry(w);
-      }
-      AttentionArgs a;
-      a.q = q + t * H * d, a.n_heads = H, a.head_dim = d;
-      a.key_entries = keys, a.key_codec = codec, a.n_keys = n_keys;
-      a.sinks = L.attn_sink.data(), a.out = o + t * H * d, a.numerics = numerics;
-      Status s = model.backend().attention(a);
+      Status s = attend_position(t, keys);
       if (!s) {
 #pragma omp critical(dsv4_attention_status)
         if (failed.is_ok()) failed = s;
