@@ -32,6 +32,32 @@ Status check_gemm_args(const GemmArgs& g) noexcept {
   return Status::ok();
 }
 
+bool has_gemm_kernel(WeightFormat format) noexcept {
+  switch (format) {
+    case WeightFormat::kF32:
+    case WeightFormat::kBF16:
+    case WeightFormat::kFp8Block:
+    case WeightFormat::kFp4Block:
+      return true;
+    case WeightFormat::kF16:  // widened to F32 at load; no F16 kernel
+      return false;
+  }
+  return false;
+}
+
+// What gemm() accepts: a format with a kernel, consistent shapes, and (official numerics)
+// alpha = 1, beta = 0.
+Status check_gemm(const GemmArgs& g) noexcept {
+  if (!has_gemm_kernel(g.w.format))
+    return Status(StatusCode::kUnsupported, "cpu backend: gemm has no kernel for weight format " +
+                                                std::string(weight_format_traits(g.w.format).name));
+  if (Status s = check_gemm_args(g); !s) return s;
+  if (g.numerics != GemmNumerics::kExact && (g.alpha != 1.0f || g.beta != 0.0f))
+    return Status(StatusCode::kInvalidArgument,
+                  "cpu backend: the official gemm takes alpha = 1 and beta = 0");
+  return Status::ok();
+}
+
 #if defined(__x86_64__)
 // IEEE subnormals for the operators, whatever the calling thread's MXCSR says: a caller built
 // with -ffast-math (or one that set flush-to-zero / denormals-are-zero itself) would otherwise
@@ -85,17 +111,8 @@ class CpuBackend final : public Backend {
   std::string_view name() const noexcept override { return "cpu"; }
   DeviceKind device() const noexcept override { return DeviceKind::kCpu; }
   bool supports(const OpDesc& op) const noexcept override {
-    if (op.kind != OpKind::kGemm) return true;  // every other operator, any weight format
-    switch (op.weight_format) {
-      case WeightFormat::kF32:
-      case WeightFormat::kBF16:
-      case WeightFormat::kFp8Block:
-      case WeightFormat::kFp4Block:
-        return true;
-      case WeightFormat::kF16:  // widened to F32 at load; no F16 kernel
-        return false;
-    }
-    return false;
+    // Every other operator, any weight format.
+    return op.kind != OpKind::kGemm || has_gemm_kernel(op.weight_format);
   }
   Result<Buffer> allocate(size_t bytes, BufferUse) noexcept override {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
@@ -114,19 +131,20 @@ class CpuBackend final : public Backend {
     return Status::ok();
   }
   Status gemm(const GemmArgs& g) noexcept override {
-    if (!supports({OpKind::kGemm, g.w.format}))
-      return Status(StatusCode::kUnsupported,
-                    "cpu backend: gemm has no kernel for weight format " +
-                        std::string(weight_format_traits(g.w.format).name));
-    if (Status s = check_gemm_args(g); !s) return s;
+    if (Status s = check_gemm(g); !s) return s;
     if (g.m == 0 || g.n == 0) return Status::ok();
-    if (g.numerics != GemmNumerics::kExact) {
-      if (g.alpha != 1.0f || g.beta != 0.0f)
-        return Status(StatusCode::kInvalidArgument,
-                      "cpu backend: the official gemm takes alpha = 1 and beta = 0");
-      return guarded([&] { official::gemm(g); });
-    }
+    if (g.numerics != GemmNumerics::kExact) return guarded([&] { official::gemm(g); });
     return guarded([&] { kernels().gemm(g); });
+  }
+  // Exact-numerics groups go to the kernel as one piece of work; the official GEMMs one by one.
+  Status gemm_group(const GemmArgs* gemms, int64_t count) noexcept override {
+    bool all_exact = true;
+    for (int64_t i = 0; i < count; ++i) {
+      if (Status s = check_gemm(gemms[i]); !s) return s;
+      all_exact = all_exact && gemms[i].numerics == GemmNumerics::kExact;
+    }
+    if (!all_exact) return Backend::gemm_group(gemms, count);
+    return guarded([&] { kernels().gemm_group(gemms, count); });
   }
   Status synchronize() noexcept override { return Status::ok(); }
 

@@ -33,6 +33,8 @@ struct OfficialKernels {
 struct KernelTable {
   Isa isa;
   void (*gemm)(const GemmArgs&);  // may throw std::bad_alloc (scratch); the backend catches
+  // Independent GEMMs as one piece of work (Backend::gemm_group), the same bits as gemm on each.
+  void (*gemm_group)(const GemmArgs* gemms, int64_t count);
   void (*attention)(const AttentionArgs&);
   OfficialKernels official;
 };
@@ -42,6 +44,10 @@ void gemm_reference(const GemmArgs& args);
 void gemm_sse2(const GemmArgs& args);
 void gemm_avx2(const GemmArgs& args);
 void gemm_avx512(const GemmArgs& args);
+void gemm_group_reference(const GemmArgs* gemms, int64_t count);
+void gemm_group_sse2(const GemmArgs* gemms, int64_t count);
+void gemm_group_avx2(const GemmArgs* gemms, int64_t count);
+void gemm_group_avx512(const GemmArgs* gemms, int64_t count);
 void attention_reference(const AttentionArgs& args);
 void attention_sse2(const AttentionArgs& args);
 void attention_avx2(const AttentionArgs& args);

@@ -525,12 +525,18 @@ struct GemmKernel {
   // Tiles are handed out in chunks of about 128 KiB of weights, first come first served: on a
   // shared machine one thread of a static split often finished late and the other waited at the
   // barrier (a sixth of a decode step's samples were spent there).
-  static void run_in_registers(const GemmArgs& g, const RegisterInputs& in) {
-    const int64_t n_tiles = (g.n + kTile - 1) / kTile;
-    const int64_t chunk =
-        std::max<int64_t>(1, (int64_t(128) << 10) / std::max<int64_t>(1, kTile * g.w.row_bytes()));
-#pragma omp parallel for schedule(dynamic, chunk) if (parallel(g))
-    for (int64_t jt = 0; jt < n_tiles; ++jt) {
+  static int64_t tiles_per_chunk(const GemmArgs& g) {
+    return std::max<int64_t>(1,
+                             (int64_t(128) << 10) / std::max<int64_t>(1, kTile * g.w.row_bytes()));
+  }
+
+  // One chunk of the register path's work: weight tiles [tile_begin, tile_end) of GEMM `gemm`
+  // of a group, for all its activation rows.
+  struct TileChunk {
+    int64_t gemm, tile_begin, tile_end;
+  };
+  static void run_chunk(const GemmArgs& g, const TileChunk& chunk, const RegisterInputs& in) {
+    for (int64_t jt = chunk.tile_begin; jt < chunk.tile_end; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
       for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
@@ -538,6 +544,19 @@ struct GemmKernel {
     }
   }
 
+  // What the register tiles of g read besides GemmArgs; FP4 puts its lane-ordered activations
+  // (m·k floats) at `lane_order`.
+  static RegisterInputs register_inputs(const GemmArgs& g, float* lane_order) {
+    RegisterInputs in;
+    if (g.w.format == WeightFormat::kFp4Block) {
+      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, lane_order + i * g.k, kLanes);
+      in.lane_order = lane_order;
+    }
+    // Only tiles of one or two rows read it (block_prescaled).
+    if (kAvx512 && g.w.format == WeightFormat::kFp8Block && g.m <= 2)
+      in.range = activation_range(g);
+    return in;
+  }
   // Where the vector of `kv` lane-ordered inputs starting at p (a multiple of kLanes) of row r
   // lies when rows are interleaved in groups of R: each group's rows alternate vector by vector
   // (row 0's first vector, row 1's first, ..., row 0's second, ...), so a tile of R rows reads one
@@ -834,18 +853,52 @@ struct GemmKernel {
     guard.rethrow();
   }
 
-  static void run(const GemmArgs& g) {
-    if (g.m > register_rows_limit(g.w.format)) return run_decoded(g);
-    // FP4 tiles read the activations in lane order (k apart); grows once, no allocation per token.
-    thread_local std::vector<float> a_perm;
-    RegisterInputs in;
-    if (g.w.format == WeightFormat::kFp4Block) {
-      a_perm.resize(size_t(g.m * g.k));
-      for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, a_perm.data() + i * g.k, kLanes);
-      in.lane_order = a_perm.data();
+  static void run(const GemmArgs& g) { run_group(&g, 1); }
+
+  // Independent GEMMs as one piece of work: those of few rows (the register path) share one
+  // dynamic schedule of weight-tile chunks, so the threads part and meet once rather than once per
+  // GEMM (an MoE layer's expert projections at decode had been 21 parallel regions); the others
+  // run one after the other through the decoded-block path. Each output gets the bits it gets
+  // alone. The scratch grows once per thread: no allocation per token.
+  static void run_group(const GemmArgs* gemms, int64_t count) {
+    thread_local std::vector<float> lane_orders;  // FP4: the activations in lane order
+    thread_local std::vector<RegisterInputs> inputs;
+    thread_local std::vector<TileChunk> chunks;
+    size_t lane_floats = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const GemmArgs& g = gemms[i];
+      if (g.m > register_rows_limit(g.w.format)) {
+        run_decoded(g);
+      } else if (g.w.format == WeightFormat::kFp4Block) {
+        lane_floats += size_t(g.m * g.k);
+      }
     }
-    if (kAvx512 && g.w.format == WeightFormat::kFp8Block) in.range = activation_range(g);
-    run_in_registers(g, in);
+    lane_orders.resize(lane_floats);
+    inputs.resize(size_t(count));
+    chunks.clear();
+    float* lane_order = lane_orders.data();
+    bool fork = false;
+    size_t weight_bytes = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const GemmArgs& g = gemms[i];
+      if (g.m > register_rows_limit(g.w.format) || g.m == 0) continue;
+      inputs[size_t(i)] = register_inputs(g, lane_order);
+      if (g.w.format == WeightFormat::kFp4Block) lane_order += g.m * g.k;
+      const int64_t n_tiles = (g.n + kTile - 1) / kTile, per_chunk = tiles_per_chunk(g);
+      for (int64_t t = 0; t < n_tiles; t += per_chunk)
+        chunks.push_back({i, t, std::min(n_tiles, t + per_chunk)});
+      fork = fork || parallel(g);
+      weight_bytes += g.w.data_bytes();
+    }
+    fork = fork || (weight_bytes >= kParallelWeightBytes && may_fork());
+    const TileChunk* work = chunks.data();
+    const RegisterInputs* in = inputs.data();
+    const auto n_chunks = int64_t(chunks.size());
+    ParallelGuard guard;  // the tiles' scale buffers grow on first use (std::bad_alloc)
+#pragma omp parallel for schedule(dynamic, 1) if (fork)
+    for (int64_t c = 0; c < n_chunks; ++c)
+      guard.run([&] { run_chunk(gemms[work[c].gemm], work[c], in[work[c].gemm]); });
+    guard.rethrow();
   }
 };
 

@@ -6,6 +6,9 @@
 
 namespace dsv4::cpu {
 void gemm_avx2(const GemmArgs& args) { detail::GemmKernel<xsimd::avx2>::run(args); }
+void gemm_group_avx2(const GemmArgs* gemms, int64_t count) {
+  detail::GemmKernel<xsimd::avx2>::run_group(gemms, count);
+}
 void attention_avx2(const AttentionArgs& args) { detail::AttentionKernel<xsimd::avx2>::run(args); }
 OfficialKernels official_kernels_avx2() { return detail::official_kernel_table(); }
 }  // namespace dsv4::cpu

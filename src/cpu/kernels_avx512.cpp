@@ -6,6 +6,9 @@
 
 namespace dsv4::cpu {
 void gemm_avx512(const GemmArgs& args) { detail::GemmKernel<xsimd::avx512bw>::run(args); }
+void gemm_group_avx512(const GemmArgs* gemms, int64_t count) {
+  detail::GemmKernel<xsimd::avx512bw>::run_group(gemms, count);
+}
 void attention_avx512(const AttentionArgs& args) {
   detail::AttentionKernel<xsimd::avx512bw>::run(args);
 }

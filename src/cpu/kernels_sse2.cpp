@@ -6,6 +6,9 @@
 
 namespace dsv4::cpu {
 void gemm_sse2(const GemmArgs& args) { detail::GemmKernel<xsimd::sse2>::run(args); }
+void gemm_group_sse2(const GemmArgs* gemms, int64_t count) {
+  detail::GemmKernel<xsimd::sse2>::run_group(gemms, count);
+}
 void attention_sse2(const AttentionArgs& args) { detail::AttentionKernel<xsimd::sse2>::run(args); }
 OfficialKernels official_kernels_sse2() { return detail::official_kernel_table(); }
 }  // namespace dsv4::cpu

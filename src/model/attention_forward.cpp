@@ -491,13 +491,18 @@ void matmul_transposed(Backend& backend, const float* x, int64_t rows, const flo
   linear(backend, x, rows, f32_weights(w, out, in), y);
 }
 
-void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y,
-            GemmNumerics numerics) {
+GemmArgs linear_args(const float* x, int64_t rows, const Linear& w, float* y,
+                     GemmNumerics numerics) {
   GemmArgs args;
   args.m = rows, args.n = w.out, args.k = w.in;
   args.a = x, args.lda = w.in, args.w = w, args.c = y, args.ldc = w.out;
   args.numerics = numerics;
-  throw_if_error(backend.gemm(args));
+  return args;
+}
+
+void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y,
+            GemmNumerics numerics) {
+  throw_if_error(backend.gemm(linear_args(x, rows, w, y, numerics)));
 }
 
 }  // namespace dsv4::detail

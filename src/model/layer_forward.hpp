@@ -17,6 +17,9 @@ namespace dsv4::detail {
 // y[rows, out] = x[rows, in] · wᵀ on the model's backend, rounded as `numerics` says.
 void linear(Backend& backend, const float* x, int64_t rows, const Linear& w, float* y,
             GemmNumerics numerics = GemmNumerics::kExact);
+// The same as a GEMM's arguments (for Backend::gemm_group).
+GemmArgs linear_args(const float* x, int64_t rows, const Linear& w, float* y,
+                     GemmNumerics numerics);
 
 // The GEMM numerics of the model's linear layers (model.py linear(): FP8/FP4 GEMMs with bf16
 // outputs in the official numerics) and of its fp32 layers (router, head, compressors).
@@ -73,5 +76,7 @@ void attention_forward(const Model& model, int layer, std::span<const SequenceRo
 // When `decisions` is not null, the routed experts go to decisions->router [T, k].
 void moe_forward(const Model& model, int layer, const float* h, const int32_t* tokens,
                  int64_t n_tokens, float* out, Workspace& ws, LayerDecisions* decisions = nullptr);
+// The workspace moe_forward takes for n_tokens rows, in floats (Session::workspace_bytes).
+size_t moe_workspace_floats(const ModelConfig& config, int64_t n_tokens);
 
 }  // namespace dsv4::detail

@@ -7,6 +7,8 @@
 // activation before w2 (rounded to bf16 there), the routed outputs are summed in expert-index
 // order into a zeroed fp32 buffer, the shared expert comes last, and the sum is rounded to bf16.
 #include <algorithm>
+#include <span>
+#include <vector>
 
 #include "dsv4/ops/moe.hpp"
 #include "dsv4/ops/official_numerics.hpp"
@@ -15,29 +17,62 @@
 namespace dsv4::detail {
 namespace {
 
-// y[rows, D] = w2 · act(w1·x, w3·x) for `rows` gathered input rows. Official: act's rows are
-// multiplied by row_weights (when not null) and rounded to bf16 before w2.
-void expert_forward(const Model& model, const ExpertWeights& e, const float* x, int64_t rows,
-                    const float* row_weights, float* y, Workspace& ws) {
+// One expert's part of a wave: its input rows, and where its intermediate and output rows go.
+struct ExpertRun {
+  const ExpertWeights* weights = nullptr;
+  const float* x = nullptr;  // [rows, D]
+  int64_t rows = 0;
+  // Routed experts: each row's token (where its output goes); null for the shared expert, whose
+  // rows are all the tokens in order.
+  const int64_t* tokens = nullptr;
+  // Official: act's rows are multiplied by these (routed experts) and rounded to bf16 before w2.
+  const float* row_weights = nullptr;
+  float* gate = nullptr;  // [rows, width]; act(gate, up) replaces it
+  float* up = nullptr;    // [rows, width]
+  float* y = nullptr;     // [rows, D]
+};
+
+// y = w2 · act(w1·x, w3·x) for every expert of a wave: the w1 and w3 GEMMs of all of them as one
+// group, SwiGLU, then their w2 GEMMs as another (one parallel region each on the CPU, where one
+// GEMM after the other had been three regions per expert).
+void run_experts(const Model& model, std::span<const ExpertRun> runs) {
   Backend& backend = model.backend();
-  const int64_t width = e.w1.out;
   const GemmNumerics lin = linear_numerics(model);
-  Workspace::Scope scope(ws);
-  const auto gate = scope.take<float>(size_t(rows * width));
-  const auto up = scope.take<float>(size_t(rows * width));
-  linear(backend, x, rows, e.w1, gate.data(), lin);
-  linear(backend, x, rows, e.w3, up.data(), lin);
-  SwigluArgs act{gate.data(), up.data(), rows * width, float(model.config().swiglu_limit),
-                 gate.data()};
-  act.numerics = model.numerics();
-  throw_if_error(backend.swiglu(act));
-  if (model.official())
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < width; ++j) {
-        float& g = gate[size_t(i * width + j)];
-        g = ops::official::round_bf16(row_weights ? ops::official::mul32(row_weights[i], g) : g);
-      }
-  linear(backend, gate.data(), rows, e.w2, y, lin);
+  thread_local std::vector<GemmArgs> gemms;  // grows once: no allocation per token
+  gemms.clear();
+  for (const ExpertRun& r : runs) {
+    gemms.push_back(linear_args(r.x, r.rows, r.weights->w1, r.gate, lin));
+    gemms.push_back(linear_args(r.x, r.rows, r.weights->w3, r.up, lin));
+  }
+  throw_if_error(backend.gemm_group(gemms.data(), int64_t(gemms.size())));
+  for (const ExpertRun& r : runs) {
+    const int64_t width = r.weights->w1.out;
+    SwigluArgs act{r.gate, r.up, r.rows * width, float(model.config().swiglu_limit), r.gate};
+    act.numerics = model.numerics();
+    throw_if_error(backend.swiglu(act));
+    if (model.official())
+      for (int64_t i = 0; i < r.rows; ++i)
+        for (int64_t j = 0; j < width; ++j) {
+          float& g = r.gate[i * width + j];
+          g = ops::official::round_bf16(r.row_weights ? ops::official::mul32(r.row_weights[i], g)
+                                                      : g);
+        }
+  }
+  gemms.clear();
+  for (const ExpertRun& r : runs)
+    gemms.push_back(linear_args(r.gate, r.rows, r.weights->w2, r.y, lin));
+  throw_if_error(backend.gemm_group(gemms.data(), int64_t(gemms.size())));
+}
+
+// Rows of expert work per wave beyond the chunk's own tokens: a decode step's selected experts
+// and the shared one all fit in one wave.
+constexpr int64_t kWaveRows = 64;
+int64_t wave_rows(const ModelConfig& c, int64_t n_tokens) {
+  const int64_t members = c.num_experts_per_tok + (c.n_shared_experts > 0 ? 1 : 0);
+  return std::max(n_tokens, std::min(kWaveRows, n_tokens * members));
+}
+int64_t widest_expert(const ModelConfig& c) {
+  return c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts);
 }
 
 // Router selection and weights of one token. Official: scores and weights in the fp32 recipe,
@@ -107,34 +142,85 @@ void moe_forward(const Model& model, int layer, const float* h, const int32_t* t
     pair_weight[size_t(at)] = weights[size_t(i)];
   }
 
+  // The experts run in waves of at most `cap` rows, in expert order, each wave's outputs added
+  // to `out` in that order once it has run. Non-official: the shared expert comes first, writing
+  // `out` itself; official: it comes last and is added after every routed expert.
+  const int64_t cap = wave_rows(c, n_tokens), widest = widest_expert(c);
+  const auto x = scope.take<float>(size_t(cap * D));
+  const auto y = scope.take<float>(size_t(cap * D));
+  const auto gate = scope.take<float>(size_t(cap * widest));
+  const auto up = scope.take<float>(size_t(cap * widest));
+  thread_local std::vector<ExpertRun> wave;  // grows once: no allocation per token
+  wave.clear();
+  int64_t used = 0;  // rows of the wave's buffers taken
+  // The shared expert reads h and (non-official) writes `out` directly; a routed expert's rows
+  // are gathered into the wave's x.
+  const auto add_shared = [&](float* output) {
+    ExpertRun r;
+    r.weights = &*L.shared_expert, r.x = h, r.rows = n_tokens;
+    r.gate = gate.data() + used * widest, r.up = up.data() + used * widest;
+    r.y = output ? output : y.data() + used * D;
+    used += n_tokens;
+    wave.push_back(r);
+  };
+  const auto add_routed = [&](int64_t e, int64_t begin, int64_t rows) {
+    float* rows_x = x.data() + used * D;
+    for (int64_t i = 0; i < rows; ++i)
+      std::copy_n(h + pair_token[size_t(begin + i)] * D, D, rows_x + i * D);
+    ExpertRun r;
+    r.weights = &L.experts[size_t(e)], r.x = rows_x, r.rows = rows;
+    r.tokens = pair_token.data() + begin, r.row_weights = pair_weight.data() + begin;
+    r.gate = gate.data() + used * widest, r.up = up.data() + used * widest;
+    r.y = y.data() + used * D;
+    used += rows;
+    wave.push_back(r);
+  };
+  // Runs the wave, then adds its routed outputs (and the official shared expert's) to `out`.
+  const auto finish_wave = [&] {
+    run_experts(model, wave);
+    for (const ExpertRun& r : wave) {
+      if (!r.tokens) {  // the shared expert: non-official, already in `out`
+        if (official)
+          for (int64_t i = 0; i < n_tokens * D; ++i) out[i] += r.y[i];
+        continue;
+      }
+      for (int64_t i = 0; i < r.rows; ++i) {
+        float* dst = out + r.tokens[i] * D;
+        const float w = official ? 1.0f : r.row_weights[i];  // official: applied before w2
+        for (int64_t j = 0; j < D; ++j) dst[j] += w * r.y[i * D + j];
+      }
+    }
+    wave.clear();
+    used = 0;
+  };
+
   if (L.shared_expert && !official) {
-    expert_forward(model, *L.shared_expert, h, n_tokens, nullptr, out, ws);
+    add_shared(out);
   } else {
     std::fill(out, out + n_tokens * D, 0.0f);
   }
-  int64_t most = n_tokens;  // the official shared expert's output goes through y too
-  for (int64_t e = 0; e < E; ++e) most = std::max(most, first[size_t(e + 1)] - first[size_t(e)]);
-  const auto x = scope.take<float>(size_t(most * D));
-  const auto y = scope.take<float>(size_t(most * D));
   for (int64_t e = 0; e < E; ++e) {
     const int64_t begin = first[size_t(e)], n = first[size_t(e + 1)] - begin;
     if (n == 0) continue;
-    for (int64_t i = 0; i < n; ++i)
-      std::copy_n(h + pair_token[size_t(begin + i)] * D, D, x.data() + i * D);
-    expert_forward(model, L.experts[size_t(e)], x.data(), n, pair_weight.data() + begin, y.data(),
-                   ws);
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = out + pair_token[size_t(begin + i)] * D;
-      const float w = official ? 1.0f : pair_weight[size_t(begin + i)];  // official: applied
-      for (int64_t j = 0; j < D; ++j) dst[j] += w * y[size_t(i * D + j)];
-    }
+    if (used + n > cap) finish_wave();
+    add_routed(e, begin, n);
   }
+  if (L.shared_expert && official) {
+    if (used + n_tokens > cap) finish_wave();
+    add_shared(nullptr);
+  }
+  finish_wave();
   if (!official) return;
-  if (L.shared_expert) {
-    expert_forward(model, *L.shared_expert, h, n_tokens, nullptr, y.data(), ws);
-    for (int64_t i = 0; i < n_tokens * D; ++i) out[i] += y[size_t(i)];
-  }
   round_to_bf16(out, n_tokens * D);
+}
+
+size_t moe_workspace_floats(const ModelConfig& c, int64_t n_tokens) {
+  // What moe_forward takes (an int64 counts as two floats): router logits, selections, weights
+  // and scores; the counting sort; the waves' x, y, gate and up rows.
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  const int64_t routing = n_tokens * (E + 5 * k) + 6 * E + 2;
+  const int64_t waves = wave_rows(c, n_tokens) * (2 * c.hidden_size + 2 * widest_expert(c));
+  return size_t(routing + waves);
 }
 
 }  // namespace dsv4::detail

@@ -104,19 +104,18 @@ CacheTierStats Session::tier_stats() const {
 }
 
 size_t Session::workspace_bytes(const ModelConfig& c, int64_t n_tokens) {
-  // The largest set of buffers alive at once (one layer's attention or MoE sub-layer plus the
-  // streams), per token, with room for the per-thread key lists and 64-byte rounding.
+  // The largest set of buffers alive at once: the streams and one layer's attention (per token),
+  // or the streams and its MoE sub-layer (as moe_forward counts it), with room for the
+  // per-thread key lists and 64-byte rounding.
   const int64_t D = c.hidden_size, n = c.hc_mult, d = c.head_dim;
   const int64_t width = std::max(2 * d, 2 * c.index_head_dim);
   const int64_t streams = n * D + 2 * D + n + n * n;
   const int64_t attention = c.q_lora_rank + 2 * c.num_attention_heads * d + d +
                             c.o_groups * c.o_lora_rank + 2 * width + d +
                             c.index_n_heads * (c.index_head_dim + 1) + 2 * c.index_topk + 2;
-  const int64_t moe = 3 * c.n_routed_experts + 4 * c.num_experts_per_tok + 2 * D +
-                      4 * c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts) +
-                      2 * c.num_experts_per_tok * D;
+  const auto moe = int64_t(detail::moe_workspace_floats(c, n_tokens));
   const int64_t keys = 8 * (c.sliding_window + c.index_topk) / 4;  // pointers, in floats
-  return size_t(n_tokens * (streams + std::max(attention, moe)) + keys) * sizeof(float) +
+  return size_t(n_tokens * streams + std::max(n_tokens * attention, moe) + keys) * sizeof(float) +
          (size_t(64) << 10);
 }
 

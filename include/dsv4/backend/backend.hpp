@@ -271,6 +271,15 @@ class Backend {
   virtual Status synchronize() noexcept = 0;
 
   virtual Status gemm(const GemmArgs&) noexcept { return unsupported(OpKind::kGemm); }
+  // Several GEMMs at once, independent of one another (no output is another's input or output):
+  // an MoE layer's expert projections. A device may run them as one piece of work (the CPU
+  // backend: one parallel region over all their weight tiles, instead of one per GEMM); each
+  // output is what gemm() alone gives it. By default, gemm() on each in turn.
+  virtual Status gemm_group(const GemmArgs* gemms, int64_t count) noexcept {
+    for (int64_t i = 0; i < count; ++i)
+      if (Status s = gemm(gemms[i]); !s) return s;
+    return Status::ok();
+  }
   virtual Status embed(const EmbedArgs&) noexcept { return unsupported(OpKind::kEmbed); }
   virtual Status rms_norm(const RmsNormArgs&) noexcept { return unsupported(OpKind::kRmsNorm); }
   virtual Status rope(const RopeArgs&) noexcept { return unsupported(OpKind::kRope); }

@@ -21,6 +21,10 @@ void gemm_reference(const GemmArgs& g) {
   }
 }
 
+void gemm_group_reference(const GemmArgs* gemms, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) gemm_reference(gemms[i]);
+}
+
 }  // namespace dsv4::cpu
 
 namespace dsv4::cpu {
