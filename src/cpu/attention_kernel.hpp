@@ -29,7 +29,8 @@ template <class Arch>
 struct AttentionKernel {
   using Batch = xsimd::batch<float, Arch>;
   static constexpr int64_t kLanes = int64_t(Batch::size);
-  static constexpr int64_t kBlock = 16;  // keys per block: scores of a block fit in registers
+  static constexpr int64_t kBlock = 16;  // keys per block: a whole number of vectors at every ISA
+  static_assert(kBlock % kLanes == 0);
 
   // Running state of one key range for all heads.
   struct Partial {
@@ -41,38 +42,86 @@ struct AttentionKernel {
     }
   };
 
-  static float dot(const float* a, const float* b, int64_t n) {
-    const int64_t n_vec = n - n % kLanes;
-    Batch s0(0.0f), s1(0.0f);
-    int64_t i = 0;
-    for (; i + 2 * kLanes <= n_vec; i += 2 * kLanes) {
-      s0 = xsimd::fma(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), s0);
-      s1 = xsimd::fma(Batch::load_unaligned(a + i + kLanes), Batch::load_unaligned(b + i + kLanes),
-                      s1);
+  // Heads and keys per register tile of the scores, heads per pass of the value accumulation:
+  // one query vector and one key vector serve several products each, where a product at a time
+  // had loaded two vectors per multiply-add (the loads, not the FMAs, had set the pace).
+  static constexpr int64_t kHeadTile = 4, kKeyTile = 4;
+
+  // s[h·kBlock + j] = (q_h · keys[j])·scale for heads [h0, h0 + HT) and keys [j0, j0 + KT): one
+  // accumulator per product over the vector part of d, then the scalar tail.
+  template <int HT, int KT>
+  static void score_tile(const float* q, const float* const* keys, int64_t d, int64_t h0,
+                         int64_t j0, float scale, float* s) {
+    const int64_t d_vec = d - d % kLanes;
+    Batch acc[HT][KT];
+    for (auto& row : acc)
+      for (auto& b : row) b = Batch(0.0f);
+    for (int64_t c = 0; c < d_vec; c += kLanes) {
+      Batch k[KT];
+      for (int j = 0; j < KT; ++j) k[j] = Batch::load_unaligned(keys[j0 + j] + c);
+      for (int h = 0; h < HT; ++h) {
+        const Batch qv = Batch::load_unaligned(q + (h0 + h) * d + c);
+        for (int j = 0; j < KT; ++j) acc[h][j] = xsimd::fma(qv, k[j], acc[h][j]);
+      }
     }
-    for (; i < n_vec; i += kLanes)
-      s0 = xsimd::fma(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), s0);
-    float total = xsimd::hadd(s0 + s1);
-    for (; i < n; ++i) total += a[i] * b[i];
-    return total;
+    for (int h = 0; h < HT; ++h)
+      for (int j = 0; j < KT; ++j) {
+        float total = xsimd::hadd(acc[h][j]);
+        const float* qh = q + (h0 + h) * d;
+        for (int64_t c = d_vec; c < d; ++c) total += qh[c] * keys[j0 + j][c];
+        s[(h0 + h) * kBlock + j0 + j] = total * scale;
+      }
+  }
+  // Scores of every head against the block's nb keys: s[h·kBlock + j].
+  static void block_scores(const float* q, const float* const* keys, int64_t nb, int64_t H,
+                           int64_t d, float scale, float* s) {
+    for (int64_t h0 = 0; h0 < H; h0 += kHeadTile)
+      for (int64_t j0 = 0; j0 < nb; j0 += kKeyTile)
+        with_count<kHeadTile>(std::min(kHeadTile, H - h0), [&]<int HT>() {
+          with_count<kKeyTile>(std::min(kKeyTile, nb - j0),
+                               [&]<int KT>() { score_tile<HT, KT>(q, keys, d, h0, j0, scale, s); });
+        });
   }
 
-  // acc = acc·alpha + Σ_j p[j]·keys[j] over nb keys.
-  static void accumulate(float* acc, float alpha, const float* p, const float* const* keys,
-                         int64_t nb, int64_t d) {
+  // acc_h = acc_h·alpha_h + Σ_j p[h·kBlock + j]·keys[j] over nb keys, for heads [h0, h0 + HT)
+  // (acc_h at acc + h·d). Each element sees the same operations in the same order as a head at
+  // a time; the key vectors are loaded once for the HT heads.
+  // Two vectors of d at a time: HT·2 independent chains of FMAs cover the FMA latency (HT alone
+  // had waited on it).
+  template <int HT, int CC>
+  static void accumulate_vectors(float* acc, const float* alpha, const float* p,
+                                 const float* const* keys, int64_t nb, int64_t d, int64_t h0,
+                                 int64_t c) {
+    Batch o[HT][CC];
+    for (int h = 0; h < HT; ++h)
+      for (int v = 0; v < CC; ++v)
+        o[h][v] = Batch::load_unaligned(acc + (h0 + h) * d + c + v * kLanes) * Batch(alpha[h0 + h]);
+    for (int64_t j = 0; j < nb; ++j) {
+      Batch k[CC];
+      for (int v = 0; v < CC; ++v) k[v] = Batch::load_unaligned(keys[j] + c + v * kLanes);
+      for (int h = 0; h < HT; ++h) {
+        const Batch ph(p[(h0 + h) * kBlock + j]);
+        for (int v = 0; v < CC; ++v) o[h][v] = xsimd::fma(ph, k[v], o[h][v]);
+      }
+    }
+    for (int h = 0; h < HT; ++h)
+      for (int v = 0; v < CC; ++v) o[h][v].store_unaligned(acc + (h0 + h) * d + c + v * kLanes);
+  }
+  template <int HT>
+  static void accumulate_heads(float* acc, const float* alpha, const float* p,
+                               const float* const* keys, int64_t nb, int64_t d, int64_t h0) {
     const int64_t d_vec = d - d % kLanes;
-    const Batch av(alpha);
-    for (int64_t c = 0; c < d_vec; c += kLanes) {
-      Batch o = Batch::load_unaligned(acc + c) * av;
-      for (int64_t j = 0; j < nb; ++j)
-        o = xsimd::fma(Batch(p[j]), Batch::load_unaligned(keys[j] + c), o);
-      o.store_unaligned(acc + c);
-    }
-    for (int64_t c = d_vec; c < d; ++c) {
-      float o = acc[c] * alpha;
-      for (int64_t j = 0; j < nb; ++j) o += p[j] * keys[j][c];
-      acc[c] = o;
-    }
+    int64_t c = 0;
+    for (; c + 2 * kLanes <= d_vec; c += 2 * kLanes)
+      accumulate_vectors<HT, 2>(acc, alpha, p, keys, nb, d, h0, c);
+    for (; c < d_vec; c += kLanes) accumulate_vectors<HT, 1>(acc, alpha, p, keys, nb, d, h0, c);
+    for (int h = 0; h < HT; ++h)
+      for (int64_t c = d_vec; c < d; ++c) {
+        float& a = acc[(h0 + h) * d + c];
+        float o = a * alpha[h0 + h];
+        for (int64_t j = 0; j < nb; ++j) o += p[(h0 + h) * kBlock + j] * keys[j][c];
+        a = o;
+      }
   }
 
   // One stored entry as fp32, with the GEMM kernel's vector decoders (e4m3 through the fp16
@@ -131,27 +180,39 @@ struct AttentionKernel {
     const int64_t H = a.n_heads, d = a.head_dim;
     const float scale = 1.0f / std::sqrt(float(d));
     part.reset(H, d);
-    float s[kBlock];
-    thread_local std::vector<float> tile;
+    thread_local std::vector<float> tile, scores, alphas;
+    scores.resize(size_t(H * kBlock));
+    alphas.resize(size_t(H));
+    float* s = scores.data();
     const float* ptrs[kBlock];
     for (int64_t b0 = j0; b0 < j1; b0 += kBlock) {
       const int64_t nb = std::min(kBlock, j1 - b0);
       const float* const* keys = block_keys(a, b0, nb, tile, ptrs);
+      block_scores(a.q, keys, nb, H, d, scale, s);
+      // The online softmax per head: the block's scores become weights against the new maximum
+      // (a vector exp: one scalar exp per score had cost a sixth of the kernel; the slots past nb
+      // hold −inf, so their weights are 0).
+      constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
       for (int64_t h = 0; h < H; ++h) {
-        const float* qh = a.q + h * d;
-        float block_max = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < nb; ++j) {
-          s[j] = dot(qh, keys[j], d) * scale;
-          block_max = std::max(block_max, s[j]);
-        }
+        float* sh = s + h * kBlock;
+        float block_max = kMinusInf;
+        for (int64_t j = 0; j < nb; ++j) block_max = std::max(block_max, sh[j]);
+        std::fill(sh + nb, sh + kBlock, kMinusInf);
         const float new_max = std::max(part.max[size_t(h)], block_max);
-        const float alpha = std::exp(part.max[size_t(h)] - new_max);
-        float block_sum = 0.0f;
-        for (int64_t j = 0; j < nb; ++j) block_sum += (s[j] = std::exp(s[j] - new_max));
-        part.sum[size_t(h)] = part.sum[size_t(h)] * alpha + block_sum;
+        alphas[size_t(h)] = std::exp(part.max[size_t(h)] - new_max);
+        Batch block_sum(0.0f);
+        for (int64_t j = 0; j < kBlock; j += kLanes) {
+          const Batch p = xsimd::exp(Batch::load_unaligned(sh + j) - Batch(new_max));
+          p.store_unaligned(sh + j);
+          block_sum += p;
+        }
+        part.sum[size_t(h)] = part.sum[size_t(h)] * alphas[size_t(h)] + xsimd::hadd(block_sum);
         part.max[size_t(h)] = new_max;
-        accumulate(part.acc.data() + h * d, alpha, s, keys, nb, d);
       }
+      for (int64_t h0 = 0; h0 < H; h0 += kHeadTile)
+        with_count<kHeadTile>(std::min(kHeadTile, H - h0), [&]<int HT>() {
+          accumulate_heads<HT>(part.acc.data(), alphas.data(), s, keys, nb, d, h0);
+        });
     }
   }
 
