@@ -46,7 +46,9 @@ class RunningTopk {
       std::push_heap(heap_.begin(), heap_.end(), better);
     }
   }
-  const std::vector<Candidate>& items() const { return heap_; }
+  // The candidates, in no particular order, for the caller to sort in place (the heap is then
+  // spent until the next reset).
+  std::vector<Candidate>& items() { return heap_; }
 
  private:
   size_t k_ = 0;
@@ -112,7 +114,8 @@ void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, in
   }
 }
 
-void write_selection(const IndexerTopkArgs& a, int64_t t, std::vector<Candidate> items) {
+// Sorts `items` in place.
+void write_selection(const IndexerTopkArgs& a, int64_t t, std::vector<Candidate>& items) {
   int32_t* out = a.selected + t * a.top_k;
   const int64_t visible = a.n_visible[t];
   if (visible <= a.top_k) {
@@ -120,44 +123,52 @@ void write_selection(const IndexerTopkArgs& a, int64_t t, std::vector<Candidate>
     a.n_selected[t] = visible;
     return;
   }
-  std::sort(items.begin(), items.end(), better);
-  items.resize(size_t(a.top_k));
-  for (size_t i = 0; i < items.size(); ++i) out[i] = items[i].index;
-  std::sort(out, out + items.size());
-  a.n_selected[t] = int64_t(items.size());
+  const size_t kept = std::min(items.size(), size_t(a.top_k));
+  std::partial_sort(items.begin(), items.begin() + kept, items.end(), better);
+  for (size_t i = 0; i < kept; ++i) out[i] = items[i].index;
+  std::sort(out, out + kept);
+  a.n_selected[t] = int64_t(kept);
 }
 
 int64_t blocks_for(const IndexerTopkArgs& a, int64_t visible) {
   return (visible + a.block_entries - 1) / a.block_entries;
 }
 
-// Few queries: the key blocks are split across threads, then the heaps are merged.
+// Few queries: the key blocks are split across threads, then the heaps are merged. Every buffer
+// is kept between calls (thread-local, named through references: a worker would see its own), so
+// a decode step allocates nothing once they have grown.
 void run_split_keys(const IndexerTopkArgs& a) {
+  thread_local std::vector<std::vector<Candidate>> kept_partial;
+  thread_local std::vector<Candidate> kept_merged;
+  std::vector<std::vector<Candidate>>& partial = kept_partial;
+  std::vector<Candidate>& merged = kept_merged;
   for (int64_t t = 0; t < a.n_queries; ++t) {
     const int64_t visible = a.n_visible[t];
+    merged.clear();
     if (visible <= a.top_k) {
-      write_selection(a, t, {});
+      write_selection(a, t, merged);
       continue;
     }
     const int64_t n_blocks = blocks_for(a, visible);
     const int n_threads =
         may_fork() ? int(std::clamp<int64_t>(n_blocks / 4, 1, omp_get_max_threads())) : 1;
-    std::vector<std::vector<Candidate>> partial(static_cast<size_t>(n_threads));
+    if (partial.size() < size_t(n_threads)) partial.resize(size_t(n_threads));
     ParallelGuard guard;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     guard.run([&] {
       thread_local Worker w;
-      RunningTopk topk;
+      w.topk.resize(1);
+      RunningTopk& topk = w.topk[0];
       topk.reset(a.top_k);
       const int id = omp_get_thread_num(), nt = omp_get_num_threads();
       for (int64_t b = n_blocks * id / nt; b < n_blocks * (id + 1) / nt; ++b)
         score_block(a, t, 1, b, std::min(a.block_entries, visible - b * a.block_entries), w, &topk);
-      partial[size_t(id)] = topk.items();
+      partial[size_t(id)].assign(topk.items().begin(), topk.items().end());
     });
     guard.rethrow();
-    std::vector<Candidate> merged;
-    for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
-    write_selection(a, t, std::move(merged));
+    for (int i = 0; i < n_threads; ++i)
+      merged.insert(merged.end(), partial[size_t(i)].begin(), partial[size_t(i)].end());
+    write_selection(a, t, merged);
   }
 }
 

@@ -77,9 +77,9 @@ int64_t widest_expert(const ModelConfig& c) {
 
 // Router selection and weights of one token. Official: scores and weights in the fp32 recipe,
 // the biased top-k in torch.topk order (descending, lower index first).
-// `scores` holds 2·E floats (the second half: official biased scores).
+// `scores` holds 2·E floats (the second half: official biased scores), `ids` E values.
 void route_token(const Model& model, const LayerWeights& L, const float* logits, int32_t token,
-                 bool hash, float* scores, int32_t* selected, float* weights) {
+                 bool hash, float* scores, int32_t* ids, int32_t* selected, float* weights) {
   const ModelConfig& c = model.config();
   const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
   if (model.official()) {
@@ -100,7 +100,7 @@ void route_token(const Model& model, const LayerWeights& L, const float* logits,
   if (hash) {
     for (int64_t j = 0; j < k; ++j) selected[j] = L.tid2eid[size_t(token * k + j)];
   } else {
-    ops::select_experts(scores, L.gate_bias.data(), E, k, selected);
+    ops::select_experts(scores, L.gate_bias.data(), E, k, selected, ids);
   }
   ops::routing_weights(scores, selected, k, c.scoring_func, float(c.routed_scaling_factor),
                        weights);
@@ -122,9 +122,10 @@ void moe_forward(const Model& model, int layer, const float* h, const int32_t* t
   const auto selected = scope.take<int32_t>(size_t(n_tokens * k));
   const auto weights = scope.take<float>(size_t(n_tokens * k));
   const auto scores = scope.take<float>(size_t(2 * E));
+  const auto ids = scope.take<int32_t>(size_t(E));
   const bool hash = c.is_hash_layer(layer);
   for (int64_t t = 0; t < n_tokens; ++t)
-    route_token(model, L, logits.data() + t * E, tokens[t], hash, scores.data(),
+    route_token(model, L, logits.data() + t * E, tokens[t], hash, scores.data(), ids.data(),
                 selected.data() + t * k, weights.data() + t * k);
   if (decisions) decisions->router.assign(selected.begin(), selected.end());
 
@@ -218,7 +219,7 @@ size_t moe_workspace_floats(const ModelConfig& c, int64_t n_tokens) {
   // What moe_forward takes (an int64 counts as two floats): router logits, selections, weights
   // and scores; the counting sort; the waves' x, y, gate and up rows.
   const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
-  const int64_t routing = n_tokens * (E + 5 * k) + 6 * E + 2;
+  const int64_t routing = n_tokens * (E + 5 * k) + 7 * E + 2;
   const int64_t waves = wave_rows(c, n_tokens) * (2 * c.hidden_size + 2 * widest_expert(c));
   return size_t(routing + waves);
 }

@@ -22,6 +22,13 @@ Status check_output_mode(OutputMode mode) {
                 "unknown output mode " + std::to_string(int32_t(mode)));
 }
 
+// Room for `more` token ids, grown geometrically: an exact reserve would reallocate, and copy
+// the whole history, on every decode step.
+void reserve_more(std::vector<int32_t>& ids, size_t more) {
+  if (ids.capacity() < ids.size() + more)
+    ids.reserve(std::max(ids.size() + more, 2 * ids.capacity()));
+}
+
 // Applies the session's thread count (or the model's) to this thread's OpenMP regions for one
 // append, and restores it.
 class ThreadCountScope {
@@ -350,7 +357,7 @@ Status Session::append(std::span<const int32_t> tokens, const AppendOptions& opt
       trace->decisions.assign(size_t(c.num_hidden_layers), {});
     }
     // Room for the ids now, so that recording them after the commit cannot fail.
-    tokens_.reserve(tokens_.size() + tokens.size());
+    reserve_more(tokens_, tokens.size());
     const ThreadCountScope threads(thread_count());
     cache_.begin(position_);
     const int64_t total = int64_t(tokens.size());
@@ -456,7 +463,7 @@ Status Session::decode_batch(std::span<Session* const> sessions, std::span<const
     lead.workspace_.reserve(workspace_bytes(lead.model_->config(), n_rows));
     for (int64_t i = 0; i < n_rows; ++i) {
       Session& s = *sessions[size_t(i)];
-      s.tokens_.reserve(s.tokens_.size() + 1);  // recording the id after the commit cannot fail
+      reserve_more(s.tokens_, 1);  // recording the id after the commit cannot fail
       s.cache_.begin(s.position_);
       if (s.position_ == 0) s.first_chunk_ = 1;
       if (s.spill_) s.spill_->tick();

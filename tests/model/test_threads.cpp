@@ -1,24 +1,57 @@
-// The executor starts no threads once OpenMP's team exists: a decode step or a prefill chunk whose
-// attention and indexer split their work across threads reuses the team. (A kernel's parallel
-// region opened inside another construct, even an inactive `if (false)` one, is a nested region,
-// for which libgomp starts fresh threads on every call.)
+// The executor's resources after its first append: a decode step or a prefill chunk whose
+// attention and indexer split their work across threads starts no thread (OpenMP's team is
+// reused: a kernel's region opened inside another construct, even an inactive `if (false)` one,
+// would be nested, and libgomp starts fresh threads for a nested team on every call), and a
+// decode step allocates nothing (its scratch is the session's workspace or thread-local buffers
+// that have grown already).
 //
-// The pthread_create defined here comes before the C library's (the executable's symbols are
-// searched first), counts the call and forwards it. Not built under the sanitizers, whose
-// runtimes intercept pthread_create themselves.
+// The pthread_create and the operator new defined here come before the libraries' (the
+// executable's symbols are searched first) and count the calls. Not built under the sanitizers,
+// whose runtimes intercept both themselves.
 #include <dlfcn.h>
 #include <pthread.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
 
 namespace {
 std::atomic<int> threads_created{0};
+std::atomic<bool> counting_allocations{false};
+std::atomic<int> allocations{0};
+
+void* counted_allocation(size_t bytes, size_t alignment) {
+  if (counting_allocations.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+  void* p = alignment > alignof(std::max_align_t)
+                ? std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment)
+                : std::malloc(bytes == 0 ? 1 : bytes);
+  if (!p) throw std::bad_alloc();
+  return p;
 }
+}  // namespace
+
+// Every C++ allocation of the process goes through these while the test counts.
+void* operator new(size_t bytes) { return counted_allocation(bytes, 0); }
+void* operator new[](size_t bytes) { return counted_allocation(bytes, 0); }
+void* operator new(size_t bytes, std::align_val_t a) {
+  return counted_allocation(bytes, size_t(a));
+}
+void* operator new[](size_t bytes, std::align_val_t a) {
+  return counted_allocation(bytes, size_t(a));
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p); }
 
 extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
                               void* arg) noexcept {
@@ -29,7 +62,7 @@ extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attr, voi
   return forward(thread, attr, start, arg);
 }
 
-TEST_CASE("executor: decode steps and prefill chunks start no threads after the first append",
+TEST_CASE("executor: after the first append, no thread starts and a decode step allocates nothing",
           "[session][threads]") {
   // The demo structure with wide heads: a CSA decode step at this context attends to 256 keys
   // of 16 heads × 512, which the attention kernel splits across threads, and the indexer's
@@ -53,6 +86,16 @@ TEST_CASE("executor: decode steps and prefill chunks start no threads after the 
 
   for (token = 2; token < 6; ++token) REQUIRE(session->append({&token, 1}, logits.data()).is_ok());
   CHECK(threads_created.load() == before);
+  // ... and allocate nothing: scratch is the workspace or thread-local and has grown already.
+  counting_allocations = true;
+  for (token = 6; token < 10; ++token) {
+    const dsv4::Status s = session->append({&token, 1}, logits.data());
+    counting_allocations = false;
+    REQUIRE(s.is_ok());
+    counting_allocations = true;
+  }
+  counting_allocations = false;
+  CHECK(allocations.load() == 0);
   std::vector<int32_t> chunk(48);
   for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = int32_t(i * 7 % c.vocab_size);
   std::vector<float> chunk_logits(chunk.size() * size_t(c.vocab_size));  // every position's row

@@ -37,15 +37,20 @@ inline void router_scores(const float* logits, int64_t n_experts, ScoringFunc fu
 }
 
 // Top-k experts by scores + bias (bias may be nullptr; it only selects). Ties prefer lower ids.
+// `ids` is scratch of n_experts values.
+inline void select_experts(const float* scores, const float* bias, int64_t n_experts, int64_t k,
+                           int32_t* out, int32_t* ids) {
+  std::iota(ids, ids + n_experts, 0);
+  auto key = [&](int32_t e) { return scores[e] + (bias ? bias[e] : 0.0f); };
+  std::partial_sort(ids, ids + k, ids + n_experts, [&](int32_t a, int32_t b) {
+    return key(a) > key(b) || (key(a) == key(b) && a < b);
+  });
+  std::copy(ids, ids + k, out);
+}
 inline void select_experts(const float* scores, const float* bias, int64_t n_experts, int64_t k,
                            int32_t* out) {
   std::vector<int32_t> ids(static_cast<size_t>(n_experts));
-  std::iota(ids.begin(), ids.end(), 0);
-  auto key = [&](int32_t e) { return scores[e] + (bias ? bias[e] : 0.0f); };
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-    return key(a) > key(b) || (key(a) == key(b) && a < b);
-  });
-  std::copy(ids.begin(), ids.begin() + k, out);
+  select_experts(scores, bias, n_experts, k, out, ids.data());
 }
 
 // Weights of the selected experts: s_e / Σ_sel s (not renormalised for softmax), times `scale`.
