@@ -670,9 +670,10 @@ TEST_CASE("disk tier: lossy cold entries are opt-in, smaller, and their deviatio
   CHECK(max_diff > 0.0);  // it is lossy
   // Acceptance: no worse than the packed format itself against fp32 (max 2.46, mean 0.12 on
   // tiny-a-q: single logits move when an indexer or router decision flips). Regression bounds
-  // near today's 1.29 and 0.022.
+  // near today's 1.29 and 0.027 (0.022 before the attention kernel's register tiles changed
+  // the scores' rounding, and with it which decisions flip).
   CHECK(max_diff < 3.0);
   CHECK(mean_diff < 0.1);
   CHECK(max_diff <= 1.4);
-  CHECK(mean_diff <= 0.025);
+  CHECK(mean_diff <= 0.03);
 }
