@@ -10,6 +10,10 @@
 #include <cstdlib>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace dsv4::bench {
 
 // Streaming-read bandwidth in bytes/s over a buffer much larger than the caches (1 GiB: this
@@ -56,31 +60,57 @@ inline double measure_read_bandwidth() {
   return cached = best;
 }
 
-// fp32 FMA throughput in FLOP/s, all threads, with AVX-512 when the CPU has it.
-typedef float Vec16 __attribute__((vector_size(64)));
+// fp32 FMA throughput in FLOP/s, all threads: the peak of the instruction the GEMM kernels use
+// (vfmadd on 16 lanes with AVX-512, else 8 lanes with AVX2+FMA; 0 on a CPU with neither).
+// kFmaChains independent chains per thread cover the FMA latency of every core we know (latency 4
+// × 2 pipes needs 8; 16 leave room). Each chain starts from its own value and the constants come
+// through a volatile, so the compiler can neither fold the loop nor merge the chains: an earlier
+// version started every chain from zero, GCC computed one chain and reused it for all eight, and
+// the "peak" was 8 FMAs per FMA latency: right by chance on a core with two 512-bit FMA pipes,
+// twice the truth on one with a single 512-bit FMA per cycle (AMD Zen 4: 466 GFLOP/s reported on
+// two cores, 234 measured with independent chains).
+inline constexpr int kFmaChains = 16;
+template <class Vec, int kLanes>
+inline double sum_lanes(const Vec (&acc)[kFmaChains]) {
+  double s = 0.0;
+  for (const Vec& x : acc)
+    for (int l = 0; l < kLanes; ++l) s += double(x[l]);
+  return s;
+}
 __attribute__((target("avx512f"))) inline double fma_loop_avx512(int64_t iters) {
-  Vec16 acc[8] = {};
-  const Vec16 a = Vec16{} + 1.000001f, b = Vec16{} + 0.999999f;
+  volatile float a_in = 1.000001f, b_in = 0.999999f;
+  const __m512 a = _mm512_set1_ps(a_in), b = _mm512_set1_ps(b_in);
+  __m512 acc[kFmaChains];
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_ps(float(j + 1));
   for (int64_t i = 0; i < iters; ++i)
-    for (auto& x : acc) x = x * a + b;
-  float s = 0.0f;
-  for (auto& x : acc) s += x[0];
-  return double(s);
+    for (auto& x : acc) x = _mm512_fmadd_ps(x, a, b);
+  return sum_lanes<__m512, 16>(acc);
+}
+__attribute__((target("avx2,fma"))) inline double fma_loop_avx2(int64_t iters) {
+  volatile float a_in = 1.000001f, b_in = 0.999999f;
+  const __m256 a = _mm256_set1_ps(a_in), b = _mm256_set1_ps(b_in);
+  __m256 acc[kFmaChains];
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_set1_ps(float(j + 1));
+  for (int64_t i = 0; i < iters; ++i)
+    for (auto& x : acc) x = _mm256_fmadd_ps(x, a, b);
+  return sum_lanes<__m256, 8>(acc);
 }
 inline double measure_fma_peak() {
   static double cached = 0.0;
   if (cached > 0.0) return cached;
-  const int64_t iters = 20'000'000;
   __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f")) return 0.0;
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (!avx512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0.0;
+  const int64_t iters = 10'000'000;
+  const int lanes = avx512 ? 16 : 8;
   const auto t0 = std::chrono::steady_clock::now();
   double sink = 0.0;
 #pragma omp parallel reduction(+ : sink)
-  sink += fma_loop_avx512(iters);
+  sink += avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (sink == 12345.0) return 0.0;
-  return cached = double(iters) * 8 * 16 * 2 * omp_get_max_threads() / seconds;
+  return cached = double(iters) * kFmaChains * lanes * 2 * omp_get_max_threads() / seconds;
 }
 
 }  // namespace dsv4::bench
