@@ -278,12 +278,27 @@ struct GemmKernel {
     // row's end it continues into the same row of the next tile (the tiles' usual order): the
     // next tile's rows would otherwise start cold, and their first kPrefetchBytes, waited for
     // with little memory parallelism, had cost the FP8 GEMV a quarter of its speed.
+    // Always inlined: GCC takes a function whose only effect is a prefetch for one without side
+    // effects, and where such a call is not inlined early it deletes it (the FP8 GEMV lost its
+    // prefetch that way and read memory 20% slower).
     static constexpr int64_t kPrefetchBytes = 1024;
-    void prefetch(int64_t at) const {
+    [[gnu::always_inline]] inline void prefetch(int64_t at) const {
       const int64_t ahead = at + kPrefetchBytes;
       for (int c = 0; c < NJ; ++c)
         __builtin_prefetch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes),
                            0, 3);
+    }
+    // The kernels accumulate in a local copy of acc and store it back once: acc itself is part of
+    // the tile in memory, and since the activations are floats that could alias it, the compiler
+    // kept every accumulator there, so each FMA chain waited for a store and a reload (the FP4
+    // GEMV ran at a third of its decode speed).
+    void load_acc(Batch (&local)[MI][NJ]) const {
+      for (int r = 0; r < MI; ++r)
+        for (int c = 0; c < NJ; ++c) local[r][c] = acc[r][c];
+    }
+    void store_acc(const Batch (&local)[MI][NJ]) {
+      for (int r = 0; r < MI; ++r)
+        for (int c = 0; c < NJ; ++c) acc[r][c] = local[r][c];
     }
     void finish() {
       for (int r = 0; r < MI; ++r)
@@ -296,6 +311,8 @@ struct GemmKernel {
   static void dot_plain(Tile<MI, NJ>& t) {
     const int64_t k = t.g.k, k_vec = k - k % kLanes;
     constexpr int64_t kBytes = F == WeightFormat::kF32 ? 4 : 2;
+    Batch acc[MI][NJ];
+    t.load_acc(acc);
     for (int64_t p = 0; p < k_vec; p += kLanes) {
       if ((p * kBytes) % 64 == 0) t.prefetch(p * kBytes);
       Batch wv[NJ];
@@ -303,9 +320,10 @@ struct GemmKernel {
         wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
       for (int r = 0; r < MI; ++r) {
         const Batch av = Batch::load_unaligned(t.a[r] + p);
-        for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
+        for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
       }
     }
+    t.store_acc(acc);
     t.scalar_tail(k_vec, k);
   }
 
@@ -337,10 +355,12 @@ struct GemmKernel {
     block_scales(t, (k + 127) / 128, scales);
     const int64_t first = t.g.w.first_row + t.j0;
     const bool one_scale_row = first / 128 == (first + NJ - 1) / 128;
+    Batch acc[MI][NJ];
+    t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
       if constexpr (kAvx512 && MI <= 2) {
-        if (one_scale_row && b1 - b0 == 128 && block_prescaled(t, b0, scales[0][blk], range))
+        if (one_scale_row && b1 - b0 == 128 && block_prescaled(t, b0, scales[0][blk], range, acc))
           continue;
       }
       Batch sv[NJ];
@@ -358,7 +378,7 @@ struct GemmKernel {
           const Batch a0 = Batch::load_unaligned(t.a[r] + p);
           const Batch a1 = Batch::load_unaligned(t.a[r] + p + kLanes);
           for (int c = 0; c < NJ; ++c)
-            t.acc[r][c] = xsimd::fma(a1, w1[c], xsimd::fma(a0, w0[c], t.acc[r][c]));
+            acc[r][c] = xsimd::fma(a1, w1[c], xsimd::fma(a0, w0[c], acc[r][c]));
         }
       }
       for (; p < b_vec; p += kLanes) {
@@ -366,10 +386,11 @@ struct GemmKernel {
         for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.rows[c], p) * sv[c];
         for (int r = 0; r < MI; ++r) {
           const Batch av = Batch::load_unaligned(t.a[r] + p);
-          for (int c = 0; c < NJ; ++c) t.acc[r][c] = xsimd::fma(av, wv[c], t.acc[r][c]);
+          for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
         }
       }
     }
+    t.store_acc(acc);
     t.scalar_tail(k / kLanes * kLanes, k);  // only the last block can have a scalar remainder
   }
 
@@ -380,8 +401,11 @@ struct GemmKernel {
   // of the converter path, so every FMA rounds alike: the same bits. Returns false, having done
   // nothing, where that does not hold (a code with a zero exponent field in the block, a scale or
   // an activation at the edge of the fp32 range).
+  // `acc` is the caller's local accumulators; always inlined, so they stay in registers.
   template <int MI, int NJ>
-  static bool block_prescaled(Tile<MI, NJ>& t, int64_t b0, float s, const ActivationRange& range) {
+  [[gnu::always_inline]] static inline bool block_prescaled(const Tile<MI, NJ>& t, int64_t b0,
+                                                            float s, const ActivationRange& range,
+                                                            Batch (&acc)[MI][NJ]) {
 #if defined(__x86_64__)
     if constexpr (kAvx512) {
       // s in range: w·s is a normal number for every normal code (2^-6 ≤ |w| ≤ 448), and s·2^-8
@@ -392,9 +416,6 @@ struct GemmKernel {
       for (int c = 0; c < NJ; ++c)
         if (has_zero_exponent(t.rows[c] + b0)) return false;
       const Batch sv(activation_scale);
-      Batch acc[MI][NJ];  // a local copy stays in registers (the tile's own went through memory)
-      for (int r = 0; r < MI; ++r)
-        for (int c = 0; c < NJ; ++c) acc[r][c] = t.acc[r][c];
       for (int64_t p = b0; p < b0 + 128; p += 2 * kLanes) {
         if (p % 64 == 0) t.prefetch(p);
         Batch a0[MI], a1[MI];
@@ -409,12 +430,10 @@ struct GemmKernel {
             acc[r][c] = xsimd::fma(a1[r], w1, xsimd::fma(a0[r], w0, acc[r][c]));
         }
       }
-      for (int r = 0; r < MI; ++r)
-        for (int c = 0; c < NJ; ++c) t.acc[r][c] = acc[r][c];
       return true;
     }
 #endif
-    (void)t, (void)b0, (void)s, (void)range;
+    (void)t, (void)b0, (void)s, (void)range, (void)acc;
     return false;
   }
 
@@ -428,6 +447,8 @@ struct GemmKernel {
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
     float* scales[NJ];
     block_scales(t, n_blocks, scales);
+    Batch acc[MI][NJ];
+    t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
       for (int64_t p = b0; p < b0 + 32; p += group) {
@@ -437,10 +458,11 @@ struct GemmKernel {
           const float* ap = a_perm + r * k + p;
           const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
           for (int c = 0; c < NJ; ++c)
-            t.acc[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], t.acc[r][c]));
+            acc[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], acc[r][c]));
         }
       }
     }
+    t.store_acc(acc);
     t.scalar_tail(k_vec, k);
   }
 
