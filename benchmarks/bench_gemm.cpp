@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <xsimd/xsimd.hpp>
 
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/bench/roofline.hpp"
@@ -23,9 +24,13 @@ using dsv4::WeightFormat;
 // block of 4 rows in ten does. (Uniform codes, as before, would put one in nine codes there and
 // send every block through the converter.)
 struct Matrix {
-  std::vector<uint8_t> data, scales;
+  // Cache-line aligned, as a loaded model's repacked weights are (and its copies too).
+  std::vector<uint8_t, xsimd::aligned_allocator<uint8_t, 64>> data;
+  std::vector<uint8_t> scales;
   dsv4::WeightView view;
-  Matrix(WeightFormat format, int64_t out, int64_t in) {
+  // In `layout`: kTiled is what a model loaded on the CPU backend holds (Backend::gemm_weight_
+  // layout), kRows the checkpoint's own order (ModelLoadOptions::repack_weights = false).
+  Matrix(WeightFormat format, int64_t out, int64_t in, dsv4::WeightLayout layout) {
     view.format = format;
     view.out = out;
     view.in = in;
@@ -54,6 +59,11 @@ struct Matrix {
     scales.assign(size_t(std::max<int64_t>(view.scale_rows(), 0) * view.scale_cols), 120);
     view.data = data.data();
     view.scales = scales.data();
+    if (layout == dsv4::WeightLayout::kTiled && view.tileable()) {
+      decltype(data) tiled(dsv4::weight_data_bytes(view, layout));
+      view = dsv4::tile_weights(view, tiled.data());
+      data = std::move(tiled);
+    }
   }
 };
 
@@ -61,12 +71,13 @@ void bench_gemm(benchmark::State& state) {
   const auto format = WeightFormat(state.range(0));
   const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
   const bool from_memory = state.range(4) != 0;
+  const auto layout = dsv4::WeightLayout(state.range(5));
   auto backend = dsv4::create_backend("cpu").value();
   // Decode shapes cycle through copies totalling >= 1 GiB, so the weights come from memory and
   // not from the 260 MiB L3, as in a real decode step. The in-cache rows (from_memory = 0, one
   // copy small enough for L2) show the decode's own speed: the ceiling the kernel would reach if
   // memory were infinitely fast.
-  const Matrix first(format, n, k);
+  const Matrix first(format, n, k, layout);
   const size_t copies =
       from_memory ? std::max<size_t>(1, (size_t(1) << 30) / first.view.bytes()) : 1;
   std::vector<Matrix> ws(copies, first);
@@ -87,7 +98,8 @@ void bench_gemm(benchmark::State& state) {
     benchmark::DoNotOptimize(c.data());
   }
   const Matrix& w = first;
-  state.SetLabel(std::string(dsv4::weight_format_traits(format).name));
+  state.SetLabel(std::string(dsv4::weight_format_traits(format).name) +
+                 (w.view.tiled() ? " tiled" : ""));
   const double flops = 2.0 * double(m * n * k);
   const double bytes = double(w.view.bytes());
   state.counters["GFLOP/s"] =
@@ -100,49 +112,60 @@ void bench_gemm(benchmark::State& state) {
 
 }  // namespace
 
-// Decode shapes (weights streamed once): compare GB/s with roofline_bw_GB/s.
+constexpr int kTiled = int(dsv4::WeightLayout::kTiled), kRows = int(dsv4::WeightLayout::kRows);
+
+// Decode shapes (weights streamed once): compare GB/s with roofline_bw_GB/s. The weights are
+// tiled, as a loaded model holds them.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem"})
-    ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kBF16), 1, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kFp8Block), 1, 8192, 4096, 1})
-    ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096, 1})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kBF16), 1, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 1, 8192, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096, 1, kTiled})
+    ->Unit(benchmark::kMicrosecond);
+// The same decode with the weights in the checkpoint's row order (--weights stored).
+BENCHMARK(bench_gemm)
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1, kRows})
+    ->Args({int(WeightFormat::kBF16), 1, 4096, 4096, 1, kRows})
+    ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096, 1, kRows})
+    ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kRows})
     ->Unit(benchmark::kMicrosecond);
 // The same decode from weights that stay in L2 (256 rows): the kernel's compute ceiling.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem"})
-    ->Args({int(WeightFormat::kBF16), 1, 256, 4096, 0})
-    ->Args({int(WeightFormat::kFp8Block), 1, 256, 4096, 0})
-    ->Args({int(WeightFormat::kFp4Block), 1, 256, 4096, 0})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->Args({int(WeightFormat::kBF16), 1, 256, 4096, 0, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 1, 256, 4096, 0, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 1, 256, 4096, 0, kTiled})
     ->Unit(benchmark::kMicrosecond);
 // Prefill shapes: compare GFLOP/s with roofline_fma_GFLOP/s.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem"})
-    ->Args({int(WeightFormat::kF32), 256, 1024, 1024, 0})
-    ->Args({int(WeightFormat::kF32), 512, 512, 2048, 0})
-    ->Args({int(WeightFormat::kFp8Block), 256, 1024, 1024, 0})
-    ->Args({int(WeightFormat::kFp4Block), 256, 1024, 1024, 0})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->Args({int(WeightFormat::kF32), 256, 1024, 1024, 0, kTiled})
+    ->Args({int(WeightFormat::kF32), 512, 512, 2048, 0, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 256, 1024, 1024, 0, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 256, 1024, 1024, 0, kTiled})
     ->Unit(benchmark::kMillisecond);
 // A routed expert's rows in a prefill chunk (256 tokens × top-6 over 256 experts: about 6).
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem"})
-    ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1})
-    ->Args({int(WeightFormat::kFp4Block), 12, 2048, 4096, 1})
-    ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1})
-    ->Args({int(WeightFormat::kFp8Block), 12, 2048, 4096, 1})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 12, 2048, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 12, 2048, 4096, 1, kTiled})
     ->Unit(benchmark::kMicrosecond);
 // A batched decode step (Session::decode_batch) of 2, 4 and 8 sequences: the weights are read once
 // for all rows; compare the time with the m = 1 rows above.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem"})
-    ->Args({int(WeightFormat::kBF16), 4, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kBF16), 8, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kFp8Block), 2, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kFp8Block), 4, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kFp4Block), 4, 4096, 4096, 1})
-    ->Args({int(WeightFormat::kBF16), 1, 129280, 256, 1})
-    ->Args({int(WeightFormat::kBF16), 4, 129280, 256, 1})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->Args({int(WeightFormat::kBF16), 4, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kBF16), 8, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 2, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 4, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 4, 4096, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kBF16), 1, 129280, 256, 1, kTiled})
+    ->Args({int(WeightFormat::kBF16), 4, 129280, 256, 1, kTiled})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

@@ -56,6 +56,11 @@ DSV4_API dsv4_status dsv4_model_load(const char* dir, const dsv4_model_params* p
                "dsv4_model_load: unknown numerics " + std::to_string(p.numerics) +
                    " (expected DSV4_NUMERICS_EXACT or DSV4_NUMERICS_OFFICIAL)");
   options.numerics = dsv4::Numerics(p.numerics);
+  if (p.weights != DSV4_WEIGHTS_REPACKED && p.weights != DSV4_WEIGHTS_STORED)
+    dsv4::fail(dsv4::StatusCode::kInvalidArgument,
+               "dsv4_model_load: unknown weights " + std::to_string(p.weights) +
+                   " (expected DSV4_WEIGHTS_REPACKED or DSV4_WEIGHTS_STORED)");
+  options.repack_weights = p.weights == DSV4_WEIGHTS_REPACKED;
   auto model = dsv4::Model::load(dir, options);
   if (!model) return dsv4::capi::report(model.status());
   // A tokenizer shipped next to the weights comes with the model; a broken one fails the load

@@ -105,7 +105,23 @@ typedef struct dsv4_model_params {
   uint64_t memory_limit;
   /* v3 (0.4): the numerics the model runs in, DSV4_NUMERICS_*; 0 = DSV4_NUMERICS_EXACT. */
   int32_t numerics;
+  /* Padding of the v3 struct, named so that `weights` starts past the v3 size (a v3 caller's
+   * uninitialised padding is never read as a layout). Ignored. */
+  int32_t reserved0;
+  /* v4 (0.6): how the GEMM weights are held, DSV4_WEIGHTS_*; 0 = DSV4_WEIGHTS_REPACKED. */
+  int32_t weights;
+  int32_t reserved1; /* padding, ignored */
 } dsv4_model_params;
+
+/* Weight layouts (dsv4_model_params.weights). */
+#define DSV4_WEIGHTS_REPACKED                                                 \
+  0 /* each GEMM weight copied once at load into the layout its backend reads \
+       fastest (the CPU backend interleaves rows in groups of 4 so a decode   \
+       step streams them; the mapped file's pages are given back as each is   \
+       copied, so the resident size stays about the checkpoint's) */
+#define DSV4_WEIGHTS_STORED                                                   \
+  1 /* as the checkpoint stores them, mapped from its files: no copy at load, \
+       pages shared with the page cache and other processes */
 
 /* Numerics modes (dsv4_model_params.numerics; docs/numerics.md). */
 #define DSV4_NUMERICS_EXACT 0 /* fp32 activations on the dequantised weights (default) */
@@ -123,8 +139,8 @@ DSV4_API dsv4_model_params dsv4_model_default_params(void);
  * Loads a checkpoint directory (config.json + model.safetensors or model.safetensors.index.json
  * with its shards). `params` may be NULL for defaults. Validates the config and every tensor the
  * model needs before returning. On failure *out is NULL.
- * Weights stay in their stored formats (FP8, FP4, BF16, F32 are mapped from the files, not
- * copied), so the resident size is about the checkpoint's size.
+ * Weights stay in their stored formats (FP8, FP4, BF16, F32; never widened), so the resident
+ * size is about the checkpoint's size; see dsv4_model_params.weights for their layout.
  * Errors: INVALID_ARGUMENT (NULL dir/out, bad params), IO, CORRUPT_FILE (also a NaN/Inf weight
  * code, named in the message), INVALID_CONFIG, MODEL_MISMATCH, UNSUPPORTED (backend, or an
  * operator the backend lacks, named in the message), OUT_OF_MEMORY (estimated size over

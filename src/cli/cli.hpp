@@ -77,8 +77,9 @@ inline Result<SessionOptions> session_options_from_args(const Args& args) {
   return options;
 }
 
-// --numerics exact|official into the model's load options (kInvalidArgument otherwise).
-inline Status numerics_from_args(const Args& args, ModelLoadOptions* options) {
+// --numerics exact|official and --weights repacked|stored into the model's load options
+// (kInvalidArgument otherwise).
+inline Status load_options_from_args(const Args& args, ModelLoadOptions* options) {
   const std::string name = args.get("numerics", "exact");
   if (name == "exact") {
     options->numerics = Numerics::kExact;
@@ -87,6 +88,10 @@ inline Status numerics_from_args(const Args& args, ModelLoadOptions* options) {
   } else {
     return Status(StatusCode::kInvalidArgument, "--numerics must be exact or official");
   }
+  const std::string weights = args.get("weights", "repacked");
+  if (weights != "repacked" && weights != "stored")
+    return Status(StatusCode::kInvalidArgument, "--weights must be repacked or stored");
+  options->repack_weights = weights == "repacked";
   return Status::ok();
 }
 

@@ -166,7 +166,7 @@ int command_bench(const Args& args) {
   }
   ModelLoadOptions options;
   options.n_threads = int(threads);
-  if (Status s = numerics_from_args(args, &options); !s) {
+  if (Status s = load_options_from_args(args, &options); !s) {
     std::fprintf(stderr, "dsv4 bench: %s\n", s.to_string().c_str());
     return 2;
   }

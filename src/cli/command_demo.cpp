@@ -128,7 +128,7 @@ int command_demo(const Args& args) {
   const auto t_build = Clock::now();
   ModelLoadOptions options;
   options.n_threads = int(threads);
-  if (Status s = numerics_from_args(args, &options); !s) {
+  if (Status s = load_options_from_args(args, &options); !s) {
     std::fprintf(stderr, "dsv4 demo: %s\n", s.to_string().c_str());
     return 2;
   }

@@ -41,7 +41,7 @@ Result<Loaded> load_inputs(const Args& args) {
   if (args.has("threads") && (!parse_int(args.get("threads"), &threads) || threads < 0))
     return Status(StatusCode::kInvalidArgument, "--threads must be a non-negative integer");
   options.n_threads = int(threads);
-  if (Status s = numerics_from_args(args, &options); !s) return s;
+  if (Status s = load_options_from_args(args, &options); !s) return s;
   auto model = Model::load(args.get("model"), options);
   if (!model) return model.status();
   return Loaded{model.value(), std::move(tokens.value())};

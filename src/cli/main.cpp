@@ -87,6 +87,9 @@ Options join(std::initializer_list<Options> groups) {
 const Option kThreads = {"threads", "N", "threads (0 = all cores)"};
 const Option kNumerics = {"numerics", "exact|official",
                           "exact fp32, or DeepSeek's inference numerics"};
+const Option kWeights = {"weights", "repacked|stored",
+                         "weights copied at load into the backend's fastest layout (default), or "
+                         "as stored, mapped from the files"};
 
 const Options kModelOptions = {
     {"model", "DIR", "a checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
@@ -94,6 +97,7 @@ const Options kModelOptions = {
     {"tokenizer", "PATH", "a tokenizer.json (default: the model's, or the one found at build)"},
     kThreads,
     kNumerics,
+    kWeights,
 };
 const Options kSessionOptions = {
     {"kv-format", "f32|bf16|packed", "how the KV cache stores its entries"},
@@ -143,6 +147,7 @@ const std::vector<Command>& commands() {
               {"out", "FILE", "where the logits go (safetensors)"},
               kThreads,
               kNumerics,
+              kWeights,
               {"save", "FILE", "save the session at the end"},
               {"swa", "full|none|checkpoint:N", "how --save keeps the window"},
               {"resume", "FILE", "continue a saved session"}},
@@ -156,7 +161,8 @@ const std::vector<Command>& commands() {
               {"top-k", "K", "keep the K most likely tokens"},
               {"seed", "S", "random seed"},
               kThreads,
-              kNumerics},
+              kNumerics,
+              kWeights},
              kSessionOptions}),
        0},
       {"demo", command_demo,
@@ -165,6 +171,7 @@ const std::vector<Command>& commands() {
               {"layers", "N", "layers of the embedded model"},
               kThreads,
               kNumerics,
+              kWeights,
               {"text", nullptr, "the text path instead: chat prompt, sampling, streaming"},
               {"tokenizer", "PATH", "the tokenizer for --text"}},
              kSessionOptions,
@@ -178,7 +185,8 @@ const std::vector<Command>& commands() {
               {"steps", "N", "decode steps per context"},
               {"prefill", "N", "prefill tokens (0 = none)"},
               kThreads,
-              kNumerics},
+              kNumerics,
+              kWeights},
              kSessionOptions}),
        0},
       {"tokenize",
@@ -206,6 +214,7 @@ const std::vector<Command>& commands() {
               {"tokenizer", "PATH", "a tokenizer.json"},
               kThreads,
               kNumerics,
+              kWeights,
               {"host", "ADDR", "listen address (default 127.0.0.1)"},
               {"port", "N", "port (default 8080, 0 = any free one)"},
               {"api-key", "KEY", "require Authorization: Bearer KEY"},

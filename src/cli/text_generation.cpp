@@ -45,7 +45,7 @@ Result<TextModel> load_text_model(const Args& args) {
     return Status(StatusCode::kInvalidArgument, "--threads must be a non-negative integer");
   ModelLoadOptions options;
   options.n_threads = int(threads);
-  if (Status s = numerics_from_args(args, &options); !s) return s;
+  if (Status s = load_options_from_args(args, &options); !s) return s;
   if (args.has("model")) {
     const std::string dir = args.get("model");
     ProgressBar bar("loading " + dir);

@@ -135,7 +135,7 @@ struct AttentionKernel {
         const Batch sv(s * kFp8ViaFp16Factor);
         int64_t i = i0;
         for (; i + kLanes <= i1; i += kLanes)
-          (G::load_fp8_scaled(in, i) * sv).store_unaligned(out + i);
+          (G::load_fp8_scaled(in + i) * sv).store_unaligned(out + i);
         for (; i < i1; ++i) out[i] = fp8_e4m3_to_float(in[i]) * s;
       }
       decode_bf16(in + codec.rope_offset(), codec.rope_dim, out + n);
@@ -148,7 +148,7 @@ struct AttentionKernel {
   static void decode_bf16(const uint8_t* in, int64_t n, float* out) {
     int64_t i = 0;
     for (; i + kLanes <= n; i += kLanes)
-      GemmKernel<Arch>::load_bf16(in, i).store_unaligned(out + i);
+      GemmKernel<Arch>::load_bf16(in + 2 * i).store_unaligned(out + i);
     for (; i < n; ++i) {
       uint16_t b;
       std::memcpy(&b, in + 2 * i, 2);

@@ -27,7 +27,7 @@ Status check_gemm_args(const GemmArgs& g) noexcept {
   const bool block_scaled = is_block_scaled(w.format);
   if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !w.data || !g.c || g.lda < g.k || g.ldc < g.n ||
       w.out != g.n || w.in != g.k || (block_scaled && !w.scales) ||
-      (w.format == WeightFormat::kFp4Block && g.k % 2 != 0))
+      (w.format == WeightFormat::kFp4Block && g.k % 2 != 0) || (w.tiled() && !w.tileable()))
     return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent gemm arguments");
   return Status::ok();
 }
@@ -113,6 +113,14 @@ class CpuBackend final : public Backend {
   bool supports(const OpDesc& op) const noexcept override {
     // Every other operator, any weight format.
     return op.kind != OpKind::kGemm || has_gemm_kernel(op.weight_format);
+  }
+  // Exact numerics read tiled weights: a GEMV then streams each group of 4 rows as one sequence
+  // (measured on the V4-Flash slice: see docs/performance.md). The official kernels read whole
+  // rows, so their weights stay as stored.
+  WeightLayout gemm_weight_layout(const WeightView& w, Numerics numerics) const noexcept override {
+    return numerics == Numerics::kExact && has_gemm_kernel(w.format) && w.tileable()
+               ? WeightLayout::kTiled
+               : w.layout;
   }
   Result<Buffer> allocate(size_t bytes, BufferUse) noexcept override {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;

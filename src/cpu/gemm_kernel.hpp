@@ -65,12 +65,13 @@ struct GemmKernel {
     *c = g.alpha * sum + (g.beta == 0.0f ? 0.0f : g.beta * *c);
   }
 
-  // ---- decoders: kLanes weights of one row starting at element p ----
-  static Batch load_f32(const uint8_t* row, int64_t p) {
-    return Batch::load_unaligned(reinterpret_cast<const float*>(row) + p);
+  // ---- decoders: kLanes weights from their codes at src ----
+  // (A vector's codes never cross a 64-byte unit: they start at a multiple of their size, which
+  // is at most 64 bytes, so the tiled layout keeps them contiguous.)
+  static Batch load_f32(const uint8_t* src) {
+    return Batch::load_unaligned(reinterpret_cast<const float*>(src));
   }
-  static Batch load_bf16(const uint8_t* row, int64_t p) {
-    const uint8_t* src = row + 2 * p;
+  static Batch load_bf16(const uint8_t* src) {
 #if defined(__x86_64__)
     if constexpr (kAvx512) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
@@ -88,8 +89,7 @@ struct GemmKernel {
     return Batch::load_aligned(tmp);
   }
   // FP8 weights times 2^-8 (see kFp8ViaFp16Factor).
-  static Batch load_fp8_scaled(const uint8_t* row, int64_t p) {
-    const uint8_t* src = row + p;
+  static Batch load_fp8_scaled(const uint8_t* src) {
 #if defined(__x86_64__)
     if constexpr (kAvx512) {
       __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
@@ -119,11 +119,11 @@ struct GemmKernel {
         _mm512_ternarylogic_epi32(bits, _mm512_set1_epi32(int32_t(0x87F00000u)),
                                   _mm512_set1_epi32(0x40000000), 0xEA));  // a&b|c
   }
-  // Whether any of the 128 codes at src has a zero exponent field.
-  static bool has_zero_exponent(const uint8_t* src) {
+  // Whether any of the 128 codes at `first` (64) and `second` (64) has a zero exponent field.
+  static bool has_zero_exponent(const uint8_t* first, const uint8_t* second) {
     const __m512i exponent = _mm512_set1_epi8(0x78);
-    return (_mm512_testn_epi8_mask(_mm512_loadu_si512(src), exponent) |
-            _mm512_testn_epi8_mask(_mm512_loadu_si512(src + 64), exponent)) != 0;
+    return (_mm512_testn_epi8_mask(_mm512_loadu_si512(first), exponent) |
+            _mm512_testn_epi8_mask(_mm512_loadu_si512(second), exponent)) != 0;
   }
 #endif
   // Two vectors of FP8 weights (times 2^-8) from 2·kLanes codes: on AVX-512 one widening of 32
@@ -138,8 +138,8 @@ struct GemmKernel {
       return;
     }
 #endif
-    w0 = load_fp8_scaled(src, 0);
-    w1 = load_fp8_scaled(src, kLanes);
+    w0 = load_fp8_scaled(src);
+    w1 = load_fp8_scaled(src + kLanes);
   }
   // FP4: kLanes bytes hold 2·kLanes weights, times `scale`; `lo` gets the even ones, `hi` the odd
   // ones. The scale multiplies the 16-entry table once instead of both vectors (the same values:
@@ -251,19 +251,24 @@ struct GemmKernel {
     const GemmArgs& g;
     int64_t i0, j0;
     const float* a[MI];
-    const uint8_t* rows[NJ];
+    const uint8_t* rows[NJ];       // StoredRow::base of each weight row
     const uint8_t* next_rows[NJ];  // row c of the next tile (where prefetch continues)
+    int64_t unit_stride;           // StoredRow::unit_stride, the same for every row
     int64_t row_bytes;
     Batch acc[MI][NJ];
     float tail[MI][NJ] = {};  // scalar remainders, already scaled
 
     Tile(const GemmArgs& args, int64_t i, int64_t j)
-        : g(args), i0(i), j0(j), row_bytes(args.w.row_bytes()) {
+        : g(args),
+          i0(i),
+          j0(j),
+          unit_stride(args.w.stored_row(j).unit_stride),
+          row_bytes(args.w.row_bytes()) {
       for (int r = 0; r < MI; ++r) a[r] = g.a + (i0 + r) * g.lda;
       for (int c = 0; c < NJ; ++c) {
-        rows[c] = g.w.row(j0 + c);
+        rows[c] = g.w.stored_row(j0 + c).base;
         // The last tile has no next one: its own rows again (cached already, so a no-op).
-        next_rows[c] = j0 + kTile + c < g.n ? g.w.row(j0 + kTile + c) : rows[c];
+        next_rows[c] = j0 + kTile + c < g.n ? g.w.stored_row(j0 + kTile + c).base : rows[c];
       }
       for (auto& r : acc)
         for (auto& b : r) b = Batch(0.0f);
@@ -281,12 +286,23 @@ struct GemmKernel {
     // Always inlined: GCC takes a function whose only effect is a prefetch for one without side
     // effects, and where such a call is not inlined early it deletes it (the FP8 GEMV lost its
     // prefetch that way and read memory 20% slower).
+    // Tiled rows lie in one stream, the next group (the next tile) right after this one: the
+    // same lead in row bytes is kTileRows times as far along the stream, and past a row's end it
+    // lands in the next tile by itself.
     static constexpr int64_t kPrefetchBytes = 1024;
     [[gnu::always_inline]] inline void prefetch(int64_t at) const {
       const int64_t ahead = at + kPrefetchBytes;
+      if (g.w.tiled()) {
+        for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + (ahead >> 6) * unit_stride, 0, 3);
+        return;
+      }
       for (int c = 0; c < NJ; ++c)
         __builtin_prefetch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes),
                            0, 3);
+    }
+    // Byte `byte` of weight row c (StoredRow::at).
+    const uint8_t* at(int c, int64_t byte) const {
+      return rows[c] + (byte >> 6) * unit_stride + (byte & 63);
     }
     // The kernels accumulate in a local copy of acc and store it back once: acc itself is part of
     // the tile in memory, and since the activations are floats that could alias it, the compiler
@@ -317,7 +333,7 @@ struct GemmKernel {
       if ((p * kBytes) % 64 == 0) t.prefetch(p * kBytes);
       Batch wv[NJ];
       for (int c = 0; c < NJ; ++c)
-        wv[c] = F == WeightFormat::kF32 ? load_f32(t.rows[c], p) : load_bf16(t.rows[c], p);
+        wv[c] = F == WeightFormat::kF32 ? load_f32(t.at(c, p * 4)) : load_bf16(t.at(c, p * 2));
       for (int r = 0; r < MI; ++r) {
         const Batch av = Batch::load_unaligned(t.a[r] + p);
         for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
@@ -370,7 +386,7 @@ struct GemmKernel {
         if (p % 64 == 0) t.prefetch(p);
         Batch w0[NJ], w1[NJ];
         for (int c = 0; c < NJ; ++c) {
-          load_fp8_scaled_pair(t.rows[c] + p, w0[c], w1[c]);
+          load_fp8_scaled_pair(t.at(c, p), w0[c], w1[c]);
           w0[c] = w0[c] * sv[c];
           w1[c] = w1[c] * sv[c];
         }
@@ -383,7 +399,7 @@ struct GemmKernel {
       }
       for (; p < b_vec; p += kLanes) {
         Batch wv[NJ];
-        for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.rows[c], p) * sv[c];
+        for (int c = 0; c < NJ; ++c) wv[c] = load_fp8_scaled(t.at(c, p)) * sv[c];
         for (int r = 0; r < MI; ++r) {
           const Batch av = Batch::load_unaligned(t.a[r] + p);
           for (int c = 0; c < NJ; ++c) acc[r][c] = xsimd::fma(av, wv[c], acc[r][c]);
@@ -414,7 +430,7 @@ struct GemmKernel {
       if (!(s >= 0x1p-118f && s <= 0x1p119f) || !range.scales_exactly(activation_scale))
         return false;
       for (int c = 0; c < NJ; ++c)
-        if (has_zero_exponent(t.rows[c] + b0)) return false;
+        if (has_zero_exponent(t.at(c, b0), t.at(c, b0 + 64))) return false;
       const Batch sv(activation_scale);
       for (int64_t p = b0; p < b0 + 128; p += 2 * kLanes) {
         if (p % 64 == 0) t.prefetch(p);
@@ -424,8 +440,8 @@ struct GemmKernel {
           a1[r] = Batch::load_unaligned(t.a[r] + p + kLanes) * sv;
         }
         for (int c = 0; c < NJ; ++c) {
-          const Batch w0(fp8_normal_times_256(t.rows[c] + p));
-          const Batch w1(fp8_normal_times_256(t.rows[c] + p + kLanes));
+          const Batch w0(fp8_normal_times_256(t.at(c, p)));
+          const Batch w1(fp8_normal_times_256(t.at(c, p + kLanes)));
           for (int r = 0; r < MI; ++r)
             acc[r][c] = xsimd::fma(a1[r], w1, xsimd::fma(a0[r], w0, acc[r][c]));
         }
@@ -453,7 +469,7 @@ struct GemmKernel {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
       for (int64_t p = b0; p < b0 + 32; p += group) {
         Batch lo[NJ], hi[NJ];
-        for (int c = 0; c < NJ; ++c) load_fp4_pair(t.rows[c] + p / 2, scales[c][blk], lo[c], hi[c]);
+        for (int c = 0; c < NJ; ++c) load_fp4_pair(t.at(c, p / 2), scales[c][blk], lo[c], hi[c]);
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
           const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
@@ -595,14 +611,14 @@ struct GemmKernel {
   static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, int64_t kv,
                           float* out) {
     for (int64_t c = 0; c < nj; ++c) {
-      const uint8_t* row = w.row(j0 + c);
+      const StoredRow row = w.stored_row(j0 + c);
       const auto dst = [&](int64_t p) { return out + interleaved<kTile>(c, p, kv); };
       switch (w.format) {
         case WeightFormat::kF32:
-          for (int64_t p = 0; p < kv; p += kLanes) load_f32(row, p).store_aligned(dst(p));
+          for (int64_t p = 0; p < kv; p += kLanes) load_f32(row.at(p * 4)).store_aligned(dst(p));
           break;
         case WeightFormat::kBF16:
-          for (int64_t p = 0; p < kv; p += kLanes) load_bf16(row, p).store_aligned(dst(p));
+          for (int64_t p = 0; p < kv; p += kLanes) load_bf16(row.at(p * 2)).store_aligned(dst(p));
           break;
         case WeightFormat::kFp8Block: {
           const uint8_t* scales = w.scale_row((w.first_row + j0 + c) / 128);
@@ -610,7 +626,7 @@ struct GemmKernel {
             const int64_t b_vec = b0 + (std::min(k, b0 + 128) - b0) / kLanes * kLanes;
             const Batch sv(ue8m0_to_float(scales[b0 / 128]) * kFp8ViaFp16Factor);
             for (int64_t p = b0; p < b_vec; p += kLanes)
-              Batch(load_fp8_scaled(row, p) * sv).store_aligned(dst(p));
+              Batch(load_fp8_scaled(row.at(p)) * sv).store_aligned(dst(p));
           }
           break;
         }
@@ -618,7 +634,7 @@ struct GemmKernel {
           const uint8_t* scales = w.scale_row(w.first_row + j0 + c);
           for (int64_t p = 0; p < kv; p += 2 * kLanes) {
             Batch lo, hi;
-            load_fp4_pair(row + p / 2, ue8m0_to_float(scales[p / 32]), lo, hi);
+            load_fp4_pair(row.at(p / 2), ue8m0_to_float(scales[p / 32]), lo, hi);
             lo.store_aligned(dst(p));
             hi.store_aligned(dst(p + kLanes));
           }

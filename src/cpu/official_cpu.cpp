@@ -17,12 +17,22 @@ namespace {
 
 constexpr int64_t kParallelRows = 16;
 
+// Row o's codes, contiguous: where they lie, or (tiled weights) gathered into this thread's
+// scratch.
+const uint8_t* row_codes(const WeightView& w, int64_t o) {
+  if (!w.tiled()) return w.row(o);
+  thread_local std::vector<uint8_t> gathered;
+  if (gathered.size() < size_t(w.row_bytes())) gathered.resize(size_t(w.row_bytes()));
+  w.copy_row_codes(o, gathered.data());
+  return gathered.data();
+}
+
 // Row o of a block-scaled weight as code values (scales not applied).
 void code_values(const WeightView& w, int64_t o, float* out) {
   if (w.format == WeightFormat::kFp8Block)
-    kernels().official.fp8_values(w.row(o), w.in, out);
+    kernels().official.fp8_values(row_codes(w, o), w.in, out);
   else
-    kernels().official.fp4_values(w.row(o), w.in, out);
+    kernels().official.fp4_values(row_codes(w, o), w.in, out);
 }
 
 // Row o dequantised (a bf16 or fp32 linear over a block-scaled weight, e.g. wo_a): code values
@@ -54,7 +64,7 @@ std::vector<float> mhc_mixes(const WeightView& fn, const float* x, int64_t n_tok
   std::vector<float> mixes(size_t(n_tokens * fn.out));
   thread_local std::vector<float> decoded;
   const float* fn_rows = reinterpret_cast<const float*>(fn.row(0));
-  if (fn.format != WeightFormat::kF32 || fn.row_stride != 0) {
+  if (fn.format != WeightFormat::kF32 || fn.row_stride != 0 || fn.tiled()) {
     float* rows = scratch(decoded, size_t(fn.out * width));
     for (int64_t r = 0; r < fn.out; ++r) fn.decode_row(r, rows + r * width);
     fn_rows = rows;
@@ -96,9 +106,9 @@ void gemm(const GemmArgs& g) {
       double* block_sums = scratch(sums, size_t(g.k / 32 + 1));
       if (one_row) {
         if (w.format == WeightFormat::kFp8Block)
-          kt.official.fp8_block_sums(rows[0].q.data(), w.row(o), g.k, block_sums);
+          kt.official.fp8_block_sums(rows[0].q.data(), row_codes(w, o), g.k, block_sums);
         else
-          kt.official.fp4_block_sums(even.data(), odd.data(), w.row(o), g.k, block_sums);
+          kt.official.fp4_block_sums(even.data(), odd.data(), row_codes(w, o), g.k, block_sums);
         g.c[o] = ref::combine_block_sums(rows[0], w, o, block_sums);
         return;
       }
@@ -114,7 +124,7 @@ void gemm(const GemmArgs& g) {
       // F32 and BF16 rows are read where they lie; other formats are dequantised first.
       const float* f32_row = nullptr;
       if (w.format == WeightFormat::kF32) {
-        f32_row = reinterpret_cast<const float*>(w.row(o));
+        f32_row = reinterpret_cast<const float*>(row_codes(w, o));
       } else if (w.format != WeightFormat::kBF16) {
         dequantized_row(w, o, values);
         f32_row = values;
@@ -122,7 +132,7 @@ void gemm(const GemmArgs& g) {
       for (int64_t i = 0; i < g.m; ++i) {
         const float* x = g.a + i * g.lda;
         const auto y = float(f32_row ? kt.official.dot_f64(x, f32_row, g.k)
-                                     : kt.official.dot_bf16_f64(x, w.row(o), g.k));
+                                     : kt.official.dot_bf16_f64(x, row_codes(w, o), g.k));
         g.c[i * g.ldc + o] = to_bf16 ? ref::round_bf16(y) : y;
       }
     });

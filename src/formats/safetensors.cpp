@@ -220,6 +220,17 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }
 
+bool MappedFile::release_pages(const void* p, size_t n) const noexcept {
+  const auto begin = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(data_);
+  if (!data_ || begin < base || n > size_ || begin - base > size_ - n) return false;
+  const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + n) / page * page;
+  // A read-only private file mapping: MADV_DONTNEED only unmaps the pages (never written, so
+  // nothing is lost; they come back from the file on the next read).
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  return true;
+}
+
 Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   auto mapped = MappedFile::open(path);
   if (!mapped) return mapped.status();
@@ -336,6 +347,12 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsW
 Checkpoint::Entry Checkpoint::find(std::string_view name) const noexcept {
   auto it = index_.find(name);
   return it == index_.end() ? Entry{nullptr, nullptr} : it->second;
+}
+
+bool Checkpoint::release_pages(const void* p, size_t n) const noexcept {
+  for (const auto& file : files_)
+    if (file->mapping().release_pages(p, n)) return true;
+  return false;
 }
 
 std::vector<std::string> Checkpoint::names() const {

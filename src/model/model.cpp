@@ -70,9 +70,14 @@ std::unique_ptr<Backend> choose_backend(const std::string& name,
 // See Model::fingerprint.
 uint64_t model_fingerprint(const ModelConfig& c, const ModelWeights& w) {
   uint64_t h = fnv1a64(kFnvOffset, model_config_to_json(c));
-  auto sample = [&h](const Linear& l) {
+  std::vector<uint8_t> codes;
+  auto sample = [&](const Linear& l) {
     if (l.out == 0) return;
-    for (int64_t r : {int64_t(0), l.out - 1}) h = fnv1a64(h, l.row(r), size_t(l.row_bytes()));
+    codes.resize(size_t(l.row_bytes()));
+    for (int64_t r : {int64_t(0), l.out - 1}) {
+      l.copy_row_codes(r, codes.data());  // the same whatever the layout
+      h = fnv1a64(h, codes.data(), codes.size());
+    }
     if (l.scales) h = fnv1a64(h, l.scale_row(0), size_t(l.scale_cols));
   };
   sample(w.embed);
@@ -147,6 +152,12 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
     throw_if_error(validate_model_config(model->config_));
     model->backend_ = choose_backend(
         options.backend, required_operators(model->config_, model->weights_, options.numerics));
+    if (options.repack_weights) {
+      const Backend& backend = *model->backend_;
+      relayout_gemm_weights(model->weights_, [&](const WeightView& w) {
+        return backend.gemm_weight_layout(w, options.numerics);
+      });
+    }
     model->n_threads_ = options.n_threads;
     model->numerics_ = options.numerics;
     model->fingerprint_ = model_fingerprint(model->config_, model->weights_);

@@ -13,7 +13,9 @@ static_assert(offsetof(dsv4_model_params, backend) == 8);
 static_assert(offsetof(dsv4_model_params, n_threads) == 16);
 static_assert(offsetof(dsv4_model_params, memory_limit) == 24);  // v2
 static_assert(offsetof(dsv4_model_params, numerics) == 32);      // v3
-static_assert(sizeof(dsv4_model_params) == 40);
+static_assert(offsetof(dsv4_model_params, weights) == 40);       // v4 (0.6)
+static_assert(sizeof(dsv4_model_params) == 48);
+static_assert(DSV4_WEIGHTS_REPACKED == 0 && DSV4_WEIGHTS_STORED == 1);
 static_assert(offsetof(dsv4_save_params, swa_strategy) == 8);
 static_assert(offsetof(dsv4_save_params, checkpoint_interval) == 16);  // v0.5
 static_assert(sizeof(dsv4_save_params) == 24);

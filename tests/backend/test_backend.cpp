@@ -109,6 +109,20 @@ TestMatrix random_matrix(dsv4::WeightFormat format, int64_t out, int64_t in, std
   return m;
 }
 
+// C = A · W^T for `rows` rows of A (packed, k = w.in) through `table` on `threads` threads.
+std::vector<float> gemm_on_threads(const dsv4::cpu::KernelTable& table, const dsv4::WeightView& w,
+                                   const float* a, int64_t rows, int threads) {
+  std::vector<float> c(size_t(rows * w.out));
+  dsv4::GemmArgs g;
+  g.m = rows, g.n = w.out, g.k = w.in, g.a = a, g.lda = w.in, g.w = w;
+  g.c = c.data(), g.ldc = w.out;
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  table.gemm(g);
+  omp_set_num_threads(before);
+  return c;
+}
+
 // Each kernel against the scalar reference, for every format, shape and supported ISA level.
 void check_gemm_all_isas(dsv4::WeightFormat format,
                          std::initializer_list<std::array<int64_t, 3>> shapes, double tolerance) {
@@ -233,15 +247,7 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
         a[size_t(5 * k + 3)] = 1e-40f;
         a[size_t(20 * k + 7)] = 3e37f;
         auto run = [&](int64_t first_row, int64_t rows, int threads) {
-          std::vector<float> c(size_t(rows * n));
-          dsv4::GemmArgs g;
-          g.m = rows, g.n = n, g.k = k, g.a = a.data() + first_row * k, g.lda = k, g.w = w.view;
-          g.c = c.data(), g.ldc = n;
-          const int before = omp_get_max_threads();
-          omp_set_num_threads(threads);
-          table.gemm(g);
-          omp_set_num_threads(before);
-          return c;
+          return gemm_on_threads(table, w.view, a.data() + first_row * k, rows, threads);
         };
         const std::vector<float> all = run(0, m, 2), all_one_thread = run(0, m, 1);
         const std::vector<float> seven = run(10, 7, 2), three = run(30, 3, 2);
@@ -358,6 +364,86 @@ TEST_CASE("cpu gemm: a view of rows of a block-scaled matrix uses its own scale 
   }
 }
 
+TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at every ISA",
+          "[backend][gemm]") {
+  // Every path: register tiles (1 and 3 rows; FP8 also prescaled blocks), the decoded-block GEMM
+  // (56 rows), on one and two threads; n = 1030 leaves a partial last group (padding rows), and
+  // row views whose first row is not a multiple of the group read across groups.
+  using dsv4::WeightFormat;
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const Isa best = dsv4::cpu::detect_isa();
+  for (auto [format, k] : {std::pair{WeightFormat::kF32, int64_t(400)},
+                           {WeightFormat::kBF16, int64_t(1056)},
+                           {WeightFormat::kFp8Block, int64_t(1344)},
+                           {WeightFormat::kFp4Block, int64_t(1152)}}) {
+    const int64_t n = 1030;
+    const TestMatrix rows = random_matrix(format, n, k, rng);
+    REQUIRE(rows.view.tileable());
+    std::vector<uint8_t> tiled_codes(
+        dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
+    const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, tiled_codes.data());
+    REQUIRE(tiled.tiled());
+    CHECK(tiled.data_bytes() == size_t(1032 * rows.view.row_bytes()));
+    std::vector<float> a(size_t(56 * k));
+    for (auto& x : a) x = dist(rng);
+    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+      if (isa > best) continue;
+      const auto table = dsv4::cpu::kernels_for(isa);
+      auto run = [&](const dsv4::WeightView& w, int64_t m, int threads) {
+        return gemm_on_threads(table, w, a.data(), m, threads);
+      };
+      for (int64_t m : {1, 3, 56})
+        for (int threads : {1, 2}) {
+          INFO("format " << dsv4::weight_format_traits(format).name << " isa "
+                         << dsv4::cpu::isa_name(isa) << " m " << m << " threads " << threads);
+          const std::vector<float> want = run(rows.view, m, threads), got = run(tiled, m, threads);
+          for (float x : got) REQUIRE(std::isfinite(x));
+          CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+          const std::vector<float> part = run(dsv4::weight_rows(tiled, 5, 301), m, threads);
+          const std::vector<float> part_rows =
+              run(dsv4::weight_rows(rows.view, 5, 301), m, threads);
+          CHECK(std::memcmp(part.data(), part_rows.data(), part.size() * 4) == 0);
+        }
+    }
+  }
+}
+
+TEST_CASE("weight view: tiling keeps every element and pads whole groups with zero rows",
+          "[backend][gemm]") {
+  using dsv4::WeightFormat;
+  std::mt19937 rng(9);
+  for (auto format : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFp8Block,
+                      WeightFormat::kFp4Block}) {
+    const TestMatrix rows = random_matrix(format, 262, 256, rng);
+    std::vector<uint8_t> codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled),
+                               0xAB);
+    const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, codes.data());
+    INFO("format " << dsv4::weight_format_traits(format).name);
+    CHECK(codes.size() == size_t(264 * rows.view.row_bytes()));
+    std::vector<uint8_t> row(size_t(rows.view.row_bytes()));
+    std::vector<float> decoded(256), want(256);
+    for (int64_t o = 0; o < 262; ++o) {
+      tiled.copy_row_codes(o, row.data());
+      CHECK(std::memcmp(row.data(), rows.view.row(o), row.size()) == 0);
+      tiled.decode_row(o, decoded.data());
+      rows.view.decode_row(o, want.data());
+      CHECK(std::memcmp(decoded.data(), want.data(), want.size() * 4) == 0);
+      for (int64_t i : {0, 1, 63, 64, 127, 128, 255}) CHECK(tiled.at(o, i) == rows.view.at(o, i));
+    }
+    // The padding rows of the last group are zero codes.
+    dsv4::WeightView padded = tiled;
+    padded.out = 264;
+    for (int64_t o : {262, 263}) {
+      padded.copy_row_codes(o, row.data());
+      CHECK(std::all_of(row.begin(), row.end(), [](uint8_t b) { return b == 0; }));
+    }
+    // A tiled view's rows can be tiled again only from whole matrices; rows not tileable stay.
+    CHECK_FALSE(dsv4::f32_weights(nullptr, 4, 10).tileable());  // 40-byte rows
+  }
+}
+
 TEST_CASE("cpu backend: gemm rejects inconsistent arguments", "[backend][gemm]") {
   auto cpu = dsv4::create_backend("cpu").value();
   dsv4::GemmArgs g;
@@ -374,6 +460,23 @@ TEST_CASE("cpu backend: gemm rejects inconsistent arguments", "[backend][gemm]")
   CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kInvalidArgument);
   g.w.format = dsv4::WeightFormat::kF16;
   CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kUnsupported);
+  g.w.format = dsv4::WeightFormat::kF32;
+  g.w.layout = dsv4::WeightLayout::kTiled;  // 16-byte rows: no whole 64-byte units
+  CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("cpu backend: exact numerics read tileable GEMM weights tiled, official ones as stored",
+          "[backend][gemm]") {
+  auto cpu = dsv4::create_backend("cpu").value();
+  float buf[64] = {};
+  using dsv4::Numerics;
+  using dsv4::WeightLayout;
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf, 4, 16), Numerics::kExact) ==
+        WeightLayout::kTiled);
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf, 4, 16), Numerics::kOfficial) ==
+        WeightLayout::kRows);
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf, 4, 10), Numerics::kExact) ==
+        WeightLayout::kRows);
 }
 
 TEST_CASE("cpu attention: flash-decoding at every ISA level matches the reference operator",

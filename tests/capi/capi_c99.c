@@ -118,6 +118,48 @@ static void test_params_versioning(const char* golden_dir) {
   EXPECT(strstr(dsv4_last_error(), "4096 bytes") != NULL);
 }
 
+/* v4 model params: the weights repacked (default) or as stored give the same logits; a v3
+ * caller's padding is never read as a layout; an unknown layout is refused. */
+static void test_weight_layouts(const char* golden_dir) {
+  char dir[1024];
+  dsv4_model *repacked = NULL, *stored = NULL, *v3 = NULL, *bad = NULL;
+  dsv4_session *s_repacked = NULL, *s_stored = NULL;
+  dsv4_model_params params = dsv4_model_default_params();
+  const int32_t ids[6] = {5, 17, 42, 200, 3, 99};
+  static float a[6 * 256], b[6 * 256];
+  size_t i, repacked_bytes = 0, stored_bytes = 0;
+  int finite = 1;
+  path_join(dir, sizeof dir, golden_dir, "tiny-a-q");
+  EXPECT(params.weights == DSV4_WEIGHTS_REPACKED);
+  EXPECT(dsv4_model_load(dir, &params, &repacked) == DSV4_OK);
+  params.weights = DSV4_WEIGHTS_STORED;
+  EXPECT(dsv4_model_load(dir, &params, &stored) == DSV4_OK);
+  params.weights = 9;
+  EXPECT(dsv4_model_load(dir, &params, &bad) == DSV4_ERR_INVALID_ARGUMENT);
+  EXPECT(bad == NULL);
+  EXPECT(strstr(dsv4_last_error(), "weights") != NULL);
+  params = dsv4_model_default_params();
+  params.struct_size = 40; /* a v3 caller whose padding holds garbage */
+  params.reserved0 = 12345;
+  params.weights = 77; /* past its struct: never read */
+  EXPECT(dsv4_model_load(dir, &params, &v3) == DSV4_OK);
+  EXPECT(dsv4_model_resident_bytes(repacked, &repacked_bytes) == DSV4_OK);
+  EXPECT(dsv4_model_resident_bytes(stored, &stored_bytes) == DSV4_OK);
+  EXPECT(repacked_bytes >= stored_bytes && repacked_bytes < stored_bytes + stored_bytes / 100);
+  EXPECT(dsv4_session_create(repacked, NULL, &s_repacked) == DSV4_OK);
+  EXPECT(dsv4_session_create(stored, NULL, &s_stored) == DSV4_OK);
+  EXPECT(dsv4_session_append(s_repacked, ids, 6, a) == DSV4_OK);
+  EXPECT(dsv4_session_append(s_stored, ids, 6, b) == DSV4_OK);
+  for (i = 0; i < 6 * 256; ++i) finite = finite && isfinite(a[i]);
+  EXPECT(finite);
+  EXPECT(memcmp(a, b, sizeof a) == 0);
+  dsv4_session_free(s_repacked);
+  dsv4_session_free(s_stored);
+  dsv4_model_free(repacked);
+  dsv4_model_free(stored);
+  dsv4_model_free(v3);
+}
+
 /* v3 model params: the official numerics (an official session stores the packed cache). */
 static void test_official_numerics(const char* golden_dir) {
   char dir[1024];
@@ -792,6 +834,7 @@ int main(int argc, char** argv) {
   test_load_and_query(argv[1]);
   test_params_versioning(argv[1]);
   test_official_numerics(argv[1]);
+  test_weight_layouts(argv[1]);
   test_saved_sessions(argv[1]);
   test_plan(argv[1]);
   test_bad_files(argv[2]);

@@ -270,6 +270,13 @@ class Backend {
   virtual Status copy_to_host(void* dst, const void* src, size_t bytes) noexcept = 0;
   virtual Status synchronize() noexcept = 0;
 
+  // The layout (WeightView::layout) this device's gemm reads the weight `w` fastest in, for a
+  // model running in `numerics`. A model puts each GEMM weight in it once, at load
+  // (ModelLoadOptions::repack_weights); gemm() must still accept every layout.
+  virtual WeightLayout gemm_weight_layout(const WeightView& w, Numerics numerics) const noexcept {
+    (void)numerics;
+    return w.layout;
+  }
   virtual Status gemm(const GemmArgs&) noexcept { return unsupported(OpKind::kGemm); }
   // Several GEMMs at once, independent of one another (no output is another's input or output):
   // an MoE layer's expert projections. A device may run them as one piece of work (the CPU

@@ -10,6 +10,16 @@
 //   kFp8Block  data: uint8_t e4m3 codes [out, in];    scales: ue8m0 [ceil(out/128), ceil(in/128)]
 //   kFp4Block  data: uint8_t [out, in/2], e2m1 pairs, even input in the low nibble;
 //              scales: ue8m0 [out, ceil(in/32)]
+//
+// The codes are laid out in one of two ways (the scales always as above):
+//   kRows   row after row, as the checkpoint stores them.
+//   kTiled  the stored rows in groups of kTileRows (the last group padded with zero rows), and in
+//           each group the rows' 64-byte units interleaved: unit u of row r of group g lies at
+//           data + g·kTileRows·row_bytes + u·kTileRows·64 + r·64. Rows of a multiple of 64 bytes
+//           only. A GEMV reading a group's rows together then reads one sequential stream instead
+//           of kTileRows streams 4 KiB or more apart, which the hardware prefetchers follow far
+//           better (the CPU backend asks for it: see Backend::gemm_weight_layout).
+// stored_row(o).at(b) finds byte b of row o in either layout.
 #pragma once
 
 #include <cstddef>
@@ -20,8 +30,24 @@
 
 namespace dsv4 {
 
+enum class WeightLayout : uint8_t { kRows, kTiled };
+
+// The bytes of one stored row: byte b at base + (b / 64)·unit_stride + b % 64 (unit_stride is 64
+// for rows as stored, so the row is contiguous; kTileRows·64 for tiled ones).
+struct StoredRow {
+  const uint8_t* base = nullptr;
+  int64_t unit_stride = 64;
+  const uint8_t* at(int64_t byte) const noexcept {
+    return base + (byte >> 6) * unit_stride + (byte & 63);
+  }
+};
+
 struct WeightView {
+  static constexpr int64_t kTileRows = 4;
+  static constexpr int64_t kTileUnit = 64;
+
   WeightFormat format = WeightFormat::kF32;
+  WeightLayout layout = WeightLayout::kRows;
   int64_t out = 0, in = 0;
   const void* data = nullptr;
   const uint8_t* scales = nullptr;  // ue8m0 codes (block-scaled formats only)
@@ -60,13 +86,37 @@ struct WeightView {
         return 0;
     }
   }
-  // Bytes of this view's rows and of the scale rows they use.
-  size_t data_bytes() const noexcept { return size_t(out * row_bytes()); }
+  bool tiled() const noexcept { return layout == WeightLayout::kTiled; }
+  // Whether the tiled layout can hold this matrix (whole 64-byte units, rows packed).
+  bool tileable() const noexcept {
+    return row_bytes() > 0 && row_bytes() % kTileUnit == 0 && row_stride == 0;
+  }
+  // Rows as stored: a tiled matrix's are padded to whole groups.
+  int64_t stored_rows() const noexcept {
+    return tiled() ? (out + kTileRows - 1) / kTileRows * kTileRows : out;
+  }
+  // Bytes of this view's rows (as stored) and of the scale rows they use.
+  size_t data_bytes() const noexcept { return size_t(stored_rows() * row_bytes()); }
   size_t scale_bytes() const noexcept { return size_t(scale_rows() * scale_cols); }
   size_t bytes() const noexcept { return data_bytes() + scale_bytes(); }
+  // Row o's codes, contiguous: the kRows layout only (stored_row serves both).
   const uint8_t* row(int64_t o) const noexcept {
     return static_cast<const uint8_t*>(data) +
            (first_row + o) * (row_stride ? row_stride : row_bytes());
+  }
+  StoredRow stored_row(int64_t o) const noexcept {
+    if (!tiled()) return {row(o), kTileUnit};
+    const int64_t s = first_row + o;
+    return {static_cast<const uint8_t*>(data) + s / kTileRows * kTileRows * row_bytes() +
+                s % kTileRows * kTileUnit,
+            kTileRows * kTileUnit};
+  }
+  // Row o's codes in the kRows order, whatever the layout.
+  void copy_row_codes(int64_t o, uint8_t* dst) const noexcept {
+    const StoredRow r = stored_row(o);
+    const int64_t n = row_bytes();
+    for (int64_t b = 0; b < n; b += kTileUnit)
+      __builtin_memcpy(dst + b, r.at(b), size_t(n - b < kTileUnit ? n - b : kTileUnit));
   }
   // The scale codes of stored scale row r (FP8: a row of 128×128 blocks; FP4: one matrix row).
   const uint8_t* scale_row(int64_t r) const noexcept {
@@ -75,33 +125,39 @@ struct WeightView {
 
   // The dequantised value of element (o, i): code × block scale, exact in fp32.
   float at(int64_t o, int64_t i) const noexcept {
-    const uint8_t* r = row(o);
+    const StoredRow r = stored_row(o);
     switch (format) {
       case WeightFormat::kF32: {
         float v;
-        __builtin_memcpy(&v, r + i * 4, 4);
+        __builtin_memcpy(&v, r.at(i * 4), 4);
         return v;
       }
       case WeightFormat::kBF16: {
         uint16_t b;
-        __builtin_memcpy(&b, r + i * 2, 2);
+        __builtin_memcpy(&b, r.at(i * 2), 2);
         return bf16_to_float(b);
       }
       case WeightFormat::kF16: {
         uint16_t b;
-        __builtin_memcpy(&b, r + i * 2, 2);
+        __builtin_memcpy(&b, r.at(i * 2), 2);
         return fp16_to_float(b);
       }
       case WeightFormat::kFp8Block:
-        return fp8_e4m3_to_float(r[i]) * ue8m0_to_float(scale_row((first_row + o) / 128)[i / 128]);
+        return fp8_e4m3_to_float(*r.at(i)) *
+               ue8m0_to_float(scale_row((first_row + o) / 128)[i / 128]);
       case WeightFormat::kFp4Block:
-        return fp4_e2m1_packed_at(r, size_t(i)) * ue8m0_to_float(scale_row(first_row + o)[i / 32]);
+        return fp4_e2m1_to_float(uint8_t(*r.at(i / 2) >> (i & 1 ? 4 : 0) & 0xf)) *
+               ue8m0_to_float(scale_row(first_row + o)[i / 32]);
     }
     return 0.0f;
   }
   // dst[i] = at(o, i) for i in [0, in).
   // The switch sits outside the loop: packing a GEMM panel decodes whole rows.
   void decode_row(int64_t o, float* dst) const noexcept {
+    if (tiled()) {  // (the kernels read tiled rows unit by unit; this is the reference)
+      for (int64_t i = 0; i < in; ++i) dst[i] = at(o, i);
+      return;
+    }
     const uint8_t* r = row(o);
     switch (format) {
       case WeightFormat::kF32:
@@ -138,12 +194,45 @@ struct WeightView {
 
 namespace dsv4 {
 // Rows [first, first + count) of `w` as a view of its own.
+// (A tiled matrix's groups stay where they are: first need not be a multiple of kTileRows.)
 inline WeightView weight_rows(const WeightView& w, int64_t first, int64_t count) noexcept {
   WeightView v = w;
   v.first_row = w.first_row + first;
   v.out = count;
   return v;
 }
+// Bytes the codes of w take in `layout` (rows padded to whole groups when tiled).
+inline size_t weight_data_bytes(const WeightView& w, WeightLayout layout) noexcept {
+  WeightView v = w;
+  v.layout = layout;
+  return v.data_bytes();
+}
+// w's codes (any layout, a whole matrix: first_row 0) written to dst in the tiled layout
+// (weight_data_bytes(w, kTiled) bytes, the padding rows zero); returns the view of them, sharing
+// w's scales. w must be tileable().
+inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
+  WeightView t = w;
+  t.layout = WeightLayout::kTiled;
+  t.data = dst;
+  t.first_row = 0;
+  constexpr int64_t kRows = WeightView::kTileRows, kUnit = WeightView::kTileUnit;
+  const int64_t units = w.row_bytes() / kUnit;
+  // Group by group, writing each group's bytes in order (its rows' units in turn).
+  for (int64_t g0 = 0; g0 < t.stored_rows(); g0 += kRows) {
+    StoredRow from[kRows];
+    for (int64_t r = 0; r < kRows && g0 + r < w.out; ++r) from[r] = w.stored_row(g0 + r);
+    uint8_t* out = dst + g0 * w.row_bytes();
+    for (int64_t u = 0; u < units; ++u)
+      for (int64_t r = 0; r < kRows; ++r, out += kUnit) {
+        if (g0 + r < w.out)
+          __builtin_memcpy(out, from[r].at(u * kUnit), kUnit);
+        else
+          __builtin_memset(out, 0, kUnit);
+      }
+  }
+  return t;
+}
+
 // A plain fp32 [out, in] matrix as a view.
 inline WeightView f32_weights(const float* data, int64_t out, int64_t in) noexcept {
   WeightView v;

@@ -69,6 +69,10 @@ class MappedFile {
 
   std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
   const std::string& path() const noexcept { return path_; }
+  // Drops the whole pages inside [p, p + n) from the process's resident set, if the range lies in
+  // this mapping (returns whether it does). The content is unchanged: a later read faults the
+  // pages back in from the file. For a tensor copied elsewhere at load (repacked weights).
+  bool release_pages(const void* p, size_t n) const noexcept;
 
  private:
   MappedFile(std::string path, const std::byte* data, size_t size)
@@ -87,6 +91,7 @@ class SafetensorsFile {
   const std::string& path() const noexcept { return file_->path(); }
   const SafetensorsTensorInfo* find(std::string_view name) const noexcept;
   ConstTensorView view(const SafetensorsTensorInfo& info) const noexcept;
+  const MappedFile& mapping() const noexcept { return *file_; }
 
  private:
   std::shared_ptr<MappedFile> file_;
@@ -111,6 +116,8 @@ class Checkpoint {
   std::vector<std::string> names() const;
   size_t n_tensors() const noexcept { return index_.size(); }
   size_t n_files() const noexcept { return files_.size(); }
+  // MappedFile::release_pages on the file whose mapping holds [p, p + n); false if none does.
+  bool release_pages(const void* p, size_t n) const noexcept;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

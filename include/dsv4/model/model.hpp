@@ -25,6 +25,12 @@ struct ModelLoadOptions {
   // kExact (fp32 on the dequantised weights, the default) or kOfficial (DeepSeek's inference
   // numerics, docs/numerics.md; its sessions store the packed cache).
   Numerics numerics = Numerics::kExact;
+  // Whether each GEMM weight is put in the layout its backend reads fastest
+  // (Backend::gemm_weight_layout; the CPU backend interleaves rows in groups of 4), copied once
+  // into memory of the model's own (the mapped file's pages are given back as each matrix is
+  // copied, so the resident size stays about the checkpoint's). false keeps the weights as
+  // stored: mapped from the files, no copy at load, shared with the page cache.
+  bool repack_weights = true;
   // Told (layers read, layers total) while the weights are read and checked (the long part of
   // loading a big checkpoint); called from loader threads, one call at a time.
   LoadProgress progress;

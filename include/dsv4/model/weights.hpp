@@ -75,6 +75,39 @@ struct ModelWeights {
   size_t resident_bytes() const noexcept;
 };
 
+// Calls visit(Linear&) for every matrix the forward pass multiplies by through Backend::gemm (every
+// linear layer and the head; not the embedding table, which is looked up by rows). W is
+// ModelWeights or const ModelWeights.
+template <class W, class F>
+void for_each_gemm_weight(W& w, F&& visit) {
+  for (auto& L : w.layers) {
+    for (auto* l : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_a, &L.wo_b, &L.gate}) visit(*l);
+    for (auto* c :
+         {L.compressor ? &*L.compressor : nullptr, L.indexer ? &L.indexer->compressor : nullptr})
+      if (c) {
+        visit(c->wkv);
+        visit(c->wgate);
+      }
+    if (L.indexer) {
+      visit(L.indexer->wq_b);
+      visit(L.indexer->weights_proj);
+    }
+    for (auto& e : L.experts)
+      for (auto* l : {&e.w1, &e.w2, &e.w3}) visit(*l);
+    if (L.shared_expert)
+      for (auto* l : {&L.shared_expert->w1, &L.shared_expert->w2, &L.shared_expert->w3}) visit(*l);
+  }
+  visit(w.head);
+}
+
+// Puts every GEMM weight (for_each_gemm_weight) whose layout differs from layout_for(weight) into
+// that layout, in memory the weights own (Backend::gemm_weight_layout says which layout a device
+// reads fastest). The pages each source leaves are given back as it goes: a mapped checkpoint's
+// drop out of the resident set, a replaced buffer is freed when no other copy of the weights
+// holds it, so the resident size stays about the checkpoint's. Throws std::bad_alloc.
+void relayout_gemm_weights(ModelWeights& w,
+                           const std::function<WeightLayout(const WeightView&)>& layout_for);
+
 // The formats random_weights stores its matrices in. The defaults (F32) keep tests exact; the
 // demo and benchmarks use the official checkpoints' layout: FP8 attention and shared experts,
 // FP4 routed experts, BF16 embeddings, head, compressors, router and indexer weights.

@@ -92,12 +92,14 @@ inline float combine_block_sums(const QuantizedRow& a, const WeightView& w, int6
 inline float quantized_dot(const QuantizedRow& a, const WeightView& w, int64_t o) {
   const bool fp8 = w.format == WeightFormat::kFp8Block;
   const int64_t k = w.in, block = fp8 ? 128 : 32;
-  const uint8_t* row = w.row(o);
+  const StoredRow row = w.stored_row(o);
   std::vector<double> sums(static_cast<size_t>((k + block - 1) / block));
   for (int64_t kb = 0; kb * block < k; ++kb)
-    for (int64_t p = kb * block; p < std::min(k, kb * block + block); ++p)
-      sums[size_t(kb)] += double(a.q[size_t(p)]) * double(fp8 ? fp8_e4m3_to_float(row[p])
-                                                              : fp4_e2m1_packed_at(row, size_t(p)));
+    for (int64_t p = kb * block; p < std::min(k, kb * block + block); ++p) {
+      const float code = fp8 ? fp8_e4m3_to_float(*row.at(p))
+                             : fp4_e2m1_to_float(uint8_t(*row.at(p / 2) >> (p & 1 ? 4 : 0) & 0xf));
+      sums[size_t(kb)] += double(a.q[size_t(p)]) * double(code);
+    }
   return combine_block_sums(a, w, o, sums.data());
 }
 
