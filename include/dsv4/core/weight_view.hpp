@@ -18,7 +18,11 @@
 //           data + g·kTileRows·row_bytes + u·kTileRows·64 + r·64. Rows of a multiple of 64 bytes
 //           only. A GEMV reading a group's rows together then reads one sequential stream instead
 //           of kTileRows streams 4 KiB or more apart, which the hardware prefetchers follow far
-//           better (the CPU backend asks for it: see Backend::gemm_weight_layout).
+//           better (the CPU backend asks for it: see Backend::gemm_weight_layout). An FP4
+//           unit (128 weights, four 32-blocks b of 16 bytes d) is also transposed: byte 16b + d
+//           lies at 4d + b, so 32-bit word d holds byte d of all four blocks and one shift brings
+//           any block's low or high nibbles to the bottom of every word (the AVX-512 kernel then
+//           decodes 16 weights with a shift and a table permute, without widening the bytes).
 // stored_row(o).at(b) finds byte b of row o in either layout.
 #pragma once
 
@@ -32,13 +36,19 @@ namespace dsv4 {
 
 enum class WeightLayout : uint8_t { kRows, kTiled };
 
+// Where byte q of a tiled FP4 unit lies in it (the unit transposed as 4 × 16 bytes).
+inline constexpr int64_t fp4_tiled_unit_offset(int64_t q) noexcept { return q % 16 * 4 + q / 16; }
+
 // The bytes of one stored row: byte b at base + (b / 64)·unit_stride + b % 64 (unit_stride is 64
-// for rows as stored, so the row is contiguous; kTileRows·64 for tiled ones).
+// for rows as stored, so the row is contiguous; kTileRows·64 for tiled ones), the offset inside
+// the unit transposed for tiled FP4 (fp4_tiled_unit_offset).
 struct StoredRow {
   const uint8_t* base = nullptr;
   int64_t unit_stride = 64;
+  bool transposed = false;
   const uint8_t* at(int64_t byte) const noexcept {
-    return base + (byte >> 6) * unit_stride + (byte & 63);
+    return base + (byte >> 6) * unit_stride +
+           (transposed ? fp4_tiled_unit_offset(byte & 63) : (byte & 63));
   }
 };
 
@@ -109,12 +119,16 @@ struct WeightView {
     const int64_t s = first_row + o;
     return {static_cast<const uint8_t*>(data) + s / kTileRows * kTileRows * row_bytes() +
                 s % kTileRows * kTileUnit,
-            kTileRows * kTileUnit};
+            kTileRows * kTileUnit, format == WeightFormat::kFp4Block};
   }
   // Row o's codes in the kRows order, whatever the layout.
   void copy_row_codes(int64_t o, uint8_t* dst) const noexcept {
     const StoredRow r = stored_row(o);
     const int64_t n = row_bytes();
+    if (r.transposed) {
+      for (int64_t b = 0; b < n; ++b) dst[b] = *r.at(b);
+      return;
+    }
     for (int64_t b = 0; b < n; b += kTileUnit)
       __builtin_memcpy(dst + b, r.at(b), size_t(n - b < kTileUnit ? n - b : kTileUnit));
   }
@@ -224,10 +238,14 @@ inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
     uint8_t* out = dst + g0 * w.row_bytes();
     for (int64_t u = 0; u < units; ++u)
       for (int64_t r = 0; r < kRows; ++r, out += kUnit) {
-        if (g0 + r < w.out)
-          __builtin_memcpy(out, from[r].at(u * kUnit), kUnit);
-        else
+        if (g0 + r >= w.out) {
           __builtin_memset(out, 0, kUnit);
+        } else if (w.format == WeightFormat::kFp4Block) {
+          for (int64_t q = 0; q < kUnit; ++q)
+            out[fp4_tiled_unit_offset(q)] = *from[r].at(u * kUnit + q);
+        } else {
+          __builtin_memcpy(out, from[r].at(u * kUnit), kUnit);
+        }
       }
   }
   return t;
