@@ -132,6 +132,9 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kBF16), 1, 4096, 4096, 1, kRows})
     ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096, 1, kRows})
     ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kRows})
+    ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1, kRows})
+    ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1, kRows})
+    ->Args({int(WeightFormat::kFp8Block), 12, 2048, 4096, 1, kRows})
     ->Unit(benchmark::kMicrosecond);
 // The same decode from weights that stay in L2 (256 rows): the kernel's compute ceiling.
 BENCHMARK(bench_gemm)

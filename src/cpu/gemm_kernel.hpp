@@ -684,44 +684,58 @@ struct GemmKernel {
   // inputs, the even ones then the odd ones). The scalar tails stay with WeightView::at.
   static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, int64_t kv,
                           float* out) {
-    for (int64_t c = 0; c < nj; ++c) {
-      const StoredRow row = w.stored_row(j0 + c);
-      const auto dst = [&](int64_t p) { return out + interleaved<kTile>(c, p, kv); };
-      switch (w.format) {
-        case WeightFormat::kF32:
-          for (int64_t p = 0; p < kv; p += kLanes) load_f32(row.at(p * 4)).store_aligned(dst(p));
-          break;
-        case WeightFormat::kBF16:
-          for (int64_t p = 0; p < kv; p += kLanes) load_bf16(row.at(p * 2)).store_aligned(dst(p));
-          break;
-        case WeightFormat::kFp8Block: {
-          const uint8_t* scales = w.scale_row((w.first_row + j0 + c) / 128);
-          for (int64_t b0 = 0; b0 < k; b0 += 128) {
-            const int64_t b_vec = b0 + (std::min(k, b0 + 128) - b0) / kLanes * kLanes;
-            const Batch sv(ue8m0_to_float(scales[b0 / 128]) * kFp8ViaFp16Factor);
-            for (int64_t p = b0; p < b_vec; p += kLanes)
-              Batch(load_fp8_scaled(row.at(p)) * sv).store_aligned(dst(p));
-          }
-          break;
-        }
-        case WeightFormat::kFp4Block: {
-          const uint8_t* scales = w.scale_row(w.first_row + j0 + c);
-          for (int64_t p = 0; p < kv; p += 2 * kLanes) {
-            Batch lo, hi;
-            const float scale = ue8m0_to_float(scales[p / 32]);
-            const uint8_t* unit = row.at(p / 2 / 64 * 64);
-            if (row.transposed)
-              fp4_pair_in_unit<true>(unit, p, scale, lo, hi);
-            else
-              fp4_pair_in_unit<false>(unit, p, scale, lo, hi);
-            lo.store_aligned(dst(p));
-            hi.store_aligned(dst(p + kLanes));
-          }
-          break;
-        }
-        default:
-          break;
+    (void)k;
+    // A group of kTile rows 64 bytes of codes at a time, row after row: tiled rows are then read
+    // as the one stream they are stored as (row by row, each row's units lie 256 bytes apart).
+    const WeightFormatTraits traits = weight_format_traits(w.format);
+    const int64_t segment = 512 / traits.bits_per_weight;  // the inputs of 64 bytes
+    for (int64_t c0 = 0; c0 < nj; c0 += kTile) {
+      const int64_t c1 = std::min(nj, c0 + kTile);
+      StoredRow rows[kTile];
+      const uint8_t* scales[kTile] = {};
+      for (int64_t c = c0; c < c1; ++c) {
+        rows[c - c0] = w.stored_row(j0 + c);
+        if (traits.block_out > 0)
+          scales[c - c0] = w.scale_row((w.first_row + j0 + c) / traits.block_out);
       }
+      for (int64_t p0 = 0; p0 < kv; p0 += segment)
+        for (int64_t c = c0; c < c1; ++c)
+          decode_segment(w.format, rows[c - c0], scales[c - c0], p0, std::min(kv, p0 + segment),
+                         [&](int64_t p) { return out + interleaved<kTile>(c, p, kv); });
+    }
+  }
+  // Vectors [p0, p1) of one row (decode_rows), each stored at dst(p).
+  template <class Dst>
+  static void decode_segment(WeightFormat format, const StoredRow& row, const uint8_t* scales,
+                             int64_t p0, int64_t p1, const Dst& dst) {
+    switch (format) {
+      case WeightFormat::kF32:
+        for (int64_t p = p0; p < p1; p += kLanes) load_f32(row.at(p * 4)).store_aligned(dst(p));
+        break;
+      case WeightFormat::kBF16:
+        for (int64_t p = p0; p < p1; p += kLanes) load_bf16(row.at(p * 2)).store_aligned(dst(p));
+        break;
+      case WeightFormat::kFp8Block:  // a segment lies inside one 128-input scale block
+        for (int64_t p = p0; p < p1; p += kLanes)
+          Batch(load_fp8_scaled(row.at(p)) *
+                Batch(ue8m0_to_float(scales[p / 128]) * kFp8ViaFp16Factor))
+              .store_aligned(dst(p));
+        break;
+      case WeightFormat::kFp4Block:
+        for (int64_t p = p0; p < p1; p += 2 * kLanes) {
+          Batch lo, hi;
+          const float scale = ue8m0_to_float(scales[p / 32]);
+          const uint8_t* unit = row.at(p / 2 / 64 * 64);
+          if (row.transposed)
+            fp4_pair_in_unit<true>(unit, p, scale, lo, hi);
+          else
+            fp4_pair_in_unit<false>(unit, p, scale, lo, hi);
+          lo.store_aligned(dst(p));
+          hi.store_aligned(dst(p + kLanes));
+        }
+        break;
+      default:
+        break;
     }
   }
 
