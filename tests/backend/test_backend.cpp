@@ -410,6 +410,40 @@ TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at
   }
 }
 
+TEST_CASE("cpu gemm: the official numerics read tiled weights as they read rows",
+          "[backend][gemm][official]") {
+  // The backend keeps official-numerics weights as stored, but a tiled view passed to it anyway
+  // (a caller's own) must give the same bits: the official kernels gather its rows.
+  using dsv4::GemmNumerics;
+  using dsv4::WeightFormat;
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  auto cpu = dsv4::create_backend("cpu").value();
+  for (auto [format, numerics] : {std::pair{WeightFormat::kFp8Block, GemmNumerics::kOfficialLinear},
+                                  {WeightFormat::kFp4Block, GemmNumerics::kOfficialLinear},
+                                  {WeightFormat::kBF16, GemmNumerics::kOfficialBf16},
+                                  {WeightFormat::kF32, GemmNumerics::kOfficialF32},
+                                  {WeightFormat::kFp8Block, GemmNumerics::kOfficialBf16}}) {
+    const int64_t n = 70, k = 256;
+    const TestMatrix rows = random_matrix(format, n, k, rng);
+    std::vector<uint8_t> codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
+    const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, codes.data());
+    for (int64_t m : {1, 5}) {
+      std::vector<float> a(size_t(m * k)), want(size_t(m * n)), got(size_t(m * n));
+      for (auto& x : a) x = dsv4::bf16_to_float(dsv4::float_to_bf16(dist(rng)));  // bf16 inputs
+      dsv4::GemmArgs g;
+      g.m = m, g.n = n, g.k = k, g.a = a.data(), g.lda = k, g.ldc = n, g.numerics = numerics;
+      g.w = rows.view, g.c = want.data();
+      REQUIRE(cpu->gemm(g).is_ok());
+      g.w = tiled, g.c = got.data();
+      REQUIRE(cpu->gemm(g).is_ok());
+      INFO("format " << dsv4::weight_format_traits(format).name << " m " << m);
+      for (float x : got) REQUIRE(std::isfinite(x));
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
+    }
+  }
+}
+
 TEST_CASE("weight view: tiling keeps every element and pads whole groups with zero rows",
           "[backend][gemm]") {
   using dsv4::WeightFormat;
