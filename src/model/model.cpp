@@ -145,8 +145,9 @@ size_t available_memory_bytes() noexcept {
   return kib * 1024;
 }
 
-Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
-                                                   const ModelLoadOptions& options) {
+Result<std::shared_ptr<const Model>> Model::finish(
+    std::shared_ptr<Model> model, const ModelLoadOptions& options,
+    const std::function<void(int64_t, int64_t)>& repack_progress) {
   return capture_result([&]() -> std::shared_ptr<const Model> {
     check_options(options);
     throw_if_error(validate_model_config(model->config_));
@@ -154,9 +155,10 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
         options.backend, required_operators(model->config_, model->weights_, options.numerics));
     if (options.repack_weights) {
       const Backend& backend = *model->backend_;
-      relayout_gemm_weights(model->weights_, [&](const WeightView& w) {
-        return backend.gemm_weight_layout(w, options.numerics);
-      });
+      relayout_gemm_weights(
+          model->weights_,
+          [&](const WeightView& w) { return backend.gemm_weight_layout(w, options.numerics); },
+          repack_progress);
     }
     model->n_threads_ = options.n_threads;
     model->numerics_ = options.numerics;
@@ -190,6 +192,21 @@ Result<std::shared_ptr<const Model>> Model::finish(std::shared_ptr<Model> model,
 Result<std::shared_ptr<const Model>> Model::load(const std::string& dir,
                                                  const ModelLoadOptions& options) {
   auto model = std::shared_ptr<Model>(new Model());
+  // One progress over both phases: the layers read, then (repacking) as many steps again for
+  // the matrices copied.
+  int64_t groups = 0;
+  LoadProgress reading;
+  std::function<void(int64_t, int64_t)> repacking;
+  if (options.progress) {
+    const int64_t phases = options.repack_weights ? 2 : 1;
+    reading = [&groups, &options, phases](int64_t done, int64_t total) {
+      groups = total;
+      options.progress(done, phases * total);
+    };
+    repacking = [&groups, &options](int64_t done, int64_t total) {
+      options.progress(total > 0 ? groups + done * groups / total : 2 * groups, 2 * groups);
+    };
+  }
   Status loaded = capture_status([&] {
     check_options(options);  // before the expensive part
     auto config = load_model_config(dir);
@@ -200,12 +217,12 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& dir,
     auto checkpoint = std::make_shared<const Checkpoint>(std::move(opened.value()));
     throw_if_error(check_checkpoint(*checkpoint, model->config_));
     check_memory(estimate_resident_bytes(*checkpoint, model->config_), options);
-    auto weights = load_weights(checkpoint, model->config_, options.progress);
+    auto weights = load_weights(checkpoint, model->config_, reading);
     throw_if_error(weights.status());
     model->weights_ = std::move(weights.value());
   });
   if (!loaded) return loaded;
-  return finish(std::move(model), options);
+  return finish(std::move(model), options, repacking);
 }
 
 Result<std::shared_ptr<const Model>> Model::from_weights(ModelConfig config, ModelWeights weights,

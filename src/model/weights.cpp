@@ -269,7 +269,8 @@ WeightView relayout(const WeightView& l, WeightLayout layout, uint8_t* dst) {
 }  // namespace
 
 void relayout_gemm_weights(ModelWeights& w,
-                           const std::function<WeightLayout(const WeightView&)>& layout_for) {
+                           const std::function<WeightLayout(const WeightView&)>& layout_for,
+                           const std::function<void(int64_t, int64_t)>& progress) {
   std::vector<std::pair<Linear*, WeightLayout>> todo;
   for_each_gemm_weight(w, [&](Linear& l) {
     const WeightLayout want = layout_for(l);
@@ -279,9 +280,11 @@ void relayout_gemm_weights(ModelWeights& w,
       todo.emplace_back(&l, want);
     }
   });
+  if (todo.empty() && progress) (void)capture_status([&] { progress(0, 0); });
   std::vector<std::shared_ptr<uint8_t[]>> fresh(todo.size());
   std::vector<const void*> sources(todo.size());
   std::exception_ptr error;
+  int64_t done = 0;
   // Matrix by matrix, each thread holding one source and its copy at a time.
 #pragma omp parallel for schedule(dynamic)
   for (size_t i = 0; i < todo.size(); ++i) {
@@ -292,6 +295,10 @@ void relayout_gemm_weights(ModelWeights& w,
       l = relayout(before, todo[i].second, fresh[i].get());
       sources[i] = before.data;
       if (w.checkpoint) w.checkpoint->release_pages(before.data, before.data_bytes());
+      if (progress) {
+#pragma omp critical(dsv4_relayout_progress)
+        (void)capture_status([&] { progress(++done, int64_t(todo.size())); });
+      }
     } catch (...) {
 #pragma omp critical(dsv4_relayout_error)
       if (!error) error = std::current_exception();

@@ -353,6 +353,7 @@ TEST_CASE("workspace: decode allocates nothing, and the working set does not gro
 TEST_CASE("model: load progress reaches every layer group once, in order", "[model]") {
   std::vector<std::pair<int64_t, int64_t>> calls;
   dsv4::ModelLoadOptions options;
+  options.repack_weights = false;
   options.progress = [&](int64_t done, int64_t total) { calls.emplace_back(done, total); };
   auto model = dsv4::Model::load(dsv4::test::golden_dir("tiny-a").string(), options);
   REQUIRE(model.is_ok());
@@ -363,6 +364,19 @@ TEST_CASE("model: load progress reaches every layer group once, in order", "[mod
     CHECK(calls[i].first == int64_t(i) + 1);
     CHECK(calls[i].second == groups);
   }
+  // Repacking: the layers are the first half of the steps, the matrices copied the second; the
+  // steps never go back and end at the total.
+  calls.clear();
+  options.repack_weights = true;
+  REQUIRE(dsv4::Model::load(dsv4::test::golden_dir("tiny-a").string(), options).is_ok());
+  REQUIRE(calls.size() > size_t(groups));
+  for (size_t i = 0; i < size_t(groups); ++i)
+    CHECK(calls[i] == std::pair{int64_t(i) + 1, 2 * groups});
+  for (size_t i = 1; i < calls.size(); ++i) {
+    CHECK(calls[i].first >= calls[i - 1].first);
+    CHECK(calls[i].second == 2 * groups);
+  }
+  CHECK(calls.back().first == 2 * groups);
   // A callback that throws does not break the load.
   options.progress = [](int64_t, int64_t) { throw std::runtime_error("observer failed"); };
   CHECK(dsv4::Model::load(dsv4::test::golden_dir("tiny-a").string(), options).is_ok());

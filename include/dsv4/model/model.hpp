@@ -31,8 +31,10 @@ struct ModelLoadOptions {
   // copied, so the resident size stays about the checkpoint's). false keeps the weights as
   // stored: mapped from the files, no copy at load, shared with the page cache.
   bool repack_weights = true;
-  // Told (layers read, layers total) while the weights are read and checked (the long part of
-  // loading a big checkpoint); called from loader threads, one call at a time.
+  // Told (steps done, steps total) while Model::load reads and checks the weights (the long part
+  // of loading a big checkpoint) and then repacks them: a step per layer read, and with
+  // repack_weights as many again for the copies (the matrices copied, in proportion); called
+  // from loader threads, one call at a time.
   LoadProgress progress;
 };
 
@@ -78,8 +80,10 @@ class Model {
   }
 
  private:
-  static Result<std::shared_ptr<const Model>> finish(std::shared_ptr<Model> model,
-                                                     const ModelLoadOptions& options);
+  // `repack_progress`: relayout_gemm_weights' progress (optional).
+  static Result<std::shared_ptr<const Model>> finish(
+      std::shared_ptr<Model> model, const ModelLoadOptions& options,
+      const std::function<void(int64_t, int64_t)>& repack_progress = {});
   ModelConfig config_;
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
