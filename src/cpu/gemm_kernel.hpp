@@ -634,12 +634,15 @@ struct GemmKernel {
            may_fork();
   }
 
-  // Tiles are handed out in chunks of about 128 KiB of weights, first come first served: on a
+  // Tiles are handed out in chunks of about 512 KiB of weights, first come first served: on a
   // shared machine one thread of a static split often finished late and the other waited at the
-  // barrier (a sixth of a decode step's samples were spent there).
+  // barrier (a sixth of a decode step's samples were spent there). With tiled weights a chunk is
+  // one sequential stream, and longer streams read faster: 512 KiB against 128 KiB measured
+  // +5-8% on the 4096x4096 GEMVs of every format and 3-17% less time per token on the slice's
+  // 1K decode (interleaved; 256 KiB and 1 MiB measured like 512).
+  static constexpr int64_t kChunkBytes = int64_t(512) << 10;
   static int64_t tiles_per_chunk(const GemmArgs& g) {
-    return std::max<int64_t>(1,
-                             (int64_t(128) << 10) / std::max<int64_t>(1, kTile * g.w.row_bytes()));
+    return std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, kTile * g.w.row_bytes()));
   }
 
   // One chunk of the register path's work: weight tiles [tile_begin, tile_end) of GEMM `gemm`
