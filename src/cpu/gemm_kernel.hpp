@@ -318,7 +318,8 @@ struct GemmKernel {
         __builtin_prefetch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes),
                            0, 3);
     }
-    // Byte `byte` of weight row c (StoredRow::at).
+    // Byte `byte` of weight row c: StoredRow::at without the FP4 unit transposition, which the
+    // kernels never need here (they ask a tiled FP4 row for the starts of its units only).
     const uint8_t* at(int c, int64_t byte) const {
       return rows[c] + (byte >> 6) * unit_stride + (byte & 63);
     }
@@ -477,15 +478,12 @@ struct GemmKernel {
   // away, so 16 weights cost a shift and a table permute instead of a widening and a permute
   // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
   // bits. (Scaling the table by an integer add to its exponents instead of a multiply, with the
-  // zero entries masked, was 20% slower here.) `acc_out`: the caller's accumulators, copied
-  // into registers here.
+  // zero entries masked, was 20% slower here.)
   template <int MI, int NJ>
-  static void dot_fp4_tiled_avx512(const Tile<MI, NJ>& t, const float* a_perm,
-                                   float* const scales[NJ], Batch (&acc_out)[MI][NJ]) {
+  static void dot_fp4_tiled_avx512(Tile<MI, NJ>& t, const float* a_perm, float* const scales[NJ]) {
     const int64_t k = t.g.k;
     Batch acc[MI][NJ];
-    for (int r = 0; r < MI; ++r)
-      for (int c = 0; c < NJ; ++c) acc[r][c] = acc_out[r][c];
+    t.load_acc(acc);
     const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f,
                                         -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
     for (int64_t u0 = 0; u0 < k; u0 += 128) {
@@ -509,8 +507,7 @@ struct GemmKernel {
         }
       }
     }
-    for (int r = 0; r < MI; ++r)
-      for (int c = 0; c < NJ; ++c) acc_out[r][c] = acc[r][c];
+    t.store_acc(acc);
   }
 #endif
 
@@ -524,17 +521,16 @@ struct GemmKernel {
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
     float* scales[NJ];
     block_scales(t, n_blocks, scales);
-    Batch acc[MI][NJ];
-    t.load_acc(acc);
 #if defined(__x86_64__)
     // (Tiles of 3-4 activation rows keep the loop below: with the units held too, their 16
     // accumulators leave too few registers.)
     if constexpr (Tiled && kAvx512 && MI <= 2) {
-      dot_fp4_tiled_avx512(t, a_perm, scales, acc);
-      t.store_acc(acc);
+      dot_fp4_tiled_avx512(t, a_perm, scales);
       return;  // tileable FP4 rows are whole units: no scalar tail
     }
 #endif
+    Batch acc[MI][NJ];
+    t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
       if (b0 % 128 == 0) t.prefetch(b0 / 2);  // 128 FP4 weights = one 64-byte line per row
       for (int64_t p = b0; p < b0 + 32; p += group) {
@@ -685,9 +681,7 @@ struct GemmKernel {
   // interleaved in groups of kTile rows: the lane values for inputs p .. p + kLanes - 1 of row c
   // are at out + interleaved<kTile>(c, p, kv) (BF16 and FP8 in order; FP4 per group of 2·kLanes
   // inputs, the even ones then the odd ones). The scalar tails stay with WeightView::at.
-  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t k, int64_t kv,
-                          float* out) {
-    (void)k;
+  static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
     // A group of kTile rows 64 bytes of codes at a time, row after row: tiled rows are then read
     // as the one stream they are stored as (row by row, each row's units lie 256 bytes apart).
     const WeightFormatTraits traits = weight_format_traits(w.format);
@@ -718,12 +712,12 @@ struct GemmKernel {
       case WeightFormat::kBF16:
         for (int64_t p = p0; p < p1; p += kLanes) load_bf16(row.at(p * 2)).store_aligned(dst(p));
         break;
-      case WeightFormat::kFp8Block:  // a segment lies inside one 128-input scale block
+      case WeightFormat::kFp8Block: {  // a segment lies inside one 128-input scale block
+        const Batch sv(ue8m0_to_float(scales[p0 / 128]) * kFp8ViaFp16Factor);
         for (int64_t p = p0; p < p1; p += kLanes)
-          Batch(load_fp8_scaled(row.at(p)) *
-                Batch(ue8m0_to_float(scales[p / 128]) * kFp8ViaFp16Factor))
-              .store_aligned(dst(p));
+          Batch(load_fp8_scaled(row.at(p)) * sv).store_aligned(dst(p));
         break;
+      }
       case WeightFormat::kFp4Block:
         for (int64_t p = p0; p < p1; p += 2 * kLanes) {
           Batch lo, hi;
@@ -980,7 +974,7 @@ struct GemmKernel {
       for (int64_t jb = 0; jb < n_blocks; ++jb) {
         if (!decoded) continue;  // this thread's scratch failed; the guard has the error
         const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
-        decode_rows(g.w, j_begin, j_end - j_begin, g.k, kv, decoded);
+        decode_rows(g.w, j_begin, j_end - j_begin, kv, decoded);
         multiply_decoded_block(g, a, j_begin, j_end, decoded, decoded + decoded_floats);
       }
     }

@@ -258,12 +258,7 @@ std::shared_ptr<uint8_t[]> aligned_bytes(size_t n) {
 
 // l's codes in `layout`, written to dst (weight_data_bytes(l, layout) bytes).
 WeightView relayout(const WeightView& l, WeightLayout layout, uint8_t* dst) {
-  if (layout == WeightLayout::kTiled) return tile_weights(l, dst);
-  WeightView rows = l;
-  rows.layout = WeightLayout::kRows;
-  rows.data = dst;
-  for (int64_t o = 0; o < l.out; ++o) l.copy_row_codes(o, dst + o * l.row_bytes());
-  return rows;
+  return layout == WeightLayout::kTiled ? tile_weights(l, dst) : untile_weights(l, dst);
 }
 
 }  // namespace
@@ -655,7 +650,7 @@ class CheckpointWriter {
   // A tiled matrix's codes back in the checkpoint's row order (kept until the file is written).
   std::span<const std::byte> rows_in_order(const Linear& l) {
     auto& codes = untiled_.emplace_back(size_t(l.out * l.row_bytes()));
-    for (int64_t o = 0; o < l.out; ++o) l.copy_row_codes(o, codes.data() + o * l.row_bytes());
+    untile_weights(l, codes.data());
     return bytes_of(codes.data(), codes.size());
   }
   std::vector<SafetensorsWriteItem> items_;

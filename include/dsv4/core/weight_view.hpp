@@ -160,7 +160,7 @@ struct WeightView {
         return fp8_e4m3_to_float(*r.at(i)) *
                ue8m0_to_float(scale_row((first_row + o) / 128)[i / 128]);
       case WeightFormat::kFp4Block:
-        return fp4_e2m1_to_float(uint8_t(*r.at(i / 2) >> (i & 1 ? 4 : 0) & 0xf)) *
+        return fp4_e2m1_packed_at(r.at(i / 2), size_t(i & 1)) *
                ue8m0_to_float(scale_row(first_row + o)[i / 32]);
     }
     return 0.0f;
@@ -249,6 +249,17 @@ inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
       }
   }
   return t;
+}
+
+// The inverse of tile_weights: w's codes (any layout, a whole matrix) written to dst in the
+// checkpoint's row order (out · row_bytes bytes); returns the view of them, sharing w's scales.
+inline WeightView untile_weights(const WeightView& w, uint8_t* dst) noexcept {
+  WeightView rows = w;
+  rows.layout = WeightLayout::kRows;
+  rows.data = dst;
+  rows.first_row = 0;
+  for (int64_t o = 0; o < w.out; ++o) w.copy_row_codes(o, dst + o * w.row_bytes());
+  return rows;
 }
 
 // A plain fp32 [out, in] matrix as a view.

@@ -96,8 +96,8 @@ inline float quantized_dot(const QuantizedRow& a, const WeightView& w, int64_t o
   std::vector<double> sums(static_cast<size_t>((k + block - 1) / block));
   for (int64_t kb = 0; kb * block < k; ++kb)
     for (int64_t p = kb * block; p < std::min(k, kb * block + block); ++p) {
-      const float code = fp8 ? fp8_e4m3_to_float(*row.at(p))
-                             : fp4_e2m1_to_float(uint8_t(*row.at(p / 2) >> (p & 1 ? 4 : 0) & 0xf));
+      const float code =
+          fp8 ? fp8_e4m3_to_float(*row.at(p)) : fp4_e2m1_packed_at(row.at(p / 2), size_t(p & 1));
       sums[size_t(kb)] += double(a.q[size_t(p)]) * double(code);
     }
   return combine_block_sums(a, w, o, sums.data());
