@@ -307,16 +307,23 @@ struct GemmKernel {
     // Tiled rows lie in one stream, the next group (the next tile) right after this one: the
     // same lead in row bytes is kTileRows times as far along the stream, and past a row's end it
     // lands in the next tile by itself.
-    static constexpr int64_t kPrefetchBytes = 1024;
+    // Into L2, not L1 (prefetcht1, locality 2): a prefetch into L1 holds one of the core's few
+    // L1 miss buffers for the whole trip to memory, so the lead the stream needs (bandwidth ×
+    // latency, 20-40 lines a core) ran out of buffers and the loads behind it waited; from L2 the
+    // line reaches L1 on first use within the out-of-order window. Paired runs on the Zen 4 host
+    // (bench_gemm shapes, alternating 150 ms each): against L1 at 1024 bytes, L2 at 2048 read
+    // +13% (FP8), +5-8% (FP4), +9-18% (BF16), +4-15% with rows as stored; L2 at 1024, 3072,
+    // 4096 or 8192 bytes within 2% of 2048; prefetchnta 7-12% slower.
+    static constexpr int64_t kPrefetchBytes = 2048;
     [[gnu::always_inline]] inline void prefetch(int64_t at) const {
       const int64_t ahead = at + kPrefetchBytes;
       if (g.w.tiled()) {
-        for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + (ahead >> 6) * unit_stride, 0, 3);
+        for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + (ahead >> 6) * unit_stride, 0, 2);
         return;
       }
       for (int c = 0; c < NJ; ++c)
         __builtin_prefetch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes),
-                           0, 3);
+                           0, 2);
     }
     // Byte `byte` of weight row c: StoredRow::at without the FP4 unit transposition, which the
     // kernels never need here (they ask a tiled FP4 row for the starts of its units only).
