@@ -113,22 +113,26 @@ __attribute__((target("avx2,fma"))) inline double fma_loop_avx2(int64_t iters) {
     for (auto& x : acc) x = _mm256_fmadd_ps(x, a, b);
   return sum_lanes<__m256, 8>(acc);
 }
+// Measured anew at each call (about 0.1 s), the best of three passes: like the read, a shared
+// host's compute moves within a run, so a figure is compared with the peak measured around it.
 inline double measure_fma_peak() {
-  static double cached = 0.0;
-  if (cached > 0.0) return cached;
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f");
   if (!avx512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0.0;
   const int64_t iters = 10'000'000;
   const int lanes = avx512 ? 16 : 8;
-  const auto t0 = std::chrono::steady_clock::now();
-  double sink = 0.0;
+  double best = 0.0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double sink = 0.0;
 #pragma omp parallel reduction(+ : sink)
-  sink += avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (sink == 12345.0) return 0.0;
-  return cached = double(iters) * kFmaChains * lanes * 2 * omp_get_max_threads() / seconds;
+    sink += avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (sink == 12345.0) return 0.0;  // keeps the loops alive
+    best = std::max(best, double(iters) * kFmaChains * lanes * 2 * omp_get_max_threads() / seconds);
+  }
+  return best;
 }
 
 }  // namespace dsv4::bench
