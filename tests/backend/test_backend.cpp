@@ -15,7 +15,7 @@
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/ops/lightning_indexer.hpp"
 
-TEST_CASE("registry: cpu is always available; unknown names are rejected", "[backend]") {
+TEST_CASE("registry: cpu is always available, unknown names are rejected", "[backend]") {
   CHECK(dsv4::backend_available("cpu"));
   CHECK_FALSE(dsv4::backend_available("tpu"));
   auto cpu = dsv4::create_backend("cpu");

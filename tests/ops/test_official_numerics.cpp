@@ -53,7 +53,7 @@ TEST_CASE("official: Sinkhorn of zero mixes (vector 8)", "[official]") {
 }
 
 TEST_CASE(
-    "official: sparse attention with one valid key gives bf16(v/2); -1 slots add 0 (vector 9)",
+    "official: sparse attention with one valid key gives bf16(v/2), -1 slots add 0 (vector 9)",
     "[official]") {
   const int64_t h = 2, d = 8;
   std::vector<float> q(static_cast<size_t>(h * d), 0.0f), v(static_cast<size_t>(d)),

@@ -93,7 +93,7 @@ TEST_CASE("rope: frequencies, YaRN ramp, norm preservation and inversion", "[ops
   for (size_t i = 0; i < 64; ++i) CHECK(x[i] == Approx(original[i]).margin(1e-5));
 }
 
-TEST_CASE("mHC: Sinkhorn output is doubly stochastic; coefficients match the spec", "[ops][mhc]") {
+TEST_CASE("mHC: Sinkhorn output is doubly stochastic, coefficients match the spec", "[ops][mhc]") {
   const int64_t n = 4;
   const auto mix = random_vector(size_t((2 + n) * n), 4, 2.0f);
   const auto base = random_vector(size_t((2 + n) * n), 5);
@@ -167,7 +167,7 @@ TEST_CASE("mHC: collapse and update follow the index order of the spec", "[ops][
     }
 }
 
-TEST_CASE("attention with sink: matches the reference; probabilities sum below 1",
+TEST_CASE("attention with sink: matches the reference, probabilities sum below 1",
           "[ops][attention]") {
   const int64_t H = 3, d = 8, n_vis = 8;
   const auto q = random_vector(H * d, 8);

@@ -143,7 +143,7 @@ TEST_CASE("long pieces take the heap merge path and agree with the short path") 
   CHECK(tok->decode(tok->encode(spaces).value()).value() == spaces);
 }
 
-TEST_CASE("Oniguruma \\s becomes Unicode White_Space for PCRE2") {
+TEST_CASE("Oniguruma whitespace (backslash s) becomes Unicode White_Space for PCRE2") {
   using dsv4::text::oniguruma_to_pcre2;
   CHECK(oniguruma_to_pcre2("\\s+(?!\\S)") ==
         "[\\x{9}-\\x{d}\\x{85}\\p{Z}]+(?![^\\x{9}-\\x{d}\\x{85}\\p{Z}])");
