@@ -24,7 +24,7 @@ namespace dsv4::bench {
 // (TLB misses), and the kernels reading huge pages then beat their "limit".
 typedef long long Vec8i __attribute__((vector_size(64)));
 // XOR of 64-byte vectors with four independent accumulators: one load per vector, nothing else.
-__attribute__((target("avx512f"))) inline uint64_t xor_stream(const Vec8i* v, size_t n) {
+[[gnu::always_inline]] inline uint64_t xor_vectors(const Vec8i* v, size_t n) {
   Vec8i a{}, b{}, c{}, d{};
   for (size_t i = 0; i + 4 <= n; i += 4) {
     a ^= v[i];
@@ -36,6 +36,19 @@ __attribute__((target("avx512f"))) inline uint64_t xor_stream(const Vec8i* v, si
   uint64_t r = 0;
   for (int i = 0; i < 8; ++i) r ^= uint64_t(x[i]);
   return r;
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) inline uint64_t xor_vectors_avx512(const Vec8i* v, size_t n) {
+  return xor_vectors(v, n);
+}
+#endif
+// With 512-bit loads where the CPU has them (one load per vector), else the baseline ISA's.
+inline uint64_t xor_stream(const Vec8i* v, size_t n) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return xor_vectors_avx512(v, n);
+#endif
+  return xor_vectors(v, n);
 }
 // The streaming-read limit, measured on demand over a buffer it holds (1 GiB in huge pages). A
 // shared host's bandwidth moves within one run (the AMD host's flipped between about 30 and 55
