@@ -311,9 +311,9 @@ struct GemmKernel {
     // L1 miss buffers for the whole trip to memory, so the lead the stream needs (bandwidth ×
     // latency, 20-40 lines a core) ran out of buffers and the loads behind it waited; from L2 the
     // line reaches L1 on first use within the out-of-order window. Paired runs on the Zen 4 host
-    // (bench_gemm shapes, alternating 150 ms each): against L1 at 1024 bytes, L2 at 2048 read
-    // +13% (FP8), +5-8% (FP4), +9-18% (BF16), +4-15% with rows as stored; L2 at 1024, 3072,
-    // 4096 or 8192 bytes within 2% of 2048; prefetchnta 7-12% slower.
+    // (bench_gemm shapes, alternating 150 ms each; docs/performance.md, sixth round): against L1
+    // at 1024 bytes, L2 at 2048 read +13% (FP8), +5% (FP4), +18% (BF16), and +9-15% with rows as
+    // stored; L2 at 4096 or 8192 bytes within 2% of 2048; prefetchnta 3.5-12% slower.
     static constexpr int64_t kPrefetchBytes = 2048;
     [[gnu::always_inline]] inline void prefetch(int64_t at) const {
       const int64_t ahead = at + kPrefetchBytes;
