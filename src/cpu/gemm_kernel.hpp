@@ -11,7 +11,8 @@
 // without the ring).
 //  - m up to register_rows_limit (decode, batched decode, few-row expert GEMMs): W is
 //    streamed from memory exactly once (with software prefetch) and decoded in registers (BF16 by
-//    a shift, FP8 through the fp16 converter, FP4 by a 16-entry table permute).
+//    a shift, FP8 by bit operations in lane order on AVX-512 and through the fp16 converter
+//    elsewhere, FP4 by a 16-entry table permute).
 //  - larger m (prefill): blocks of W rows are decoded once into an L2-sized buffer, with the same
 //    decoders, and register tiles of A run the same dot products over the decoded values, k cut
 //    into slices whose lane-wise partial sums wait in memory (see multiply_decoded_block).
@@ -106,41 +107,48 @@ struct GemmKernel {
     return Batch::load_aligned(tmp);
   }
 #if defined(__x86_64__)
-  // AVX-512: kLanes e4m3 codes with a nonzero exponent field, as their values times 2^8, by bits
-  // alone (three uops against the converter's four and a half): sign-extended and shifted, the
-  // sign lands in bit 31 and exponent+mantissa in bits 20..26; the mask keeps those and bit 30
-  // adds 128 to the exponent. A zero exponent field (zero, subnormals) would come out wrong, and
-  // mapping it to fp32 denormals instead costs a microcode assist per FMA here (55x), so blocks
-  // holding such codes take the converter (see has_zero_exponent).
-  static __m512 fp8_normal_times_256(const uint8_t* src) {
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))), 20);
-    return _mm512_castsi512_ps(
-        _mm512_ternarylogic_epi32(bits, _mm512_set1_epi32(int32_t(0x87F00000u)),
-                                  _mm512_set1_epi32(0x40000000), 0xEA));  // a&b|c
-  }
-  // Whether any of the 128 codes at `first` (64) and `second` (64) has a zero exponent field.
-  static bool has_zero_exponent(const uint8_t* first, const uint8_t* second) {
-    const __m512i exponent = _mm512_set1_epi8(0x78);
-    return (_mm512_testn_epi8_mask(_mm512_loadu_si512(first), exponent) |
-            _mm512_testn_epi8_mask(_mm512_loadu_si512(second), exponent)) != 0;
-  }
-#endif
-  // Two vectors of FP8 weights (times 2^-8) from 2·kLanes codes: on AVX-512 one widening of 32
-  // codes to 16 bits serves both halves.
-  static void load_fp8_scaled_pair(const uint8_t* src, Batch& w0, Batch& w1) {
-#if defined(__x86_64__)
-    if constexpr (kAvx512) {
-      __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
-      h = _mm512_and_si512(_mm512_slli_epi16(h, 7), _mm512_set1_epi16(int16_t(0xBF80)));
-      w0 = Batch(_mm512_cvtph_ps(_mm512_castsi512_si256(h)));
-      w1 = Batch(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)));
-      return;
+  // AVX-512: a 64-byte unit of e4m3 codes as their values times 2^8, in lane order (see
+  // lane_stride: w[j] lane l holds code 4l + j), by in-lane bit operations alone: nine uops for
+  // the 64 codes, where widening 16 codes at a time crosses the 128-bit lanes (a shuffle each)
+  // and measured 15-20% slower in cache here. Shifted right by 4 within 16-bit words, a code in a
+  // word's high byte has its sign in bit 15 (and the bits above it) and exponent+mantissa in bits
+  // 4..10; moved to the high word of its dword, the mask keeps bits 31 and 20..26 and bit 30 adds
+  // 128 to the exponent: sign | (e + 120) | m, the code's value times 2^8. Codes with a zero
+  // exponent field (zero, subnormals) come out as if they were normal and are corrected
+  // (fix_zero_exponents) in the units that hold any.
+  [[gnu::always_inline]] static inline void fp8_unit_times_256(__m512i codes, Batch (&w)[4]) {
+    const __m512i keep = _mm512_set1_epi32(int32_t(0x87F00000u));
+    const __m512i exponent_bias = _mm512_set1_epi32(0x40000000);
+    const __m512i odd = _mm512_srai_epi16(codes, 4);                         // codes 4l + 1, 4l + 3
+    const __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(codes, 8), 4);  // codes 4l, 4l + 2
+    const auto bits = [&](__m512i x) {
+      return Batch(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(x, keep, exponent_bias, 0xEA)));
+    };  // x & keep | bias
+    // (The zero-masked shift with every lane kept: GCC 12 warns that the plain form's undefined
+    // pass-through operand is uninitialized.)
+    const auto low_word_up = [](__m512i x) { return _mm512_maskz_slli_epi32(0xFFFF, x, 16); };
+    w[0] = bits(low_word_up(even));
+    w[1] = bits(low_word_up(odd));
+    w[2] = bits(even);
+    w[3] = bits(odd);
+    if (_mm512_testn_epi8_mask(codes, _mm512_set1_epi8(0x78)) != 0) [[unlikely]] {
+      for (int j = 0; j < 4; ++j) w[j] = fix_zero_exponents(codes, j, w[j]);
     }
-#endif
-    w0 = load_fp8_scaled(src);
-    w1 = load_fp8_scaled(src + kLanes);
   }
+  // A code with a zero exponent field, m·2^-9 (m its 3 mantissa bits), comes out of
+  // fp8_unit_times_256 as ±(2 + m/4) instead of ±m/2: twice it less ±4 is exact (so ±0 becomes +0,
+  // which no sum can tell from -0: accumulators start at +0). Lanes of normal codes (byte j of
+  // each 32-bit lane of `codes`) are kept. Inline like its caller: a call taking the vectors by
+  // reference had put them, and the caller's accumulators, in memory (the GEMV ran at half speed).
+  [[gnu::always_inline]] static inline Batch fix_zero_exponents(__m512i codes, int j, __m512 v) {
+    const __mmask16 zero =
+        _mm512_testn_epi32_mask(codes, _mm512_set1_epi32(int32_t(0x78u << (8 * j))));
+    const __m512 signed_four = _mm512_castsi512_ps(
+        _mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_set1_epi32(int32_t(0x80000000u)),
+                                  _mm512_castps_si512(_mm512_set1_ps(4.0f)), 0xEA));
+    return Batch(_mm512_mask_fmsub_ps(v, zero, _mm512_set1_ps(2.0f), signed_four));
+  }
+#endif
   // FP4: kLanes bytes hold 2·kLanes weights, times `scale`; `lo` gets the even ones (the low
   // nibbles), `hi` the odd ones. `Tiled` says where lane l's byte is: `at`[l] (rows as stored),
   // or byte `block` of the 32-bit word at `at` + 4·l (a tiled unit, transposed: the vector ISAs
@@ -258,8 +266,8 @@ struct GemmKernel {
 
   // What the register tiles read besides GemmArgs, prepared once per call.
   struct RegisterInputs {
-    const float* lane_order = nullptr;  // FP4: the activations in lane order (lane_order_row)
-    ActivationRange range;              // FP8 on AVX-512: for block_prescaled
+    const float* lane_order = nullptr;  // where lane_stride > 1: the activations in lane order
+    ActivationRange range;              // FP8 on AVX-512: for prescales_exactly
   };
 
   // ---- one tile of MI activation rows x NJ weight rows, decoded in registers ----
@@ -387,24 +395,23 @@ struct GemmKernel {
 
   // FP8: each weight vector is decoded and multiplied by its block's scale (a power of two, so
   // w·s is exact), then one FMA per activation row (decode_rows gives the prefill path the same
-  // products). On AVX-512, tiles of one or two activation rows take block_prescaled where a block
-  // allows it: the same bits. (With four rows it measured 13% slower than the converter here: the
-  // activations' multiplies are then as many as the weights', and the registers run out.)
+  // products). AVX-512 takes dot_fp8_avx512.
   template <int MI, int NJ>
-  static void dot_fp8(Tile<MI, NJ>& t, const ActivationRange& range) {
+  static void dot_fp8(Tile<MI, NJ>& t, const float* a_lane, const ActivationRange& range) {
     const int64_t k = t.g.k;
     float* scales[NJ];
     block_scales(t, (k + 127) / 128, scales);
-    const int64_t first = t.g.w.first_row + t.j0;
-    const bool one_scale_row = first / 128 == (first + NJ - 1) / 128;
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      dot_fp8_avx512(t, a_lane, range, scales);
+      return;
+    }
+#endif
+    (void)a_lane, (void)range;
     Batch acc[MI][NJ];
     t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
-      if constexpr (kAvx512 && MI <= 2) {
-        if (one_scale_row && b1 - b0 == 128 && block_prescaled(t, b0, scales[0][blk], range, acc))
-          continue;
-      }
       Batch sv[NJ];
       for (int c = 0; c < NJ; ++c) sv[c] = Batch(scales[c][blk] * kFp8ViaFp16Factor);
       int64_t p = b0;
@@ -412,9 +419,8 @@ struct GemmKernel {
         if (p % 64 == 0) t.prefetch(p);
         Batch w0[NJ], w1[NJ];
         for (int c = 0; c < NJ; ++c) {
-          load_fp8_scaled_pair(t.at(c, p), w0[c], w1[c]);
-          w0[c] = w0[c] * sv[c];
-          w1[c] = w1[c] * sv[c];
+          w0[c] = load_fp8_scaled(t.at(c, p)) * sv[c];
+          w1[c] = load_fp8_scaled(t.at(c, p + kLanes)) * sv[c];
         }
         for (int r = 0; r < MI; ++r) {
           const Batch a0 = Batch::load_unaligned(t.a[r] + p);
@@ -436,48 +442,77 @@ struct GemmKernel {
     t.scalar_tail(k / kLanes * kLanes, k);  // only the last block can have a scalar remainder
   }
 
-  // One whole 128-input block of an FP8 tile whose rows share the block scale s, the cheap way
-  // where that is exact: the weights decoded by bits (times 2^8, fp8_normal_times_256) and the
-  // activations multiplied by s·2^-8, two multiplies per activation row and 32 inputs instead of
-  // two per weight row. When both scalings are exact, (a·s·2^-8)·(w·2^8) is the product a·(w·s)
-  // of the converter path, so every FMA rounds alike: the same bits. Returns false, having done
-  // nothing, where that does not hold (a code with a zero exponent field in the block, a scale or
-  // an activation at the edge of the fp32 range).
-  // `acc` is the caller's local accumulators; always inlined, so they stay in registers.
-  template <int MI, int NJ>
-  [[gnu::always_inline]] static inline bool block_prescaled(const Tile<MI, NJ>& t, int64_t b0,
-                                                            float s, const ActivationRange& range,
-                                                            Batch (&acc)[MI][NJ]) {
 #if defined(__x86_64__)
-    if constexpr (kAvx512) {
-      // s in range: w·s is a normal number for every normal code (2^-6 ≤ |w| ≤ 448), and s·2^-8
-      // is one too (no denormal operand).
-      const float activation_scale = s / kFp8ViaFp16Factor;
-      if (!(s >= 0x1p-118f && s <= 0x1p119f) || !range.scales_exactly(activation_scale))
-        return false;
-      for (int c = 0; c < NJ; ++c)
-        if (has_zero_exponent(t.at(c, b0), t.at(c, b0 + 64))) return false;
-      const Batch sv(activation_scale);
-      for (int64_t p = b0; p < b0 + 128; p += 2 * kLanes) {
-        if (p % 64 == 0) t.prefetch(p);
-        Batch a0[MI], a1[MI];
-        for (int r = 0; r < MI; ++r) {
-          a0[r] = Batch::load_unaligned(t.a[r] + p) * sv;
-          a1[r] = Batch::load_unaligned(t.a[r] + p + kLanes) * sv;
-        }
-        for (int c = 0; c < NJ; ++c) {
-          const Batch w0(fp8_normal_times_256(t.at(c, p)));
-          const Batch w1(fp8_normal_times_256(t.at(c, p + kLanes)));
-          for (int r = 0; r < MI; ++r)
-            acc[r][c] = xsimd::fma(a1[r], w1, xsimd::fma(a0[r], w0, acc[r][c]));
-        }
-      }
-      return true;
-    }
-#endif
-    (void)t, (void)b0, (void)s, (void)range, (void)acc;
-    return false;
+  // FP8 on AVX-512: a row's 64-byte unit at a time, decoded in lane order by fp8_unit_times_256
+  // (the activations come in that order, `a_lane`: rows of k). The weights are scaled, w·2^8
+  // times s·2^-8 (exactly w·s, as decode_segment gives the prefill path), or, in tiles of one or
+  // two activation rows whose weight rows share their scales, the activations: a·(s·2^-8) times
+  // w·2^8 is the same product a·(w·s) where both scalings are exact (prescales_exactly), so every
+  // FMA rounds alike, for one multiply per activation row and 16 inputs in place of one per weight
+  // row. (With four activation rows that measured 13% slower: the multiplies are as many then,
+  // and the registers run out.) The choice is made once per tile, not per 128-input block: the
+  // per-block decision and set-up had cost a fifth of the in-cache speed.
+  template <int MI, int NJ>
+  static void dot_fp8_avx512(Tile<MI, NJ>& t, const float* a_lane, const ActivationRange& range,
+                             float* const scales[NJ]) {
+    const int64_t k = t.g.k, kv = k / 64 * 64;
+    const int64_t first = t.g.w.first_row + t.j0;
+    bool prescaled = MI <= 2 && first / 128 == (first + NJ - 1) / 128;
+    for (int64_t blk = 0; prescaled && blk < (kv + 127) / 128; ++blk)
+      prescaled = prescales_exactly(scales[0][blk], range);
+    // From here on the scales are s·2^-8 (scales[c] is the tile's own buffer).
+    for (int c = 0; c < NJ; ++c)
+      for (int64_t blk = 0; blk < (kv + 127) / 128; ++blk) scales[c][blk] /= kFp8ViaFp16Factor;
+    Batch acc[MI][NJ];
+    t.load_acc(acc);
+    if (prescaled)
+      fp8_units<true>(t, a_lane, kv, scales, acc);
+    else
+      fp8_units<false>(t, a_lane, kv, scales, acc);
+    t.store_acc(acc);
+    t.scalar_tail(kv, k);
   }
+  // Whether a·(s·2^-8) is exact for every activation a and the weights w·s of every code are
+  // exact too (448·2^119 < 2^128; the smallest subnormal code, 2^-9, times 2^-118 is an exact
+  // denormal), with s·2^-8 a normal number.
+  static bool prescales_exactly(float s, const ActivationRange& range) {
+    return s >= 0x1p-118f && s <= 0x1p119f && range.scales_exactly(s / kFp8ViaFp16Factor);
+  }
+  // Inputs [0, kv) of the tile (see dot_fp8_avx512), `scales` already times 2^-8; `acc` is the
+  // caller's local accumulators, always inlined so they stay in registers.
+  template <bool kActivationsScaled, int MI, int NJ>
+  [[gnu::always_inline]] static inline void fp8_units(const Tile<MI, NJ>& t, const float* a_lane,
+                                                      int64_t kv, float* const scales[NJ],
+                                                      Batch (&acc)[MI][NJ]) {
+    const int64_t k = t.g.k;
+    for (int64_t u0 = 0; u0 < kv; u0 += 64) {
+      t.prefetch(u0);
+      const int64_t offset = u0 / 64 * t.unit_stride, blk = u0 / 128;
+      Batch av[MI][4];
+      if constexpr (kActivationsScaled) {
+        const Batch s(scales[0][blk]);
+        for (int r = 0; r < MI; ++r)
+          for (int j = 0; j < 4; ++j)
+            av[r][j] = Batch::load_unaligned(a_lane + r * k + u0 + j * kLanes) * s;
+      }
+      for (int c = 0; c < NJ; ++c) {
+        Batch w[4];
+        fp8_unit_times_256(_mm512_loadu_si512(t.rows[c] + offset), w);
+        if constexpr (!kActivationsScaled) {
+          const Batch s(scales[c][blk]);
+          for (auto& v : w) v = v * s;
+        }
+        for (int r = 0; r < MI; ++r)
+          for (int j = 0; j < 4; ++j) {
+            const Batch a = kActivationsScaled
+                                ? av[r][j]
+                                : Batch::load_unaligned(a_lane + r * k + u0 + j * kLanes);
+            acc[r][c] = xsimd::fma(a, w[j], acc[r][c]);
+          }
+      }
+    }
+  }
+#endif
 
 #if defined(__x86_64__)
   // dot_fp4 over tiled (transposed) units on AVX-512: a row's whole unit (128 weights, four
@@ -567,7 +602,7 @@ struct GemmKernel {
         dot_plain<WeightFormat::kBF16>(t);
         break;
       case WeightFormat::kFp8Block:
-        dot_fp8(t, in.range);
+        dot_fp8(t, in.lane_order + i0 * g.k, in.range);
         break;
       case WeightFormat::kFp4Block:
         if (g.w.tiled())
@@ -587,20 +622,30 @@ struct GemmKernel {
     });
   }
 
-  // Activation row i's vector inputs in the order the lanes meet them: FP4 per group of 2·kLanes
-  // inputs (whole 32-blocks only) the even ones then the odd ones, every other format as it is.
-  // Vector v (inputs [v·kLanes, (v + 1)·kLanes)) goes to dst + v·vector_stride.
+  // The order in which the lanes meet the inputs: vector j of each group of lane_stride·kLanes
+  // inputs holds inputs j, j + stride, j + 2·stride, ... of the group, so a decoder that yields
+  // `stride` vectors from one load needs no shuffle across lanes. FP4: the low and the high
+  // nibbles of kLanes bytes; FP8 on AVX-512: the four bytes of each 32-bit lane of a 64-byte unit
+  // (fp8_unit_times_256); 1, the inputs' own order, for the rest. The activations are put in this
+  // order once per call (lane_order_row), and decode_rows stores the decoded weights in it.
+  static constexpr int64_t lane_stride(WeightFormat format) {
+    if (format == WeightFormat::kFp4Block) return 2;
+    return kAvx512 && format == WeightFormat::kFp8Block ? 4 : 1;
+  }
+
+  // Activation row i's vector inputs in lane order. Vector v (lane-ordered inputs
+  // [v·kLanes, (v + 1)·kLanes)) goes to dst + v·vector_stride.
   static void lane_order_row(const GemmArgs& g, int64_t i, float* dst, int64_t vector_stride) {
     const float* src = g.a + i * g.lda;
-    const bool fp4 = g.w.format == WeightFormat::kFp4Block;
+    const int64_t stride = lane_stride(g.w.format), group = stride * kLanes;
     for (int64_t p = 0, v = 0; p < vector_inputs(g); p += kLanes, ++v) {
       float* out = dst + v * vector_stride;
-      if (!fp4) {
+      if (stride == 1) {
         Batch::load_unaligned(src + p).store_unaligned(out);
         continue;
       }
-      const int64_t group = p / (2 * kLanes) * (2 * kLanes), odd = (p - group) / kLanes;
-      for (int64_t l = 0; l < kLanes; ++l) out[l] = src[group + 2 * l + odd];
+      const int64_t first = p / group * group, j = (p - first) / kLanes;
+      for (int64_t l = 0; l < kLanes; ++l) out[l] = src[first + stride * l + j];
     }
   }
 
@@ -662,15 +707,15 @@ struct GemmKernel {
     }
   }
 
-  // What the register tiles of g read besides GemmArgs; FP4 puts its lane-ordered activations
-  // (m·k floats) at `lane_order`.
+  // What the register tiles of g read besides GemmArgs; where lane_stride > 1, its lane-ordered
+  // activations (m·k floats) go to `lane_order`.
   static RegisterInputs register_inputs(const GemmArgs& g, float* lane_order) {
     RegisterInputs in;
-    if (g.w.format == WeightFormat::kFp4Block) {
+    if (lane_stride(g.w.format) > 1) {
       for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, lane_order + i * g.k, kLanes);
       in.lane_order = lane_order;
     }
-    // Only tiles of one or two rows read it (block_prescaled).
+    // Only tiles of one or two rows read it (prescales_exactly).
     if (kAvx512 && g.w.format == WeightFormat::kFp8Block && g.m <= 2)
       in.range = activation_range(g);
     return in;
@@ -685,9 +730,9 @@ struct GemmKernel {
   }
 
   // The vector part of W rows [j0, j0 + nj) as the tiles see it after decoding and scaling,
-  // interleaved in groups of kTile rows: the lane values for inputs p .. p + kLanes - 1 of row c
-  // are at out + interleaved<kTile>(c, p, kv) (BF16 and FP8 in order; FP4 per group of 2·kLanes
-  // inputs, the even ones then the odd ones). The scalar tails stay with WeightView::at.
+  // interleaved in groups of kTile rows: the lane values for lane-ordered inputs p .. p + kLanes
+  // - 1 of row c (see lane_stride) are at out + interleaved<kTile>(c, p, kv). The scalar tails
+  // stay with WeightView::at.
   static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
     // A group of kTile rows 64 bytes of codes at a time, row after row: tiled rows are then read
     // as the one stream they are stored as (row by row, each row's units lie 256 bytes apart).
@@ -720,7 +765,17 @@ struct GemmKernel {
         for (int64_t p = p0; p < p1; p += kLanes) load_bf16(row.at(p * 2)).store_aligned(dst(p));
         break;
       case WeightFormat::kFp8Block: {  // a segment lies inside one 128-input scale block
-        const Batch sv(ue8m0_to_float(scales[p0 / 128]) * kFp8ViaFp16Factor);
+        const float s = ue8m0_to_float(scales[p0 / 128]);
+#if defined(__x86_64__)
+        if constexpr (kAvx512) {  // a segment is one 64-input unit: four vectors in lane order
+          Batch w[4];
+          fp8_unit_times_256(_mm512_loadu_si512(row.at(p0)), w);
+          for (int j = 0; j < 4; ++j)
+            (w[j] * Batch(s / kFp8ViaFp16Factor)).store_aligned(dst(p0 + j * kLanes));
+          break;
+        }
+#endif
+        const Batch sv(s * kFp8ViaFp16Factor);
         for (int64_t p = p0; p < p1; p += kLanes)
           Batch(load_fp8_scaled(row.at(p)) * sv).store_aligned(dst(p));
         break;
@@ -765,9 +820,11 @@ struct GemmKernel {
     return vector_inputs(g) > kDepth ? kRowGroup : kPanelRows;
   }
 
-  // Inputs [0, vector_inputs) go through the lanes; the rest is the format's scalar tail.
+  // Inputs [0, vector_inputs) go through the lanes, whole lane-order groups (FP4: whole scale
+  // blocks); the rest is the format's scalar tail.
   static int64_t vector_inputs(const GemmArgs& g) {
-    return g.w.format == WeightFormat::kFp4Block ? g.k / 32 * 32 : g.k / kLanes * kLanes;
+    const int64_t group = g.w.format == WeightFormat::kFp4Block ? 32 : lane_stride(g.w.format) * kLanes;
+    return g.k / group * group;
   }
 
   // Partial sums of MI panel rows × NJ decoded weight rows over `n` inputs, continuing from `sums`
@@ -996,7 +1053,7 @@ struct GemmKernel {
   // run one after the other through the decoded-block path. Each output gets the bits it gets
   // alone. The scratch grows once per thread: no allocation per token.
   static void run_group(const GemmArgs* gemms, int64_t count) {
-    thread_local std::vector<float> lane_orders;  // FP4: the activations in lane order
+    thread_local std::vector<float> lane_orders;  // the activations in lane order (lane_stride)
     thread_local std::vector<RegisterInputs> inputs;
     thread_local std::vector<TileChunk> chunks;
     size_t lane_floats = 0;
@@ -1004,7 +1061,7 @@ struct GemmKernel {
       const GemmArgs& g = gemms[i];
       if (g.m > register_rows_limit(g.w.format)) {
         run_decoded(g);
-      } else if (g.w.format == WeightFormat::kFp4Block) {
+      } else if (lane_stride(g.w.format) > 1) {
         lane_floats += size_t(g.m * g.k);
       }
     }
@@ -1018,7 +1075,7 @@ struct GemmKernel {
       const GemmArgs& g = gemms[i];
       if (g.m > register_rows_limit(g.w.format) || g.m == 0) continue;
       inputs[size_t(i)] = register_inputs(g, lane_order);
-      if (g.w.format == WeightFormat::kFp4Block) lane_order += g.m * g.k;
+      if (lane_stride(g.w.format) > 1) lane_order += g.m * g.k;
       const int64_t n_tiles = (g.n + kTile - 1) / kTile, per_chunk = tiles_per_chunk(g);
       for (int64_t t = 0; t < n_tiles; t += per_chunk)
         chunks.push_back({i, t, std::min(n_tiles, t + per_chunk)});

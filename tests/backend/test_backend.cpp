@@ -84,8 +84,8 @@ TestMatrix random_matrix(dsv4::WeightFormat format, int64_t out, int64_t in, std
     case WeightFormat::kFp8Block:
       // Every finite code, zeros and subnormals included, except in half of the 128-input blocks
       // of each group of 4 rows, which hold only codes with a nonzero exponent field: AVX-512
-      // decodes those blocks by bits and the others through the converter, so the tiles meet
-      // both paths; rows 7q + 3 keep every code, which mixes the two inside one tile.
+      // corrects the codes with a zero one only in the 64-byte units that hold any, so the tiles
+      // meet both; rows 7q + 3 keep every code, which mixes the two inside one tile.
       for (int64_t r = 0; r < out; ++r)
         for (int64_t i = 0; i < in; ++i) {
           const bool normal_only = (r / 4 + i / 128) % 2 == 0 && r % 7 != 3;
