@@ -40,7 +40,8 @@ namespace dsv4::cpu::detail {
 
 // e4m3 code -> fp16 bits of (value × 2^-8): sign to bit 15, the 7 exponent+mantissa bits to
 // bits 7..13. Exact for normal and subnormal codes (fp16 has the range), so the fp16 converter
-// does the rest and the 2^8 is folded into the block scale.
+// does the rest and the 2^8 is folded into the block scale. (The AVX-512 unit decoder,
+// fp8_unit_times_256, yields value × 2^8 instead: there the scale is divided by the factor.)
 inline constexpr float kFp8ViaFp16Factor = 256.0f;
 
 // Calls f.template operator()<N>() for the runtime count n in [1, Max]: tile shapes are template
