@@ -20,10 +20,9 @@ using dsv4::WeightFormat;
 // Random codes of `format` (finite ones only) with unit scales. FP8 codes are normal draws
 // quantised as a checkpoint's are, with the standard deviation at 56 codes (a block whose largest
 // weight is 8σ maps it to 448): about 2·10^-4 of them are zero or subnormal, as in trained
-// weights. Their share matters: AVX-512 decodes a tile's 128-input block by bits only when it
-// holds none of them, otherwise through the fp16 converter (see gemm_kernel.hpp); here about one
-// block of 4 rows in ten does. (Uniform codes, as before, would put one in nine codes there and
-// send every block through the converter.)
+// weights. Their share matters: AVX-512 corrects them after the decode in the 64-byte units
+// that hold any (fp8_unit_times_256 in gemm_kernel.hpp); here about one unit in eighty does.
+// (Uniform codes, as before, would put one code in sixteen there, and nearly every unit.)
 struct Matrix {
   // Aligned and in huge pages, as a loaded model's repacked weights are (and its copies too).
   std::vector<uint8_t, dsv4::HugePageAllocator<uint8_t>> data;
