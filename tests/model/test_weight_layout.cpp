@@ -3,9 +3,12 @@
 // move between the two), and write_checkpoint writes the checkpoint's own order back.
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <vector>
 
+#include "dsv4/backend/registry.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
+#include "dsv4/model/weights.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -111,4 +114,60 @@ TEST_CASE("weight layout: write_checkpoint of repacked weights writes the rows i
   const auto tokens = some_tokens(20, config.vocab_size);
   const std::vector<float> a = logits_of(repacked, tokens), b = logits_of(reloaded.value(), tokens);
   CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+}
+
+TEST_CASE("weight layout: a matrix whose layout stays is copied too, with the same codes",
+          "[model][layout]") {
+  // The copy puts every GEMM weight in the weights' own huge-page memory: a checkpoint's mapping
+  // (4 KiB pages) is left behind even where the backend reads rows as stored (F32/BF16 rows of
+  // 4 KiB and more on the CPU, the official numerics).
+  const dsv4::ModelConfig config = dsv4::demo_model_config(2);
+  const dsv4::ModelWeights original =
+      dsv4::random_weights(config, 5, dsv4::RandomWeightFormats::official());
+  dsv4::ModelWeights copied = original;
+  dsv4::relayout_gemm_weights(copied,
+                              [](const dsv4::WeightView&) { return dsv4::WeightLayout::kRows; });
+  std::vector<const dsv4::Linear*> before, after;
+  dsv4::for_each_gemm_weight(original, [&](const dsv4::Linear& l) { before.push_back(&l); });
+  dsv4::for_each_gemm_weight(copied, [&](const dsv4::Linear& l) { after.push_back(&l); });
+  REQUIRE(before.size() == after.size());
+  REQUIRE(!before.empty());
+  for (size_t i = 0; i < before.size(); ++i) {
+    const dsv4::Linear& a = *before[i];
+    const dsv4::Linear& b = *after[i];
+    CHECK(b.layout == dsv4::WeightLayout::kRows);
+    CHECK(b.data != a.data);  // a copy, not the original's buffer
+    std::vector<uint8_t> ra(size_t(a.row_bytes())), rb(size_t(b.row_bytes()));
+    for (int64_t o = 0; o < a.out; ++o) {
+      a.copy_row_codes(o, ra.data());
+      b.copy_row_codes(o, rb.data());
+      REQUIRE(std::memcmp(ra.data(), rb.data(), ra.size()) == 0);
+    }
+  }
+}
+
+TEST_CASE("weight layout: the CPU backend tiles decoded formats, and plain rows under 4 KiB",
+          "[model][layout]") {
+  auto cpu = dsv4::create_backend("cpu").value();
+  std::vector<float> buf(4 * 1024);
+  using dsv4::Numerics;
+  using dsv4::WeightLayout;
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1008), Numerics::kExact) ==
+        WeightLayout::kTiled);
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1024), Numerics::kExact) ==
+        WeightLayout::kRows);
+  dsv4::WeightView bf16;
+  bf16.format = dsv4::WeightFormat::kBF16;
+  bf16.out = 4;
+  bf16.in = 2048;  // 4 KiB rows
+  CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kRows);
+  bf16.in = 1024;
+  CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kTiled);
+  dsv4::WeightView fp8;
+  fp8.format = dsv4::WeightFormat::kFp8Block;
+  fp8.out = 4;
+  fp8.in = 8192;
+  fp8.scale_cols = 64;
+  CHECK(cpu->gemm_weight_layout(fp8, Numerics::kExact) == WeightLayout::kTiled);
+  CHECK(cpu->gemm_weight_layout(fp8, Numerics::kOfficial) == WeightLayout::kRows);
 }

@@ -26,10 +26,11 @@ struct ModelLoadOptions {
   // numerics, docs/numerics.md; its sessions store the packed cache).
   Numerics numerics = Numerics::kExact;
   // Whether each GEMM weight is put in the layout its backend reads fastest
-  // (Backend::gemm_weight_layout; the CPU backend interleaves rows in groups of 4), copied once
-  // into memory of the model's own (the mapped file's pages are given back as each matrix is
-  // copied, so the resident size stays about the checkpoint's). false keeps the weights as
-  // stored: mapped from the files, no copy at load, shared with the page cache.
+  // (Backend::gemm_weight_layout; the CPU backend interleaves the rows of FP8, FP4 and short-row
+  // matrices in groups of 4), copied once into memory of the model's own, in huge pages (the mapped
+  // file's pages are given back as each matrix is copied, so the resident size stays about the
+  // checkpoint's). false keeps the weights as stored: mapped from the files, no copy at load,
+  // shared with the page cache.
   bool repack_weights = true;
   // Told (steps done, steps total) while Model::load reads and checks the weights (the long part
   // of loading a big checkpoint) and then repacks them: a step per layer read, and with

@@ -100,9 +100,10 @@ void for_each_gemm_weight(W& w, F&& visit) {
   visit(w.head);
 }
 
-// Puts every GEMM weight (for_each_gemm_weight) whose layout differs from layout_for(weight) into
-// that layout, in memory the weights own (Backend::gemm_weight_layout says which layout a device
-// reads fastest). The pages each source leaves are given back as it goes: a mapped checkpoint's
+// Copies every GEMM weight (for_each_gemm_weight) into layout_for(weight), in memory the weights
+// own, in huge pages (Backend::gemm_weight_layout says which layout a device reads fastest; a
+// matrix whose layout stays is copied too, for the huge pages). The pages each source leaves are
+// given back as it goes: a mapped checkpoint's
 // drop out of the resident set, a replaced buffer is freed when no other copy of the weights
 // holds it, so the resident size stays about the checkpoint's. `progress` (optional) is told
 // (matrices done, matrices to do), one call at a time, and (0, 0) when there is nothing to do.
