@@ -28,8 +28,9 @@ struct Matrix {
   std::vector<uint8_t, dsv4::HugePageAllocator<uint8_t>> data;
   std::vector<uint8_t> scales;
   dsv4::WeightView view;
-  // In `layout`: kTiled is what a model loaded on the CPU backend holds (Backend::gemm_weight_
-  // layout), kRows the checkpoint's own order (ModelLoadOptions::repack_weights = false).
+  // In `layout`, kTiled or kRows (the checkpoint's own order). A model loaded on the CPU backend
+  // holds FP8, FP4 and short-row F32/BF16 matrices tiled and F32/BF16 rows of 4 KiB or more in
+  // rows (Backend::gemm_weight_layout), all in huge pages.
   Matrix(WeightFormat format, int64_t out, int64_t in, dsv4::WeightLayout layout) {
     view.format = format;
     view.out = out;
@@ -122,7 +123,8 @@ void bench_gemm(benchmark::State& state) {
 constexpr int kTiled = int(dsv4::WeightLayout::kTiled), kRows = int(dsv4::WeightLayout::kRows);
 
 // Decode shapes (weights streamed once): compare GB/s with roofline_bw_GB/s. The weights are
-// tiled, as a loaded model holds them.
+// tiled, as a loaded model holds the FP8 and FP4 ones (these F32 and BF16 ones it holds in rows:
+// below).
 BENCHMARK(bench_gemm)
     ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
     ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1, kTiled})
@@ -132,7 +134,8 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096, 1, kTiled})
     ->Unit(benchmark::kMicrosecond);
-// The same decode with the weights in the checkpoint's row order (--weights stored).
+// The same decode with the weights in rows: as a loaded model holds F32 and BF16 rows of 4 KiB or
+// more, and every format with --weights stored (there in the checkpoint's mapping, not huge pages).
 BENCHMARK(bench_gemm)
     ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
     ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1, kRows})
