@@ -116,11 +116,11 @@ class CpuBackend final : public Backend {
   }
   // Exact numerics read tiled weights where they stream faster: a GEMV then reads each group of 4
   // rows as one sequence. The decoded formats (FP8, FP4) always (+5% and +12% on 4096×4096
-  // GEMVs); F32 and BF16 only in rows shorter than
-  // kPlainRowsAsStored bytes: longer plain rows stream faster as four sequences (BF16 in 8 and
-  // 16 KiB rows +4-10%, F32 in 4 KiB rows +14%; 2 KiB rows -5%, 512-byte rows, the head's shape in
-  // bench_gemm, -38%; docs/performance.md, seventh round). The official kernels read whole rows,
-  // so their weights stay in rows.
+  // GEMVs); F32 and BF16 only in rows shorter than kPlainRowsAsStored bytes: longer plain rows
+  // stream faster as four sequences (BF16 in 8 and 16 KiB rows +4-10%, F32 in 4 KiB rows +14%;
+  // against 2 KiB rows -5%, 512-byte rows, the head's shape in bench_gemm, -38%;
+  // docs/performance.md, seventh round). The official kernels read whole rows, so their weights
+  // stay in rows.
   static constexpr int64_t kPlainRowsAsStored = 4096;
   WeightLayout gemm_weight_layout(const WeightView& w, Numerics numerics) const noexcept override {
     const bool plain = w.format == WeightFormat::kF32 || w.format == WeightFormat::kBF16;

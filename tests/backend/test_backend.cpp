@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <xmmintrin.h>
@@ -499,18 +500,38 @@ TEST_CASE("cpu backend: gemm rejects inconsistent arguments", "[backend][gemm]")
   CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("cpu backend: exact numerics read tileable GEMM weights tiled, official ones as stored",
+TEST_CASE("cpu backend: exact numerics tile FP8, FP4 and short plain rows, official ones as stored",
           "[backend][gemm]") {
   auto cpu = dsv4::create_backend("cpu").value();
-  float buf[64] = {};
+  std::vector<float> buf(4 * 1024);
   using dsv4::Numerics;
   using dsv4::WeightLayout;
-  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf, 4, 16), Numerics::kExact) ==
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 16), Numerics::kExact) ==
         WeightLayout::kTiled);
-  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf, 4, 16), Numerics::kOfficial) ==
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 16), Numerics::kOfficial) ==
         WeightLayout::kRows);
-  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf, 4, 10), Numerics::kExact) ==
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 10), Numerics::kExact) ==
+        WeightLayout::kRows);  // no whole 64-byte units
+  // F32 and BF16 rows of 4 KiB or more stream faster as stored; FP8 and FP4 are tiled at any
+  // length.
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1008), Numerics::kExact) ==
+        WeightLayout::kTiled);
+  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1024), Numerics::kExact) ==
         WeightLayout::kRows);
+  dsv4::WeightView bf16;
+  bf16.format = dsv4::WeightFormat::kBF16;
+  bf16.out = 4;
+  bf16.in = 2048;  // 4 KiB rows
+  CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kRows);
+  bf16.in = 1024;
+  CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kTiled);
+  dsv4::WeightView fp8;
+  fp8.format = dsv4::WeightFormat::kFp8Block;
+  fp8.out = 4;
+  fp8.in = 8192;
+  fp8.scale_cols = 64;
+  CHECK(cpu->gemm_weight_layout(fp8, Numerics::kExact) == WeightLayout::kTiled);
+  CHECK(cpu->gemm_weight_layout(fp8, Numerics::kOfficial) == WeightLayout::kRows);
 }
 
 TEST_CASE("cpu attention: flash-decoding at every ISA level matches the reference operator",

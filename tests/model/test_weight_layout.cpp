@@ -5,7 +5,6 @@
 #include <cstring>
 #include <vector>
 
-#include "dsv4/backend/registry.hpp"
 #include "dsv4/model/demo_model.hpp"
 #include "dsv4/model/session.hpp"
 #include "dsv4/model/weights.hpp"
@@ -144,30 +143,4 @@ TEST_CASE("weight layout: a matrix whose layout stays is copied too, with the sa
       REQUIRE(std::memcmp(ra.data(), rb.data(), ra.size()) == 0);
     }
   }
-}
-
-TEST_CASE("weight layout: the CPU backend tiles decoded formats, and plain rows under 4 KiB",
-          "[model][layout]") {
-  auto cpu = dsv4::create_backend("cpu").value();
-  std::vector<float> buf(4 * 1024);
-  using dsv4::Numerics;
-  using dsv4::WeightLayout;
-  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1008), Numerics::kExact) ==
-        WeightLayout::kTiled);
-  CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1024), Numerics::kExact) ==
-        WeightLayout::kRows);
-  dsv4::WeightView bf16;
-  bf16.format = dsv4::WeightFormat::kBF16;
-  bf16.out = 4;
-  bf16.in = 2048;  // 4 KiB rows
-  CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kRows);
-  bf16.in = 1024;
-  CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kTiled);
-  dsv4::WeightView fp8;
-  fp8.format = dsv4::WeightFormat::kFp8Block;
-  fp8.out = 4;
-  fp8.in = 8192;
-  fp8.scale_cols = 64;
-  CHECK(cpu->gemm_weight_layout(fp8, Numerics::kExact) == WeightLayout::kTiled);
-  CHECK(cpu->gemm_weight_layout(fp8, Numerics::kOfficial) == WeightLayout::kRows);
 }

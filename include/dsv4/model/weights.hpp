@@ -101,13 +101,12 @@ void for_each_gemm_weight(W& w, F&& visit) {
 }
 
 // Copies every GEMM weight (for_each_gemm_weight) into layout_for(weight), in memory the weights
-// own, in huge pages (Backend::gemm_weight_layout says which layout a device reads fastest; a
-// matrix whose layout stays is copied too, for the huge pages). The pages each source leaves are
-// given back as it goes: a mapped checkpoint's
-// drop out of the resident set, a replaced buffer is freed when no other copy of the weights
-// holds it, so the resident size stays about the checkpoint's. `progress` (optional) is told
-// (matrices done, matrices to do), one call at a time, and (0, 0) when there is nothing to do.
-// Throws std::bad_alloc.
+// own, in huge pages from 2 MiB on (Backend::gemm_weight_layout says which layout a device reads
+// fastest; a matrix whose layout stays is copied too, for the huge pages). The pages each source
+// leaves are given back as it goes: a mapped checkpoint's drop out of the resident set, a replaced
+// buffer is freed when no other copy of the weights holds it, so the resident size stays about the
+// checkpoint's. `progress` (optional) is told (matrices done, matrices to do), one call at a time,
+// and (0, 0) when there is nothing to do. Throws std::bad_alloc.
 void relayout_gemm_weights(ModelWeights& w,
                            const std::function<WeightLayout(const WeightView&)>& layout_for,
                            const std::function<void(int64_t, int64_t)>& progress = {});
