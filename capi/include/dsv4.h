@@ -114,11 +114,12 @@ typedef struct dsv4_model_params {
 } dsv4_model_params;
 
 /* Weight layouts (dsv4_model_params.weights). */
-#define DSV4_WEIGHTS_REPACKED                                                 \
-  0 /* each GEMM weight copied once at load into the layout its backend reads \
-       fastest (the CPU backend interleaves rows in groups of 4 so a decode   \
-       step streams them; the mapped file's pages are given back as each is   \
-       copied, so the resident size stays about the checkpoint's) */
+#define DSV4_WEIGHTS_REPACKED                                                  \
+  0 /* each GEMM weight copied once at load, in huge pages, into the layout    \
+       its backend reads fastest (the CPU backend interleaves the rows of FP8, \
+       FP4 and short-row matrices in groups of 4 so a decode step streams      \
+       them; the mapped file's pages are given back as each is copied, so the  \
+       resident size stays about the checkpoint's) */
 #define DSV4_WEIGHTS_STORED                                                   \
   1 /* as the checkpoint stores them, mapped from its files: no copy at load, \
        pages shared with the page cache and other processes */
