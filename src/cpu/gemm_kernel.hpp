@@ -381,6 +381,8 @@ struct GemmKernel {
   // The tile's block scales as floats, scales[c][b] for W row j0 + c and input block b (FP8: its
   // 128-row block's row of scales), decoded before the inner loops: there they are broadcast from
   // memory (a load) instead of built from their codes in branchy scalar code per block and row.
+  // Rows that share a scale row (FP8: all NJ but where a tile straddles two 128-row blocks) share
+  // one decoded copy: scales[c] == scales[c - 1].
   template <int MI, int NJ>
   static void block_scales(const Tile<MI, NJ>& t, int64_t n_blocks, float* scales[NJ]) {
     const WeightView& w = t.g.w;
@@ -388,7 +390,12 @@ struct GemmKernel {
     thread_local std::vector<float> buffer;  // grows once per thread
     buffer.resize(size_t(NJ * n_blocks));
     for (int c = 0; c < NJ; ++c) {
-      const uint8_t* codes = w.scale_row((w.first_row + t.j0 + c) / rows_per_scale);
+      const int64_t scale_row = (w.first_row + t.j0 + c) / rows_per_scale;
+      if (c > 0 && scale_row == (w.first_row + t.j0 + c - 1) / rows_per_scale) {
+        scales[c] = scales[c - 1];
+        continue;
+      }
+      const uint8_t* codes = w.scale_row(scale_row);
       scales[c] = buffer.data() + c * n_blocks;
       for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
     }
@@ -462,9 +469,11 @@ struct GemmKernel {
     bool prescaled = MI <= 2 && first / 128 == (first + NJ - 1) / 128;
     for (int64_t blk = 0; prescaled && blk < (kv + 127) / 128; ++blk)
       prescaled = prescales_exactly(scales[0][blk], range);
-    // From here on the scales are s·2^-8 (scales[c] is the tile's own buffer).
+    // From here on the scales are s·2^-8 (the tile's own buffer; a copy shared by several rows is
+    // divided once).
     for (int c = 0; c < NJ; ++c)
-      for (int64_t blk = 0; blk < (kv + 127) / 128; ++blk) scales[c][blk] /= kFp8ViaFp16Factor;
+      if (c == 0 || scales[c] != scales[c - 1])
+        for (int64_t blk = 0; blk < (kv + 127) / 128; ++blk) scales[c][blk] /= kFp8ViaFp16Factor;
     Batch acc[MI][NJ];
     t.load_acc(acc);
     if (prescaled)
@@ -522,10 +531,15 @@ struct GemmKernel {
   // away, so 16 weights cost a shift and a table permute instead of a widening and a permute
   // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
   // bits. (Scaling the table by an integer add to its exponents instead of a multiply, with the
-  // zero entries masked, was 20% slower here.)
+  // zero entries masked, was 20% slower here.) Each block's scale is looked up by its code where
+  // the table is scaled (ue8m0_values): decoding a tile's 4·k/32 scales into a buffer first
+  // (block_scales) had cost a tenth of the in-cache speed, and 6% of a V4-Flash-slice decode step.
   template <int MI, int NJ>
-  static void dot_fp4_tiled_avx512(Tile<MI, NJ>& t, const float* a_perm, float* const scales[NJ]) {
+  static void dot_fp4_tiled_avx512(Tile<MI, NJ>& t, const float* a_perm) {
     const int64_t k = t.g.k;
+    const uint8_t* codes[NJ];  // the rows' ue8m0 scale codes, one per 32 inputs
+    for (int c = 0; c < NJ; ++c) codes[c] = t.g.w.scale_row(t.g.w.first_row + t.j0 + c);
+    const float* const ue8m0 = ue8m0_values().data();
     Batch acc[MI][NJ];
     t.load_acc(acc);
     const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f,
@@ -538,7 +552,7 @@ struct GemmKernel {
         const int64_t p = u0 + 32 * b;
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c) {
-          const __m512 lut = _mm512_mul_ps(table, _mm512_set1_ps(scales[c][p / 32]));
+          const __m512 lut = _mm512_mul_ps(table, _mm512_set1_ps(ue8m0[codes[c][p / 32]]));
           const __m512i idx = _mm512_srli_epi32(units[c], unsigned(8 * b));
           lo[c] = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
           hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
@@ -563,16 +577,16 @@ struct GemmKernel {
   static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
-    float* scales[NJ];
-    block_scales(t, n_blocks, scales);
 #if defined(__x86_64__)
     // (Tiles of 3-4 activation rows keep the loop below: with the units held too, their 16
     // accumulators leave too few registers.)
     if constexpr (Tiled && kAvx512 && MI <= 2) {
-      dot_fp4_tiled_avx512(t, a_perm, scales);
+      dot_fp4_tiled_avx512(t, a_perm);
       return;  // tileable FP4 rows are whole units: no scalar tail
     }
 #endif
+    float* scales[NJ];
+    block_scales(t, n_blocks, scales);
     Batch acc[MI][NJ];
     t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
