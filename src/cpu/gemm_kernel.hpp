@@ -389,9 +389,16 @@ struct GemmKernel {
     const int64_t rows_per_scale = weight_format_traits(w.format).block_out;
     thread_local std::vector<float> buffer;  // grows once per thread
     buffer.resize(size_t(NJ * n_blocks));
+    // One division per tile (rows_per_scale is known only at run time; two per row had taken a
+    // third of this function's time on FP8 tiles of 1024 inputs).
+    const int64_t first = w.first_row + t.j0;
+    int64_t scale_row = first / rows_per_scale,
+            next_scale_row_at = (scale_row + 1) * rows_per_scale;
     for (int c = 0; c < NJ; ++c) {
-      const int64_t scale_row = (w.first_row + t.j0 + c) / rows_per_scale;
-      if (c > 0 && scale_row == (w.first_row + t.j0 + c - 1) / rows_per_scale) {
+      if (first + c == next_scale_row_at) {
+        ++scale_row;
+        next_scale_row_at += rows_per_scale;
+      } else if (c > 0) {
         scales[c] = scales[c - 1];
         continue;
       }
