@@ -411,6 +411,49 @@ TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at
   }
 }
 
+TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled as in rows",
+          "[backend][gemm]") {
+  // The AVX-512 tiled FP4 kernel scales its table by adding to the exponent fields where every
+  // scale code of a tile is in [2, 252] and multiplies otherwise: group 0 holds the add's end
+  // codes (2 and 252), group 1 only codes 0 and 1 (scaled table entries below the normal range:
+  // the multiply; only these, so that the products, all subnormal, make the sums), the rest a
+  // spread. Each tile must give the bits of the rows layout's kernel.
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(11);
+  const int64_t n = 16, k = 512;
+  TestMatrix rows = random_matrix(dsv4::WeightFormat::kFp4Block, n, k, rng);
+  const int64_t blocks = k / 32;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint8_t& code = rows.scales[size_t(r * blocks + b)];
+      if (r < 4) code = (r + b) % 3 == 0 ? 252 : (r + b) % 3 == 1 ? 2 : 127;
+      if (r >= 4 && r < 8) code = (r + b) % 2 == 0 ? 0 : 1;
+      if (r >= 8) code = uint8_t(2 + (r * 37 + b * 11) % 251);
+    }
+  std::vector<uint8_t> tiled_codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
+  const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, tiled_codes.data());
+  // Activations of about 2^-12: 6·2^125 times 512 of them stays finite.
+  std::uniform_real_distribution<float> dist(-0x1p-12f, 0x1p-12f);
+  std::vector<float> a(size_t(2 * k));
+  for (auto& x : a) x = dist(rng);
+  const Isa best = dsv4::cpu::detect_isa();
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa > best) continue;
+    const auto table = dsv4::cpu::kernels_for(isa);
+    for (int64_t m : {1, 2}) {
+      INFO("isa " << dsv4::cpu::isa_name(isa) << " m " << m);
+      const std::vector<float> want = gemm_on_threads(table, rows.view, a.data(), m, 1);
+      const std::vector<float> got = gemm_on_threads(table, tiled, a.data(), m, 1);
+      for (float x : got) REQUIRE(std::isfinite(x));
+      CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+      // Group 1's outputs are subnormal but not all zero: the codes 0 and 1 were applied.
+      bool nonzero = false;
+      for (int64_t j = 4; j < 8; ++j) nonzero = nonzero || got[size_t(j)] != 0.0f;
+      CHECK(nonzero);
+    }
+  }
+}
+
 TEST_CASE("cpu gemm: the official numerics read tiled weights as they read rows",
           "[backend][gemm][official]") {
   // The backend keeps official-numerics weights as stored, but a tiled view passed to it anyway
