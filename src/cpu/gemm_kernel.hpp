@@ -538,7 +538,7 @@ struct GemmKernel {
   // blocks) is loaded once and each block's low and high nibbles are two constant shifts of it
   // away, so 16 weights cost a shift and a table permute instead of a widening and a permute
   // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
-  // bits. Each block's scale is looked up by its code where the table is scaled (ue8m0_values):
+  // bits. Each block's scale is applied from its code where the table is scaled (fp4_units):
   // decoding a tile's 4·k/32 scales into a buffer first (block_scales) had cost a tenth of the
   // in-cache speed, and 6% of a V4-Flash-slice decode step.
   template <int MI, int NJ>
@@ -560,7 +560,8 @@ struct GemmKernel {
   // pipes takes, where a multiply takes one of the two that also carry the FMAs (paired: +4-7% in
   // cache, +2-7% from L3, +4-7% from memory). The same values, so the same bits. (An earlier try
   // that broadcast the scale into a register first and then added was 20% slower; here the add
-  // takes its broadcast from memory as an operand, one instruction, as the multiply did.)
+  // takes its broadcast from memory as an operand, one instruction, as the multiply did.) A tile
+  // with a code outside [2, 252] multiplies by ue8m0_to_float(code).
   static constexpr std::array<int32_t, 256> kExponentFields = [] {
     std::array<int32_t, 256> fields{};
     for (int code = 0; code < 256; ++code) fields[size_t(code)] = int32_t(uint32_t(code) << 23);
@@ -571,11 +572,10 @@ struct GemmKernel {
                                                       const uint8_t* const codes[NJ],
                                                       Batch (&acc)[MI][NJ]) {
     const int64_t k = t.g.k;
-    const float* const ue8m0 = ue8m0_values().data();
     const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f,
                                         -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
-    // The table over 2^127: with a code's e << 23 added to its bits, times 2^(e-127). (Integers,
-    // not ue8m0_values' bits: the add then takes the broadcast from memory as its operand.)
+    // The table over 2^127: with a code's e << 23 added to its bits, times 2^(e-127). (From an
+    // integer table, so that the add takes the broadcast from memory as its operand.)
     const __m512i table_over_2_127 =
         _mm512_sub_epi32(_mm512_castps_si512(table), _mm512_set1_epi32(127 << 23));
     constexpr __mmask16 kNonZeroEntries = 0xfefe;  // entries 0 and 8 are +0 and -0
@@ -588,10 +588,11 @@ struct GemmKernel {
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c) {
           const uint8_t code = codes[c][p / 32];
-          const __m512 lut = kAddExponents ? _mm512_castsi512_ps(_mm512_maskz_add_epi32(
-                                                 kNonZeroEntries, table_over_2_127,
-                                                 _mm512_set1_epi32(kExponentFields[code])))
-                                           : _mm512_mul_ps(table, _mm512_set1_ps(ue8m0[code]));
+          const __m512 lut = kAddExponents
+                                 ? _mm512_castsi512_ps(_mm512_maskz_add_epi32(
+                                       kNonZeroEntries, table_over_2_127,
+                                       _mm512_set1_epi32(kExponentFields[code])))
+                                 : _mm512_mul_ps(table, _mm512_set1_ps(ue8m0_to_float(code)));
           const __m512i idx = _mm512_srli_epi32(units[c], unsigned(8 * b));
           lo[c] = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
           hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));

@@ -17,7 +17,6 @@
 //                        [2^-127, 2^127]; NaN, zero and negatives encode to 0xff (NaN).
 #pragma once
 
-#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -237,16 +236,6 @@ inline constexpr float kFp8E5M2Max = 57344.0f;
 inline float ue8m0_to_float(uint8_t bits) noexcept {
   if (bits == 0xff) return std::numeric_limits<float>::quiet_NaN();
   return detail::bits_as<float>(bits == 0 ? 0x00400000u : uint32_t(bits) << 23);
-}
-// ue8m0_to_float of every code: kernels that need a block's scale as a float in memory (to
-// broadcast it) index this instead of converting and storing the scales of every block first.
-inline const std::array<float, 256>& ue8m0_values() noexcept {
-  static const std::array<float, 256> values = [] {
-    std::array<float, 256> v{};
-    for (int code = 0; code < 256; ++code) v[size_t(code)] = ue8m0_to_float(uint8_t(code));
-    return v;
-  }();
-  return values;
 }
 inline uint8_t float_to_ue8m0(float x) noexcept {
   if (!(x > 0.0f)) return 0xff;  // NaN, zero and negatives have no encoding
