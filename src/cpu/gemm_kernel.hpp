@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +45,37 @@ namespace dsv4::cpu::detail {
 // does the rest and the 2^8 is folded into the block scale. (The AVX-512 unit decoder,
 // fp8_unit_times_256, yields value × 2^8 instead: there the scale is divided by the factor.)
 inline constexpr float kFp8ViaFp16Factor = 256.0f;
+
+// The FP4 table times each ue8m0 scale, one 64-byte row per code: entry v of row e is
+// fp4_e2m1_to_float(v) · ue8m0_to_float(e), exactly (a product of at most two significant bits
+// and a power of two: normal, subnormal down to 2^-128, infinite above 2^128, NaN for code
+// 255, as the multiply gives). Scaling the table in registers cost the in-cache GEMV a tenth
+// (a multiply per block and row on the pipes the FMAs use; an integer add to the exponent
+// fields, on any pipe, still 6% against this load: measured with throughput loops on Zen 4).
+// Built from bits, since a constant expression may not overflow to infinity. Only the rows of
+// the codes a model uses are ever read (a few lines of L1). Used by the AVX-512 tiled FP4 GEMV
+// (GemmKernel::dot_fp4_tiled_avx512).
+constexpr uint32_t fp4_scaled_bits(int v, int code) {
+  const uint32_t sign = v & 8 ? 0x80000000u : 0u;
+  const int magnitude = v & 7;
+  if (code == 255) return 0x7fc00000u;
+  if (magnitude == 0) return sign;
+  // magnitude 1..7 is 0.5, 1, 1.5, 2, 3, 4, 6: m · 2^x with m in {1, 1.5}
+  const int x = magnitude == 1 ? -1 : (magnitude - 2) / 2;
+  const bool half = magnitude >= 3 && magnitude % 2 == 1;
+  const int exponent = x + code - 127;  // of the product m · 2^exponent
+  if (exponent > 127) return sign | 0x7f800000u;
+  if (exponent >= -126) return sign | uint32_t(exponent + 127) << 23 | (half ? 1u << 22 : 0u);
+  // subnormal: m · 2^exponent in units of 2^-149
+  return sign | (half ? 3u << (exponent + 148) : 1u << (exponent + 149));
+}
+alignas(64) inline constexpr std::array<std::array<float, 16>, 256> kFp4ScaledTables = [] {
+  std::array<std::array<float, 16>, 256> tables{};
+  for (int code = 0; code < 256; ++code)
+    for (int v = 0; v < 16; ++v)
+      tables[size_t(code)][size_t(v)] = std::bit_cast<float>(fp4_scaled_bits(v, code));
+  return tables;
+}();
 
 // Calls f.template operator()<N>() for the runtime count n in [1, Max]: tile shapes are template
 // arguments (so accumulators live in registers), the edge tiles' sizes are known only at run time.
@@ -538,47 +570,15 @@ struct GemmKernel {
   // blocks) is loaded once and each block's low and high nibbles are two constant shifts of it
   // away, so 16 weights cost a shift and a table permute instead of a widening and a permute
   // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
-  // bits. Each block's scale is applied from its code where the table is scaled (fp4_units):
-  // decoding a tile's 4·k/32 scales into a buffer first (block_scales) had cost a tenth of the
-  // in-cache speed, and 6% of a V4-Flash-slice decode step.
+  // bits. Each block's table, already times its scale, is kFp4ScaledTables[code]: the permute
+  // takes it from memory as its operand, so a scale costs a load (see there).
   template <int MI, int NJ>
   static void dot_fp4_tiled_avx512(Tile<MI, NJ>& t, const float* a_perm) {
     const uint8_t* codes[NJ];  // the rows' ue8m0 scale codes, one per 32 inputs
     for (int c = 0; c < NJ; ++c) codes[c] = t.g.w.scale_row(t.g.w.first_row + t.j0 + c);
     Batch acc[MI][NJ];
     t.load_acc(acc);
-    if (exponents_add_exactly<NJ>(codes, t.g.k / 32))
-      fp4_units<true>(t, a_perm, codes, acc);
-    else
-      fp4_units<false>(t, a_perm, codes, acc);
-    t.store_acc(acc);
-  }
-  // The units of dot_fp4_tiled_avx512 (`acc`: the caller's local accumulators, always inlined so
-  // they stay in registers). The table times the block scale 2^(e-127) is, where
-  // kAddExponents (exponents_add_exactly), the table's bits with e - 127 added to their exponent
-  // fields and the two zero entries cleared: an integer add, which any of Zen 4's four vector
-  // pipes takes, where a multiply takes one of the two that also carry the FMAs (paired: +4-7% in
-  // cache, +2-7% from L3, +4-7% from memory). The same values, so the same bits. (An earlier try
-  // that broadcast the scale into a register first and then added was 20% slower; here the add
-  // takes its broadcast from memory as an operand, one instruction, as the multiply did.) A tile
-  // with a code outside [2, 252] multiplies by ue8m0_to_float(code).
-  static constexpr std::array<int32_t, 256> kExponentFields = [] {
-    std::array<int32_t, 256> fields{};
-    for (int code = 0; code < 256; ++code) fields[size_t(code)] = int32_t(uint32_t(code) << 23);
-    return fields;
-  }();
-  template <bool kAddExponents, int MI, int NJ>
-  [[gnu::always_inline]] static inline void fp4_units(const Tile<MI, NJ>& t, const float* a_perm,
-                                                      const uint8_t* const codes[NJ],
-                                                      Batch (&acc)[MI][NJ]) {
     const int64_t k = t.g.k;
-    const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f,
-                                        -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
-    // The table over 2^127: with a code's e << 23 added to its bits, times 2^(e-127). (From an
-    // integer table, so that the add takes the broadcast from memory as its operand.)
-    const __m512i table_over_2_127 =
-        _mm512_sub_epi32(_mm512_castps_si512(table), _mm512_set1_epi32(127 << 23));
-    constexpr __mmask16 kNonZeroEntries = 0xfefe;  // entries 0 and 8 are +0 and -0
     for (int64_t u0 = 0; u0 < k; u0 += 128) {
       t.prefetch(u0 / 2);
       __m512i units[NJ];
@@ -587,15 +587,11 @@ struct GemmKernel {
         const int64_t p = u0 + 32 * b;
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c) {
-          const uint8_t code = codes[c][p / 32];
-          const __m512 lut = kAddExponents
-                                 ? _mm512_castsi512_ps(_mm512_maskz_add_epi32(
-                                       kNonZeroEntries, table_over_2_127,
-                                       _mm512_set1_epi32(kExponentFields[code])))
-                                 : _mm512_mul_ps(table, _mm512_set1_ps(ue8m0_to_float(code)));
+          const float* lut = kFp4ScaledTables[codes[c][p / 32]].data();
           const __m512i idx = _mm512_srli_epi32(units[c], unsigned(8 * b));
-          lo[c] = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
-          hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
+          // (the low 4 bits of each word index the table)
+          lo[c] = Batch(_mm512_permutexvar_ps(idx, _mm512_load_ps(lut)));
+          hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), _mm512_load_ps(lut)));
         }
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
@@ -605,25 +601,7 @@ struct GemmKernel {
         }
       }
     }
-  }
-  // Whether every code of the rows' first n scales is in [2, 252]: then 2^(e-127) times each
-  // table entry, 0.5 to 6, is a normal float whose exponent field is the entry's plus e - 127
-  // (a code of 0 or 1 would make 0.5·2^(e-127) subnormal, one of 253 or more overflow it, and 255
-  // is NaN).
-  template <int NJ>
-  static bool exponents_add_exactly(const uint8_t* const codes[NJ], int64_t n) {
-    for (int c = 0; c < NJ; ++c) {
-      int64_t b = 0;
-      for (; b + 64 <= n; b += 64) {
-        const __m512i e = _mm512_loadu_si512(codes[c] + b);
-        if (_mm512_cmplt_epu8_mask(e, _mm512_set1_epi8(2)) |
-            _mm512_cmpgt_epu8_mask(e, _mm512_set1_epi8(char(252))))
-          return false;
-      }
-      for (; b < n; ++b)
-        if (codes[c][b] < 2 || codes[c][b] > 252) return false;
-    }
-    return true;
+    t.store_acc(acc);
   }
 #endif
 

@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -13,6 +14,7 @@
 #endif
 
 #include "../../src/cpu/cpu_kernels.hpp"
+#include "../../src/cpu/gemm_kernel.hpp"
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/ops/lightning_indexer.hpp"
 
@@ -411,13 +413,27 @@ TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at
   }
 }
 
+TEST_CASE("cpu gemm: the FP4 tables times each scale code are the products", "[backend][gemm]") {
+  // kFp4ScaledTables is built from bits (a constant expression may not overflow): every entry,
+  // zeros, subnormals, infinities and code 255's NaN included, must be the multiply's bits.
+  for (int code = 0; code < 256; ++code)
+    for (int v = 0; v < 16; ++v) {
+      INFO("code " << code << " entry " << v);
+      const float want = dsv4::fp4_e2m1_to_float(uint8_t(v)) * dsv4::ue8m0_to_float(uint8_t(code));
+      const float got = dsv4::cpu::detail::kFp4ScaledTables[size_t(code)][size_t(v)];
+      CHECK(std::bit_cast<uint32_t>(got) == std::bit_cast<uint32_t>(want));
+    }
+}
+
 TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled as in rows",
           "[backend][gemm]") {
-  // The AVX-512 tiled FP4 kernel scales its table by adding to the exponent fields where every
-  // scale code of a tile is in [2, 252] and multiplies otherwise: group 0 holds the add's end
-  // codes (2 and 252), group 1 only codes 0 and 1 (scaled table entries below the normal range:
-  // the multiply; only these, so that the products, all subnormal, make the sums), the rest a
-  // spread. Each tile must give the bits of the rows layout's kernel.
+  // The AVX-512 tiled FP4 kernel reads each block's table times its scale from a table per
+  // scale code (kFp4ScaledTables, built from bits); the rows layout's kernels multiply. Group 0
+  // holds codes 2, 127 and 252, group 1 only codes 0 and 1 (scaled values below the normal range;
+  // only these, so that the products, all subnormal, make the sums), group 2 codes 253 and 254
+  // (scaled values up to 1.5·2^127, the largest below the overflow: its magnitudes are kept
+  // under 2), the last a spread over [0, 252]. Each tile must give the bits of the rows layout's
+  // kernel.
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
   const int64_t n = 16, k = 512;
@@ -428,11 +444,15 @@ TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled a
       uint8_t& code = rows.scales[size_t(r * blocks + b)];
       if (r < 4) code = (r + b) % 3 == 0 ? 252 : (r + b) % 3 == 1 ? 2 : 127;
       if (r >= 4 && r < 8) code = (r + b) % 2 == 0 ? 0 : 1;
-      if (r >= 8) code = uint8_t(2 + (r * 37 + b * 11) % 251);
+      if (r >= 8 && r < 12) code = (r + b) % 2 == 0 ? 253 : 254;
+      if (r >= 12) code = uint8_t((r * 37 + b * 11) % 253);
     }
+  const int64_t row_bytes = rows.view.row_bytes();
+  for (int64_t byte = 8 * row_bytes; byte < 12 * row_bytes; ++byte)
+    rows.data[size_t(byte)] &= 0xBB;  // both nibbles' magnitude codes under 4: at most 1.5
   std::vector<uint8_t> tiled_codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
   const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, tiled_codes.data());
-  // Activations of about 2^-12: 6·2^125 times 512 of them stays finite.
+  // Activations of about 2^-12: 6·2^125 (and 1.5·2^127) times 512 of them stays finite.
   std::uniform_real_distribution<float> dist(-0x1p-12f, 0x1p-12f);
   std::vector<float> a(size_t(2 * k));
   for (auto& x : a) x = dist(rng);
