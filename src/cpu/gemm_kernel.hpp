@@ -411,19 +411,58 @@ struct GemmKernel {
     t.scalar_tail(k_vec, k);
   }
 
-  // The tile's block scales as floats, scales[c][b] for W row j0 + c and input block b (FP8: its
-  // 128-row block's row of scales), decoded before the inner loops: there they are broadcast from
+  // Decoded block scales, times a power-of-two factor (exact), of the scale rows a chunk's tiles
+  // read, kept across the chunk: an FP8 scale row serves 128 weight rows, the 32 tiles of a chunk
+  // of 4096 inputs, and decoded per tile (with dot_fp8_avx512's check whether the activations may
+  // take it) it had cost 2.3% of a V4-Flash-slice decode step. There they are broadcast from
   // memory (a load) instead of built from their codes in branchy scalar code per block and row.
-  // Rows that share a scale row (FP8: all NJ but where a tile straddles two 128-row blocks) share
-  // one decoded copy: scales[c] == scales[c - 1].
+  // The keys are the scale rows' addresses, which hold within one GEMM: run_chunk clears it.
+  struct ScaleRows {
+    struct Row {
+      const uint8_t* codes = nullptr;
+      std::vector<float> values;  // grows once per thread
+      int prescales = -1;  // dot_fp8_avx512: whether the activations may take it (-1: not known)
+      uint64_t used = 0;   // when last asked for
+    };
+    // A tile asks for at most kTile rows, and a miss replaces the row asked for longest ago, so
+    // no row of the tile being set up is replaced.
+    static constexpr int kRows = 2 * kTile;
+    std::array<Row, kRows> rows;
+    uint64_t clock = 0;
+    void clear() {
+      for (Row& r : rows) r.codes = nullptr;
+    }
+    Row& get(const uint8_t* codes, int64_t n, float factor) {
+      Row* oldest = &rows[0];
+      for (Row& r : rows) {
+        if (r.codes == codes) {
+          r.used = ++clock;
+          return r;
+        }
+        if (r.used < oldest->used) oldest = &r;
+      }
+      Row& r = *oldest;
+      r.values.resize(size_t(n));  // (std::bad_alloc leaves the row as it was)
+      for (int64_t b = 0; b < n; ++b) r.values[size_t(b)] = ue8m0_to_float(codes[b]) * factor;
+      r.codes = codes;
+      r.prescales = -1;
+      r.used = ++clock;
+      return r;
+    }
+  };
+  static ScaleRows& scale_rows() {
+    thread_local ScaleRows rows;
+    return rows;
+  }
+  // The tile's scale rows, rows[c] for W row j0 + c (FP8: its 128-row block's row of scales, the
+  // same Row for all NJ but where a tile straddles two blocks), each value times `factor`.
   template <int MI, int NJ>
-  static void block_scales(const Tile<MI, NJ>& t, int64_t n_blocks, float* scales[NJ]) {
+  static void block_scales(const Tile<MI, NJ>& t, ScaleRows& cache, int64_t n_blocks, float factor,
+                           typename ScaleRows::Row* rows[NJ]) {
     const WeightView& w = t.g.w;
     const int64_t rows_per_scale = weight_format_traits(w.format).block_out;
-    thread_local std::vector<float> buffer;  // grows once per thread
-    buffer.resize(size_t(NJ * n_blocks));
     // One division per tile (rows_per_scale is known only at run time; two per row had taken a
-    // third of this function's time on FP8 tiles of 1024 inputs).
+    // third of the scales' time on FP8 tiles of 1024 inputs).
     const int64_t first = w.first_row + t.j0;
     int64_t scale_row = first / rows_per_scale,
             next_scale_row_at = (scale_row + 1) * rows_per_scale;
@@ -432,12 +471,10 @@ struct GemmKernel {
         ++scale_row;
         next_scale_row_at += rows_per_scale;
       } else if (c > 0) {
-        scales[c] = scales[c - 1];
+        rows[c] = rows[c - 1];
         continue;
       }
-      const uint8_t* codes = w.scale_row(scale_row);
-      scales[c] = buffer.data() + c * n_blocks;
-      for (int64_t b = 0; b < n_blocks; ++b) scales[c][b] = ue8m0_to_float(codes[b]);
+      rows[c] = &cache.get(w.scale_row(scale_row), n_blocks, factor);
     }
   }
 
@@ -445,23 +482,25 @@ struct GemmKernel {
   // w·s is exact), then one FMA per activation row (decode_rows gives the prefill path the same
   // products). AVX-512 takes dot_fp8_avx512.
   template <int MI, int NJ>
-  static void dot_fp8(Tile<MI, NJ>& t, const float* a_lane, const ActivationRange& range) {
+  static void dot_fp8(Tile<MI, NJ>& t, ScaleRows& cache, const float* a_lane,
+                      const ActivationRange& range) {
     const int64_t k = t.g.k;
-    float* scales[NJ];
-    block_scales(t, (k + 127) / 128, scales);
+    typename ScaleRows::Row* rows[NJ];
 #if defined(__x86_64__)
     if constexpr (kAvx512) {
-      dot_fp8_avx512(t, a_lane, range, scales);
+      block_scales(t, cache, (k + 127) / 128, 1.0f / kFp8ViaFp16Factor, rows);
+      dot_fp8_avx512(t, a_lane, range, rows);
       return;
     }
 #endif
     (void)a_lane, (void)range;
+    block_scales(t, cache, (k + 127) / 128, kFp8ViaFp16Factor, rows);
     Batch acc[MI][NJ];
     t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k; b0 += 128, ++blk) {
       const int64_t b1 = std::min(k, b0 + 128), b_vec = b0 + (b1 - b0) / kLanes * kLanes;
       Batch sv[NJ];
-      for (int c = 0; c < NJ; ++c) sv[c] = Batch(scales[c][blk] * kFp8ViaFp16Factor);
+      for (int c = 0; c < NJ; ++c) sv[c] = Batch(rows[c]->values[size_t(blk)]);
       int64_t p = b0;
       for (; p + 2 * kLanes <= b_vec; p += 2 * kLanes) {
         if (p % 64 == 0) t.prefetch(p);
@@ -503,17 +542,14 @@ struct GemmKernel {
   // per tile: +17%).
   template <int MI, int NJ>
   static void dot_fp8_avx512(Tile<MI, NJ>& t, const float* a_lane, const ActivationRange& range,
-                             float* const scales[NJ]) {
+                             typename ScaleRows::Row* const rows[NJ]) {
     const int64_t k = t.g.k, kv = k / 64 * 64;
-    const int64_t first = t.g.w.first_row + t.j0;
-    bool prescaled = MI <= 2 && first / 128 == (first + NJ - 1) / 128;
-    for (int64_t blk = 0; prescaled && blk < (kv + 127) / 128; ++blk)
-      prescaled = prescales_exactly(scales[0][blk], range);
-    // From here on the scales are s·2^-8 (the tile's own buffer; a copy shared by several rows is
-    // divided once).
-    for (int c = 0; c < NJ; ++c)
-      if (c == 0 || scales[c] != scales[c - 1])
-        for (int64_t blk = 0; blk < (kv + 127) / 128; ++blk) scales[c][blk] /= kFp8ViaFp16Factor;
+    // The scales are s·2^-8 (block_scales' factor). Whether the activations may take a scale row
+    // is found once per chunk (the row is cached).
+    const bool prescaled =
+        MI <= 2 && rows[0] == rows[NJ - 1] && prescales_exactly(*rows[0], kv, range);
+    float* scales[NJ];
+    for (int c = 0; c < NJ; ++c) scales[c] = rows[c]->values.data();
     Batch acc[MI][NJ];
     t.load_acc(acc);
     if (prescaled)
@@ -523,11 +559,21 @@ struct GemmKernel {
     t.store_acc(acc);
     t.scalar_tail(kv, k);
   }
-  // Whether a·(s·2^-8) is exact for every activation a and the weights w·s of every code are
-  // exact too (448·2^119 < 2^128; the smallest subnormal code, 2^-9, times 2^-118 is an exact
-  // denormal), with s·2^-8 a normal number.
-  static bool prescales_exactly(float s, const ActivationRange& range) {
-    return s >= 0x1p-118f && s <= 0x1p119f && range.scales_exactly(s / kFp8ViaFp16Factor);
+  // Whether, for every block scale s of the row's blocks below kv (`values`: s·2^-8), a·(s·2^-8) is
+  // exact for every activation a and the weights w·s of every code are exact too (448·2^119 <
+  // 2^128; the smallest subnormal code, 2^-9, times 2^-118 is an exact denormal), with s·2^-8 a
+  // normal number. Computed once per cached row.
+  static bool prescales_exactly(typename ScaleRows::Row& row, int64_t kv,
+                                const ActivationRange& range) {
+    if (row.prescales < 0) {
+      bool exact = true;
+      for (int64_t blk = 0; exact && blk < (kv + 127) / 128; ++blk) {
+        const float s = row.values[size_t(blk)];
+        exact = s >= 0x1p-126f && s <= 0x1p111f && range.scales_exactly(s);
+      }
+      row.prescales = exact;
+    }
+    return row.prescales != 0;
   }
   // Inputs [0, kv) of the tile (see dot_fp8_avx512), `scales` already times 2^-8; `acc` is the
   // caller's local accumulators, always inlined so they stay in registers.
@@ -610,7 +656,7 @@ struct GemmKernel {
   // Both vectors come out of the table times the block scale (exact: a power of two), then one
   // FMA each per activation row.
   template <int MI, int NJ, bool Tiled>
-  static void dot_fp4(Tile<MI, NJ>& t, const float* a_perm) {
+  static void dot_fp4(Tile<MI, NJ>& t, ScaleRows& cache, const float* a_perm) {
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
 #if defined(__x86_64__)
@@ -621,8 +667,8 @@ struct GemmKernel {
       return;  // tileable FP4 rows are whole units: no scalar tail
     }
 #endif
-    float* scales[NJ];
-    block_scales(t, n_blocks, scales);
+    typename ScaleRows::Row* rows[NJ];
+    block_scales(t, cache, n_blocks, 1.0f, rows);
     Batch acc[MI][NJ];
     t.load_acc(acc);
     for (int64_t b0 = 0, blk = 0; b0 < k_vec; b0 += 32, ++blk) {
@@ -630,7 +676,8 @@ struct GemmKernel {
       for (int64_t p = b0; p < b0 + 32; p += group) {
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c)
-          fp4_pair_in_unit<Tiled>(t.at(c, p / 2 / 64 * 64), p, scales[c][blk], lo[c], hi[c]);
+          fp4_pair_in_unit<Tiled>(t.at(c, p / 2 / 64 * 64), p, rows[c]->values[size_t(blk)], lo[c],
+                                  hi[c]);
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
           const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
@@ -644,7 +691,8 @@ struct GemmKernel {
   }
 
   template <int MI, int NJ>
-  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const RegisterInputs& in) {
+  static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const RegisterInputs& in,
+                       ScaleRows& scales) {
     Tile<MI, NJ> t(g, i0, j0);
     switch (g.w.format) {
       case WeightFormat::kF32:
@@ -654,13 +702,13 @@ struct GemmKernel {
         dot_plain<WeightFormat::kBF16>(t);
         break;
       case WeightFormat::kFp8Block:
-        dot_fp8(t, in.lane_order + i0 * g.k, in.range);
+        dot_fp8(t, scales, in.lane_order + i0 * g.k, in.range);
         break;
       case WeightFormat::kFp4Block:
         if (g.w.tiled())
-          dot_fp4<MI, NJ, true>(t, in.lane_order + i0 * g.k);
+          dot_fp4<MI, NJ, true>(t, scales, in.lane_order + i0 * g.k);
         else
-          dot_fp4<MI, NJ, false>(t, in.lane_order + i0 * g.k);
+          dot_fp4<MI, NJ, false>(t, scales, in.lane_order + i0 * g.k);
         break;
       default:
         break;
@@ -668,9 +716,9 @@ struct GemmKernel {
     t.finish();
   }
   static void dot_any(const GemmArgs& g, int64_t i0, int64_t mi, int64_t j0, int64_t nj,
-                      const RegisterInputs& in) {
+                      const RegisterInputs& in, ScaleRows& scales) {
     with_count<kTile>(mi, [&]<int MI>() {
-      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ>(g, i0, j0, in); });
+      with_count<kTile>(nj, [&]<int NJ>() { dot_tile<MI, NJ>(g, i0, j0, in, scales); });
     });
   }
 
@@ -780,11 +828,13 @@ struct GemmKernel {
     int64_t gemm, tile_begin, tile_end;
   };
   static void run_chunk(const GemmArgs& g, const TileChunk& chunk, const RegisterInputs& in) {
+    ScaleRows& scales = scale_rows();
+    scales.clear();
     for (int64_t jt = chunk.tile_begin; jt < chunk.tile_end; ++jt) {
       const int64_t j0 = jt * kTile;
       const int64_t nj = std::min(kTile, g.n - j0);
       for (int64_t i0 = 0; i0 < g.m; i0 += kTile)
-        dot_any(g, i0, std::min(kTile, g.m - i0), j0, nj, in);
+        dot_any(g, i0, std::min(kTile, g.m - i0), j0, nj, in, scales);
     }
   }
 

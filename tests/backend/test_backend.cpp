@@ -413,6 +413,45 @@ TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at
   }
 }
 
+TEST_CASE("cpu gemm: FP8 rows give the same bits alone and beside others, at extreme ranges",
+          "[backend][gemm]") {
+  // AVX-512 tiles of one or two activation rows move an FP8 block scale onto the activations
+  // where that is exact for every activation and block of the tile's scale row (decided once per
+  // cached scale row); tiles of three rows never do. Activations near the bottom of the normal
+  // range against small scales (a·s·2^-8 would be subnormal), and scales below 2^-118 (s·2^-8 is
+  // not normal), must fall back, or row 0 alone differs from row 0 of three. (At the top, an
+  // a·s·2^-8 that overflows makes the output overflow anyway.)
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(17);
+  const int64_t n = 384, k = 512;
+  TestMatrix w = random_matrix(dsv4::WeightFormat::kFp8Block, n, k, rng);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  struct Case {
+    float activation_scale;
+    uint8_t low_code, high_code;
+  };
+  for (const Case& cs : {Case{0x1p-120f, 100, 110}, Case{1.0f, 2, 9}, Case{1.0f, 120, 130},
+                         Case{0x1p-100f, 118, 122}}) {
+    for (size_t i = 0; i < w.scales.size(); ++i)
+      w.scales[i] = uint8_t(cs.low_code + (i * 7) % (cs.high_code - cs.low_code + 1));
+    std::vector<float> a(size_t(3 * k));
+    for (auto& x : a) x = dist(rng) * cs.activation_scale;
+    const Isa best = dsv4::cpu::detect_isa();
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (isa > best) continue;
+      const auto table = dsv4::cpu::kernels_for(isa);
+      for (int threads : {1, 2}) {
+        INFO("isa " << dsv4::cpu::isa_name(isa) << " activations x" << cs.activation_scale
+                    << " threads " << threads);
+        const std::vector<float> alone = gemm_on_threads(table, w.view, a.data(), 1, threads);
+        const std::vector<float> three = gemm_on_threads(table, w.view, a.data(), 3, threads);
+        for (float x : three) REQUIRE(std::isfinite(x));
+        CHECK(std::memcmp(alone.data(), three.data(), size_t(n) * 4) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("cpu gemm: the FP4 tables times each scale code are the products", "[backend][gemm]") {
   // kFp4ScaledTables is built from bits (a constant expression may not overflow): every entry,
   // zeros, subnormals, infinities and code 255's NaN included, must be the multiply's bits.
