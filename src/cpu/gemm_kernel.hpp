@@ -616,8 +616,8 @@ struct GemmKernel {
   // blocks) is loaded once and each block's low and high nibbles are two constant shifts of it
   // away, so 16 weights cost a shift and a table permute instead of a widening and a permute
   // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
-  // bits. Each block's table, already times its scale, is kFp4ScaledTables[code]: the permute
-  // takes it from memory as its operand, so a scale costs a load (see there).
+  // bits. Each block's table, already times its scale, is kFp4ScaledTables[code], loaded once per
+  // block and row for both permutes: a scale costs a load (see there).
   template <int MI, int NJ>
   static void dot_fp4_tiled_avx512(Tile<MI, NJ>& t, const float* a_perm) {
     const uint8_t* codes[NJ];  // the rows' ue8m0 scale codes, one per 32 inputs
