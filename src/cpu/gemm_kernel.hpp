@@ -414,9 +414,10 @@ struct GemmKernel {
   // Decoded block scales, times a power-of-two factor (exact), of the scale rows a chunk's tiles
   // read, kept across the chunk: an FP8 scale row serves 128 weight rows, the 32 tiles of a chunk
   // of 4096 inputs, and decoded per tile (with dot_fp8_avx512's check whether the activations may
-  // take it) it had cost 2.3% of a V4-Flash-slice decode step. There they are broadcast from
-  // memory (a load) instead of built from their codes in branchy scalar code per block and row.
-  // The keys are the scale rows' addresses, which hold within one GEMM: run_chunk clears it.
+  // take it) it had cost 2.3% of a V4-Flash-slice decode step. The inner loops broadcast the
+  // decoded values from memory (a load) instead of building them from their codes in branchy
+  // scalar code per block and row. The keys are the scale rows' addresses, which hold within one
+  // GEMM: run_chunk clears the cache.
   struct ScaleRows {
     struct Row {
       const uint8_t* codes = nullptr;
@@ -633,11 +634,10 @@ struct GemmKernel {
         const int64_t p = u0 + 32 * b;
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c) {
-          const float* lut = kFp4ScaledTables[codes[c][p / 32]].data();
+          const __m512 lut = _mm512_load_ps(kFp4ScaledTables[codes[c][p / 32]].data());
           const __m512i idx = _mm512_srli_epi32(units[c], unsigned(8 * b));
-          // (the low 4 bits of each word index the table)
-          lo[c] = Batch(_mm512_permutexvar_ps(idx, _mm512_load_ps(lut)));
-          hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), _mm512_load_ps(lut)));
+          lo[c] = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
+          hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
         }
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
