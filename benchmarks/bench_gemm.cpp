@@ -12,6 +12,7 @@
 #include "dsv4/backend/registry.hpp"
 #include "dsv4/bench/roofline.hpp"
 #include "dsv4/core/huge_pages.hpp"
+#include "dsv4/core/kv_codec.hpp"
 
 namespace {
 
@@ -118,6 +119,53 @@ void bench_gemm(benchmark::State& state) {
       std::max(fma_before, dsv4::bench::measure_fma_peak()) / 1e9;
 }
 
+// The lightning indexer's top-k for one decode query over `entries` compressed entries (a CSA
+// layer at 4× that context) with V4-Flash's shapes (64 heads × 128, top-512, cache blocks of 512
+// entries), the keys stored in `format` (f32, bf16, or packed: rotated e2m1 + ue8m0, as
+// --kv-format packed stores them). Its q·K products are a GEMM of 64 × entries × 128 that
+// dominates the call: compare GFLOP/s with roofline_fma_GFLOP/s.
+void bench_indexer(benchmark::State& state) {
+  const int64_t entries = state.range(0), nh = 64, c = 128, top_k = 512, block = 512;
+  const auto format = dsv4::CacheFormat(state.range(1));
+  const dsv4::EntryCodec codec{format, c, 0, format == dsv4::CacheFormat::kFp4};
+  auto backend = dsv4::create_backend("cpu").value();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<std::vector<uint8_t>> blocks;
+  std::vector<float> key(static_cast<size_t>(c));
+  for (int64_t first = 0; first < entries; first += block) {
+    blocks.emplace_back(size_t(block) * codec.bytes());
+    for (int64_t j = 0; j < block; ++j) {
+      for (auto& x : key) x = normal(rng);
+      codec.encode(key.data(), blocks.back().data() + size_t(j) * codec.bytes());
+    }
+  }
+  std::vector<const uint8_t*> table;
+  for (const auto& b : blocks) table.push_back(b.data());
+  std::vector<float> q(static_cast<size_t>(nh * c)), u(static_cast<size_t>(nh));
+  for (auto& x : q) x = normal(rng);
+  for (auto& x : u) x = normal(rng);
+  int64_t visible = entries, n_selected = 0;
+  std::vector<int32_t> selected(static_cast<size_t>(top_k));
+  dsv4::IndexerTopkArgs a;
+  a.q = q.data(), a.weights = u.data(), a.n_queries = 1, a.n_heads = nh, a.head_dim = c;
+  a.top_k = top_k, a.key_block_entries = table.data(), a.key_codec = codec;
+  a.block_entries = block, a.n_visible = &visible;
+  a.selected = selected.data(), a.n_selected = &n_selected;
+  const double fma_before = dsv4::bench::measure_fma_peak();
+  for (auto _ : state) {
+    if (!backend->indexer_topk(a)) state.SkipWithError("indexer_topk failed");
+    benchmark::DoNotOptimize(selected.data());
+  }
+  state.SetLabel(format == dsv4::CacheFormat::kFp4    ? "packed"
+                 : format == dsv4::CacheFormat::kBF16 ? "bf16"
+                                                      : "f32");
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(nh * c * entries) / 1e9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["roofline_fma_GFLOP/s"] =
+      std::max(fma_before, dsv4::bench::measure_fma_peak()) / 1e9;
+}
+
 }  // namespace
 
 constexpr int kTiled = int(dsv4::WeightLayout::kTiled), kRows = int(dsv4::WeightLayout::kRows);
@@ -180,5 +228,13 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kFp4Block), 4, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kBF16), 1, 129280, 256, 1, kTiled})
     ->Args({int(WeightFormat::kBF16), 4, 129280, 256, 1, kTiled})
+    ->Unit(benchmark::kMicrosecond);
+// The indexer of a decode step at contexts 16K and 64K (4096 and 16384 compressed entries).
+BENCHMARK(bench_indexer)
+    ->ArgNames({"entries", "kv"})
+    ->Args({4096, int(dsv4::CacheFormat::kF32)})
+    ->Args({16384, int(dsv4::CacheFormat::kF32)})
+    ->Args({16384, int(dsv4::CacheFormat::kBF16)})
+    ->Args({16384, int(dsv4::CacheFormat::kFp4)})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

@@ -68,16 +68,31 @@ std::string_view isa_name(Isa isa) noexcept {
 KernelTable kernels_for(Isa isa) noexcept {
   switch (isa) {
     case Isa::kAvx512:
-      return {isa, &gemm_avx512, &gemm_group_avx512, &attention_avx512, official_kernels_avx512()};
+      return {isa,
+              &gemm_avx512,
+              &gemm_group_avx512,
+              &attention_avx512,
+              &indexer_scores_avx512,
+              official_kernels_avx512()};
     case Isa::kAvx2:
-      return {isa, &gemm_avx2, &gemm_group_avx2, &attention_avx2, official_kernels_avx2()};
+      return {isa,
+              &gemm_avx2,
+              &gemm_group_avx2,
+              &attention_avx2,
+              &indexer_scores_avx2,
+              official_kernels_avx2()};
     case Isa::kSse2:
-      return {isa, &gemm_sse2, &gemm_group_sse2, &attention_sse2, official_kernels_sse2()};
+      return {isa,
+              &gemm_sse2,
+              &gemm_group_sse2,
+              &attention_sse2,
+              &indexer_scores_sse2,
+              official_kernels_sse2()};
     case Isa::kScalar:
       break;
   }
-  return {Isa::kScalar, &gemm_reference, &gemm_group_reference, &attention_reference,
-          official_kernels_reference()};
+  return {Isa::kScalar,         &gemm_reference,           &gemm_group_reference,
+          &attention_reference, &indexer_scores_reference, official_kernels_reference()};
 }
 
 const KernelTable& kernels() noexcept {

@@ -30,12 +30,25 @@ struct OfficialKernels {
                          int64_t k, double* sums);
 };
 
+// The lightning indexer's head sums of nq queries against one block of keys (the indexer top-k
+// streams over the cache's blocks with it): totals[t·ld + j] = Σ_h u[t, h] · ReLU(q[t, h] · K_j),
+// before the 1/sqrt(c). Each total is computed alike whatever nq and the number of keys.
+struct IndexerScoresArgs {
+  const float* q = nullptr;  // [nq, n_heads, c]
+  const float* u = nullptr;  // [nq, n_heads]
+  int64_t n_queries = 0, n_heads = 0;
+  WeightView keys;  // [n keys, c], any format the GEMM reads
+  float* totals = nullptr;
+  int64_t ld = 0;
+};
+
 struct KernelTable {
   Isa isa;
   void (*gemm)(const GemmArgs&);  // may throw std::bad_alloc (scratch); the backend catches
   // Independent GEMMs as one piece of work (Backend::gemm_group), the same bits as gemm on each.
   void (*gemm_group)(const GemmArgs* gemms, int64_t count);
   void (*attention)(const AttentionArgs&);
+  void (*indexer_scores)(const IndexerScoresArgs&);  // may throw std::bad_alloc (scratch)
   OfficialKernels official;
 };
 
@@ -52,6 +65,10 @@ void attention_reference(const AttentionArgs& args);
 void attention_sse2(const AttentionArgs& args);
 void attention_avx2(const AttentionArgs& args);
 void attention_avx512(const AttentionArgs& args);
+void indexer_scores_reference(const IndexerScoresArgs& args);
+void indexer_scores_sse2(const IndexerScoresArgs& args);
+void indexer_scores_avx2(const IndexerScoresArgs& args);
+void indexer_scores_avx512(const IndexerScoresArgs& args);
 OfficialKernels official_kernels_reference();
 OfficialKernels official_kernels_sse2();
 OfficialKernels official_kernels_avx2();

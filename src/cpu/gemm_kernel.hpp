@@ -953,10 +953,10 @@ struct GemmKernel {
 
   // Inputs [0, vector_inputs) go through the lanes, whole lane-order groups (FP4: whole scale
   // blocks); the rest is the format's scalar tail.
-  static int64_t vector_inputs(const GemmArgs& g) {
-    const int64_t group =
-        g.w.format == WeightFormat::kFp4Block ? 32 : lane_stride(g.w.format) * kLanes;
-    return g.k / group * group;
+  static int64_t vector_inputs(const GemmArgs& g) { return vector_inputs(g.w.format, g.k); }
+  static int64_t vector_inputs(WeightFormat format, int64_t k) {
+    const int64_t group = format == WeightFormat::kFp4Block ? 32 : lane_stride(format) * kLanes;
+    return k / group * group;
   }
 
   // Partial sums of MI panel rows × NJ decoded weight rows over `n` inputs, continuing from `sums`

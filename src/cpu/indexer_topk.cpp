@@ -3,8 +3,8 @@
 // dot products ([queries × heads, block]) and one heap of k candidates per query.
 //
 // Decode-shaped calls (few queries) split the key blocks across threads and merge the per-thread
-// heaps; prefill-shaped calls give each thread groups of queries. The dot products go through the
-// ISA-dispatched GEMM (single-threaded inside the workers).
+// heaps; prefill-shaped calls give each thread groups of queries. The scores come from the
+// ISA-dispatched indexer kernel (indexer_kernel.hpp; single-threaded inside the workers).
 #include "indexer_topk.hpp"
 
 #include <omp.h>
@@ -56,13 +56,13 @@ class RunningTopk {
 };
 
 struct Worker {
-  std::vector<float> dots, scores, keys;  // keys: a block decoded from its stored format
+  std::vector<float> totals, keys;  // keys: a block decoded from its stored format
   std::vector<RunningTopk> topk;
 };
 
-// Block b's keys as a GEMM weight matrix [nb, c]: fp32 keys as they are; FP4 entries (codes then
-// scales, entry after entry) as a strided FP4 view the GEMM reads directly; other formats decoded
-// into `scratch`.
+// Block b's keys as a weight matrix [nb, c] the indexer kernel reads directly: fp32 and bf16 keys
+// as they are, FP4 entries (codes then scales, entry after entry) as a strided FP4 view; other
+// formats decoded into `scratch`.
 WeightView key_block_weights(const IndexerTopkArgs& a, int64_t b, int64_t nb,
                              std::vector<float>& scratch) {
   const int64_t c = a.head_dim;
@@ -71,12 +71,16 @@ WeightView key_block_weights(const IndexerTopkArgs& a, int64_t b, int64_t nb,
   const uint8_t* block = a.key_block_entries[b];
   if (codec.format == CacheFormat::kF32)
     return f32_weights(reinterpret_cast<const float*>(block), nb, c);
+  WeightView v;
+  v.out = nb, v.in = c, v.data = block;
+  if (codec.format == CacheFormat::kBF16) {
+    v.format = WeightFormat::kBF16;
+    return v;
+  }
   const auto entry_bytes = int64_t(codec.bytes());
   if (codec.format == CacheFormat::kFp4 && c % 2 == 0) {
-    WeightView v;
     v.format = WeightFormat::kFp4Block;
-    v.out = nb, v.in = c;
-    v.data = block, v.row_stride = entry_bytes;
+    v.row_stride = entry_bytes;
     v.scales = block + c / 2, v.scale_cols = codec.fp4_scales(), v.scale_stride = entry_bytes;
     return v;
   }
@@ -89,28 +93,22 @@ WeightView key_block_weights(const IndexerTopkArgs& a, int64_t b, int64_t nb,
 void score_block(const IndexerTopkArgs& a, int64_t q0, int64_t nq, int64_t b, int64_t nb, Worker& w,
                  RunningTopk* topk) {
   const int64_t nh = a.n_heads, c = a.head_dim;
-  w.dots.resize(size_t(nq * nh * nb));
-  w.scores.resize(size_t(nb));
-  GemmArgs g;
-  g.m = nq * nh, g.n = nb, g.k = c;
-  g.a = a.q + q0 * nh * c, g.lda = c;
-  g.w = key_block_weights(a, b, nb, w.keys);
-  g.c = w.dots.data(), g.ldc = nb;
-  kernels().gemm(g);
+  w.totals.resize(size_t(nq * nb));
+  IndexerScoresArgs s;
+  s.q = a.q + q0 * nh * c, s.u = a.weights + q0 * nh;
+  s.n_queries = nq, s.n_heads = nh;
+  s.keys = key_block_weights(a, b, nb, w.keys);
+  s.totals = w.totals.data(), s.ld = nb;
+  kernels().indexer_scores(s);
   const float inv_sqrt_dim = 1.0f / std::sqrt(float(c));
   const int64_t first = b * a.block_entries;
   for (int64_t t = 0; t < nq; ++t) {
     const int64_t visible = a.n_visible[q0 + t];
     const int64_t n_valid = std::min(nb, visible - first);
     if (visible <= a.top_k || n_valid <= 0) continue;
-    const float* u = a.weights + (q0 + t) * nh;
-    float* s = w.scores.data();
-    std::fill(s, s + n_valid, 0.0f);
-    for (int64_t h = 0; h < nh; ++h) {
-      const float* row = w.dots.data() + (t * nh + h) * nb;
-      for (int64_t j = 0; j < n_valid; ++j) s[j] += u[h] * std::max(row[j], 0.0f);
-    }
-    for (int64_t j = 0; j < n_valid; ++j) topk[t].offer({s[j] * inv_sqrt_dim, int32_t(first + j)});
+    const float* total = w.totals.data() + t * nb;
+    for (int64_t j = 0; j < n_valid; ++j)
+      topk[t].offer({total[j] * inv_sqrt_dim, int32_t(first + j)});
   }
 }
 
@@ -174,7 +172,7 @@ void run_split_keys(const IndexerTopkArgs& a) {
 
 // Many queries: groups of queries per thread, each streaming over the blocks it needs.
 void run_split_queries(const IndexerTopkArgs& a) {
-  constexpr int64_t kGroup = 8;  // queries per GEMM: 8 × H_I rows use the packed kernel well
+  constexpr int64_t kGroup = 8;  // queries per kernel call: a block's keys are decoded once for 8
   const int64_t n_groups = (a.n_queries + kGroup - 1) / kGroup;
   ParallelGuard guard;
 #pragma omp parallel for schedule(dynamic)

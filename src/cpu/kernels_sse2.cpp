@@ -3,6 +3,7 @@
 #include "cpu_kernels.hpp"
 #include "dot_kernel.hpp"
 #include "gemm_kernel.hpp"
+#include "indexer_kernel.hpp"
 
 namespace dsv4::cpu {
 void gemm_sse2(const GemmArgs& args) { detail::GemmKernel<xsimd::sse2>::run(args); }
@@ -10,5 +11,8 @@ void gemm_group_sse2(const GemmArgs* gemms, int64_t count) {
   detail::GemmKernel<xsimd::sse2>::run_group(gemms, count);
 }
 void attention_sse2(const AttentionArgs& args) { detail::AttentionKernel<xsimd::sse2>::run(args); }
+void indexer_scores_sse2(const IndexerScoresArgs& args) {
+  detail::IndexerKernel<xsimd::sse2>::run(args);
+}
 OfficialKernels official_kernels_sse2() { return detail::official_kernel_table(); }
 }  // namespace dsv4::cpu

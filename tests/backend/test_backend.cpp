@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -753,6 +754,101 @@ TEST_CASE("cpu indexer top-k: streaming selection equals scoring everything and 
                                  selected.begin() + t * top_k + int64_t(expected.size())) ==
             expected);
     }
+  }
+}
+
+TEST_CASE(
+    "cpu indexer scores: every ISA level and key format against the reference, the same "
+    "bits whatever the queries and keys of the call",
+    "[backend][indexer]") {
+  using dsv4::WeightFormat;
+  using dsv4::cpu::Isa;
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const Isa best = dsv4::cpu::detect_isa();
+  const int64_t nq = 3, nb = 37;  // key tiles of 5 and a remainder of 2
+  struct Case {
+    WeightFormat format;
+    int64_t c;  // with a scalar tail after the lane-ordered part
+  };
+  for (const Case cs : {Case{WeightFormat::kF32, 100}, Case{WeightFormat::kBF16, 100},
+                        Case{WeightFormat::kFp8Block, 200}, Case{WeightFormat::kFp4Block, 80},
+                        Case{WeightFormat::kF16, 40}}) {
+    TestMatrix keys = random_matrix(cs.format, nb, cs.c, rng);
+    if (cs.format == WeightFormat::kF16) {  // random_matrix leaves F16 codes zero
+      keys.view.data = keys.data.data();
+      for (int64_t i = 0; i < nb * cs.c; ++i) {
+        const uint16_t h = dsv4::float_to_fp16(normal(rng));
+        std::memcpy(keys.data.data() + 2 * i, &h, 2);
+      }
+    }
+    // 5 heads: one partial head vector; 64: V4's; 70: several groups of head vectors and a part.
+    for (int64_t nh : {5, 64, 70}) {
+      std::vector<float> q(static_cast<size_t>(nq * nh * cs.c)), u(static_cast<size_t>(nq * nh));
+      for (auto& x : q) x = normal(rng);
+      for (auto& x : u) x = normal(rng);
+      dsv4::cpu::IndexerScoresArgs a;
+      a.q = q.data(), a.u = u.data(), a.n_queries = nq, a.n_heads = nh, a.keys = keys.view;
+      a.ld = nb;
+      std::vector<float> ref(static_cast<size_t>(nq * nb));
+      a.totals = ref.data();
+      dsv4::cpu::indexer_scores_reference(a);
+      for (Isa isa : {Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+        if (isa > best) continue;
+        const auto table = dsv4::cpu::kernels_for(isa);
+        std::vector<float> got(ref.size(), -1.0f);
+        a.q = q.data(), a.u = u.data(), a.n_queries = nq, a.keys = keys.view;
+        a.totals = got.data(), a.ld = nb;
+        table.indexer_scores(a);
+        double max_rel = 0.0;
+        for (int64_t t = 0; t < nq; ++t)
+          for (int64_t j = 0; j < nb; ++j) {
+            // Σ_h |u_h| Σ_p |q_hp·k_p| conditions the sum.
+            double magnitude = 0.0;
+            for (int64_t h = 0; h < nh; ++h) {
+              double dot = 0.0;
+              for (int64_t p = 0; p < cs.c; ++p)
+                dot += std::abs(double(q[size_t((t * nh + h) * cs.c + p)]) * keys.view.at(j, p));
+              magnitude += std::abs(double(u[size_t(t * nh + h)])) * dot;
+            }
+            const size_t at = size_t(t * nb + j);
+            INFO("format " << dsv4::weight_format_traits(cs.format).name << " isa "
+                           << dsv4::cpu::isa_name(isa) << " heads " << nh << " query " << t
+                           << " key " << j << " got " << got[at] << " want " << ref[at]);
+            REQUIRE(std::isfinite(got[at]));
+            const double err = std::abs(double(got[at]) - double(ref[at]));
+            REQUIRE(err <= 1e-5 * magnitude);  // acceptance: fp32 sums of c products, then heads
+            max_rel = std::max(max_rel, err / magnitude);
+            // The same bits from a call of this query alone against this key alone.
+            float alone = -1.0f;
+            a.q = q.data() + t * nh * cs.c, a.u = u.data() + t * nh, a.n_queries = 1;
+            a.keys = dsv4::weight_rows(keys.view, j, 1), a.totals = &alone, a.ld = 1;
+            table.indexer_scores(a);
+            CHECK(std::memcmp(&alone, &got[at], 4) == 0);
+          }
+        CHECK(max_rel <= 3e-7);  // regression: what the kernels achieve today (1.7e-7)
+      }
+    }
+  }
+}
+
+TEST_CASE("cpu indexer scores: a NaN key input gives a NaN score at every ISA level",
+          "[backend][indexer]") {
+  using dsv4::cpu::Isa;
+  const int64_t nh = 20, c = 48, nb = 7;
+  std::vector<float> q(static_cast<size_t>(nh * c), 0.5f), u(static_cast<size_t>(nh), 1.0f);
+  std::vector<float> keys(static_cast<size_t>(nb * c), 0.25f);
+  keys[size_t(3 * c + 17)] = std::numeric_limits<float>::quiet_NaN();
+  for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa > dsv4::cpu::detect_isa()) continue;
+    std::vector<float> totals(static_cast<size_t>(nb));
+    dsv4::cpu::IndexerScoresArgs a;
+    a.q = q.data(), a.u = u.data(), a.n_queries = 1, a.n_heads = nh;
+    a.keys = dsv4::f32_weights(keys.data(), nb, c), a.totals = totals.data(), a.ld = nb;
+    dsv4::cpu::kernels_for(isa).indexer_scores(a);
+    INFO("isa " << dsv4::cpu::isa_name(isa));
+    for (int64_t j = 0; j < nb; ++j) CHECK(std::isnan(totals[size_t(j)]) == (j == 3));
+    CHECK(totals[0] == float(nh * c) * 0.125f);  // exact: every product and sum is
   }
 }
 

@@ -1,6 +1,7 @@
 // Scalar kernels, the oracles the ISA kernels are tested against. GEMM over every weight format:
 // weights dequantised element by element (WeightView::at), products accumulated in double, so it
-// is a strictly better reference than the fp32 kernels. Attention: the ops header's operator.
+// is a strictly better reference than the fp32 kernels; the indexer's head sums likewise.
+// Attention: the ops header's operator.
 #include <algorithm>
 #include <vector>
 
@@ -23,6 +24,22 @@ void gemm_reference(const GemmArgs& g) {
 
 void gemm_group_reference(const GemmArgs* gemms, int64_t count) {
   for (int64_t i = 0; i < count; ++i) gemm_reference(gemms[i]);
+}
+
+// The operator's sums in its order (heads, then inputs, one after the other), in double.
+void indexer_scores_reference(const IndexerScoresArgs& a) {
+  const int64_t nh = a.n_heads, c = a.keys.in;
+  for (int64_t t = 0; t < a.n_queries; ++t)
+    for (int64_t j = 0; j < a.keys.out; ++j) {
+      double total = 0.0;
+      for (int64_t h = 0; h < nh; ++h) {
+        const float* q = a.q + (t * nh + h) * c;
+        double dot = 0.0;
+        for (int64_t p = 0; p < c; ++p) dot += double(q[p]) * double(a.keys.at(j, p));
+        total += double(a.u[t * nh + h]) * std::max(dot, 0.0);
+      }
+      a.totals[t * a.ld + j] = float(total);
+    }
 }
 
 }  // namespace dsv4::cpu
