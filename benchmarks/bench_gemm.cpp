@@ -166,6 +166,37 @@ void bench_indexer(benchmark::State& state) {
       std::max(fma_before, dsv4::bench::measure_fma_peak()) / 1e9;
 }
 
+// Attention with sinks for one decode query over `keys` shared key/value entries (f32, as the
+// slice's default cache stores them) with V4-Flash's heads (64 × 512): a layer of the slice's
+// 64K decode attends its window (128) and 512 compressed entries (CSA: the indexer's top-512;
+// HCA: 64K / 128). Scores and values are 2 · 64 × keys × 512 multiply-adds: compare GFLOP/s with
+// roofline_fma_GFLOP/s.
+void bench_attention(benchmark::State& state) {
+  const int64_t n_keys = state.range(0), heads = 64, d = 512;
+  auto backend = dsv4::create_backend("cpu").value();
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(static_cast<size_t>(heads * d)), sinks(static_cast<size_t>(heads)),
+      values(static_cast<size_t>(n_keys * d)), out(static_cast<size_t>(heads * d));
+  for (auto& x : q) x = normal(rng);
+  for (auto& x : sinks) x = normal(rng);
+  for (auto& x : values) x = normal(rng);
+  std::vector<const float*> keys;
+  for (int64_t j = 0; j < n_keys; ++j) keys.push_back(values.data() + j * d);
+  dsv4::AttentionArgs a;
+  a.q = q.data(), a.n_heads = heads, a.head_dim = d, a.keys = keys.data(), a.n_keys = n_keys;
+  a.sinks = sinks.data(), a.out = out.data();
+  const double fma_before = dsv4::bench::measure_fma_peak();
+  for (auto _ : state) {
+    if (!backend->attention(a)) state.SkipWithError("attention failed");
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(4.0 * double(heads * d * n_keys) / 1e9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["roofline_fma_GFLOP/s"] =
+      std::max(fma_before, dsv4::bench::measure_fma_peak()) / 1e9;
+}
+
 }  // namespace
 
 constexpr int kTiled = int(dsv4::WeightLayout::kTiled), kRows = int(dsv4::WeightLayout::kRows);
@@ -237,4 +268,7 @@ BENCHMARK(bench_indexer)
     ->Args({16384, int(dsv4::CacheFormat::kBF16)})
     ->Args({16384, int(dsv4::CacheFormat::kFp4)})
     ->Unit(benchmark::kMicrosecond);
+// Attention of a decode step: the slice's 1K CSA layer (window 128 + 256 entries) and a 64K
+// layer (window 128 + 512).
+BENCHMARK(bench_attention)->ArgNames({"keys"})->Arg(384)->Arg(640)->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();
