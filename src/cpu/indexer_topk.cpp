@@ -1,6 +1,7 @@
 // The lightning indexer's top-k on the CPU: a streaming pass over the key blocks with a running
 // top-k per query. Nothing as long as the context is ever materialised: per worker, one block of
-// dot products ([queries × heads, block]) and one heap of k candidates per query.
+// scores ([queries, block]), one block of keys decoded to fp32 (the kernel's, for stored formats
+// other than fp32) and one heap of k candidates per query.
 //
 // Decode-shaped calls (few queries) split the key blocks across threads and merge the per-thread
 // heaps; prefill-shaped calls give each thread groups of queries. The scores come from the
