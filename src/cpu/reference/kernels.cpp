@@ -29,17 +29,21 @@ void gemm_group_reference(const GemmArgs* gemms, int64_t count) {
 // The operator's sums in its order (heads, then inputs, one after the other), in double.
 void indexer_scores_reference(const IndexerScoresArgs& a) {
   const int64_t nh = a.n_heads, c = a.keys.in;
-  for (int64_t t = 0; t < a.n_queries; ++t)
-    for (int64_t j = 0; j < a.keys.out; ++j) {
+  thread_local std::vector<double> key;  // one key row, decoded once for every query and head
+  key.resize(size_t(c));
+  for (int64_t j = 0; j < a.keys.out; ++j) {
+    for (int64_t p = 0; p < c; ++p) key[size_t(p)] = double(a.keys.at(j, p));
+    for (int64_t t = 0; t < a.n_queries; ++t) {
       double total = 0.0;
       for (int64_t h = 0; h < nh; ++h) {
         const float* q = a.q + (t * nh + h) * c;
         double dot = 0.0;
-        for (int64_t p = 0; p < c; ++p) dot += double(q[p]) * double(a.keys.at(j, p));
+        for (int64_t p = 0; p < c; ++p) dot += double(q[p]) * key[size_t(p)];
         total += double(a.u[t * nh + h]) * std::max(dot, 0.0);
       }
       a.totals[t * a.ld + j] = float(total);
     }
+  }
 }
 
 }  // namespace dsv4::cpu
