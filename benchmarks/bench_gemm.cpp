@@ -2,7 +2,8 @@
 // limits measured in the same run: decode-shaped GEMV (m = 1) is bound by reading the weights, so
 // its weight bytes/s (GB/s) are compared with the streaming-read bandwidth measured right before
 // and after it (roofline_bw_GB/s, the larger); prefill-shaped GEMM (GFLOP/s) with the fp32 FMA
-// peak (roofline_fma_GFLOP/s).
+// peak (roofline_fma_GFLOP/s). Also the two compute-bound operators of a long-context decode step,
+// the lightning indexer and attention, against the same FMA peak.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
