@@ -867,22 +867,29 @@ struct GemmKernel {
   static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
     // A group of kTile rows 64 bytes of codes at a time, row after row: tiled rows are then read
     // as the one stream they are stored as (row by row, each row's units lie 256 bytes apart).
-    const WeightFormatTraits traits = weight_format_traits(w.format);
-    const int64_t segment = 512 / traits.bits_per_weight;  // the inputs of 64 bytes
+    const int64_t segment = segment_inputs(w.format);
     for (int64_t c0 = 0; c0 < nj; c0 += kTile) {
       const int64_t c1 = std::min(nj, c0 + kTile);
       StoredRow rows[kTile];
       const uint8_t* scales[kTile] = {};
       for (int64_t c = c0; c < c1; ++c) {
         rows[c - c0] = w.stored_row(j0 + c);
-        if (traits.block_out > 0)
-          scales[c - c0] = w.scale_row((w.first_row + j0 + c) / traits.block_out);
+        scales[c - c0] = row_scale_codes(w, j0 + c);
       }
       for (int64_t p0 = 0; p0 < kv; p0 += segment)
         for (int64_t c = c0; c < c1; ++c)
           decode_segment(w.format, rows[c - c0], scales[c - c0], p0, std::min(kv, p0 + segment),
                          [&](int64_t p) { return out + interleaved<kTile>(c, p, kv); });
     }
+  }
+  // The inputs decode_segment takes at once: those of 64 bytes of codes.
+  static int64_t segment_inputs(WeightFormat format) {
+    return 512 / weight_format_traits(format).bits_per_weight;
+  }
+  // W row j's row of block scale codes (FP8: its 128-row block's), null for unscaled formats.
+  static const uint8_t* row_scale_codes(const WeightView& w, int64_t j) {
+    const int64_t rows_per_scale = weight_format_traits(w.format).block_out;
+    return rows_per_scale > 0 ? w.scale_row((w.first_row + j) / rows_per_scale) : nullptr;
   }
   // Vectors [p0, p1) of one row (decode_rows), each stored at dst(p).
   template <class Dst>
@@ -952,9 +959,11 @@ struct GemmKernel {
   }
 
   // Inputs [0, vector_inputs) go through the lanes, whole lane-order groups (FP4: whole scale
-  // blocks); the rest is the format's scalar tail.
+  // blocks); the rest is the format's scalar tail. F16, which decode_segment does not decode (the
+  // GEMM refuses it; the indexer kernel reads any view), is all tail.
   static int64_t vector_inputs(const GemmArgs& g) { return vector_inputs(g.w.format, g.k); }
   static int64_t vector_inputs(WeightFormat format, int64_t k) {
+    if (format == WeightFormat::kF16) return 0;
     const int64_t group = format == WeightFormat::kFp4Block ? 32 : lane_stride(format) * kLanes;
     return k / group * group;
   }

@@ -34,13 +34,9 @@ struct IndexerKernel {
   static constexpr int kHeadVectors = Gemm::kAvx512 ? 4 : 2;
   static constexpr int kKeys = 5;
 
-  // Inputs [0, kv) of a decoded key row are in the GEMM's lane order (decode_segment's), the
-  // rest in their own order.
-  static int64_t vector_inputs(WeightFormat format, int64_t c) {
-    return format == WeightFormat::kF16 ? 0 : Gemm::vector_inputs(format, c);
-  }
-  // The input at position p of a decoded row (see Gemm::lane_stride: vector v of a lane-order
-  // group holds inputs v, v + stride, v + 2·stride, ...).
+  // The input at position p of a decoded key row: inputs [0, kv) (Gemm::vector_inputs) are in
+  // the GEMM's lane order (decode_segment's; see Gemm::lane_stride: vector v of a lane-order
+  // group holds inputs v, v + stride, v + 2·stride, ...), the rest in their own order.
   static int64_t input_at(WeightFormat format, int64_t p, int64_t kv) {
     if (p >= kv) return p;
     const int64_t stride = Gemm::lane_stride(format), group = stride * kLanes, r = p % group;
@@ -58,14 +54,12 @@ struct IndexerKernel {
       return {reinterpret_cast<const float*>(w.row(0)),
               (w.row_stride ? w.row_stride : w.in * 4) / 4};
     const int64_t stride = (w.in + kLanes - 1) / kLanes * kLanes;
-    const int64_t kv = vector_inputs(w.format, w.in);
+    const int64_t kv = Gemm::vector_inputs(w.format, w.in),
+                  segment = Gemm::segment_inputs(w.format);
     buffer.resize(size_t(w.out * stride));
-    const WeightFormatTraits traits = weight_format_traits(w.format);
-    const int64_t segment = 512 / traits.bits_per_weight;  // the inputs of 64 bytes
     for (int64_t j = 0; j < w.out; ++j) {
       float* row = buffer.data() + j * stride;
-      const uint8_t* scales =
-          traits.block_out > 0 ? w.scale_row((w.first_row + j) / traits.block_out) : nullptr;
+      const uint8_t* scales = Gemm::row_scale_codes(w, j);
       const StoredRow stored = w.stored_row(j);
       for (int64_t p0 = 0; p0 < kv; p0 += segment)
         Gemm::decode_segment(w.format, stored, scales, p0, std::min(kv, p0 + segment),
@@ -75,17 +69,15 @@ struct IndexerKernel {
     return {buffer.data(), stride};
   }
 
-  // q of one query transposed to [c][hp] (inputs in the key rows' order, heads padded with zeros
-  // to hp, a multiple of kLanes), and its u padded alike: padded heads add u·ReLU(0) = 0.
+  // q of one query transposed to [c][hp] (position p holds input inputs[p], the key rows'
+  // order; heads padded with zeros to hp, a multiple of kLanes), and its u padded alike: padded
+  // heads add u·ReLU(0) = 0.
   static void transpose_query(const float* q, const float* u, int64_t nh, int64_t hp,
-                              const WeightView& w, Buffer& qt, Buffer& up) {
-    const int64_t c = w.in, kv = vector_inputs(w.format, c);
+                              const std::vector<int32_t>& inputs, Buffer& qt, Buffer& up) {
+    const auto c = int64_t(inputs.size());
     qt.resize(size_t(c * hp));
     up.assign(size_t(hp), 0.0f);
     std::copy(u, u + nh, up.begin());
-    thread_local std::vector<int32_t> inputs;
-    inputs.resize(size_t(c));
-    for (int64_t p = 0; p < c; ++p) inputs[size_t(p)] = int32_t(input_at(w.format, p, kv));
     for (int64_t h = 0; h < hp; ++h) {
       float* dst = qt.data() + h;
       if (h >= nh) {
@@ -141,14 +133,18 @@ struct IndexerKernel {
 
   static void run(const IndexerScoresArgs& a) {
     thread_local Buffer decoded, qt, up;
+    thread_local std::vector<int32_t> inputs;  // the key rows' order of inputs (input_at)
     const KeyRows keys = key_rows(a.keys, decoded);
     const int64_t nh = a.n_heads, hp = (nh + kLanes - 1) / kLanes * kLanes, nb = a.keys.out;
+    const int64_t c = a.keys.in, kv = Gemm::vector_inputs(a.keys.format, c);
+    inputs.resize(size_t(c));
+    for (int64_t p = 0; p < c; ++p) inputs[size_t(p)] = int32_t(input_at(a.keys.format, p, kv));
     for (int64_t t = 0; t < a.n_queries; ++t) {
-      transpose_query(a.q + t * nh * a.keys.in, a.u + t * nh, nh, hp, a.keys, qt, up);
+      transpose_query(a.q + t * nh * c, a.u + t * nh, nh, hp, inputs, qt, up);
       float* out = a.totals + t * a.ld;
       for (int64_t j0 = 0; j0 < nb; j0 += kKeys)
         with_count<kKeys>(std::min<int64_t>(kKeys, nb - j0), [&]<int KJ>() {
-          score_keys<KJ>(qt.data(), up.data(), hp, keys, j0, a.keys.in, out);
+          score_keys<KJ>(qt.data(), up.data(), hp, keys, j0, c, out);
         });
     }
   }
