@@ -9,6 +9,9 @@
 //           window 56 + top-k 16 (key lists longer than one 64-key block of the sparse-attention
 //           kernel), a prompt shorter than the window (the official prefill's −1 slots), softmax
 //           routing, no YaRN.
+//   long:   an HCA layer first (as V4-Pro's L0) and ratio 128 elsewhere, a prompt of 290 (two
+//           HCA entries, 72 CSA entries from which the indexer keeps 8) decoded past the next
+//           HCA boundary (384), three experts of eight per token, two hash layers.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -49,22 +52,54 @@ dsv4::ModelConfig wide_config() {
   return c;
 }
 
+dsv4::ModelConfig long_config() {
+  dsv4::ModelConfig c = dsv4::demo_model_config(4);
+  c.vocab_size = 256;
+  c.hidden_size = 128;
+  c.compress_ratios = {128, 4, 0, 128};
+  c.num_attention_heads = 4, c.head_dim = 64, c.qk_rope_head_dim = 16;
+  c.q_lora_rank = 64, c.o_groups = 2, c.o_lora_rank = 32;
+  c.index_n_heads = 4, c.index_head_dim = 32, c.index_topk = 8;
+  c.sliding_window = 16;
+  c.n_routed_experts = 8, c.num_experts_per_tok = 3, c.moe_intermediate_size = 64;
+  c.num_hash_layers = 2;
+  return c;
+}
+
+struct Case {
+  dsv4::ModelConfig config;
+  int64_t n_ids;
+  uint64_t seed;
+};
+
+bool find_case(const std::string& name, Case* out) {
+  if (name == "narrow")
+    *out = {narrow_config(), 60, 11};
+  else if (name == "wide")
+    *out = {wide_config(), 100, 12};
+  else if (name == "long")
+    *out = {long_config(), 400, 13};
+  else
+    return false;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: make_official_model narrow|wide DIR\n");
+    std::fprintf(stderr, "usage: make_official_model narrow|wide|long DIR\n");
     return 2;
   }
   const std::string name = argv[1], dir = argv[2];
-  if (name != "narrow" && name != "wide") {
+  Case chosen;
+  if (!find_case(name, &chosen)) {
     std::fprintf(stderr, "unknown configuration %s\n", name.c_str());
     return 2;
   }
-  const dsv4::ModelConfig c = name == "narrow" ? narrow_config() : wide_config();
-  const int64_t n_ids = name == "narrow" ? 60 : 100;
-  const auto weights =
-      dsv4::random_weights(c, name == "narrow" ? 11 : 12, dsv4::RandomWeightFormats::official());
+  const dsv4::ModelConfig& c = chosen.config;
+  const int64_t n_ids = chosen.n_ids;
+  const auto weights = dsv4::random_weights(c, chosen.seed, dsv4::RandomWeightFormats::official());
   if (dsv4::Status s = dsv4::write_checkpoint(dir, c, weights); !s) {
     std::fprintf(stderr, "%s\n", s.message().c_str());
     return 1;
