@@ -12,6 +12,9 @@
 //   long:   an HCA layer first (as V4-Pro's L0) and ratio 128 elsewhere, a prompt of 290 (two
 //           HCA entries, 72 CSA entries from which the indexer keeps 8) decoded past the next
 //           HCA boundary (384), three experts of eight per token, two hash layers.
+//   compact: CSA on every layer with a window of 4, one mHC stream (hc_mult 1), a top-k of 96
+//           above the entry count (the indexer keeps every entry), three hash layers, one output
+//           group, one expert of four per token.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -66,6 +69,21 @@ dsv4::ModelConfig long_config() {
   return c;
 }
 
+dsv4::ModelConfig compact_config() {
+  dsv4::ModelConfig c = dsv4::demo_model_config(4);
+  c.vocab_size = 200;
+  c.hidden_size = 64;
+  c.compress_ratios = {4, 4, 4, 4};
+  c.num_attention_heads = 2, c.head_dim = 64, c.qk_rope_head_dim = 16;
+  c.q_lora_rank = 32, c.o_groups = 1, c.o_lora_rank = 16;
+  c.index_n_heads = 2, c.index_head_dim = 32, c.index_topk = 96;
+  c.sliding_window = 4;
+  c.n_routed_experts = 4, c.num_experts_per_tok = 1, c.moe_intermediate_size = 32;
+  c.num_hash_layers = 3;
+  c.hc_mult = 1;
+  return c;
+}
+
 struct Case {
   dsv4::ModelConfig config;
   int64_t n_ids;
@@ -79,6 +97,8 @@ bool find_case(const std::string& name, Case* out) {
     *out = {wide_config(), 100, 12};
   else if (name == "long")
     *out = {long_config(), 400, 13};
+  else if (name == "compact")
+    *out = {compact_config(), 300, 14};
   else
     return false;
   return true;
@@ -88,7 +108,7 @@ bool find_case(const std::string& name, Case* out) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: make_official_model narrow|wide|long DIR\n");
+    std::fprintf(stderr, "usage: make_official_model narrow|wide|long|compact DIR\n");
     return 2;
   }
   const std::string name = argv[1], dir = argv[2];

@@ -2,8 +2,9 @@
 // tiny-a-q reference (official.safetensors, official_decisions.safetensors) and the
 // configurations make_official_model writes and the emulator runs in ctest (other widths, c not a
 // power of two, nope widths below 64, several FP8 scale blocks, HCA first, prompts past several
-// compression boundaries). Exact numerics: the same configurations against the emulator's --exact
-// run (every rounding point off), a second, independent reference besides the shipped goldens.
+// compression boundaries, one mHC stream, a top-k above the entry count). Exact numerics: the same
+// configurations against the emulator's --exact run (every rounding point off), a second,
+// independent reference besides the shipped goldens.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -28,7 +29,7 @@ constexpr float kRegression = 1e-5f;
 constexpr float kExactRegression = 1e-5f;
 
 // The configurations make_official_model writes and the emulator runs in ctest.
-constexpr const char* kGeneratedConfigurations[] = {"narrow", "wide", "long"};
+constexpr const char* kGeneratedConfigurations[] = {"narrow", "wide", "long", "compact"};
 
 struct Reference {
   std::vector<int32_t> ids;
