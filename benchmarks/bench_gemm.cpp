@@ -213,6 +213,9 @@ BENCHMARK(bench_gemm)
     ->Args({int(WeightFormat::kFp8Block), 1, 8192, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096, 1, kTiled})
+    // The V4-Flash slice's FP8 matrices of 1024 inputs: attention's and the indexer's wq_b.
+    ->Args({int(WeightFormat::kFp8Block), 1, 32768, 1024, 1, kTiled})
+    ->Args({int(WeightFormat::kFp8Block), 1, 8192, 1024, 1, kTiled})
     ->Unit(benchmark::kMicrosecond);
 // The same decode with the weights in rows: as a loaded model holds F32 and BF16 rows of 4 KiB or
 // more, and every format with --weights stored (there in the checkpoint's mapping, not huge pages).
