@@ -77,6 +77,25 @@ alignas(64) inline constexpr std::array<std::array<float, 16>, 256> kFp4ScaledTa
   return tables;
 }();
 
+// Tiles are handed out in chunks of about 512 KiB of weights, first come first served: on a
+// shared machine one thread of a static split often finished late and the other waited at the
+// barrier (a sixth of a decode step's samples were spent there). With tiled weights a chunk is
+// one sequential stream, and longer streams read faster: 512 KiB against 128 KiB measured +5-8%
+// on the 4096x4096 GEMVs of every format and 3-17% less time per token on the slice's 1K decode
+// (interleaved; 256 KiB and 1 MiB measured like 512).
+// Smaller chunks only where a group has too few for its threads: with 512 KiB a group of a few
+// MiB (attention's wq_a and wkv on V4-Flash: 6 MiB, 12 chunks) would leave most threads of a
+// many-core server idle while memory could feed them. Each thread then gets about
+// kGemmChunksPerThread chunks, none below kGemmMinChunkBytes (a stream the prefetchers can
+// follow). Two threads keep 512 KiB chunks for any group of 4 MiB or more.
+inline constexpr int64_t kGemmChunkBytes = int64_t(512) << 10;
+inline constexpr int64_t kGemmMinChunkBytes = int64_t(64) << 10;
+inline constexpr int64_t kGemmChunksPerThread = 4;
+constexpr int64_t gemm_chunk_bytes(int64_t group_weight_bytes, int64_t threads) {
+  const int64_t share = group_weight_bytes / (std::max<int64_t>(threads, 1) * kGemmChunksPerThread);
+  return std::clamp(share, kGemmMinChunkBytes, kGemmChunkBytes);
+}
+
 // Calls f.template operator()<N>() for the runtime count n in [1, Max]: tile shapes are template
 // arguments (so accumulators live in registers), the edge tiles' sizes are known only at run time.
 template <int Max, class F>
@@ -811,15 +830,9 @@ struct GemmKernel {
            may_fork();
   }
 
-  // Tiles are handed out in chunks of about 512 KiB of weights, first come first served: on a
-  // shared machine one thread of a static split often finished late and the other waited at the
-  // barrier (a sixth of a decode step's samples were spent there). With tiled weights a chunk is
-  // one sequential stream, and longer streams read faster: 512 KiB against 128 KiB measured
-  // +5-8% on the 4096x4096 GEMVs of every format and 3-17% less time per token on the slice's
-  // 1K decode (interleaved; 256 KiB and 1 MiB measured like 512).
-  static constexpr int64_t kChunkBytes = int64_t(512) << 10;
-  static int64_t tiles_per_chunk(const GemmArgs& g) {
-    return std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, kTile * g.w.row_bytes()));
+  // Whole tiles of about `chunk` bytes (gemm_chunk_bytes), at least one.
+  static int64_t tiles_per_chunk(const GemmArgs& g, int64_t chunk) {
+    return std::max<int64_t>(1, chunk / std::max<int64_t>(1, kTile * g.w.row_bytes()));
   }
 
   // One chunk of the register path's work: weight tiles [tile_begin, tile_end) of GEMM `gemm`
@@ -1209,21 +1222,28 @@ struct GemmKernel {
     lane_orders.resize(lane_floats);
     inputs.resize(size_t(count));
     chunks.clear();
-    float* lane_order = lane_orders.data();
+    const auto on_register_path = [](const GemmArgs& g) {
+      return g.m > 0 && g.m <= register_rows_limit(g.w.format);
+    };
     bool fork = false;
     size_t weight_bytes = 0;
     for (int64_t i = 0; i < count; ++i) {
-      const GemmArgs& g = gemms[i];
-      if (g.m > register_rows_limit(g.w.format) || g.m == 0) continue;
-      inputs[size_t(i)] = register_inputs(g, lane_order);
-      if (lane_stride(g.w.format) > 1) lane_order += g.m * g.k;
-      const int64_t n_tiles = (g.n + kTile - 1) / kTile, per_chunk = tiles_per_chunk(g);
-      for (int64_t t = 0; t < n_tiles; t += per_chunk)
-        chunks.push_back({i, t, std::min(n_tiles, t + per_chunk)});
-      fork = fork || parallel(g);
-      weight_bytes += g.w.data_bytes();
+      if (!on_register_path(gemms[i])) continue;
+      fork = fork || parallel(gemms[i]);
+      weight_bytes += gemms[i].w.data_bytes();
     }
     fork = fork || (weight_bytes >= kParallelWeightBytes && may_fork());
+    const int64_t chunk = gemm_chunk_bytes(int64_t(weight_bytes), fork ? omp_get_max_threads() : 1);
+    float* lane_order = lane_orders.data();
+    for (int64_t i = 0; i < count; ++i) {
+      const GemmArgs& g = gemms[i];
+      if (!on_register_path(g)) continue;
+      inputs[size_t(i)] = register_inputs(g, lane_order);
+      if (lane_stride(g.w.format) > 1) lane_order += g.m * g.k;
+      const int64_t n_tiles = (g.n + kTile - 1) / kTile, per_chunk = tiles_per_chunk(g, chunk);
+      for (int64_t t = 0; t < n_tiles; t += per_chunk)
+        chunks.push_back({i, t, std::min(n_tiles, t + per_chunk)});
+    }
     const TileChunk* work = chunks.data();
     const RegisterInputs* in = inputs.data();
     const auto n_chunks = int64_t(chunks.size());

@@ -465,6 +465,24 @@ TEST_CASE("cpu gemm: the FP4 tables times each scale code are the products", "[b
     }
 }
 
+TEST_CASE("cpu gemm: a group's chunks give every thread work, 512 KiB where there are enough",
+          "[backend][gemm]") {
+  using dsv4::cpu::detail::gemm_chunk_bytes;
+  constexpr int64_t kKiB = 1024, kMiB = 1024 * kKiB;
+  // Two threads (this project's CI and benchmark host): 512 KiB for groups of 4 MiB or more.
+  CHECK(gemm_chunk_bytes(4 * kMiB, 2) == 512 * kKiB);
+  CHECK(gemm_chunk_bytes(34 * kMiB, 2) == 512 * kKiB);
+  CHECK(gemm_chunk_bytes(2 * kMiB, 2) == 256 * kKiB);
+  // A many-core server: attention's wq_a + wkv of V4-Flash (6 MiB) on 64 threads is cut into
+  // chunks of the 64 KiB floor, 96 of them, more than the threads; 34 MiB gives 4 per thread.
+  CHECK(gemm_chunk_bytes(6 * kMiB, 64) == 64 * kKiB);
+  CHECK(34 * kMiB / gemm_chunk_bytes(34 * kMiB, 64) >= 4 * 64);
+  // One thread, or a group too small to fork: never below the floor nor above 512 KiB.
+  CHECK(gemm_chunk_bytes(0, 1) == 64 * kKiB);
+  CHECK(gemm_chunk_bytes(1024 * kMiB, 1) == 512 * kKiB);
+  CHECK(gemm_chunk_bytes(1024 * kMiB, 0) == 512 * kKiB);
+}
+
 TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled as in rows",
           "[backend][gemm]") {
   // The AVX-512 tiled FP4 kernel reads each block's table times its scale from a table per
