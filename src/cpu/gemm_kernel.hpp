@@ -1210,34 +1210,28 @@ struct GemmKernel {
     thread_local std::vector<float> lane_orders;  // the activations in lane order (lane_stride)
     thread_local std::vector<RegisterInputs> inputs;
     thread_local std::vector<TileChunk> chunks;
-    size_t lane_floats = 0;
+    size_t lane_floats = 0, weight_bytes = 0;  // of the GEMMs on the register path
+    bool fork = false;
     for (int64_t i = 0; i < count; ++i) {
       const GemmArgs& g = gemms[i];
       if (g.m > register_rows_limit(g.w.format)) {
         run_decoded(g);
-      } else if (lane_stride(g.w.format) > 1) {
-        lane_floats += size_t(g.m * g.k);
+        continue;
       }
-    }
-    lane_orders.resize(lane_floats);
-    inputs.resize(size_t(count));
-    chunks.clear();
-    const auto on_register_path = [](const GemmArgs& g) {
-      return g.m > 0 && g.m <= register_rows_limit(g.w.format);
-    };
-    bool fork = false;
-    size_t weight_bytes = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      if (!on_register_path(gemms[i])) continue;
-      fork = fork || parallel(gemms[i]);
-      weight_bytes += gemms[i].w.data_bytes();
+      if (g.m == 0) continue;
+      if (lane_stride(g.w.format) > 1) lane_floats += size_t(g.m * g.k);
+      fork = fork || parallel(g);
+      weight_bytes += g.w.data_bytes();
     }
     fork = fork || (weight_bytes >= kParallelWeightBytes && may_fork());
     const int64_t chunk = gemm_chunk_bytes(int64_t(weight_bytes), fork ? omp_get_max_threads() : 1);
+    lane_orders.resize(lane_floats);
+    inputs.resize(size_t(count));
+    chunks.clear();
     float* lane_order = lane_orders.data();
     for (int64_t i = 0; i < count; ++i) {
       const GemmArgs& g = gemms[i];
-      if (!on_register_path(g)) continue;
+      if (g.m > register_rows_limit(g.w.format) || g.m == 0) continue;
       inputs[size_t(i)] = register_inputs(g, lane_order);
       if (lane_stride(g.w.format) > 1) lane_order += g.m * g.k;
       const int64_t n_tiles = (g.n + kTile - 1) / kTile, per_chunk = tiles_per_chunk(g, chunk);
