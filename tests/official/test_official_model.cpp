@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "dsv4/formats/safetensors.hpp"
@@ -93,6 +94,37 @@ int64_t count_decision_mismatches(const Reference& ref, const dsv4::ForwardTrace
   return mismatches;
 }
 
+// Prefill of the reference's prompt (every row's logits), then teacher-forced decode of the
+// rest: the largest |diff| against the reference in each phase (infinite for a non-finite logit,
+// see max_abs_diff). `on_trace`, when given, sees each append's trace with its first position and
+// token count.
+struct ReplayErrors {
+  float prefill = 0.0f, decode = 0.0f;
+};
+using TraceCheck = std::function<void(const dsv4::ForwardTrace&, int64_t first, int64_t n)>;
+ReplayErrors replay_reference(dsv4::Session& session, const Reference& ref, int64_t vocab,
+                              const TraceCheck& on_trace = {}) {
+  dsv4::ForwardTrace trace;
+  dsv4::ForwardTrace* const traced = on_trace ? &trace : nullptr;
+  dsv4::AppendOptions all;
+  all.output = dsv4::OutputMode::kAll;
+  std::vector<float> logits(ref.prefill.size());
+  REQUIRE(
+      session.append({ref.ids.data(), size_t(ref.prompt_len)}, all, logits.data(), traced).is_ok());
+  ReplayErrors errors;
+  errors.prefill = max_abs_diff(logits.data(), ref.prefill.data(), logits.size());
+  if (on_trace) on_trace(trace, 0, ref.prompt_len);
+  std::vector<float> step(static_cast<size_t>(vocab));
+  for (int64_t t = ref.prompt_len; t < int64_t(ref.ids.size()); ++t) {
+    REQUIRE(session.append({ref.ids.data() + t, 1}, step.data(), traced).is_ok());
+    errors.decode = std::max(
+        errors.decode,
+        max_abs_diff(step.data(), ref.decode.data() + (t - ref.prompt_len) * vocab, size_t(vocab)));
+    if (on_trace) on_trace(trace, t, 1);
+  }
+  return errors;
+}
+
 // Official prefill of the prompt, then teacher-forced decode: logits and decisions.
 void check_against_reference(const fs::path& checkpoint, const fs::path& logits_file,
                              const fs::path& decisions_file) {
@@ -107,25 +139,13 @@ void check_against_reference(const fs::path& checkpoint, const fs::path& logits_
   auto session = dsv4::Session::create(model).value();
   REQUIRE(session->kv_format() == dsv4::KvFormat::kPacked);
 
-  dsv4::AppendOptions all;
-  all.output = dsv4::OutputMode::kAll;
-  std::vector<float> logits(ref.prefill.size());
-  dsv4::ForwardTrace trace;
-  REQUIRE(session->append({ref.ids.data(), size_t(ref.prompt_len)}, all, logits.data(), &trace)
-              .is_ok());
-  const float prefill_err = max_abs_diff(logits.data(), ref.prefill.data(), logits.size());
-  int64_t mismatches =
-      count_decision_mismatches(ref, trace, 0, ref.prompt_len, c.index_topk, c.num_experts_per_tok);
-
-  float decode_err = 0.0f;
-  std::vector<float> step(static_cast<size_t>(V));
-  for (int64_t t = ref.prompt_len; t < int64_t(ref.ids.size()); ++t) {
-    REQUIRE(session->append({ref.ids.data() + t, 1}, step.data(), &trace).is_ok());
-    decode_err = std::max(
-        decode_err,
-        max_abs_diff(step.data(), ref.decode.data() + (t - ref.prompt_len) * V, size_t(V)));
-    mismatches += count_decision_mismatches(ref, trace, t, 1, c.index_topk, c.num_experts_per_tok);
-  }
+  int64_t mismatches = 0;
+  const ReplayErrors errors = replay_reference(
+      *session, ref, V, [&](const dsv4::ForwardTrace& trace, int64_t first, int64_t n) {
+        mismatches +=
+            count_decision_mismatches(ref, trace, first, n, c.index_topk, c.num_experts_per_tok);
+      });
+  const float prefill_err = errors.prefill, decode_err = errors.decode;
   WARN(checkpoint.filename().string()
        << ": official prefill max |diff| " << prefill_err << ", decode " << decode_err << ", "
        << mismatches << " decision rows differ (of " << ref.decisions.size() << " tables × "
@@ -170,19 +190,8 @@ TEST_CASE("exact numerics: generated configurations match the emulator's exact r
     const int64_t V = model->config().vocab_size;
     const Reference ref = load_reference(dir / "exact.safetensors", {}, V);
     auto session = dsv4::Session::create(model).value();
-    dsv4::AppendOptions all;
-    all.output = dsv4::OutputMode::kAll;
-    std::vector<float> logits(ref.prefill.size());
-    REQUIRE(session->append({ref.ids.data(), size_t(ref.prompt_len)}, all, logits.data()).is_ok());
-    const float prefill_err = max_abs_diff(logits.data(), ref.prefill.data(), logits.size());
-    float decode_err = 0.0f;
-    std::vector<float> step(static_cast<size_t>(V));
-    for (int64_t t = ref.prompt_len; t < int64_t(ref.ids.size()); ++t) {
-      REQUIRE(session->append({ref.ids.data() + t, 1}, step.data()).is_ok());
-      decode_err = std::max(
-          decode_err,
-          max_abs_diff(step.data(), ref.decode.data() + (t - ref.prompt_len) * V, size_t(V)));
-    }
+    const ReplayErrors errors = replay_reference(*session, ref, V);
+    const float prefill_err = errors.prefill, decode_err = errors.decode;
     WARN(name << ": exact prefill max |diff| " << prefill_err << ", decode " << decode_err);
     CHECK(prefill_err < kAcceptance);
     CHECK(decode_err < kAcceptance);
