@@ -119,13 +119,15 @@ class CpuBackend final : public Backend {
   // GEMVs); F32 and BF16 only in rows shorter than kPlainRowsAsStored bytes: longer plain rows
   // stream faster as four sequences (BF16 in 8 and 16 KiB rows +4-10%, F32 in 4 KiB rows +14%;
   // against 2 KiB rows -5%, 512-byte rows, the head's shape in bench_gemm, -38%;
-  // docs/performance.md, seventh round). The official kernels read whole rows, so their weights
-  // stay in rows.
+  // docs/performance.md, seventh round). On Intel's cores FP8 too stays in rows
+  // (fp8_rows_as_stored: there the four streams read faster). The official kernels read whole
+  // rows, so their weights stay in rows.
   static constexpr int64_t kPlainRowsAsStored = 4096;
   WeightLayout gemm_weight_layout(const WeightView& w, Numerics numerics) const noexcept override {
     const bool plain = w.format == WeightFormat::kF32 || w.format == WeightFormat::kBF16;
     const bool tile = numerics == Numerics::kExact && has_gemm_kernel(w.format) && w.tileable() &&
-                      !(plain && w.row_bytes() >= kPlainRowsAsStored);
+                      !(plain && w.row_bytes() >= kPlainRowsAsStored) &&
+                      !(w.format == WeightFormat::kFp8Block && fp8_rows_as_stored());
     return tile ? WeightLayout::kTiled : WeightLayout::kRows;
   }
   Result<Buffer> allocate(size_t bytes, BufferUse) noexcept override {

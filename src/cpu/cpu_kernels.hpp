@@ -74,6 +74,21 @@ OfficialKernels official_kernels_sse2();
 OfficialKernels official_kernels_avx2();
 OfficialKernels official_kernels_avx512();
 
+// Whose cores these are: the GEMV's weight streams want different prefetches and layouts on
+// Intel's and AMD's cores (measured on each; docs/performance.md, twelfth round).
+enum class CpuVendor { kIntel, kAmd, kOther };
+CpuVendor cpu_vendor() noexcept;
+
+// How far ahead of its reads (in row bytes) the GEMV prefetches each weight row, and whether
+// into L1 or into L2.
+struct GemvPrefetch {
+  int64_t bytes = 2048;
+  bool into_l1 = false;
+};
+GemvPrefetch gemv_prefetch(WeightFormat format) noexcept;
+// Whether the CPU backend keeps FP8 matrices' rows as stored rather than tiled (exact numerics).
+bool fp8_rows_as_stored() noexcept;
+
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;
 std::string_view isa_name(Isa isa) noexcept;

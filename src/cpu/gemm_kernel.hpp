@@ -35,6 +35,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu_kernels.hpp"
 #include "dsv4/backend/backend.hpp"
 #include "parallel_guard.hpp"
 
@@ -321,6 +322,7 @@ struct GemmKernel {
   struct RegisterInputs {
     const float* lane_order = nullptr;  // where lane_stride > 1: the activations in lane order
     ActivationRange range;              // FP8 on AVX-512: for prescales_exactly
+    GemvPrefetch prefetch;              // this CPU's for the weights' format
   };
 
   // ---- one tile of MI activation rows x NJ weight rows, decoded in registers ----
@@ -334,15 +336,17 @@ struct GemmKernel {
     const uint8_t* next_rows[NJ];  // row c of the next tile (where prefetch continues)
     int64_t unit_stride;           // StoredRow::unit_stride, the same for every row
     int64_t row_bytes;
+    GemvPrefetch lead;
     Batch acc[MI][NJ];
     float tail[MI][NJ] = {};  // scalar remainders, already scaled
 
-    Tile(const GemmArgs& args, int64_t i, int64_t j)
+    Tile(const GemmArgs& args, int64_t i, int64_t j, GemvPrefetch prefetch)
         : g(args),
           i0(i),
           j0(j),
           unit_stride(args.w.stored_row(j).unit_stride),
-          row_bytes(args.w.row_bytes()) {
+          row_bytes(args.w.row_bytes()),
+          lead(prefetch) {
       for (int r = 0; r < MI; ++r) a[r] = g.a + (i0 + r) * g.lda;
       for (int c = 0; c < NJ; ++c) {
         rows[c] = g.w.stored_row(j0 + c).base;
@@ -356,35 +360,37 @@ struct GemmKernel {
       for (int r = 0; r < MI; ++r)
         for (int c = 0; c < NJ; ++c) tail[r][c] = scalar_tail_sum(g, i0 + r, j0 + c, p0, p1);
     }
-    // Software prefetch of each row `kPrefetchBytes` ahead of byte offset `at`: GEMV streams NJ
+    // Software prefetch of each row `lead.bytes` ahead of byte offset `at`: GEMV streams NJ
     // rows at once, more slowly than a plain copy, and the hardware prefetcher alone leaves the
     // decode waiting on memory (measured: the stalls sit on the first use of each load). Near a
     // row's end it continues into the same row of the next tile (the tiles' usual order): the
-    // next tile's rows would otherwise start cold, and their first kPrefetchBytes, waited for
-    // with little memory parallelism, had cost the FP8 GEMV a quarter of its speed.
+    // next tile's rows would otherwise start cold, and their first bytes, waited for with little
+    // memory parallelism, had cost the FP8 GEMV a quarter of its speed.
     // Always inlined: GCC takes a function whose only effect is a prefetch for one without side
     // effects, and where such a call is not inlined early it deletes it (the FP8 GEMV lost its
     // prefetch that way and read memory 20% slower).
     // Tiled rows lie in one stream, the next group (the next tile) right after this one: the
     // same lead in row bytes is kTileRows times as far along the stream, and past a row's end it
     // lands in the next tile by itself.
-    // Into L2, not L1 (prefetcht1, locality 2): a prefetch into L1 holds one of the core's few
-    // L1 miss buffers for the whole trip to memory, so the lead the stream needs (bandwidth ×
-    // latency, 20-40 lines a core) ran out of buffers and the loads behind it waited; from L2 the
-    // line reaches L1 on first use within the out-of-order window. Paired runs on the Zen 4 host
-    // (bench_gemm shapes, alternating 150 ms each; docs/performance.md, sixth round): against L1
-    // at 1024 bytes, L2 at 2048 read +13% (FP8), +5% (FP4), +18% (BF16), and +9-15% with rows as
-    // stored; L2 at 4096 or 8192 bytes within 2% of 2048; prefetchnta 3.5-12% slower.
-    static constexpr int64_t kPrefetchBytes = 2048;
+    // The lead and the cache level are the CPU's (gemv_prefetch): on Zen 4 into L2 (prefetcht1),
+    // 2 KiB ahead (a prefetch into L1 held one of the core's few L1 miss buffers for the whole
+    // trip to memory, and the lead the stream needs ran out of them: against L1 at 1 KiB, L2 at
+    // 2 KiB read FP8 +13%, FP4 +5%, BF16 +18%; docs/performance.md, sixth round); on Intel's
+    // cores into L1, 512 bytes ahead, except FP4 (twelfth round).
     [[gnu::always_inline]] inline void prefetch(int64_t at) const {
-      const int64_t ahead = at + kPrefetchBytes;
+      const int64_t ahead = at + lead.bytes;
       if (g.w.tiled()) {
-        for (int c = 0; c < NJ; ++c) __builtin_prefetch(rows[c] + (ahead >> 6) * unit_stride, 0, 2);
+        for (int c = 0; c < NJ; ++c) touch(rows[c] + (ahead >> 6) * unit_stride);
         return;
       }
       for (int c = 0; c < NJ; ++c)
-        __builtin_prefetch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes),
-                           0, 2);
+        touch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes));
+    }
+    [[gnu::always_inline]] inline void touch(const uint8_t* line) const {
+      if (lead.into_l1)
+        __builtin_prefetch(line, 0, 3);
+      else
+        __builtin_prefetch(line, 0, 2);
     }
     // Byte `byte` of weight row c: StoredRow::at without the FP4 unit transposition, which the
     // kernels never need here (they ask a tiled FP4 row for the starts of its units only).
@@ -712,7 +718,7 @@ struct GemmKernel {
   template <int MI, int NJ>
   static void dot_tile(const GemmArgs& g, int64_t i0, int64_t j0, const RegisterInputs& in,
                        ScaleRows& scales) {
-    Tile<MI, NJ> t(g, i0, j0);
+    Tile<MI, NJ> t(g, i0, j0, in.prefetch);
     switch (g.w.format) {
       case WeightFormat::kF32:
         dot_plain<WeightFormat::kF32>(t);
@@ -855,6 +861,7 @@ struct GemmKernel {
   // activations (m·k floats) go to `lane_order`.
   static RegisterInputs register_inputs(const GemmArgs& g, float* lane_order) {
     RegisterInputs in;
+    in.prefetch = gemv_prefetch(g.w.format);
     if (lane_stride(g.w.format) > 1) {
       for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, lane_order + i * g.k, kLanes);
       in.lane_order = lane_order;
