@@ -80,7 +80,7 @@ enum class CpuVendor { kIntel, kAmd, kOther };
 CpuVendor cpu_vendor() noexcept;
 
 // How far ahead of its reads (in row bytes) the GEMV prefetches each weight row, and whether
-// into L1 or into L2.
+// into L1 or into L2; the defaults are every CPU's but Intel's.
 struct GemvPrefetch {
   int64_t bytes = 2048;
   bool into_l1 = false;
