@@ -30,9 +30,10 @@ struct Matrix {
   std::vector<uint8_t, dsv4::HugePageAllocator<uint8_t>> data;
   std::vector<uint8_t> scales;
   dsv4::WeightView view;
-  // In `layout`, kTiled or kRows (the checkpoint's own order). A model loaded on the CPU backend
-  // holds FP8, FP4 and short-row F32/BF16 matrices tiled and F32/BF16 rows of 4 KiB or more in
-  // rows (Backend::gemm_weight_layout), all in huge pages.
+  // In `layout`: kRows (the checkpoint's own order), kTiled or kRowUnits. A model loaded on the
+  // CPU backend holds short-row F32/BF16 matrices tiled and F32/BF16 rows of 4 KiB or more in
+  // rows; FP8 tiled, but in rows on Intel's cores; FP4 tiled, but in row units on Intel's cores
+  // (Backend::gemm_weight_layout), all in huge pages.
   Matrix(WeightFormat format, int64_t out, int64_t in, dsv4::WeightLayout layout) {
     view.format = format;
     view.out = out;
@@ -62,10 +63,10 @@ struct Matrix {
     scales.assign(size_t(std::max<int64_t>(view.scale_rows(), 0) * view.scale_cols), 120);
     view.data = data.data();
     view.scales = scales.data();
-    if (layout == dsv4::WeightLayout::kTiled && view.tileable()) {
-      decltype(data) tiled(dsv4::weight_data_bytes(view, layout));
-      view = dsv4::tile_weights(view, tiled.data());
-      data = std::move(tiled);
+    if (layout != dsv4::WeightLayout::kRows && view.tileable()) {
+      decltype(data) units(dsv4::weight_data_bytes(view, layout));
+      view = dsv4::units_weights(view, layout, units.data());
+      data = std::move(units);
     }
   }
 };
@@ -105,8 +106,10 @@ void bench_gemm(benchmark::State& state) {
     benchmark::DoNotOptimize(c.data());
   }
   const Matrix& w = first;
-  state.SetLabel(std::string(dsv4::weight_format_traits(format).name) +
-                 (w.view.tiled() ? " tiled" : ""));
+  state.SetLabel(std::string(dsv4::weight_format_traits(format).name) + (w.view.tiled() ? " tiled"
+                                                                         : w.view.in_units()
+                                                                             ? " row-units"
+                                                                             : ""));
   const double flops = 2.0 * double(m * n * k);
   const double bytes = double(w.view.bytes());
   state.counters["GFLOP/s"] =
@@ -200,19 +203,23 @@ void bench_attention(benchmark::State& state) {
 
 }  // namespace
 
-constexpr int kTiled = int(dsv4::WeightLayout::kTiled), kRows = int(dsv4::WeightLayout::kRows);
+constexpr int kTiled = int(dsv4::WeightLayout::kTiled), kRows = int(dsv4::WeightLayout::kRows),
+              kRowUnits = int(dsv4::WeightLayout::kRowUnits);
 
 // Decode shapes (weights streamed once): compare GB/s with roofline_bw_GB/s. The weights are
 // tiled, as a loaded model holds the FP8 and FP4 ones (these F32 and BF16 ones it holds in rows:
 // below).
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "layout"})
     ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kBF16), 1, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 1, 8192, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096, 1, kTiled})
+    // FP4 as Intel's cores hold it (fp4_in_row_units).
+    ->Args({int(WeightFormat::kFp4Block), 1, 4096, 4096, 1, kRowUnits})
+    ->Args({int(WeightFormat::kFp4Block), 1, 8192, 4096, 1, kRowUnits})
     // The V4-Flash slice's FP8 matrices of 1024 inputs: attention's and the indexer's wq_b.
     ->Args({int(WeightFormat::kFp8Block), 1, 32768, 1024, 1, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 1, 8192, 1024, 1, kTiled})
@@ -220,7 +227,7 @@ BENCHMARK(bench_gemm)
 // The same decode with the weights in rows: as a loaded model holds F32 and BF16 rows of 4 KiB or
 // more, and every format with --weights stored (there in the checkpoint's mapping, not huge pages).
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "layout"})
     ->Args({int(WeightFormat::kF32), 1, 4096, 4096, 1, kRows})
     ->Args({int(WeightFormat::kBF16), 1, 4096, 4096, 1, kRows})
     ->Args({int(WeightFormat::kFp8Block), 1, 4096, 4096, 1, kRows})
@@ -231,31 +238,35 @@ BENCHMARK(bench_gemm)
     ->Unit(benchmark::kMicrosecond);
 // The same decode from weights that stay in L2 (256 rows): the kernel's compute ceiling.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "layout"})
     ->Args({int(WeightFormat::kBF16), 1, 256, 4096, 0, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 1, 256, 4096, 0, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 1, 256, 4096, 0, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 1, 256, 4096, 0, kRowUnits})
     ->Unit(benchmark::kMicrosecond);
 // Prefill shapes: compare GFLOP/s with roofline_fma_GFLOP/s.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "layout"})
     ->Args({int(WeightFormat::kF32), 256, 1024, 1024, 0, kTiled})
     ->Args({int(WeightFormat::kF32), 512, 512, 2048, 0, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 256, 1024, 1024, 0, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 256, 1024, 1024, 0, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 256, 1024, 1024, 0, kRowUnits})
     ->Unit(benchmark::kMillisecond);
 // A routed expert's rows in a prefill chunk (256 tokens × top-6 over 256 experts: about 6).
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "layout"})
     ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp4Block), 12, 2048, 4096, 1, kTiled})
+    ->Args({int(WeightFormat::kFp4Block), 6, 2048, 4096, 1, kRowUnits})
+    ->Args({int(WeightFormat::kFp4Block), 12, 2048, 4096, 1, kRowUnits})
     ->Args({int(WeightFormat::kFp8Block), 6, 2048, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 12, 2048, 4096, 1, kTiled})
     ->Unit(benchmark::kMicrosecond);
 // A batched decode step (Session::decode_batch) of 2, 4 and 8 sequences: the weights are read once
 // for all rows; compare the time with the m = 1 rows above.
 BENCHMARK(bench_gemm)
-    ->ArgNames({"fmt", "m", "n", "k", "mem", "tiled"})
+    ->ArgNames({"fmt", "m", "n", "k", "mem", "layout"})
     ->Args({int(WeightFormat::kBF16), 4, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kBF16), 8, 4096, 4096, 1, kTiled})
     ->Args({int(WeightFormat::kFp8Block), 2, 4096, 4096, 1, kTiled})

@@ -27,7 +27,7 @@ Status check_gemm_args(const GemmArgs& g) noexcept {
   const bool block_scaled = is_block_scaled(w.format);
   if (g.m < 0 || g.n < 0 || g.k < 0 || !g.a || !w.data || !g.c || g.lda < g.k || g.ldc < g.n ||
       w.out != g.n || w.in != g.k || (block_scaled && !w.scales) ||
-      (w.format == WeightFormat::kFp4Block && g.k % 2 != 0) || (w.tiled() && !w.tileable()))
+      (w.format == WeightFormat::kFp4Block && g.k % 2 != 0) || (w.in_units() && !w.tileable()))
     return Status(StatusCode::kInvalidArgument, "cpu backend: inconsistent gemm arguments");
   return Status::ok();
 }
@@ -120,15 +120,18 @@ class CpuBackend final : public Backend {
   // stream faster as four sequences (BF16 in 8 and 16 KiB rows +4-10%, F32 in 4 KiB rows +14%;
   // against 2 KiB rows -5%, 512-byte rows, the head's shape in bench_gemm, -38%;
   // docs/performance.md, seventh round). On Intel's cores FP8 too stays in rows
-  // (fp8_rows_as_stored: there the four streams read faster). The official kernels read whole
-  // rows, so their weights stay in rows.
+  // (fp8_rows_as_stored: there the four streams read faster), and FP4 in rows of transposed
+  // units (fp4_in_row_units: four streams, and the units its AVX-512 kernel reads). The official
+  // kernels read whole rows, so their weights stay in rows.
   static constexpr int64_t kPlainRowsAsStored = 4096;
   WeightLayout gemm_weight_layout(const WeightView& w, Numerics numerics) const noexcept override {
     const bool plain = w.format == WeightFormat::kF32 || w.format == WeightFormat::kBF16;
-    const bool tile = numerics == Numerics::kExact && has_gemm_kernel(w.format) && w.tileable() &&
-                      !(plain && w.row_bytes() >= kPlainRowsAsStored) &&
-                      !(w.format == WeightFormat::kFp8Block && fp8_rows_as_stored());
-    return tile ? WeightLayout::kTiled : WeightLayout::kRows;
+    const bool units = numerics == Numerics::kExact && has_gemm_kernel(w.format) && w.tileable();
+    if (!units || (plain && w.row_bytes() >= kPlainRowsAsStored) ||
+        (w.format == WeightFormat::kFp8Block && fp8_rows_as_stored()))
+      return WeightLayout::kRows;
+    if (w.format == WeightFormat::kFp4Block && fp4_in_row_units()) return WeightLayout::kRowUnits;
+    return WeightLayout::kTiled;
   }
   Result<Buffer> allocate(size_t bytes, BufferUse) noexcept override {
     const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;

@@ -80,14 +80,19 @@ enum class CpuVendor { kIntel, kAmd, kOther };
 CpuVendor cpu_vendor() noexcept;
 
 // How far ahead of its reads (in row bytes) the GEMV prefetches each weight row, and whether
-// into L1 or into L2; the defaults are every CPU's but Intel's.
+// into L1 or into L2; `far`, where not 0, a second prefetch into L2 that far ahead (rows not
+// tiled only). The defaults are every CPU's but Intel's.
 struct GemvPrefetch {
   int64_t bytes = 2048;
   bool into_l1 = false;
+  int64_t far = 0;
 };
-GemvPrefetch gemv_prefetch(WeightFormat format) noexcept;
+GemvPrefetch gemv_prefetch(WeightFormat format, WeightLayout layout) noexcept;
 // Whether the CPU backend keeps FP8 matrices' rows as stored rather than tiled (exact numerics).
 bool fp8_rows_as_stored() noexcept;
+// Whether the CPU backend keeps FP4 matrices in rows of transposed units (WeightLayout::kRowUnits)
+// rather than tiled (exact numerics).
+bool fp4_in_row_units() noexcept;
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

@@ -55,7 +55,7 @@ inline constexpr float kFp8ViaFp16Factor = 256.0f;
 // fields, on any pipe, still 6% against this load: measured with throughput loops on Zen 4).
 // Built from bits, since a constant expression may not overflow to infinity. Only the rows of
 // the codes a model uses are ever read (a few lines of L1). Used by the AVX-512 tiled FP4 GEMV
-// (GemmKernel::dot_fp4_tiled_avx512).
+// (GemmKernel::dot_fp4_units_avx512).
 constexpr uint32_t fp4_scaled_bits(int v, int code) {
   const uint32_t sign = v & 8 ? 0x80000000u : 0u;
   const int magnitude = v & 7;
@@ -204,11 +204,12 @@ struct GemmKernel {
   }
 #endif
   // FP4: kLanes bytes hold 2·kLanes weights, times `scale`; `lo` gets the even ones (the low
-  // nibbles), `hi` the odd ones. `Tiled` says where lane l's byte is: `at`[l] (rows as stored),
-  // or byte `block` of the 32-bit word at `at` + 4·l (a tiled unit, transposed: the vector ISAs
+  // nibbles), `hi` the odd ones. `Transposed` says where lane l's byte is: `at`[l] (rows as
+  // stored), or byte `block` of the 32-bit word at `at` + 4·l (a unit of the tiled or row-unit
+  // layout, transposed: the vector ISAs
   // load whole words and shift that byte down instead of widening bytes). The scale multiplies
   // the 16-entry table once instead of both vectors (the same values: a permute only selects).
-  template <bool Tiled>
+  template <bool Transposed>
   static void load_fp4_pair(const uint8_t* at, int block, float scale, Batch& lo, Batch& hi) {
 #if defined(__x86_64__)
     if constexpr (kAvx512) {
@@ -217,8 +218,8 @@ struct GemmKernel {
                                        -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f),
                         _mm512_set1_ps(scale));
       const __m512i idx =
-          Tiled ? _mm512_srli_epi32(_mm512_loadu_si512(at), unsigned(8 * block))
-                : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at)));
+          Transposed ? _mm512_srli_epi32(_mm512_loadu_si512(at), unsigned(8 * block))
+                     : _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at)));
       lo = Batch(_mm512_permutexvar_ps(idx, lut));  // uses the low 4 bits of each index
       hi = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
       return;
@@ -227,9 +228,9 @@ struct GemmKernel {
           _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f), _mm256_set1_ps(scale));
       const __m256i sign_bit = _mm256_set1_epi32(int32_t(0x80000000u));
       const __m256i idx =
-          Tiled ? _mm256_srli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(at)),
-                                    8 * block)
-                : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(at)));
+          Transposed ? _mm256_srli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(at)),
+                                         8 * block)
+                     : _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(at)));
       const __m256i idx_hi = _mm256_srli_epi32(idx, 4);
       // permutevar8x32 uses the low 3 bits (the magnitude); bit 3 is the sign (bits above 3,
       // other bytes of a tiled word, are shifted out).
@@ -244,7 +245,7 @@ struct GemmKernel {
 #endif
     alignas(64) float tl[kLanes], th[kLanes];
     for (int64_t l = 0; l < kLanes; ++l) {
-      const uint8_t byte = Tiled ? at[4 * l + block] : at[l];
+      const uint8_t byte = Transposed ? at[4 * l + block] : at[l];
       tl[l] = fp4_e2m1_to_float(uint8_t(byte & 0xf)) * scale;
       th[l] = fp4_e2m1_to_float(uint8_t(byte >> 4)) * scale;
     }
@@ -253,10 +254,10 @@ struct GemmKernel {
   }
   // load_fp4_pair for the 2·kLanes weights from element p (a multiple of 2·kLanes) of a row
   // whose 64-byte unit holding them starts at `unit`.
-  template <bool Tiled>
+  template <bool Transposed>
   static void fp4_pair_in_unit(const uint8_t* unit, int64_t p, float scale, Batch& lo, Batch& hi) {
     const int64_t q = p / 2 % 64;  // the first pair's byte in the unit as stored in rows
-    if constexpr (Tiled)
+    if constexpr (Transposed)
       load_fp4_pair<true>(unit + 4 * (q % 16), int(q / 16), scale, lo, hi);
     else
       load_fp4_pair<false>(unit + q, 0, scale, lo, hi);
@@ -376,15 +377,22 @@ struct GemmKernel {
     // 2 KiB ahead (a prefetch into L1 held one of the core's few L1 miss buffers for the whole
     // trip to memory, and the lead the stream needs ran out of them: against L1 at 1 KiB, L2 at
     // 2 KiB read FP8 +13%, FP4 +5%, BF16 +18%; docs/performance.md, sixth round); on Intel's
-    // cores into L1, 512 bytes ahead, except FP4 (twelfth round).
+    // cores into L1, 512 bytes ahead, and FP4 also into L2 4 KiB ahead (`lead.far`; twelfth and
+    // thirteenth rounds).
     [[gnu::always_inline]] inline void prefetch(int64_t at) const {
       const int64_t ahead = at + lead.bytes;
       if (g.w.tiled()) {
         for (int c = 0; c < NJ; ++c) touch(rows[c] + (ahead >> 6) * unit_stride);
         return;
       }
-      for (int c = 0; c < NJ; ++c)
-        touch(ahead < row_bytes ? rows[c] + ahead : next_rows[c] + (ahead - row_bytes));
+      for (int c = 0; c < NJ; ++c) touch(in_row_or_next(c, ahead));
+      if (lead.far > 0)
+        for (int c = 0; c < NJ; ++c) __builtin_prefetch(in_row_or_next(c, at + lead.far), 0, 2);
+    }
+    // Byte `at` of row c, or past its end the byte that far into the next tile's row c (rows as
+    // stored are read in that order).
+    [[gnu::always_inline]] inline const uint8_t* in_row_or_next(int c, int64_t at) const {
+      return at < row_bytes ? rows[c] + at : next_rows[c] + (at - row_bytes);
     }
     [[gnu::always_inline]] inline void touch(const uint8_t* line) const {
       if (lead.into_l1)
@@ -638,14 +646,15 @@ struct GemmKernel {
 #endif
 
 #if defined(__x86_64__)
-  // dot_fp4 over tiled (transposed) units on AVX-512: a row's whole unit (128 weights, four
-  // blocks) is loaded once and each block's low and high nibbles are two constant shifts of it
-  // away, so 16 weights cost a shift and a table permute instead of a widening and a permute
+  // dot_fp4 over transposed units (tiled or row-unit layouts) on AVX-512: a row's whole unit (128
+  // weights, four blocks) is loaded once and each block's low and high nibbles are two constant
+  // shifts of it away, so 16 weights cost a shift and a table permute instead of a widening and a
+  // permute
   // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
   // bits. Each block's table, already times its scale, is kFp4ScaledTables[code], loaded once per
   // block and row for both permutes: a scale costs a load (see there).
   template <int MI, int NJ>
-  static void dot_fp4_tiled_avx512(Tile<MI, NJ>& t, const float* a_perm) {
+  static void dot_fp4_units_avx512(Tile<MI, NJ>& t, const float* a_perm) {
     const uint8_t* codes[NJ];  // the rows' ue8m0 scale codes, one per 32 inputs
     for (int c = 0; c < NJ; ++c) codes[c] = t.g.w.scale_row(t.g.w.first_row + t.j0 + c);
     Batch acc[MI][NJ];
@@ -680,16 +689,16 @@ struct GemmKernel {
   // even ones then the odd ones) so the low and high nibbles of kLanes bytes meet two vectors.
   // Both vectors come out of the table times the block scale (exact: a power of two), then one
   // FMA each per activation row.
-  template <int MI, int NJ, bool Tiled>
+  template <int MI, int NJ, bool Transposed>
   static void dot_fp4(Tile<MI, NJ>& t, ScaleRows& cache, const float* a_perm) {
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
 #if defined(__x86_64__)
     // (Tiles of 3-4 activation rows keep the loop below: with the units held too, their 16
     // accumulators leave too few registers.)
-    if constexpr (Tiled && kAvx512 && MI <= 2) {
-      dot_fp4_tiled_avx512(t, a_perm);
-      return;  // tileable FP4 rows are whole units: no scalar tail
+    if constexpr (Transposed && kAvx512 && MI <= 2) {
+      dot_fp4_units_avx512(t, a_perm);
+      return;  // rows in units are whole units: no scalar tail
     }
 #endif
     typename ScaleRows::Row* rows[NJ];
@@ -701,8 +710,8 @@ struct GemmKernel {
       for (int64_t p = b0; p < b0 + 32; p += group) {
         Batch lo[NJ], hi[NJ];
         for (int c = 0; c < NJ; ++c)
-          fp4_pair_in_unit<Tiled>(t.at(c, p / 2 / 64 * 64), p, rows[c]->values[size_t(blk)], lo[c],
-                                  hi[c]);
+          fp4_pair_in_unit<Transposed>(t.at(c, p / 2 / 64 * 64), p, rows[c]->values[size_t(blk)],
+                                       lo[c], hi[c]);
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
           const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
@@ -730,7 +739,7 @@ struct GemmKernel {
         dot_fp8(t, scales, in.lane_order + i0 * g.k, in.range);
         break;
       case WeightFormat::kFp4Block:
-        if (g.w.tiled())
+        if (g.w.in_units())
           dot_fp4<MI, NJ, true>(t, scales, in.lane_order + i0 * g.k);
         else
           dot_fp4<MI, NJ, false>(t, scales, in.lane_order + i0 * g.k);
@@ -861,7 +870,7 @@ struct GemmKernel {
   // activations (m·k floats) go to `lane_order`.
   static RegisterInputs register_inputs(const GemmArgs& g, float* lane_order) {
     RegisterInputs in;
-    in.prefetch = gemv_prefetch(g.w.format);
+    in.prefetch = gemv_prefetch(g.w.format, g.w.layout);
     if (lane_stride(g.w.format) > 1) {
       for (int64_t i = 0; i < g.m; ++i) lane_order_row(g, i, lane_order + i * g.k, kLanes);
       in.lane_order = lane_order;
@@ -885,11 +894,14 @@ struct GemmKernel {
   // - 1 of row c (see lane_stride) are at out + interleaved<kTile>(c, p, kv). The scalar tails
   // stay with WeightView::at.
   static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
-    // A group of kTile rows 64 bytes of codes at a time, row after row: tiled rows are then read
-    // as the one stream they are stored as (row by row, each row's units lie 256 bytes apart).
+    // Tiled rows: a group of kTile rows 64 bytes of codes at a time, row after row, so they are
+    // read as the one stream they are stored as (row by row, each row's units lie 256 bytes
+    // apart). Other layouts: row after row, each a stream of its own (read 64 bytes of each of
+    // four rows at a time, FP4 rows of 2 KiB had decoded 18% slower than tiled ones).
     const int64_t segment = segment_inputs(w.format);
-    for (int64_t c0 = 0; c0 < nj; c0 += kTile) {
-      const int64_t c1 = std::min(nj, c0 + kTile);
+    const int64_t segment_rows = w.tiled() ? kTile : 1;
+    for (int64_t c0 = 0; c0 < nj; c0 += segment_rows) {
+      const int64_t c1 = std::min(nj, c0 + segment_rows);
       StoredRow rows[kTile];
       const uint8_t* scales[kTile] = {};
       for (int64_t c = c0; c < c1; ++c) {

@@ -17,10 +17,10 @@ namespace {
 
 constexpr int64_t kParallelRows = 16;
 
-// Row o's codes, contiguous: where they lie, or (tiled weights) gathered into this thread's
+// Row o's codes, contiguous: where they lie, or (weights in units) gathered into this thread's
 // scratch.
 const uint8_t* row_codes(const WeightView& w, int64_t o) {
-  if (!w.tiled()) return w.row(o);
+  if (!w.in_units()) return w.row(o);
   thread_local std::vector<uint8_t> gathered;
   if (gathered.size() < size_t(w.row_bytes())) gathered.resize(size_t(w.row_bytes()));
   w.copy_row_codes(o, gathered.data());
@@ -64,7 +64,7 @@ std::vector<float> mhc_mixes(const WeightView& fn, const float* x, int64_t n_tok
   std::vector<float> mixes(size_t(n_tokens * fn.out));
   thread_local std::vector<float> decoded;
   const float* fn_rows = reinterpret_cast<const float*>(fn.row(0));
-  if (fn.format != WeightFormat::kF32 || fn.row_stride != 0 || fn.tiled()) {
+  if (fn.format != WeightFormat::kF32 || fn.row_stride != 0 || fn.in_units()) {
     float* rows = scratch(decoded, size_t(fn.out * width));
     for (int64_t r = 0; r < fn.out; ++r) fn.decode_row(r, rows + r * width);
     fn_rows = rows;

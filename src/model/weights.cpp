@@ -242,7 +242,7 @@ namespace {
 
 // l's codes in `layout`, written to dst (weight_data_bytes(l, layout) bytes).
 WeightView relayout(const WeightView& l, WeightLayout layout, uint8_t* dst) {
-  return layout == WeightLayout::kTiled ? tile_weights(l, dst) : untile_weights(l, dst);
+  return layout == WeightLayout::kRows ? untile_weights(l, dst) : units_weights(l, layout, dst);
 }
 
 }  // namespace
@@ -256,8 +256,8 @@ void relayout_gemm_weights(ModelWeights& w,
   for_each_gemm_weight(w, [&](Linear& l) {
     const WeightLayout want = layout_for(l);
     if (l.out > 0) {
-      if (want == WeightLayout::kTiled && (l.first_row != 0 || !l.tileable()))
-        fail(StatusCode::kInternal, "relayout_gemm_weights: a matrix that cannot be tiled");
+      if (want != WeightLayout::kRows && (l.first_row != 0 || !l.tileable()))
+        fail(StatusCode::kInternal, "relayout_gemm_weights: a matrix that cannot be in units");
       todo.emplace_back(&l, want);
     }
   });
@@ -594,7 +594,7 @@ class CheckpointWriter {
   // A matrix named PREFIX.weight (+ PREFIX.scale when block-scaled).
   void matrix(const std::string& prefix, const Linear& l) {
     if (l.first_row != 0) fail(StatusCode::kInternal, "write_checkpoint: a row view of " + prefix);
-    const auto data = l.tiled() ? rows_in_order(l) : bytes_of(l.data, l.data_bytes());
+    const auto data = l.in_units() ? rows_in_order(l) : bytes_of(l.data, l.data_bytes());
     switch (l.format) {
       case WeightFormat::kF32:
         items_.push_back({prefix + ".weight", DType::kF32, {l.out, l.in}, data});

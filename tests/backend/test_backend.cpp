@@ -369,11 +369,13 @@ TEST_CASE("cpu gemm: a view of rows of a block-scaled matrix uses its own scale 
   }
 }
 
-TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at every ISA",
-          "[backend][gemm]") {
+TEST_CASE(
+    "cpu gemm: tiled and row-unit weights give the bits of the same weights in rows, at "
+    "every ISA",
+    "[backend][gemm]") {
   // Every path: register tiles (1 and 3 rows; FP8 also prescaled blocks), the decoded-block GEMM
-  // (56 rows), on one and two threads; n = 1030 leaves a partial last group (padding rows), and
-  // row views whose first row is not a multiple of the group read across groups.
+  // (56 rows), on one and two threads; n = 1030 leaves a partial last group (padding rows) when
+  // tiled, and row views whose first row is not a multiple of the group read across groups.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(5);
@@ -386,31 +388,42 @@ TEST_CASE("cpu gemm: tiled weights give the bits of the same weights in rows, at
     const int64_t n = 1030;
     const TestMatrix rows = random_matrix(format, n, k, rng);
     REQUIRE(rows.view.tileable());
-    std::vector<uint8_t> tiled_codes(
-        dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
-    const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, tiled_codes.data());
-    REQUIRE(tiled.tiled());
-    CHECK(tiled.data_bytes() == size_t(1032 * rows.view.row_bytes()));
     std::vector<float> a(size_t(56 * k));
     for (auto& x : a) x = dist(rng);
-    for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
-      if (isa > best) continue;
-      const auto table = dsv4::cpu::kernels_for(isa);
-      auto run = [&](const dsv4::WeightView& w, int64_t m, int threads) {
-        return gemm_on_threads(table, w, a.data(), m, threads);
-      };
-      for (int64_t m : {1, 3, 56})
-        for (int threads : {1, 2}) {
-          INFO("format " << dsv4::weight_format_traits(format).name << " isa "
-                         << dsv4::cpu::isa_name(isa) << " m " << m << " threads " << threads);
-          const std::vector<float> want = run(rows.view, m, threads), got = run(tiled, m, threads);
-          for (float x : got) REQUIRE(std::isfinite(x));
-          CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
-          const std::vector<float> part = run(dsv4::weight_rows(tiled, 5, 301), m, threads);
-          const std::vector<float> part_rows =
-              run(dsv4::weight_rows(rows.view, 5, 301), m, threads);
-          CHECK(std::memcmp(part.data(), part_rows.data(), part.size() * 4) == 0);
-        }
+    for (dsv4::WeightLayout layout : {dsv4::WeightLayout::kTiled, dsv4::WeightLayout::kRowUnits}) {
+      std::vector<uint8_t> codes(dsv4::weight_data_bytes(rows.view, layout));
+      const dsv4::WeightView tiled = dsv4::units_weights(rows.view, layout, codes.data());
+      REQUIRE(tiled.in_units());
+      REQUIRE(tiled.tiled() == (layout == dsv4::WeightLayout::kTiled));
+      CHECK(tiled.data_bytes() == size_t((tiled.tiled() ? 1032 : n) * rows.view.row_bytes()));
+      // The reference decoders read either layout as the rows.
+      std::vector<uint8_t> row_codes(size_t(rows.view.row_bytes()));
+      for (int64_t o : {int64_t(0), int64_t(3), int64_t(1029)}) {
+        tiled.copy_row_codes(o, row_codes.data());
+        CHECK(std::memcmp(row_codes.data(), rows.view.row(o), row_codes.size()) == 0);
+        CHECK(tiled.at(o, k - 1) == rows.view.at(o, k - 1));
+      }
+      for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
+        if (isa > best) continue;
+        const auto table = dsv4::cpu::kernels_for(isa);
+        auto run = [&](const dsv4::WeightView& w, int64_t m, int threads) {
+          return gemm_on_threads(table, w, a.data(), m, threads);
+        };
+        for (int64_t m : {1, 3, 56})
+          for (int threads : {1, 2}) {
+            INFO("format " << dsv4::weight_format_traits(format).name << " layout " << int(layout)
+                           << " isa " << dsv4::cpu::isa_name(isa) << " m " << m << " threads "
+                           << threads);
+            const std::vector<float> want = run(rows.view, m, threads),
+                                     got = run(tiled, m, threads);
+            for (float x : got) REQUIRE(std::isfinite(x));
+            CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+            const std::vector<float> part = run(dsv4::weight_rows(tiled, 5, 301), m, threads);
+            const std::vector<float> part_rows =
+                run(dsv4::weight_rows(rows.view, 5, 301), m, threads);
+            CHECK(std::memcmp(part.data(), part_rows.data(), part.size() * 4) == 0);
+          }
+      }
     }
   }
 }
@@ -511,6 +524,10 @@ TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled a
     rows.data[size_t(byte)] &= 0xBB;  // both nibbles' magnitude codes under 4: at most 1.5
   std::vector<uint8_t> tiled_codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
   const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, tiled_codes.data());
+  std::vector<uint8_t> unit_codes(
+      dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kRowUnits));
+  const dsv4::WeightView row_units =
+      dsv4::units_weights(rows.view, dsv4::WeightLayout::kRowUnits, unit_codes.data());
   // Activations of about 2^-12: 6·2^125 (and 1.5·2^127) times 512 of them stays finite.
   std::uniform_real_distribution<float> dist(-0x1p-12f, 0x1p-12f);
   std::vector<float> a(size_t(2 * k));
@@ -525,6 +542,8 @@ TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled a
       const std::vector<float> got = gemm_on_threads(table, tiled, a.data(), m, 1);
       for (float x : got) REQUIRE(std::isfinite(x));
       CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+      const std::vector<float> in_row_units = gemm_on_threads(table, row_units, a.data(), m, 1);
+      CHECK(std::memcmp(in_row_units.data(), want.data(), want.size() * 4) == 0);
       // Group 1's outputs are subnormal but not all zero: the codes 0 and 1 were applied.
       bool nonzero = false;
       for (int64_t j = 4; j < 8; ++j) nonzero = nonzero || got[size_t(j)] != 0.0f;
@@ -620,6 +639,8 @@ TEST_CASE("cpu backend: gemm rejects inconsistent arguments", "[backend][gemm]")
   g.w.format = dsv4::WeightFormat::kF32;
   g.w.layout = dsv4::WeightLayout::kTiled;  // 16-byte rows: no whole 64-byte units
   CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kInvalidArgument);
+  g.w.layout = dsv4::WeightLayout::kRowUnits;
+  CHECK(cpu->gemm(g).code() == dsv4::StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("cpu backend: exact numerics tile FP8, FP4 and short plain rows, official ones as stored",
@@ -655,6 +676,16 @@ TEST_CASE("cpu backend: exact numerics tile FP8, FP4 and short plain rows, offic
   CHECK(cpu->gemm_weight_layout(fp8, Numerics::kExact) ==
         (dsv4::cpu::fp8_rows_as_stored() ? WeightLayout::kRows : WeightLayout::kTiled));
   CHECK(cpu->gemm_weight_layout(fp8, Numerics::kOfficial) == WeightLayout::kRows);
+  dsv4::WeightView fp4;
+  fp4.format = dsv4::WeightFormat::kFp4Block;
+  fp4.out = 4;
+  fp4.in = 4096;
+  fp4.scale_cols = 128;
+  CHECK(cpu->gemm_weight_layout(fp4, Numerics::kExact) ==
+        (dsv4::cpu::fp4_in_row_units() ? WeightLayout::kRowUnits : WeightLayout::kTiled));
+  CHECK(cpu->gemm_weight_layout(fp4, Numerics::kOfficial) == WeightLayout::kRows);
+  fp4.in = 100;  // 50-byte rows: no whole 64-byte units
+  CHECK(cpu->gemm_weight_layout(fp4, Numerics::kExact) == WeightLayout::kRows);
 }
 
 TEST_CASE("cpu vector_exp: within 2 ulp of std::exp, zero below the normal range, NaN kept",

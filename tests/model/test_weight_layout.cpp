@@ -19,9 +19,10 @@ dsv4::ModelLoadOptions with_repack(bool repack) {
   return options;
 }
 
-int64_t count_tiled(const dsv4::ModelWeights& w) {
+// GEMM weights in the kernels' units (tiled or row units) rather than as stored.
+int64_t count_in_units(const dsv4::ModelWeights& w) {
   int64_t n = 0;
-  dsv4::for_each_gemm_weight(w, [&](const dsv4::Linear& l) { n += l.tiled() ? 1 : 0; });
+  dsv4::for_each_gemm_weight(w, [&](const dsv4::Linear& l) { n += l.in_units() ? 1 : 0; });
   return n;
 }
 
@@ -49,36 +50,40 @@ TEST_CASE("weight layout: a repacked checkpoint gives the logits of the stored o
           "[model][layout]") {
   auto stored = dsv4::test::golden_model("tiny-a-q", with_repack(false));
   auto repacked = dsv4::test::golden_model("tiny-a-q", with_repack(true));
-  CHECK(count_tiled(stored->weights()) == 0);
-  CHECK(count_tiled(repacked->weights()) > 0);  // the BF16 (and, but on Intel, FP8) matrices
+  CHECK(count_in_units(stored->weights()) == 0);
+  CHECK(count_in_units(repacked->weights()) > 0);  // the BF16 (and, but on Intel, FP8) matrices
   CHECK(repacked->fingerprint() == stored->fingerprint());
   const auto tokens = some_tokens(40, stored->config().vocab_size);
   const std::vector<float> a = logits_of(stored, tokens), b = logits_of(repacked, tokens);
   CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
 }
 
-TEST_CASE("weight layout: the demo model's FP8, FP4 and BF16 matrices tiled give the same bits",
+TEST_CASE("weight layout: the demo model's FP8, FP4 and BF16 matrices in units give the same bits",
           "[model][layout]") {
   const dsv4::ModelConfig config = dsv4::demo_model_config(3);
   const auto weights = dsv4::random_weights(config, 7, dsv4::RandomWeightFormats::official());
   auto stored = dsv4::Model::from_weights(config, weights, with_repack(false)).value();
   auto repacked = dsv4::Model::from_weights(config, weights, with_repack(true)).value();
-  // Every GEMM weight of the demo shape has whole 64-byte rows, so each is tiled where the CPU
-  // backend asks for it: all of them, but FP8 on Intel's cores (which read FP8 faster in rows;
-  // the kernels' tiled FP8 is checked against rows at every ISA in test_backend).
+  // Every GEMM weight of the demo shape has whole 64-byte rows, so each is in the units the CPU
+  // backend asks for: tiled, but FP8 in rows on Intel's cores (which read FP8 faster in rows;
+  // the kernels' tiled FP8 is checked against rows at every ISA in test_backend) and FP4 in row
+  // units there.
   auto cpu = dsv4::create_backend("cpu").value();
-  int64_t gemm_weights = 0, wanted_tiled = 0, fp8 = 0;
+  int64_t gemm_weights = 0, wanted_in_units = 0, fp8 = 0;
   dsv4::for_each_gemm_weight(weights, [&](const dsv4::Linear& l) {
     ++gemm_weights;
     fp8 += l.format == dsv4::WeightFormat::kFp8Block;
-    wanted_tiled +=
-        cpu->gemm_weight_layout(l, dsv4::Numerics::kExact) == dsv4::WeightLayout::kTiled;
+    wanted_in_units +=
+        cpu->gemm_weight_layout(l, dsv4::Numerics::kExact) != dsv4::WeightLayout::kRows;
   });
-  CHECK(wanted_tiled >= gemm_weights - fp8);
+  CHECK(wanted_in_units >= gemm_weights - fp8);
   CHECK(fp8 > 0);
-  CHECK(count_tiled(repacked->weights()) == wanted_tiled);
+  CHECK(count_in_units(repacked->weights()) == wanted_in_units);
+  dsv4::for_each_gemm_weight(repacked->weights(), [&](const dsv4::Linear& l) {
+    CHECK(l.layout == cpu->gemm_weight_layout(l, dsv4::Numerics::kExact));
+  });
   // The copies leave the caller's weights as they were: its views still read their own buffers.
-  CHECK(count_tiled(weights) == 0);
+  CHECK(count_in_units(weights) == 0);
   CHECK(repacked->fingerprint() == stored->fingerprint());
   const auto tokens = some_tokens(70, config.vocab_size);
   const std::vector<float> a = logits_of(stored, tokens), b = logits_of(repacked, tokens);
@@ -115,7 +120,7 @@ TEST_CASE("weight layout: write_checkpoint of repacked weights writes the rows i
       dsv4::Model::from_weights(
           config, dsv4::random_weights(config, 3, dsv4::RandomWeightFormats::official()))
           .value();
-  REQUIRE(count_tiled(repacked->weights()) > 0);
+  REQUIRE(count_in_units(repacked->weights()) > 0);
   dsv4::test::TempDir dir("layout-write");
   REQUIRE(dsv4::write_checkpoint(dir.path().string(), config, repacked->weights()).is_ok());
   auto reloaded = dsv4::Model::load(dir.path().string(), with_repack(false));

@@ -11,7 +11,7 @@
 //   kFp4Block  data: uint8_t [out, in/2], e2m1 pairs, even input in the low nibble;
 //              scales: ue8m0 [out, ceil(in/32)]
 //
-// The codes are laid out in one of two ways (the scales always as above):
+// The codes are laid out in one of three ways (the scales always as above):
 //   kRows   row after row, as the checkpoint stores them.
 //   kTiled  the stored rows in groups of kTileRows (the last group padded with zero rows), and in
 //           each group the rows' 64-byte units interleaved: unit u of row r of group g lies at
@@ -23,7 +23,12 @@
 //           lies at 4d + b, so 32-bit word d holds byte d of all four blocks and one shift brings
 //           any block's low or high nibbles to the bottom of every word (the AVX-512 kernel then
 //           decodes 16 weights with a shift and a table permute, without widening the bytes).
-// stored_row(o).at(b) finds byte b of row o in either layout.
+//   kRowUnits  row after row as kRows, each row's 64-byte units in the kernels' order as kTiled
+//           (FP4 units transposed; the other formats' bytes are kRows' own). A GEMV reading a
+//           tile of rows then reads one stream per row, which some cores' prefetchers follow
+//           better than one interleaved stream (the CPU backend asks for it for FP4 on Intel's
+//           cores: see gemm_weight_layout). Rows of a multiple of 64 bytes only.
+// stored_row(o).at(b) finds byte b of row o in any layout.
 #pragma once
 
 #include <cstddef>
@@ -34,7 +39,7 @@
 
 namespace dsv4 {
 
-enum class WeightLayout : uint8_t { kRows, kTiled };
+enum class WeightLayout : uint8_t { kRows, kTiled, kRowUnits };
 
 // Where byte q of a tiled FP4 unit lies in it (the unit transposed as 4 × 16 bytes).
 inline constexpr int64_t fp4_tiled_unit_offset(int64_t q) noexcept { return q % 16 * 4 + q / 16; }
@@ -97,7 +102,13 @@ struct WeightView {
     }
   }
   bool tiled() const noexcept { return layout == WeightLayout::kTiled; }
-  // Whether the tiled layout can hold this matrix (whole 64-byte units, rows packed).
+  // Whether the rows are in 64-byte units of the kernels' order (kTiled, kRowUnits), not as the
+  // checkpoint stores them.
+  bool in_units() const noexcept { return layout != WeightLayout::kRows; }
+  // Rows whose units are interleaved: kTileRows when tiled, 1 otherwise.
+  int64_t group_rows() const noexcept { return tiled() ? kTileRows : 1; }
+  // Whether the tiled and row-unit layouts can hold this matrix (whole 64-byte units, rows
+  // packed).
   bool tileable() const noexcept {
     return row_bytes() > 0 && row_bytes() % kTileUnit == 0 && row_stride == 0;
   }
@@ -117,11 +128,11 @@ struct WeightView {
            (first_row + o) * (row_stride ? row_stride : row_bytes());
   }
   [[gnu::always_inline]] StoredRow stored_row(int64_t o) const noexcept {
-    if (!tiled()) return {row(o), kTileUnit};
-    const int64_t s = first_row + o;
-    return {static_cast<const uint8_t*>(data) + s / kTileRows * kTileRows * row_bytes() +
-                s % kTileRows * kTileUnit,
-            kTileRows * kTileUnit, format == WeightFormat::kFp4Block};
+    if (!in_units()) return {row(o), kTileUnit};
+    const int64_t s = first_row + o, group = group_rows();
+    return {
+        static_cast<const uint8_t*>(data) + s / group * group * row_bytes() + s % group * kTileUnit,
+        group * kTileUnit, format == WeightFormat::kFp4Block};
   }
   // Row o's codes in the kRows order, whatever the layout.
   void copy_row_codes(int64_t o, uint8_t* dst) const noexcept {
@@ -170,7 +181,7 @@ struct WeightView {
   // dst[i] = at(o, i) for i in [0, in).
   // The switch sits outside the loop: packing a GEMM panel decodes whole rows.
   void decode_row(int64_t o, float* dst) const noexcept {
-    if (tiled()) {  // (the kernels read tiled rows unit by unit; this is the reference)
+    if (in_units()) {  // (the kernels read such rows unit by unit; this is the reference)
       for (int64_t i = 0; i < in; ++i) dst[i] = at(o, i);
       return;
     }
@@ -223,23 +234,23 @@ inline size_t weight_data_bytes(const WeightView& w, WeightLayout layout) noexce
   v.layout = layout;
   return v.data_bytes();
 }
-// w's codes (any layout, a whole matrix: first_row 0) written to dst in the tiled layout
-// (weight_data_bytes(w, kTiled) bytes, the padding rows zero); returns the view of them, sharing
-// w's scales. w must be tileable().
-inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
+// w's codes (any layout, a whole matrix: first_row 0) written to dst in `layout`, kTiled or
+// kRowUnits (weight_data_bytes(w, layout) bytes, the padding rows zero); returns the view of
+// them, sharing w's scales. w must be tileable().
+inline WeightView units_weights(const WeightView& w, WeightLayout layout, uint8_t* dst) noexcept {
   WeightView t = w;
-  t.layout = WeightLayout::kTiled;
+  t.layout = layout;
   t.data = dst;
   t.first_row = 0;
-  constexpr int64_t kRows = WeightView::kTileRows, kUnit = WeightView::kTileUnit;
-  const int64_t units = w.row_bytes() / kUnit;
+  constexpr int64_t kUnit = WeightView::kTileUnit;
+  const int64_t units = w.row_bytes() / kUnit, group = t.group_rows();
   // Group by group, writing each group's bytes in order (its rows' units in turn).
-  for (int64_t g0 = 0; g0 < t.stored_rows(); g0 += kRows) {
-    StoredRow from[kRows];
-    for (int64_t r = 0; r < kRows && g0 + r < w.out; ++r) from[r] = w.stored_row(g0 + r);
+  for (int64_t g0 = 0; g0 < t.stored_rows(); g0 += group) {
+    StoredRow from[WeightView::kTileRows];
+    for (int64_t r = 0; r < group && g0 + r < w.out; ++r) from[r] = w.stored_row(g0 + r);
     uint8_t* out = dst + g0 * w.row_bytes();
     for (int64_t u = 0; u < units; ++u)
-      for (int64_t r = 0; r < kRows; ++r, out += kUnit) {
+      for (int64_t r = 0; r < group; ++r, out += kUnit) {
         if (g0 + r >= w.out) {
           __builtin_memset(out, 0, kUnit);
         } else if (w.format == WeightFormat::kFp4Block) {
@@ -252,8 +263,11 @@ inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
   }
   return t;
 }
+inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
+  return units_weights(w, WeightLayout::kTiled, dst);
+}
 
-// The inverse of tile_weights: w's codes (any layout, a whole matrix) written to dst in the
+// The inverse of units_weights: w's codes (any layout, a whole matrix) written to dst in the
 // checkpoint's row order (out · row_bytes bytes); returns the view of them, sharing w's scales.
 inline WeightView untile_weights(const WeightView& w, uint8_t* dst) noexcept {
   WeightView rows = w;
