@@ -106,10 +106,8 @@ void bench_gemm(benchmark::State& state) {
     benchmark::DoNotOptimize(c.data());
   }
   const Matrix& w = first;
-  state.SetLabel(std::string(dsv4::weight_format_traits(format).name) + (w.view.tiled() ? " tiled"
-                                                                         : w.view.in_units()
-                                                                             ? " row-units"
-                                                                             : ""));
+  const char* layout_name = w.view.tiled() ? " tiled" : w.view.in_units() ? " row-units" : "";
+  state.SetLabel(std::string(dsv4::weight_format_traits(format).name) + layout_name);
   const double flops = 2.0 * double(m * n * k);
   const double bytes = double(w.view.bytes());
   state.counters["GFLOP/s"] =

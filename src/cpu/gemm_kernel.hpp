@@ -206,9 +206,9 @@ struct GemmKernel {
   // FP4: kLanes bytes hold 2·kLanes weights, times `scale`; `lo` gets the even ones (the low
   // nibbles), `hi` the odd ones. `Transposed` says where lane l's byte is: `at`[l] (rows as
   // stored), or byte `block` of the 32-bit word at `at` + 4·l (a unit of the tiled or row-unit
-  // layout, transposed: the vector ISAs
-  // load whole words and shift that byte down instead of widening bytes). The scale multiplies
-  // the 16-entry table once instead of both vectors (the same values: a permute only selects).
+  // layout, transposed: the vector ISAs load whole words and shift that byte down instead of
+  // widening bytes). The scale multiplies the 16-entry table once instead of both vectors (the
+  // same values: a permute only selects).
   template <bool Transposed>
   static void load_fp4_pair(const uint8_t* at, int block, float scale, Batch& lo, Batch& hi) {
 #if defined(__x86_64__)
@@ -377,8 +377,8 @@ struct GemmKernel {
     // 2 KiB ahead (a prefetch into L1 held one of the core's few L1 miss buffers for the whole
     // trip to memory, and the lead the stream needs ran out of them: against L1 at 1 KiB, L2 at
     // 2 KiB read FP8 +13%, FP4 +5%, BF16 +18%; docs/performance.md, sixth round); on Intel's
-    // cores into L1, 512 bytes ahead, and FP4 also into L2 4 KiB ahead (`lead.far`; twelfth and
-    // thirteenth rounds).
+    // cores into L1, 512 bytes ahead, and FP4 in row units and BF16 rows also into L2 4 KiB ahead
+    // (`lead.far`; twelfth and thirteenth rounds).
     [[gnu::always_inline]] inline void prefetch(int64_t at) const {
       const int64_t ahead = at + lead.bytes;
       if (g.w.tiled()) {
@@ -649,10 +649,9 @@ struct GemmKernel {
   // dot_fp4 over transposed units (tiled or row-unit layouts) on AVX-512: a row's whole unit (128
   // weights, four blocks) is loaded once and each block's low and high nibbles are two constant
   // shifts of it away, so 16 weights cost a shift and a table permute instead of a widening and a
-  // permute
-  // (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the same
-  // bits. Each block's table, already times its scale, is kFp4ScaledTables[code], loaded once per
-  // block and row for both permutes: a scale costs a load (see there).
+  // permute (+10% on the in-cache FP4 GEMV here). The products and their order are dot_fp4's: the
+  // same bits. Each block's table, already times its scale, is kFp4ScaledTables[code], loaded once
+  // per block and row for both permutes: a scale costs a load (see there).
   template <int MI, int NJ>
   static void dot_fp4_units_avx512(Tile<MI, NJ>& t, const float* a_perm) {
     const uint8_t* codes[NJ];  // the rows' ue8m0 scale codes, one per 32 inputs
@@ -894,14 +893,15 @@ struct GemmKernel {
   // - 1 of row c (see lane_stride) are at out + interleaved<kTile>(c, p, kv). The scalar tails
   // stay with WeightView::at.
   static void decode_rows(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
-    // Tiled rows: a group of kTile rows 64 bytes of codes at a time, row after row, so they are
-    // read as the one stream they are stored as (row by row, each row's units lie 256 bytes
-    // apart). Other layouts: row after row, each a stream of its own (read 64 bytes of each of
-    // four rows at a time, FP4 rows of 2 KiB had decoded 18% slower than tiled ones).
-    const int64_t segment = segment_inputs(w.format);
-    const int64_t segment_rows = w.tiled() ? kTile : 1;
-    for (int64_t c0 = 0; c0 < nj; c0 += segment_rows) {
-      const int64_t c1 = std::min(nj, c0 + segment_rows);
+    // A group of interleaved rows (WeightView::group_rows) 64 bytes of codes at a time, row after
+    // row, so they are read as the one stream they are stored as: a tiled group's rows together
+    // (each row's units lie 256 bytes apart), other layouts' rows one at a time, each a stream of
+    // its own (read 64 bytes of each of four rows at a time, FP4 rows of 2 KiB had decoded 18%
+    // slower than tiled ones).
+    static_assert(WeightView::kTileRows <= kTile);
+    const int64_t segment = segment_inputs(w.format), group = w.group_rows();
+    for (int64_t c0 = 0; c0 < nj; c0 += group) {
+      const int64_t c1 = std::min(nj, c0 + group);
       StoredRow rows[kTile];
       const uint8_t* scales[kTile] = {};
       for (int64_t c = c0; c < c1; ++c) {

@@ -392,16 +392,16 @@ TEST_CASE(
     for (auto& x : a) x = dist(rng);
     for (dsv4::WeightLayout layout : {dsv4::WeightLayout::kTiled, dsv4::WeightLayout::kRowUnits}) {
       std::vector<uint8_t> codes(dsv4::weight_data_bytes(rows.view, layout));
-      const dsv4::WeightView tiled = dsv4::units_weights(rows.view, layout, codes.data());
-      REQUIRE(tiled.in_units());
-      REQUIRE(tiled.tiled() == (layout == dsv4::WeightLayout::kTiled));
-      CHECK(tiled.data_bytes() == size_t((tiled.tiled() ? 1032 : n) * rows.view.row_bytes()));
+      const dsv4::WeightView in_units = dsv4::units_weights(rows.view, layout, codes.data());
+      REQUIRE(in_units.in_units());
+      REQUIRE(in_units.tiled() == (layout == dsv4::WeightLayout::kTiled));
+      CHECK(in_units.data_bytes() == size_t((in_units.tiled() ? 1032 : n) * rows.view.row_bytes()));
       // The reference decoders read either layout as the rows.
       std::vector<uint8_t> row_codes(size_t(rows.view.row_bytes()));
       for (int64_t o : {int64_t(0), int64_t(3), int64_t(1029)}) {
-        tiled.copy_row_codes(o, row_codes.data());
+        in_units.copy_row_codes(o, row_codes.data());
         CHECK(std::memcmp(row_codes.data(), rows.view.row(o), row_codes.size()) == 0);
-        CHECK(tiled.at(o, k - 1) == rows.view.at(o, k - 1));
+        CHECK(in_units.at(o, k - 1) == rows.view.at(o, k - 1));
       }
       for (Isa isa : {Isa::kScalar, Isa::kSse2, Isa::kAvx2, Isa::kAvx512}) {
         if (isa > best) continue;
@@ -415,10 +415,10 @@ TEST_CASE(
                            << " isa " << dsv4::cpu::isa_name(isa) << " m " << m << " threads "
                            << threads);
             const std::vector<float> want = run(rows.view, m, threads),
-                                     got = run(tiled, m, threads);
+                                     got = run(in_units, m, threads);
             for (float x : got) REQUIRE(std::isfinite(x));
             CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
-            const std::vector<float> part = run(dsv4::weight_rows(tiled, 5, 301), m, threads);
+            const std::vector<float> part = run(dsv4::weight_rows(in_units, 5, 301), m, threads);
             const std::vector<float> part_rows =
                 run(dsv4::weight_rows(rows.view, 5, 301), m, threads);
             CHECK(std::memcmp(part.data(), part_rows.data(), part.size() * 4) == 0);
@@ -661,26 +661,23 @@ TEST_CASE("cpu backend: exact numerics tile FP8, FP4 and short plain rows, offic
         WeightLayout::kTiled);
   CHECK(cpu->gemm_weight_layout(dsv4::f32_weights(buf.data(), 4, 1024), Numerics::kExact) ==
         WeightLayout::kRows);
-  dsv4::WeightView bf16;
-  bf16.format = dsv4::WeightFormat::kBF16;
-  bf16.out = 4;
-  bf16.in = 2048;  // 4 KiB rows
+  // The layout depends on the format and the row length only: 4 rows of `in` inputs.
+  auto shape = [](dsv4::WeightFormat format, int64_t in) {
+    dsv4::WeightView v;
+    v.format = format;
+    v.out = 4;
+    v.in = in;
+    return v;
+  };
+  dsv4::WeightView bf16 = shape(dsv4::WeightFormat::kBF16, 2048);  // 4 KiB rows
   CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kRows);
   bf16.in = 1024;
   CHECK(cpu->gemm_weight_layout(bf16, Numerics::kExact) == WeightLayout::kTiled);
-  dsv4::WeightView fp8;
-  fp8.format = dsv4::WeightFormat::kFp8Block;
-  fp8.out = 4;
-  fp8.in = 8192;
-  fp8.scale_cols = 64;
+  const dsv4::WeightView fp8 = shape(dsv4::WeightFormat::kFp8Block, 8192);
   CHECK(cpu->gemm_weight_layout(fp8, Numerics::kExact) ==
         (dsv4::cpu::fp8_rows_as_stored() ? WeightLayout::kRows : WeightLayout::kTiled));
   CHECK(cpu->gemm_weight_layout(fp8, Numerics::kOfficial) == WeightLayout::kRows);
-  dsv4::WeightView fp4;
-  fp4.format = dsv4::WeightFormat::kFp4Block;
-  fp4.out = 4;
-  fp4.in = 4096;
-  fp4.scale_cols = 128;
+  dsv4::WeightView fp4 = shape(dsv4::WeightFormat::kFp4Block, 4096);
   CHECK(cpu->gemm_weight_layout(fp4, Numerics::kExact) ==
         (dsv4::cpu::fp4_in_row_units() ? WeightLayout::kRowUnits : WeightLayout::kTiled));
   CHECK(cpu->gemm_weight_layout(fp4, Numerics::kOfficial) == WeightLayout::kRows);
