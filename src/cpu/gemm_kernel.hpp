@@ -646,6 +646,29 @@ struct GemmKernel {
 #endif
 
 #if defined(__x86_64__)
+  // Block B of a transposed FP4 unit (`words`: word l holds byte l of each of the unit's four
+  // 32-weight blocks, block b in byte b) times the block's scale (`code`): its low nibbles to
+  // `lo`, its high ones to `hi`, from the table kFp4ScaledTables[code].
+  template <int B>
+  [[gnu::always_inline]] static inline void fp4_unit_block(__m512i words, uint8_t code, Batch& lo,
+                                                           Batch& hi) {
+    const __m512 lut = _mm512_load_ps(kFp4ScaledTables[code].data());
+    const __m512i idx = _mm512_srli_epi32(words, unsigned(8 * B));
+    lo = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
+    hi = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
+  }
+  // f.template operator()<B>() for the unit's blocks B = 0 .. 3 in order: the block index a
+  // constant, so the shifts take immediates (a loop left to the compiler was not always unrolled).
+  template <class F>
+  [[gnu::always_inline]] static inline void for_each_unit_block(const F& f) {
+    f.template operator()<0>();
+    f.template operator()<1>();
+    f.template operator()<2>();
+    f.template operator()<3>();
+  }
+#endif
+
+#if defined(__x86_64__)
   // dot_fp4 over transposed units (tiled or row-unit layouts) on AVX-512: a row's whole unit (128
   // weights, four blocks) is loaded once and each block's low and high nibbles are two constant
   // shifts of it away, so 16 weights cost a shift and a table permute instead of a widening and a
@@ -659,28 +682,56 @@ struct GemmKernel {
     Batch acc[MI][NJ];
     t.load_acc(acc);
     const int64_t k = t.g.k;
+    if constexpr (MI > 2) {
+      fp4_units_many_rows(t, a_perm, codes, acc);
+      t.store_acc(acc);
+      return;
+    }
     for (int64_t u0 = 0; u0 < k; u0 += 128) {
       t.prefetch(u0 / 2);
       __m512i units[NJ];
       for (int c = 0; c < NJ; ++c) units[c] = _mm512_loadu_si512(t.at(c, u0 / 2));
-      for (int b = 0; b < 4; ++b) {  // unrolled: the shifts take immediates
-        const int64_t p = u0 + 32 * b;
+      for_each_unit_block([&]<int B>() {
+        const int64_t p = u0 + 32 * B;
         Batch lo[NJ], hi[NJ];
-        for (int c = 0; c < NJ; ++c) {
-          const __m512 lut = _mm512_load_ps(kFp4ScaledTables[codes[c][p / 32]].data());
-          const __m512i idx = _mm512_srli_epi32(units[c], unsigned(8 * b));
-          lo[c] = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
-          hi[c] = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
-        }
+        for (int c = 0; c < NJ; ++c) fp4_unit_block<B>(units[c], codes[c][p / 32], lo[c], hi[c]);
         for (int r = 0; r < MI; ++r) {
           const float* ap = a_perm + r * k + p;
           const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
           for (int c = 0; c < NJ; ++c)
             acc[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], acc[r][c]));
         }
-      }
+      });
     }
     t.store_acc(acc);
+  }
+  // dot_fp4_units_avx512 for tiles of 3-4 activation rows: their 16 accumulators and a block's
+  // activations leave no registers for the NJ units and their 2·NJ decoded vectors, so a block's
+  // activations are loaded once and each row's unit is decoded in turn, its vectors used at once
+  // (the unit reloaded from L1 per block). The same FMAs in the same order per accumulator.
+  template <int MI, int NJ>
+  [[gnu::always_inline]] static inline void fp4_units_many_rows(const Tile<MI, NJ>& t,
+                                                                const float* a_perm,
+                                                                const uint8_t* const codes[NJ],
+                                                                Batch (&acc)[MI][NJ]) {
+    const int64_t k = t.g.k;
+    for (int64_t u0 = 0; u0 < k; u0 += 128) {
+      t.prefetch(u0 / 2);
+      for_each_unit_block([&]<int B>() {
+        const int64_t p = u0 + 32 * B;
+        Batch ae[MI], ao[MI];
+        for (int r = 0; r < MI; ++r) {
+          ae[r] = Batch::load_unaligned(a_perm + r * k + p);
+          ao[r] = Batch::load_unaligned(a_perm + r * k + p + kLanes);
+        }
+        for (int c = 0; c < NJ; ++c) {
+          Batch lo, hi;
+          fp4_unit_block<B>(_mm512_loadu_si512(t.at(c, u0 / 2)), codes[c][p / 32], lo, hi);
+          for (int r = 0; r < MI; ++r)
+            acc[r][c] = xsimd::fma(ao[r], hi, xsimd::fma(ae[r], lo, acc[r][c]));
+        }
+      });
+    }
   }
 #endif
 
@@ -693,9 +744,7 @@ struct GemmKernel {
     const int64_t k = t.g.k, group = 2 * kLanes;
     const int64_t n_blocks = k / 32, k_vec = n_blocks * 32;  // whole scale blocks: vector path
 #if defined(__x86_64__)
-    // (Tiles of 3-4 activation rows keep the loop below: with the units held too, their 16
-    // accumulators leave too few registers.)
-    if constexpr (Transposed && kAvx512 && MI <= 2) {
+    if constexpr (Transposed && kAvx512) {
       dot_fp4_units_avx512(t, a_perm);
       return;  // rows in units are whole units: no scalar tail
     }
@@ -825,15 +874,16 @@ struct GemmKernel {
   // otherwise be repeated per row tile and set the pace). Both give the same bits, so this is a
   // speed choice only, measured per format with bench_gemm on expert-sized matrices (2048×4096,
   // 2 threads, interleaved): FP8 decoded into the buffer was 20% faster at 5, 6 and 12 rows and
-  // as fast at 8; FP4 was 20% faster at 12 rows and 9% at 16 but 20% slower at 8 (full 4-row
-  // tiles); BF16 in registers stays as fast or faster up to 16. (Before the blocked GEMM's rework
-  // the register path had been 1.4× faster for FP4 at 6 rows.)
-  static int64_t register_rows_limit(WeightFormat format) {
+  // as fast at 8; BF16 in registers stays as fast or faster up to 16. FP4 on AVX-512, since tiles
+  // of 3-4 rows decode whole units (fp4_units_many_rows), is 23% faster in registers at 12 rows
+  // and 13% at 16, as fast at 24 and 32 (Intel Xeon host, row units); elsewhere it had been 20%
+  // faster in the buffer at 12 rows and 9% at 16 but 20% slower at 8.
+  static constexpr int64_t register_rows_limit(WeightFormat format) {
     switch (format) {
       case WeightFormat::kFp8Block:
         return 4;
       case WeightFormat::kFp4Block:
-        return 8;
+        return kAvx512 ? 16 : 8;
       default:
         return 16;
     }
@@ -951,6 +1001,15 @@ struct GemmKernel {
         break;
       }
       case WeightFormat::kFp4Block:
+#if defined(__x86_64__)
+        if constexpr (kAvx512) {
+          if (row.transposed) {  // a segment is one whole unit (rows in units have no others)
+            fp4_unit_scaled(row.at(p0 / 2), scales + p0 / 32,
+                            [&](int j) { return dst(p0 + j * kLanes); });
+            break;
+          }
+        }
+#endif
         for (int64_t p = p0; p < p1; p += 2 * kLanes) {
           Batch lo, hi;
           const float scale = ue8m0_to_float(scales[p / 32]);
@@ -967,6 +1026,26 @@ struct GemmKernel {
         break;
     }
   }
+
+#if defined(__x86_64__)
+  // The 128 weights of a transposed FP4 unit (tiled or row-unit layouts) times their four blocks'
+  // scales (`codes`), decoded as dot_fp4_units_avx512 decodes them (fp4_unit_block). Vector j
+  // (block j / 2, its low nibbles for even j) goes to out(j). The values are
+  // load_fp4_pair's (a table row is the multiply's products), so the bits are the same; per unit
+  // a load and four table loads where that decoder had taken a variable shift, a table multiply
+  // and the unit's address arithmetic per 32 weights (a fifth of the slice's prefill time).
+  template <class Out>
+  [[gnu::always_inline]] static inline void fp4_unit_scaled(const uint8_t* unit,
+                                                            const uint8_t* codes, const Out& out) {
+    const __m512i words = _mm512_loadu_si512(unit);
+    for_each_unit_block([&]<int B>() {
+      Batch lo, hi;
+      fp4_unit_block<B>(words, codes[B], lo, hi);
+      lo.store_aligned(out(2 * B));
+      hi.store_aligned(out(2 * B + 1));
+    });
+  }
+#endif
 
   // ---- prefill: register tiles over decoded rows, blocked along k ----
   // A tile of kPanelRows activation rows × kTile weight rows needs kPanelRows + kTile vector loads

@@ -373,9 +373,10 @@ TEST_CASE(
     "cpu gemm: tiled and row-unit weights give the bits of the same weights in rows, at "
     "every ISA",
     "[backend][gemm]") {
-  // Every path: register tiles (1 and 3 rows; FP8 also prescaled blocks), the decoded-block GEMM
-  // (56 rows), on one and two threads; n = 1030 leaves a partial last group (padding rows) when
-  // tiled, and row views whose first row is not a multiple of the group read across groups.
+  // Every path: register tiles (1, 3 and 14 rows: tiles of 1-4 rows; FP8 also prescaled blocks,
+  // and 14 rows in the decoded buffer), the decoded-block GEMM (56 rows), on one and two threads; n
+  // = 1030 leaves a partial last group (padding rows) when tiled, and row views whose first row is
+  // not a multiple of the group read across groups.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(5);
@@ -409,7 +410,7 @@ TEST_CASE(
         auto run = [&](const dsv4::WeightView& w, int64_t m, int threads) {
           return gemm_on_threads(table, w, a.data(), m, threads);
         };
-        for (int64_t m : {1, 3, 56})
+        for (int64_t m : {1, 3, 14, 56})
           for (int threads : {1, 2}) {
             INFO("format " << dsv4::weight_format_traits(format).name << " layout " << int(layout)
                            << " isa " << dsv4::cpu::isa_name(isa) << " m " << m << " threads "
