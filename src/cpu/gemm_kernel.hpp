@@ -648,14 +648,17 @@ struct GemmKernel {
 #if defined(__x86_64__)
   // Block B of a transposed FP4 unit (`words`: word l holds byte l of each of the unit's four
   // 32-weight blocks, block b in byte b) times the block's scale (`code`): its low nibbles to
-  // `lo`, its high ones to `hi`, from the table kFp4ScaledTables[code].
+  // `lo`, its high ones to `hi`, from the table kFp4ScaledTables[code]. The zero-masked forms with
+  // every lane kept: in some inlined contexts GCC 12 warns that the plain forms' undefined
+  // pass-through operand is uninitialized (an error in the sanitized build).
   template <int B>
   [[gnu::always_inline]] static inline void fp4_unit_block(__m512i words, uint8_t code, Batch& lo,
                                                            Batch& hi) {
+    constexpr __mmask16 kAll = 0xFFFF;
     const __m512 lut = _mm512_load_ps(kFp4ScaledTables[code].data());
-    const __m512i idx = _mm512_srli_epi32(words, unsigned(8 * B));
-    lo = Batch(_mm512_permutexvar_ps(idx, lut));  // the low 4 bits of each word
-    hi = Batch(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), lut));
+    const __m512i idx = _mm512_maskz_srli_epi32(kAll, words, unsigned(8 * B));
+    lo = Batch(_mm512_maskz_permutexvar_ps(kAll, idx, lut));  // the low 4 bits of each word
+    hi = Batch(_mm512_maskz_permutexvar_ps(kAll, _mm512_maskz_srli_epi32(kAll, idx, 4), lut));
   }
   // f.template operator()<B>() for the unit's blocks B = 0 .. 3 in order: the block index a
   // constant, so the shifts take immediates (a loop left to the compiler was not always unrolled).
