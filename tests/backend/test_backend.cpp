@@ -374,9 +374,9 @@ TEST_CASE(
     "every ISA",
     "[backend][gemm]") {
   // Every path: register tiles (1, 3 and 14 rows: tiles of 1-4 rows; FP8 also prescaled blocks,
-  // and 14 rows in the decoded buffer), the decoded-block GEMM (56 rows), on one and two threads; n
-  // = 1030 leaves a partial last group (padding rows) when tiled, and row views whose first row is
-  // not a multiple of the group read across groups.
+  // and 14 rows in the decoded buffer), the decoded-block GEMM (56 rows), on one and two threads.
+  // With n = 1030 the last tiled group is partial (padding rows), and row views whose first row
+  // is not a multiple of the group read across groups.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(5);
