@@ -93,6 +93,9 @@ bool fp8_rows_as_stored() noexcept;
 // Whether the CPU backend keeps FP4 matrices in rows of transposed units (WeightLayout::kRowUnits)
 // rather than tiled (exact numerics).
 bool fp4_in_row_units() noexcept;
+// Up to how many activation rows an FP8 GEMM decodes its weights in registers (GemmKernel's
+// register path) rather than once into the prefill buffer.
+int64_t fp8_register_rows() noexcept;
 
 // The best supported ISA, capped by DSV4_CPU_ISA.
 Isa detect_isa() noexcept;

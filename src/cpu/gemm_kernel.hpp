@@ -876,15 +876,17 @@ struct GemmKernel {
   // block of W rows is decoded once into a buffer and shared by every row tile (the decode would
   // otherwise be repeated per row tile and set the pace). Both give the same bits, so this is a
   // speed choice only, measured per format with bench_gemm on expert-sized matrices (2048×4096,
-  // 2 threads, interleaved): FP8 decoded into the buffer was 20% faster at 5, 6 and 12 rows and
-  // as fast at 8; BF16 in registers stays as fast or faster up to 16. FP4 on AVX-512, since tiles
-  // of 3-4 rows decode whole units (fp4_units_many_rows), is 23% faster in registers at 12 rows
-  // and 13% at 16, as fast at 24 and 32 (Intel Xeon host, row units); elsewhere it had been 20%
-  // faster in the buffer at 12 rows and 9% at 16 but 20% slower at 8.
-  static constexpr int64_t register_rows_limit(WeightFormat format) {
+  // 2 threads, interleaved): FP8 per CPU (fp8_register_rows: 4 on Zen 4, 16 on Intel's cores);
+  // BF16 in registers stays as fast or faster up to 16. FP4 on AVX-512, since tiles of 3-4 rows
+  // decode whole units (fp4_units_many_rows), is 23% faster in registers at 12 rows and 13% at
+  // 16, as fast at 24 and 32 (Intel Xeon host, row units); elsewhere it had been 20% faster in the
+  // buffer at 12 rows and 9% at 16 but 20% slower at 8.
+  static int64_t register_rows_limit(WeightFormat format) {
     switch (format) {
-      case WeightFormat::kFp8Block:
-        return 4;
+      case WeightFormat::kFp8Block: {
+        static const int64_t rows = fp8_register_rows();
+        return rows;
+      }
       case WeightFormat::kFp4Block:
         return kAvx512 ? 16 : 8;
       default:

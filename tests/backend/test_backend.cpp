@@ -227,9 +227,9 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
   // Prefill, chunked prefill and decode must give the same bits (session truncate and restores
   // without the window ring rebuild the cache by recomputation): each row computed alone
   // (decoded in registers), in calls of 3 and 7 rows (register tiles; FP8 decodes 7 rows into the
-  // buffer) and of 56 rows (decoded buffer: edge tiles; k = 2100 in three slices and two row
-  // groups, k = 1000 in one slice, one panel at a time), on one and on two threads, is the same
-  // float.
+  // buffer where fp8_register_rows is 4) and of 56 rows (decoded buffer: edge tiles; k = 2100 in
+  // three slices and two row groups, k = 1000 in one slice, one panel at a time), on one and on two
+  // threads, is the same float.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
@@ -374,7 +374,8 @@ TEST_CASE(
     "every ISA",
     "[backend][gemm]") {
   // Every path: register tiles (1, 3 and 14 rows: tiles of 1-4 rows; FP8 also prescaled blocks,
-  // and 14 rows in the decoded buffer), the decoded-block GEMM (56 rows), on one and two threads.
+  // and its 14 rows in the decoded buffer where fp8_register_rows is 4), the decoded-block GEMM
+  // (56 rows), on one and two threads.
   // With n = 1030 the last tiled group is partial (padding rows), and row views whose first row
   // is not a multiple of the group read across groups.
   using dsv4::WeightFormat;
