@@ -1159,19 +1159,26 @@ struct GemmKernel {
         } else {
           h[0] = kv > 0 ? xsimd::hadd(Batch::load_aligned(row + (j - j_begin) * kLanes)) : 0.0f;
         }
-        // The tail is added even when empty (+0.0f turns a -0 sum into +0, as Tile::finish does).
-        if (kv < g.k) {
-          for (int64_t o = 0; o < n; ++o) h[o] += scalar_tail_sum(g, i, j + o, kv, g.k);
-        } else {
-          for (int64_t o = 0; o < n; ++o) h[o] += 0.0f;
-        }
-        if (n == 16) {
-          store16(g, i, j, h);
-        } else {
-          store(g, i, j, h[0]);
-        }
+        finish_outputs(g, i, j, n, h, kv);
         j += n;
       }
+    }
+  }
+
+  // Outputs (i, j) .. (i, j + n - 1), n 1 or 16, from the horizontal sums of their lane-wise
+  // partial sums (`h`, aligned): plus the scalar tail, stored as Tile::finish stores them.
+  static void finish_outputs(const GemmArgs& g, int64_t i, int64_t j, int64_t n, float* h,
+                             int64_t kv) {
+    // The tail is added even when empty (+0.0f turns a -0 sum into +0, as Tile::finish does).
+    if (kv < g.k) {
+      for (int64_t o = 0; o < n; ++o) h[o] += scalar_tail_sum(g, i, j + o, kv, g.k);
+    } else {
+      for (int64_t o = 0; o < n; ++o) h[o] += 0.0f;
+    }
+    if (n == 16) {
+      store16(g, i, j, h);
+    } else {
+      for (int64_t o = 0; o < n; ++o) store(g, i, j + o, h[o]);
     }
   }
 
@@ -1255,20 +1262,26 @@ struct GemmKernel {
   // every activation panel passes over it, and as many blocks as a multiple of the threads (one
   // block more than a thread's share had left a core idle for a ninth of the call).
   static constexpr int64_t kMaxBlockRows = 256;  // short rows: keeps the partial sums small
-  static int64_t decoded_block_rows(const GemmArgs& g) {
+  static int64_t decoded_block_rows(const GemmArgs& g, int64_t unit) {
     const int64_t most = std::clamp<int64_t>(
-        (int64_t(512) << 10) / (4 * std::max<int64_t>(vector_inputs(g), 1)), kTile, kMaxBlockRows);
+        (int64_t(512) << 10) / (4 * std::max<int64_t>(vector_inputs(g), 1)), unit, kMaxBlockRows);
     const int64_t threads = parallel(g) ? omp_get_max_threads() : 1;
     const int64_t blocks = ((g.n + most - 1) / most + threads - 1) / threads * threads;
     const int64_t rows = (g.n + blocks - 1) / blocks;
-    return std::min(most / kTile * kTile, (rows + kTile - 1) / kTile * kTile);
+    return std::min(most / unit * unit, (rows + unit - 1) / unit * unit);
   }
 
   // The activations are first put in lane order once per call, interleaved in panels: the panels
   // are read from there directly. (Copying each panel into an L1 buffer, once per block of W, had
   // cost 8% of the time.)
   static void run_decoded(const GemmArgs& g) {
-    const int64_t block = decoded_block_rows(g), kv = vector_inputs(g);
+#if defined(__x86_64__)
+    if constexpr (kAvx512) {
+      run_strips(g);
+      return;
+    }
+#endif
+    const int64_t block = decoded_block_rows(g, kTile), kv = vector_inputs(g);
     const int64_t n_blocks = (g.n + block - 1) / block;
     const int64_t panels = (g.m + kPanelRows - 1) / kPanelRows;
     thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> lane_a;
@@ -1301,6 +1314,281 @@ struct GemmKernel {
     }
     guard.rethrow();
   }
+
+#if defined(__x86_64__)
+  // ---- prefill on AVX-512: lane planes and broadcast tiles ----
+  // A lane-wise tile (panel_tile) loads a vector of activations or of weights for every two or
+  // three FMAs; on the Intel host it ran at about 70% of the FMA peak even with everything in L1,
+  // where a tile that broadcasts one activation to two vectors of weights ran at 88%. Its lanes
+  // are 16 outputs instead of 16 inputs, yet each output keeps the register path's bits: lane l
+  // of an output's lane-wise sum is the FMA chain over the lane-ordered inputs q = 16t + l, t
+  // ascending from +0, and the horizontal sum adds the 16 chains in a fixed tree (hadd16's:
+  // chains l and l + 8, then those sums 4 apart, then (0, 1) and (2, 3) of those, then the two).
+  // So both operands are laid out in planes, plane l holding the inputs of chain l (in_planes),
+  // a tile runs chain l for kPanel activation rows × kStripRows outputs, and adds the chains as
+  // they come, in an order that closes the tree's sums (kTreeOrder): the same FMAs and the same
+  // additions as the register path.
+  static constexpr int kPanel = 12;                  // activation rows per tile: 24 accumulators
+  static constexpr int64_t kStripRows = 2 * kLanes;  // weight rows per tile
+  static constexpr std::array<int, 16> kTreeOrder = {0, 8,  4, 12, 1, 9,  5, 13,
+                                                     2, 10, 6, 14, 3, 11, 7, 15};
+
+  // Where lane-ordered input q = 16t + l of row r lies in a plane layout of groups of R rows (the
+  // activation panels: R = kPanel; the weight strips: R = kStripRows): per group, plane l holds
+  // step t of its R rows together, steps in order.
+  template <int64_t R>
+  static int64_t in_planes(int64_t r, int64_t t, int64_t l, int64_t kv) {
+    return r / R * R * kv + (l * (kv / kLanes) + t) * R + r % R;
+  }
+
+  // v[r] lane c to v[c] lane r: 32-bit, then 64-bit interleaves within 128-bit lanes, then two
+  // rounds of 128-bit lane shuffles (64 shuffles). The zero-masked forms with every lane kept:
+  // GCC 12 warns that the plain forms' undefined pass-through operand is uninitialized.
+  [[gnu::always_inline]] static inline void transpose16(__m512 (&v)[16]) {
+    constexpr __mmask16 kAll = 0xFFFF;
+    constexpr __mmask8 kAll64 = 0xFF;
+    __m512 a[16], b[16];
+    for (int k = 0; k < 8; ++k) {
+      a[2 * k] = _mm512_maskz_unpacklo_ps(kAll, v[2 * k], v[2 * k + 1]);
+      a[2 * k + 1] = _mm512_maskz_unpackhi_ps(kAll, v[2 * k], v[2 * k + 1]);
+    }
+    // b[4k + c], 128-bit lane L: rows 4k .. 4k + 3 of column 4L + c.
+    for (int k = 0; k < 4; ++k)
+      for (int h = 0; h < 2; ++h) {
+        const __m512d x = _mm512_castps_pd(a[4 * k + h]), y = _mm512_castps_pd(a[4 * k + h + 2]);
+        b[4 * k + 2 * h] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(kAll64, x, y));
+        b[4 * k + 2 * h + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(kAll64, x, y));
+      }
+    for (int c = 0; c < 4; ++c) {
+      const __m512 d0 = _mm512_maskz_shuffle_f32x4(kAll, b[c], b[4 + c], 0x44);
+      const __m512 d1 = _mm512_maskz_shuffle_f32x4(kAll, b[c], b[4 + c], 0xEE);
+      const __m512 d2 = _mm512_maskz_shuffle_f32x4(kAll, b[8 + c], b[12 + c], 0x44);
+      const __m512 d3 = _mm512_maskz_shuffle_f32x4(kAll, b[8 + c], b[12 + c], 0xEE);
+      v[c] = _mm512_maskz_shuffle_f32x4(kAll, d0, d2, 0x88);
+      v[4 + c] = _mm512_maskz_shuffle_f32x4(kAll, d0, d2, 0xDD);
+      v[8 + c] = _mm512_maskz_shuffle_f32x4(kAll, d1, d3, 0x88);
+      v[12 + c] = _mm512_maskz_shuffle_f32x4(kAll, d1, d3, 0xDD);
+    }
+  }
+
+  // Activation rows [i0, i0 + kPanel) in planes at `panel` (in_planes<kPanel>), rows past m as
+  // zeros: each group of lane_stride vectors in lane order (lane_order_group), then transposed.
+  static void pack_panel(const GemmArgs& g, int64_t i0, int64_t kv, float* panel) {
+    const int64_t stride = lane_stride(g.w.format), group = stride * kLanes;
+    const int64_t rows = std::min<int64_t>(kPanel, g.m - i0);
+    alignas(64) float lanes[16][4 * 16] = {};  // per row, one group's vectors
+    for (int64_t first = 0; first < kv; first += group) {
+      for (int64_t r = 0; r < rows; ++r)
+        lane_order_group(g.a + (i0 + r) * g.lda + first, stride, lanes[r], kLanes);
+      for (int64_t j = 0; j < stride; ++j) {
+        __m512 v[16];
+        for (int r = 0; r < 16; ++r) v[r] = _mm512_load_ps(lanes[r] + j * kLanes);
+        transpose16(v);
+        const int64_t t = first / kLanes + j;
+        for (int l = 0; l < 16; ++l)
+          _mm512_mask_storeu_ps(panel + in_planes<kPanel>(0, t, l, kv), (1u << kPanel) - 1, v[l]);
+      }
+    }
+  }
+
+  // W rows [j0, j0 + nj) decoded as decode_rows decodes them, in planes at `out`
+  // (in_planes<kStripRows>), the last strip filled up with zero rows; 16 rows at a time, one
+  // segment of codes of each. FP8 units and FP4 units of transposed rows are transposed as codes
+  // (fp8_strip_unit, fp4_strip_unit: a fraction of the shuffles of transposing the decoded
+  // floats); other segments are decoded row by row (decode_segment, into L1) and each of their
+  // vectors transposed.
+  static void decode_strips(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
+    const int64_t segment = segment_inputs(w.format);
+    const int64_t padded = (nj + kStripRows - 1) / kStripRows * kStripRows;
+    for (int64_t c0 = 0; c0 < padded; c0 += kLanes) {
+      const int64_t rows = std::clamp<int64_t>(nj - c0, 0, kLanes);
+      StoredRow stored[16];
+      const uint8_t* scales[16] = {};
+      bool transposed = true;
+      for (int64_t r = 0; r < rows; ++r) {
+        stored[r] = w.stored_row(j0 + c0 + r);
+        scales[r] = row_scale_codes(w, j0 + c0 + r);
+        transposed = transposed && stored[r].transposed;
+      }
+      const auto plane = [&](int64_t t, int64_t l) {
+        return out + in_planes<kStripRows>(c0, t, l, kv);
+      };
+      alignas(64) float segments[16][128] = {};  // rows past nj stay zero
+      for (int64_t p0 = 0; p0 < kv; p0 += segment) {
+        const int64_t p1 = std::min(kv, p0 + segment);
+        if (w.format == WeightFormat::kFp8Block) {
+          fp8_strip_unit(stored, scales, rows, p0, plane);
+          continue;
+        }
+        if (w.format == WeightFormat::kFp4Block && transposed &&
+            fp4_strip_unit(stored, scales, rows, p0, (p1 - p0) / kLanes, plane))
+          continue;
+        for (int64_t r = 0; r < rows; ++r)
+          decode_segment(w.format, stored[r], scales[r], p0, p1,
+                         [&](int64_t p) { return segments[r] + (p - p0); });
+        for (int64_t j = 0; j < (p1 - p0) / kLanes; ++j) {
+          __m512 v[16];
+          for (int r = 0; r < 16; ++r) v[r] = _mm512_load_ps(segments[r] + j * kLanes);
+          transpose16(v);
+          for (int l = 0; l < 16; ++l) _mm512_store_ps(plane(p0 / kLanes + j, l), v[l]);
+        }
+      }
+    }
+  }
+
+  // The 64-byte units at byte `byte` of 16 rows (rows past `rows`: zeros), transposed: vector l
+  // holds 32-bit word l of every row, row r in lane r.
+  [[gnu::always_inline]] static inline void units_transposed(const StoredRow* stored, int64_t rows,
+                                                             int64_t byte, __m512 (&v)[16]) {
+    for (int r = 0; r < 16; ++r)
+      v[r] = r < rows ? _mm512_castsi512_ps(_mm512_loadu_si512(stored[r].at(byte)))
+                      : _mm512_setzero_ps();
+    transpose16(v);
+  }
+
+  // One FP8 unit (inputs p0 .. p0 + 63) of 16 rows into their planes. Transposed, word l of each
+  // row is what fp8_unit_times_256 turns into lane l of its vectors, so here it yields, per
+  // lane-order step, a vector across the rows; each lane is multiplied by its row's block scale
+  // as decode_segment multiplies it.
+  template <class Plane>
+  static void fp8_strip_unit(const StoredRow* stored, const uint8_t* const* scales, int64_t rows,
+                             int64_t p0, const Plane& plane) {
+    alignas(64) float row_scales[16] = {};
+    for (int64_t r = 0; r < rows; ++r)
+      row_scales[r] = ue8m0_to_float(scales[r][p0 / 128]) / kFp8ViaFp16Factor;
+    const Batch scale = Batch::load_aligned(row_scales);
+    __m512 v[16];
+    units_transposed(stored, rows, p0, v);
+    for (int l = 0; l < 16; ++l) {
+      Batch w[4];
+      fp8_unit_times_256(_mm512_castps_si512(v[l]), w);
+      for (int j = 0; j < 4; ++j) (w[j] * scale).store_aligned(plane(p0 / kLanes + j, l));
+    }
+  }
+
+  // One FP4 unit (inputs p0 .. p0 + 127, of which `vectors` lane-order steps lie below kv) of 16
+  // transposed rows into their planes, where every block scale code involved lies in [2, 252];
+  // false, and nothing written, otherwise. Transposed, word l of each row holds byte l of the
+  // unit's four blocks, so fp4_unit_block yields vectors across the rows from the table of code
+  // 127 (the values themselves), and each lane is multiplied by its row's block scale. In that
+  // range the scale and every product are normal floats: the product is exact, the value
+  // kFp4ScaledTables[code] holds, whatever FTZ/DAZ say. The table's subnormal, infinite and NaN
+  // entries are left to decode_segment.
+  template <class Plane>
+  static bool fp4_strip_unit(const StoredRow* stored, const uint8_t* const* scales, int64_t rows,
+                             int64_t p0, int64_t vectors, const Plane& plane) {
+    constexpr __mmask16 kAll = 0xFFFF;
+    alignas(64) uint32_t codes[16];
+    for (int r = 0; r < 16; ++r) {
+      codes[r] = 0x7F7F7F7Fu;  // a scale of 1 for absent rows and for blocks past kv
+      if (r < rows) std::memcpy(&codes[r], scales[r] + p0 / 32, size_t(vectors / 2));
+    }
+    const __m512i code_bytes = _mm512_load_si512(codes);
+    if (_mm512_cmplt_epu8_mask(code_bytes, _mm512_set1_epi8(2)) |
+        _mm512_cmpgt_epu8_mask(code_bytes, _mm512_set1_epi8(char(252))))
+      return false;
+    Batch scale[4];  // block b's scales: code byte b of each row as a float's exponent field
+    for (int b = 0; b < 4; ++b)
+      scale[b] = Batch(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(
+          kAll,
+          _mm512_maskz_and_epi32(kAll, _mm512_maskz_srli_epi32(kAll, code_bytes, unsigned(8 * b)),
+                                 _mm512_set1_epi32(0xFF)),
+          23)));
+    __m512 v[16];
+    units_transposed(stored, rows, p0 / 2, v);
+    for (int l = 0; l < 16; ++l)
+      for_each_unit_block([&]<int B>() {
+        if (2 * B >= vectors) return;
+        Batch lo, hi;
+        fp4_unit_block<B>(_mm512_castps_si512(v[l]), 127, lo, hi);
+        (lo * scale[B]).store_aligned(plane(p0 / kLanes + 2 * B, l));
+        (hi * scale[B]).store_aligned(plane(p0 / kLanes + 2 * B + 1, l));
+      });
+    return true;
+  }
+
+  // Chains of panel rows [0, MR) × the strip's rows over all planes (`steps` each), added in the
+  // tree's order as they come: sums[r][v] holds the horizontal sums of outputs (r, strip rows
+  // 16v .. 16v + 15). Plane kTreeOrder[s] closes the tree levels where s has its low bits set.
+  template <int MR>
+  static void strip_tile(const float* panel, const float* strip, int64_t steps,
+                         Batch (&sums)[MR][2]) {
+    Batch pending[4][MR][2];
+    for (int s = 0; s < 16; ++s) {
+      const float* ap = panel + kTreeOrder[s] * steps * kPanel;
+      const float* wp = strip + kTreeOrder[s] * steps * kStripRows;
+      Batch acc[MR][2];
+      for (auto& row : acc) row[0] = row[1] = Batch(0.0f);
+      for (int64_t t = 0; t < steps; ++t) {
+        const Batch w0 = Batch::load_aligned(wp + t * kStripRows);
+        const Batch w1 = Batch::load_aligned(wp + t * kStripRows + kLanes);
+        for (int r = 0; r < MR; ++r) {
+          const Batch a(ap[t * kPanel + r]);
+          acc[r][0] = xsimd::fma(a, w0, acc[r][0]);
+          acc[r][1] = xsimd::fma(a, w1, acc[r][1]);
+        }
+      }
+      int level = 0;
+      for (int bits = s; bits % 2 == 1; bits /= 2, ++level)
+        for (int r = 0; r < MR; ++r)
+          for (int v = 0; v < 2; ++v) acc[r][v] = pending[level][r][v] + acc[r][v];
+      for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < 2; ++v) (level == 4 ? sums : pending[level])[r][v] = acc[r][v];
+    }
+  }
+
+  // Rows [j_begin, j_end) of C for every activation row, from the block's strips.
+  static void multiply_strips(const GemmArgs& g, const float* panels, int64_t j_begin,
+                              int64_t j_end, const float* strips) {
+    const int64_t kv = vector_inputs(g), steps = kv / kLanes;
+    alignas(64) float h[16];
+    for (int64_t i0 = 0; i0 < g.m; i0 += kPanel)
+      with_count<kPanel>(std::min<int64_t>(kPanel, g.m - i0), [&]<int MR>() {
+        for (int64_t c0 = 0; c0 < j_end - j_begin; c0 += kStripRows) {
+          Batch sums[MR][2];
+          strip_tile<MR>(panels + i0 * kv, strips + c0 * kv, steps, sums);
+          for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < 2; ++v) {
+              const int64_t j = j_begin + c0 + v * kLanes;
+              if (j >= j_end) continue;
+              sums[r][v].store_aligned(h);
+              finish_outputs(g, i0 + r, j, std::min<int64_t>(kLanes, j_end - j), h, kv);
+            }
+        }
+      });
+  }
+
+  // run_decoded on AVX-512: the activations in panels once per call, then per block of W rows
+  // (about 512 KiB decoded, in L2 while every panel passes over it) the strips and their tiles.
+  static void run_strips(const GemmArgs& g) {
+    const int64_t kv = vector_inputs(g), block = decoded_block_rows(g, kStripRows);
+    const int64_t n_blocks = (g.n + block - 1) / block, panels = (g.m + kPanel - 1) / kPanel;
+    thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> packed;
+    if (packed.size() < size_t(panels * kPanel * kv)) packed.resize(size_t(panels * kPanel * kv));
+    float* a = packed.data();
+    ParallelGuard guard;
+#pragma omp parallel if (parallel(g))
+    {
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < panels; ++q) pack_panel(g, q * kPanel, kv, a + q * kPanel * kv);
+      // Per-thread scratch that lives as long as the thread: one decoded block.
+      thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
+      float* strips = nullptr;
+      guard.run([&] {
+        if (scratch.size() < size_t(block * kv)) scratch.resize(size_t(block * kv));
+        strips = scratch.data();
+      });
+#pragma omp for schedule(dynamic)
+      for (int64_t jb = 0; jb < n_blocks; ++jb) {
+        if (!strips) continue;  // this thread's scratch failed; the guard has the error
+        const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
+        decode_strips(g.w, j_begin, j_end - j_begin, kv, strips);
+        multiply_strips(g, a, j_begin, j_end, strips);
+      }
+    }
+    guard.rethrow();
+  }
+#endif
 
   static void run(const GemmArgs& g) { run_group(&g, 1); }
 

@@ -507,7 +507,8 @@ TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled a
   // only these, so that the products, all subnormal, make the sums), group 2 codes 253 and 254
   // (scaled values up to 1.5·2^127, the largest below the overflow: its magnitudes are kept
   // under 2), the last a spread over [0, 252]. Each tile must give the bits of the rows layout's
-  // kernel.
+  // kernel, and 20 activation rows (decoded into strips: in-range units of transposed rows
+  // decoded as codes, the others row by row) the bits of one.
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
   const int64_t n = 16, k = 512;
@@ -532,15 +533,17 @@ TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled a
       dsv4::units_weights(rows.view, dsv4::WeightLayout::kRowUnits, unit_codes.data());
   // Activations of about 2^-12: 6·2^125 (and 1.5·2^127) times 512 of them stays finite.
   std::uniform_real_distribution<float> dist(-0x1p-12f, 0x1p-12f);
-  std::vector<float> a(size_t(2 * k));
+  std::vector<float> a(size_t(20 * k));
   for (auto& x : a) x = dist(rng);
   const Isa best = dsv4::cpu::detect_isa();
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
     if (isa > best) continue;
     const auto table = dsv4::cpu::kernels_for(isa);
-    for (int64_t m : {1, 2}) {
+    const std::vector<float> first_row = gemm_on_threads(table, rows.view, a.data(), 1, 1);
+    for (int64_t m : {1, 2, 20}) {
       INFO("isa " << dsv4::cpu::isa_name(isa) << " m " << m);
       const std::vector<float> want = gemm_on_threads(table, rows.view, a.data(), m, 1);
+      CHECK(std::memcmp(want.data(), first_row.data(), first_row.size() * 4) == 0);
       const std::vector<float> got = gemm_on_threads(table, tiled, a.data(), m, 1);
       for (float x : got) REQUIRE(std::isfinite(x));
       CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
@@ -1108,34 +1111,37 @@ TEST_CASE("official kernels: code decoders, block sums and double dot products a
 TEST_CASE("cpu gemm: subnormal block scales keep their value under FTZ/DAZ", "[backend][gemm]") {
   // ue8m0 code 0 is 2^-127, an fp32 subnormal. A caller built with -ffast-math runs with
   // flush-to-zero and denormals-are-zero set: the backend must still read the scale (and put the
-  // caller's state back afterwards).
+  // caller's state back afterwards). One activation row (decoded in registers) and 20 (decoded
+  // into a buffer first).
   auto cpu = dsv4::create_backend("cpu").value();
-  for (auto format : {dsv4::WeightFormat::kFp8Block, dsv4::WeightFormat::kFp4Block}) {
-    std::mt19937 rng(3);
-    TestMatrix m = random_matrix(format, 8, 256, rng);
-    std::fill(m.scales.begin(), m.scales.end(), uint8_t(0));
-    m.view.scales = m.scales.data();
-    std::vector<float> a(256, std::ldexp(1.0f, 100)), want(8), got(8);
-    dsv4::GemmArgs g;
-    g.m = 1, g.n = 8, g.k = 256, g.a = a.data(), g.lda = 256, g.w = m.view, g.c = want.data();
-    g.ldc = 8;
-    REQUIRE(cpu->gemm(g).is_ok());
-    const unsigned before = _mm_getcsr();
-    _mm_setcsr(before | 0x8040);  // FTZ | DAZ
-    g.c = got.data();
-    const bool ok = cpu->gemm(g).is_ok();
-    const unsigned during = _mm_getcsr();
-    _mm_setcsr(before);
-    REQUIRE(ok);
-    CHECK(during == (before | 0x8040));  // the caller's state is back
-    INFO(dsv4::weight_format_traits(format).name);
-    bool any_nonzero = false;
-    for (int j = 0; j < 8; ++j) {
-      REQUIRE(std::isfinite(got[size_t(j)]));
-      REQUIRE(got[size_t(j)] == want[size_t(j)]);
-      any_nonzero = any_nonzero || want[size_t(j)] != 0.0f;
+  for (auto format : {dsv4::WeightFormat::kFp8Block, dsv4::WeightFormat::kFp4Block})
+    for (int64_t rows : {1, 20}) {
+      std::mt19937 rng(3);
+      TestMatrix m = random_matrix(format, 8, 256, rng);
+      std::fill(m.scales.begin(), m.scales.end(), uint8_t(0));
+      m.view.scales = m.scales.data();
+      std::vector<float> a(size_t(256 * rows), std::ldexp(1.0f, 100)), want(size_t(8 * rows)),
+          got(size_t(8 * rows));
+      dsv4::GemmArgs g;
+      g.m = rows, g.n = 8, g.k = 256, g.a = a.data(), g.lda = 256, g.w = m.view, g.c = want.data();
+      g.ldc = 8;
+      REQUIRE(cpu->gemm(g).is_ok());
+      const unsigned before = _mm_getcsr();
+      _mm_setcsr(before | 0x8040);  // FTZ | DAZ
+      g.c = got.data();
+      const bool ok = cpu->gemm(g).is_ok();
+      const unsigned during = _mm_getcsr();
+      _mm_setcsr(before);
+      REQUIRE(ok);
+      CHECK(during == (before | 0x8040));  // the caller's state is back
+      INFO(dsv4::weight_format_traits(format).name << " rows " << rows);
+      bool any_nonzero = false;
+      for (int64_t j = 0; j < 8 * rows; ++j) {
+        REQUIRE(std::isfinite(got[size_t(j)]));
+        REQUIRE(got[size_t(j)] == want[size_t(j)]);
+        any_nonzero = any_nonzero || want[size_t(j)] != 0.0f;
+      }
+      REQUIRE(any_nonzero);  // the scales mattered: flushed, every output would be 0
     }
-    REQUIRE(any_nonzero);  // the scales mattered: flushed, every output would be 0
-  }
 }
 #endif
