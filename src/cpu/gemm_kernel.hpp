@@ -14,8 +14,11 @@
 //    a shift, FP8 by bit operations in lane order on AVX-512 and through the fp16 converter
 //    elsewhere, FP4 by a 16-entry table permute).
 //  - larger m (prefill): blocks of W rows are decoded once into an L2-sized buffer, with the same
-//    decoders, and register tiles of A run the same dot products over the decoded values, k cut
-//    into slices whose lane-wise partial sums wait in memory (see multiply_decoded_block).
+//    decoders, and the same dot products run over the decoded values: on AVX-512 as tiles that
+//    broadcast activations over 32 weight rows, both operands in lane planes (run_strips: each
+//    lane's chain, then the horizontal sum's additions in its order); below AVX-512 as register
+//    tiles of A, k cut into slices whose lane-wise partial sums wait in memory
+//    (multiply_decoded_block).
 #pragma once
 
 #include <omp.h>
@@ -1052,7 +1055,7 @@ struct GemmKernel {
   }
 #endif
 
-  // ---- prefill: register tiles over decoded rows, blocked along k ----
+  // ---- prefill below AVX-512: register tiles over decoded rows, blocked along k ----
   // A tile of kPanelRows activation rows × kTile weight rows needs kPanelRows + kTile vector loads
   // per kPanelRows·kTile FMAs. Streaming both operands over the whole of k made the loads come from
   // L2 and set the pace at about half the FMA peak; so k is cut into kDepth-long slices: a tile's
@@ -1063,7 +1066,7 @@ struct GemmKernel {
   // evicted the panel. Each output's lanes still accumulate over k in ascending order, then one
   // horizontal sum and the scalar tail, as in the register path: the same bits for any m, tiling or
   // slicing.
-  static constexpr int kPanelRows = kAvx512 ? 6 : int(kTile);  // 24 accumulators of AVX-512's 32
+  static constexpr int kPanelRows = int(kTile);
   static constexpr int64_t kDepth = 1024;
   static constexpr int64_t kRowGroup = 8 * kPanelRows;  // rows whose partial sums wait in memory
 
@@ -1110,7 +1113,8 @@ struct GemmKernel {
   // xsimd::hadd's order (lanes i and i + 8, then i and i + 4, then the pairs (0, 1) and (2, 3),
   // then the two pair sums), so the bits are Tile::finish's; fp addition commutes, so only the
   // pairing matters. Four levels of shuffles across the 16 vectors instead of a dependent
-  // shuffle chain per output (that chain had cost a sixth of the prefill time).
+  // shuffle chain per output (that chain had cost a sixth of the lane-wise prefill's time). The
+  // attention kernel's score tiles use it.
   static void hadd16(const float* v, float* out) {
 #if defined(__x86_64__)
     if constexpr (kAvx512) {
@@ -1152,15 +1156,9 @@ struct GemmKernel {
     alignas(64) float h[16];
     for (int64_t i = i_begin; i < i_end; ++i) {
       const float* row = sums + (i - i_begin) * stride;
-      for (int64_t j = j_begin; j < j_end;) {
-        const int64_t n = kAvx512 && kv > 0 && j + 16 <= j_end ? 16 : 1;
-        if (n == 16) {
-          hadd16(row + (j - j_begin) * kLanes, h);
-        } else {
-          h[0] = kv > 0 ? xsimd::hadd(Batch::load_aligned(row + (j - j_begin) * kLanes)) : 0.0f;
-        }
-        finish_outputs(g, i, j, n, h, kv);
-        j += n;
+      for (int64_t j = j_begin; j < j_end; ++j) {
+        h[0] = kv > 0 ? xsimd::hadd(Batch::load_aligned(row + (j - j_begin) * kLanes)) : 0.0f;
+        finish_outputs(g, i, j, 1, h, kv);
       }
     }
   }
@@ -1322,7 +1320,7 @@ struct GemmKernel {
   // where a tile that broadcasts one activation to two vectors of weights ran at 88%. Its lanes
   // are 16 outputs instead of 16 inputs, yet each output keeps the register path's bits: lane l
   // of an output's lane-wise sum is the FMA chain over the lane-ordered inputs q = 16t + l, t
-  // ascending from +0, and the horizontal sum adds the 16 chains in a fixed tree (hadd16's:
+  // ascending from +0, and the horizontal sum adds the 16 chains in a fixed tree (xsimd::hadd's:
   // chains l and l + 8, then those sums 4 apart, then (0, 1) and (2, 3) of those, then the two).
   // So both operands are laid out in planes, plane l holding the inputs of chain l (in_planes),
   // a tile runs chain l for kPanel activation rows × kStripRows outputs, and adds the chains as
