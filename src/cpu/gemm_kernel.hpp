@@ -1393,8 +1393,9 @@ struct GemmKernel {
   // (in_planes<kStripRows>), the last strip filled up with zero rows; 16 rows at a time, one
   // segment of codes of each. FP8 units and FP4 units of transposed rows are transposed as codes
   // (fp8_strip_unit, fp4_strip_unit: a fraction of the shuffles of transposing the decoded
-  // floats); other segments are decoded row by row (decode_segment, into L1) and each of their
-  // vectors transposed.
+  // floats), F32 and BF16 vectors transposed as loaded (plain_strip_segment); the other segments
+  // (FP4 rows as stored, FP4 scale codes out of fp4_strip_unit's range) are decoded row by row
+  // (decode_segment, into L1) and each of their vectors transposed.
   static void decode_strips(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
     const int64_t segment = segment_inputs(w.format);
     const int64_t padded = (nj + kStripRows - 1) / kStripRows * kStripRows;
@@ -1421,6 +1422,10 @@ struct GemmKernel {
         if (w.format == WeightFormat::kFp4Block && transposed &&
             fp4_strip_unit(stored, scales, rows, p0, (p1 - p0) / kLanes, plane))
           continue;
+        if (w.format == WeightFormat::kF32 || w.format == WeightFormat::kBF16) {
+          plain_strip_segment(w.format, stored, rows, p0, p1, plane);
+          continue;
+        }
         for (int64_t r = 0; r < rows; ++r)
           decode_segment(w.format, stored[r], scales[r], p0, p1,
                          [&](int64_t p) { return segments[r] + (p - p0); });
@@ -1431,6 +1436,26 @@ struct GemmKernel {
           for (int l = 0; l < 16; ++l) _mm512_store_ps(plane(p0 / kLanes + j, l), v[l]);
         }
       }
+    }
+  }
+
+  // Inputs [p0, p1) of 16 F32 or BF16 rows into their planes: each vector loaded (BF16 widened)
+  // straight from the rows and transposed (a call of decode_segment per 16 F32 inputs and row had
+  // cost the F32 GEMM as much time as the transposes).
+  template <class Plane>
+  static void plain_strip_segment(WeightFormat format, const StoredRow* stored, int64_t rows,
+                                  int64_t p0, int64_t p1, const Plane& plane) {
+    for (int64_t p = p0; p < p1; p += kLanes) {
+      __m512 v[16];
+      for (int r = 0; r < 16; ++r) {
+        if (r >= rows)
+          v[r] = _mm512_setzero_ps();
+        else
+          v[r] = format == WeightFormat::kF32 ? load_f32(stored[r].at(p * 4))
+                                              : load_bf16(stored[r].at(p * 2));
+      }
+      transpose16(v);
+      for (int l = 0; l < 16; ++l) _mm512_store_ps(plane(p / kLanes, l), v[l]);
     }
   }
 
@@ -1513,15 +1538,14 @@ struct GemmKernel {
                          Batch (&sums)[MR][2]) {
     Batch pending[4][MR][2];
     for (int s = 0; s < 16; ++s) {
-      const float* ap = panel + kTreeOrder[s] * steps * kPanel;
+      const float* ap = panel + kTreeOrder[s] * steps * kPanel;  // the plane's first step
       const float* wp = strip + kTreeOrder[s] * steps * kStripRows;
       Batch acc[MR][2];
       for (auto& row : acc) row[0] = row[1] = Batch(0.0f);
-      for (int64_t t = 0; t < steps; ++t) {
-        const Batch w0 = Batch::load_aligned(wp + t * kStripRows);
-        const Batch w1 = Batch::load_aligned(wp + t * kStripRows + kLanes);
+      for (const float* end = wp + steps * kStripRows; wp != end; wp += kStripRows, ap += kPanel) {
+        const Batch w0 = Batch::load_aligned(wp), w1 = Batch::load_aligned(wp + kLanes);
         for (int r = 0; r < MR; ++r) {
-          const Batch a(ap[t * kPanel + r]);
+          const Batch a(ap[r]);
           acc[r][0] = xsimd::fma(a, w0, acc[r][0]);
           acc[r][1] = xsimd::fma(a, w1, acc[r][1]);
         }
