@@ -1409,8 +1409,11 @@ struct GemmKernel {
         scales[r] = row_scale_codes(w, j0 + c0 + r);
         transposed = transposed && stored[r].transposed;
       }
-      const auto plane = [&](int64_t t, int64_t l) {
-        return out + in_planes<kStripRows>(c0, t, l, kv);
+      // in_planes<kStripRows>(c0, t, l, kv), its row part taken out of the loops
+      float* const rows_at = out + in_planes<kStripRows>(c0, 0, 0, kv);
+      const int64_t steps = kv / kLanes;
+      const auto plane = [rows_at, steps](int64_t t, int64_t l) {
+        return rows_at + (l * steps + t) * kStripRows;
       };
       alignas(64) float segments[16][128] = {};  // rows past nj stay zero
       for (int64_t p0 = 0; p0 < kv; p0 += segment) {
@@ -1460,9 +1463,12 @@ struct GemmKernel {
   }
 
   // The 64-byte units at byte `byte` of 16 rows (rows past `rows`: zeros), transposed: vector l
-  // holds 32-bit word l of every row, row r in lane r.
+  // holds 32-bit word l of every row, row r in lane r. Each row is prefetched into L2 2 KiB ahead:
+  // sixteen streams read 64 bytes at a time are more than the hardware prefetchers follow well
+  // (FP4 expert GEMMs of 24 rows from memory, row units: -5%).
   [[gnu::always_inline]] static inline void units_transposed(const StoredRow* stored, int64_t rows,
                                                              int64_t byte, __m512 (&v)[16]) {
+    for (int r = 0; r < rows; ++r) __builtin_prefetch(stored[r].at(byte + 2048), 0, 2);
     for (int r = 0; r < 16; ++r)
       v[r] = r < rows ? _mm512_castsi512_ps(_mm512_loadu_si512(stored[r].at(byte)))
                       : _mm512_setzero_ps();
