@@ -1280,34 +1280,47 @@ struct GemmKernel {
     }
 #endif
     const int64_t block = decoded_block_rows(g, kTile), kv = vector_inputs(g);
-    const int64_t n_blocks = (g.n + block - 1) / block;
     const int64_t panels = (g.m + kPanelRows - 1) / kPanelRows;
-    thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> lane_a;
-    if (lane_a.size() < size_t(panels * kPanelRows * kv))
-      lane_a.resize(size_t(panels * kPanelRows * kv));
-    float* a = lane_a.data();
     const size_t decoded_floats = size_t(block * kv);
-    const size_t scratch_floats = decoded_floats + size_t(row_group(g) * block * kLanes);
+    run_blocks(
+        g, block, panels * kPanelRows * kv, g.m,
+        [&](int64_t i, float* a) {
+          lane_order_row(g, i, a + interleaved<kPanelRows>(i, 0, kv), kPanelRows * kLanes);
+        },
+        decoded_floats + size_t(row_group(g) * block * kLanes),  // the block and the partial sums
+        [&](int64_t j_begin, int64_t j_end, const float* a, float* decoded) {
+          decode_rows(g.w, j_begin, j_end - j_begin, kv, decoded);
+          multiply_decoded_block(g, a, j_begin, j_end, decoded, decoded + decoded_floats);
+        });
+  }
+
+  // The prefill's schedule, both paths: the activations rearranged once per call (`arrange(q,
+  // a)` for q in [0, pieces), split evenly across the threads, into `a_floats` floats), then the
+  // blocks of `block` weight rows handed out first come first served, `multiply(j_begin, j_end,
+  // a, scratch)` with a per-thread scratch of `scratch_floats` that lives as long as the thread.
+  template <class Arrange, class Multiply>
+  static void run_blocks(const GemmArgs& g, int64_t block, int64_t a_floats, int64_t pieces,
+                         const Arrange& arrange, size_t scratch_floats, const Multiply& multiply) {
+    const int64_t n_blocks = (g.n + block - 1) / block;
+    thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> arranged;
+    if (arranged.size() < size_t(a_floats)) arranged.resize(size_t(a_floats));
+    float* a = arranged.data();
     ParallelGuard guard;
 #pragma omp parallel if (parallel(g))
     {
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < g.m; ++i)
-        lane_order_row(g, i, a + interleaved<kPanelRows>(i, 0, kv), kPanelRows * kLanes);
-      // Per-thread scratch that lives as long as the thread: one decoded block and the partial
-      // sums.
+      for (int64_t q = 0; q < pieces; ++q) arrange(q, a);
       thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-      float* decoded = nullptr;
+      float* own = nullptr;
       guard.run([&] {
         if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-        decoded = scratch.data();
+        own = scratch.data();
       });
 #pragma omp for schedule(dynamic)
       for (int64_t jb = 0; jb < n_blocks; ++jb) {
-        if (!decoded) continue;  // this thread's scratch failed; the guard has the error
-        const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
-        decode_rows(g.w, j_begin, j_end - j_begin, kv, decoded);
-        multiply_decoded_block(g, a, j_begin, j_end, decoded, decoded + decoded_floats);
+        if (!own) continue;  // this thread's scratch failed; the guard has the error
+        const int64_t j_begin = jb * block;
+        multiply(j_begin, std::min(g.n, j_begin + block), a, own);
       }
     }
     guard.rethrow();
@@ -1590,31 +1603,15 @@ struct GemmKernel {
   // (about 512 KiB decoded, in L2 while every panel passes over it) the strips and their tiles.
   static void run_strips(const GemmArgs& g) {
     const int64_t kv = vector_inputs(g), block = decoded_block_rows(g, kStripRows);
-    const int64_t n_blocks = (g.n + block - 1) / block, panels = (g.m + kPanel - 1) / kPanel;
-    thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> packed;
-    if (packed.size() < size_t(panels * kPanel * kv)) packed.resize(size_t(panels * kPanel * kv));
-    float* a = packed.data();
-    ParallelGuard guard;
-#pragma omp parallel if (parallel(g))
-    {
-#pragma omp for schedule(static)
-      for (int64_t q = 0; q < panels; ++q) pack_panel(g, q * kPanel, kv, a + q * kPanel * kv);
-      // Per-thread scratch that lives as long as the thread: one decoded block.
-      thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-      float* strips = nullptr;
-      guard.run([&] {
-        if (scratch.size() < size_t(block * kv)) scratch.resize(size_t(block * kv));
-        strips = scratch.data();
-      });
-#pragma omp for schedule(dynamic)
-      for (int64_t jb = 0; jb < n_blocks; ++jb) {
-        if (!strips) continue;  // this thread's scratch failed; the guard has the error
-        const int64_t j_begin = jb * block, j_end = std::min(g.n, j_begin + block);
-        decode_strips(g.w, j_begin, j_end - j_begin, kv, strips);
-        multiply_strips(g, a, j_begin, j_end, strips);
-      }
-    }
-    guard.rethrow();
+    const int64_t panels = (g.m + kPanel - 1) / kPanel;
+    run_blocks(
+        g, block, panels * kPanel * kv, panels,
+        [&](int64_t q, float* a) { pack_panel(g, q * kPanel, kv, a + q * kPanel * kv); },
+        size_t(block * kv),  // one block of strips
+        [&](int64_t j_begin, int64_t j_end, const float* a, float* strips) {
+          decode_strips(g.w, j_begin, j_end - j_begin, kv, strips);
+          multiply_strips(g, a, j_begin, j_end, strips);
+        });
   }
 #endif
 
