@@ -1184,12 +1184,16 @@ struct GemmKernel {
   // bits (a per-output store had cost 6% of the prefill time).
   static void store16(const GemmArgs& g, int64_t i, int64_t j, const float* sums) {
     if constexpr (kLanes == 16) {
-      float* c = g.c + i * g.ldc + j;
-      const Batch beta_c = g.beta == 0.0f ? Batch(0.0f) : Batch(g.beta) * Batch::load_unaligned(c);
-      (Batch(g.alpha) * Batch::load_aligned(sums) + beta_c).store_unaligned(c);
+      store16(g, i, j, Batch::load_aligned(sums));
     } else {
       for (int64_t o = 0; o < 16; ++o) store(g, i, j + o, sums[o]);
     }
+  }
+  static void store16(const GemmArgs& g, int64_t i, int64_t j, const Batch& sums) {
+    static_assert(kLanes == 16);
+    float* c = g.c + i * g.ldc + j;
+    const Batch beta_c = g.beta == 0.0f ? Batch(0.0f) : Batch(g.beta) * Batch::load_unaligned(c);
+    (Batch(g.alpha) * sums + beta_c).store_unaligned(c);
   }
 
   // Calls f.template operator()<MI, NJ>(i0, j0) for every tile of rows [i_begin, i_end) × weight
@@ -1592,6 +1596,10 @@ struct GemmKernel {
             for (int v = 0; v < 2; ++v) {
               const int64_t j = j_begin + c0 + v * kLanes;
               if (j >= j_end) continue;
+              if (kv == g.k && j + kLanes <= j_end) {  // finish_outputs' operations on the vector
+                store16(g, i0 + r, j, sums[r][v] + Batch(0.0f));
+                continue;
+              }
               sums[r][v].store_aligned(h);
               finish_outputs(g, i0 + r, j, std::min<int64_t>(kLanes, j_end - j), h, kv);
             }
