@@ -690,24 +690,23 @@ struct GemmKernel {
     const int64_t k = t.g.k;
     if constexpr (MI > 2) {
       fp4_units_many_rows(t, a_perm, codes, acc);
-      t.store_acc(acc);
-      return;
-    }
-    for (int64_t u0 = 0; u0 < k; u0 += 128) {
-      t.prefetch(u0 / 2);
-      __m512i units[NJ];
-      for (int c = 0; c < NJ; ++c) units[c] = _mm512_loadu_si512(t.at(c, u0 / 2));
-      for_each_unit_block([&]<int B>() {
-        const int64_t p = u0 + 32 * B;
-        Batch lo[NJ], hi[NJ];
-        for (int c = 0; c < NJ; ++c) fp4_unit_block<B>(units[c], codes[c][p / 32], lo[c], hi[c]);
-        for (int r = 0; r < MI; ++r) {
-          const float* ap = a_perm + r * k + p;
-          const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
-          for (int c = 0; c < NJ; ++c)
-            acc[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], acc[r][c]));
-        }
-      });
+    } else {
+      for (int64_t u0 = 0; u0 < k; u0 += 128) {
+        t.prefetch(u0 / 2);
+        __m512i units[NJ];
+        for (int c = 0; c < NJ; ++c) units[c] = _mm512_loadu_si512(t.at(c, u0 / 2));
+        for_each_unit_block([&]<int B>() {
+          const int64_t p = u0 + 32 * B;
+          Batch lo[NJ], hi[NJ];
+          for (int c = 0; c < NJ; ++c) fp4_unit_block<B>(units[c], codes[c][p / 32], lo[c], hi[c]);
+          for (int r = 0; r < MI; ++r) {
+            const float* ap = a_perm + r * k + p;
+            const Batch ae = Batch::load_unaligned(ap), ao = Batch::load_unaligned(ap + kLanes);
+            for (int c = 0; c < NJ; ++c)
+              acc[r][c] = xsimd::fma(ao, hi[c], xsimd::fma(ae, lo[c], acc[r][c]));
+          }
+        });
+      }
     }
     t.store_acc(acc);
   }
@@ -886,10 +885,8 @@ struct GemmKernel {
   // buffer at 12 rows and 9% at 16 but 20% slower at 8.
   static int64_t register_rows_limit(WeightFormat format) {
     switch (format) {
-      case WeightFormat::kFp8Block: {
-        static const int64_t rows = fp8_register_rows();
-        return rows;
-      }
+      case WeightFormat::kFp8Block:
+        return fp8_register_rows();
       case WeightFormat::kFp4Block:
         return kAvx512 ? 16 : 8;
       default:

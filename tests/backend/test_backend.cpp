@@ -526,7 +526,8 @@ TEST_CASE("cpu gemm: FP4 block scales at the ends of the exponent range, tiled a
   for (int64_t byte = 8 * row_bytes; byte < 12 * row_bytes; ++byte)
     rows.data[size_t(byte)] &= 0xBB;  // both nibbles' magnitude codes under 4: at most 1.5
   std::vector<uint8_t> tiled_codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
-  const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, tiled_codes.data());
+  const dsv4::WeightView tiled =
+      dsv4::units_weights(rows.view, dsv4::WeightLayout::kTiled, tiled_codes.data());
   std::vector<uint8_t> unit_codes(
       dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kRowUnits));
   const dsv4::WeightView row_units =
@@ -574,7 +575,8 @@ TEST_CASE("cpu gemm: the official numerics read tiled weights as they read rows"
     const int64_t n = 70, k = 256;
     const TestMatrix rows = random_matrix(format, n, k, rng);
     std::vector<uint8_t> codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled));
-    const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, codes.data());
+    const dsv4::WeightView tiled =
+        dsv4::units_weights(rows.view, dsv4::WeightLayout::kTiled, codes.data());
     for (int64_t m : {1, 5}) {
       std::vector<float> a(size_t(m * k)), want(size_t(m * n)), got(size_t(m * n));
       for (auto& x : a) x = dsv4::bf16_to_float(dsv4::float_to_bf16(dist(rng)));  // bf16 inputs
@@ -600,7 +602,8 @@ TEST_CASE("weight view: tiling keeps every element and pads whole groups with ze
     const TestMatrix rows = random_matrix(format, 262, 256, rng);
     std::vector<uint8_t> codes(dsv4::weight_data_bytes(rows.view, dsv4::WeightLayout::kTiled),
                                0xAB);
-    const dsv4::WeightView tiled = dsv4::tile_weights(rows.view, codes.data());
+    const dsv4::WeightView tiled =
+        dsv4::units_weights(rows.view, dsv4::WeightLayout::kTiled, codes.data());
     INFO("format " << dsv4::weight_format_traits(format).name);
     CHECK(codes.size() == size_t(264 * rows.view.row_bytes()));
     std::vector<uint8_t> row(size_t(rows.view.row_bytes()));

@@ -263,9 +263,6 @@ inline WeightView units_weights(const WeightView& w, WeightLayout layout, uint8_
   }
   return t;
 }
-inline WeightView tile_weights(const WeightView& w, uint8_t* dst) noexcept {
-  return units_weights(w, WeightLayout::kTiled, dst);
-}
 
 // The inverse of units_weights: w's codes (any layout, a whole matrix) written to dst in the
 // checkpoint's row order (out · row_bytes bytes); returns the view of them, sharing w's scales.
