@@ -1160,7 +1160,7 @@ struct GemmKernel {
     }
   }
 
-  // Outputs (i, j) .. (i, j + n - 1), n 1 or 16, from the horizontal sums of their lane-wise
+  // Outputs (i, j) .. (i, j + n - 1), n at most 16, from the horizontal sums of their lane-wise
   // partial sums (`h`, aligned): plus the scalar tail, stored as Tile::finish stores them.
   static void finish_outputs(const GemmArgs& g, int64_t i, int64_t j, int64_t n, float* h,
                              int64_t kv) {
@@ -1181,16 +1181,12 @@ struct GemmKernel {
   // bits (a per-output store had cost 6% of the prefill time).
   static void store16(const GemmArgs& g, int64_t i, int64_t j, const float* sums) {
     if constexpr (kLanes == 16) {
-      store16(g, i, j, Batch::load_aligned(sums));
+      float* c = g.c + i * g.ldc + j;
+      const Batch beta_c = g.beta == 0.0f ? Batch(0.0f) : Batch(g.beta) * Batch::load_unaligned(c);
+      (Batch(g.alpha) * Batch::load_aligned(sums) + beta_c).store_unaligned(c);
     } else {
       for (int64_t o = 0; o < 16; ++o) store(g, i, j + o, sums[o]);
     }
-  }
-  static void store16(const GemmArgs& g, int64_t i, int64_t j, const Batch& sums) {
-    static_assert(kLanes == 16);
-    float* c = g.c + i * g.ldc + j;
-    const Batch beta_c = g.beta == 0.0f ? Batch(0.0f) : Batch(g.beta) * Batch::load_unaligned(c);
-    (Batch(g.alpha) * sums + beta_c).store_unaligned(c);
   }
 
   // Calls f.template operator()<MI, NJ>(i0, j0) for every tile of rows [i_begin, i_end) × weight
@@ -1593,10 +1589,6 @@ struct GemmKernel {
             for (int v = 0; v < 2; ++v) {
               const int64_t j = j_begin + c0 + v * kLanes;
               if (j >= j_end) continue;
-              if (kv == g.k && j + kLanes <= j_end) {  // finish_outputs' operations on the vector
-                store16(g, i0 + r, j, sums[r][v] + Batch(0.0f));
-                continue;
-              }
               sums[r][v].store_aligned(h);
               finish_outputs(g, i0 + r, j, std::min<int64_t>(kLanes, j_end - j), h, kv);
             }
