@@ -227,9 +227,10 @@ TEST_CASE("cpu gemm: a row's result does not depend on the other rows of the cal
   // Prefill, chunked prefill and decode must give the same bits (session truncate and restores
   // without the window ring rebuild the cache by recomputation): each row computed alone
   // (decoded in registers), in calls of 3 and 7 rows (register tiles; FP8 decodes 7 rows into the
-  // buffer where fp8_register_rows is 4) and of 56 rows (decoded buffer: edge tiles; k = 2100 in
-  // three slices and two row groups, k = 1000 in one slice, one panel at a time), on one and on two
-  // threads, is the same float.
+  // buffer where fp8_register_rows is 4) and of 56 rows (decoded buffer: edge tiles; below
+  // AVX-512 k = 2100 in three slices and two row groups, k = 1000 in one slice, one panel at a
+  // time; on AVX-512 lane planes, 12-row panels with an 8-row edge and a partial last strip), on
+  // one and on two threads, is the same float.
   using dsv4::WeightFormat;
   using dsv4::cpu::Isa;
   std::mt19937 rng(11);
