@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <string_view>
 
 #include "dsv4/core/huge_pages.hpp"
 
@@ -96,16 +98,18 @@ inline const ReadBandwidthMeter& process_read_meter() {
 
 // fp32 FMA throughput in FLOP/s, all threads: the peak of the instruction the GEMM kernels use
 // (vfmadd on 16 lanes with AVX-512, else 8 lanes with AVX2+FMA; 0 on a CPU with neither).
-// kFmaChains independent chains per thread cover the FMA latency of every core we know (latency 4
-// × 2 pipes needs 8; 16 leave room). Each chain starts from its own value and the constants come
-// through a volatile, so the compiler can neither fold the loop nor merge the chains: an earlier
-// version started every chain from zero, GCC computed one chain and reused it for all eight, and
-// the "peak" was 8 FMAs per FMA latency: right by chance on a core with two 512-bit FMA pipes,
-// twice the truth on one with a single 512-bit FMA per cycle (AMD Zen 4: 466 GFLOP/s reported on
-// two cores, 234 measured with independent chains).
-inline constexpr int kFmaChains = 16;
-template <class Vec, int kLanes>
-inline double sum_lanes(const Vec (&acc)[kFmaChains]) {
+// Independent chains per thread cover the FMA latency of every core we know (latency 4 × 2 pipes
+// needs 8, Zen 2/3's 5 × 2 needs 10): 16 with AVX-512, 12 with AVX2, whose 16 registers must also
+// hold the two constants (16 chains there left two of them in memory, each FMA waiting on a
+// store and a reload: the AVX2 peak read about a fifth low). Each chain starts from its own value
+// and the constants come through a volatile, so the compiler can neither fold the loop nor merge
+// the chains: an earlier version started every chain from zero, GCC computed one chain and reused
+// it for all eight, and the "peak" was 8 FMAs per FMA latency: right by chance on a core with two
+// 512-bit FMA pipes, twice the truth on one with a single 512-bit FMA per cycle (AMD Zen 4: 466
+// GFLOP/s reported on two cores, 234 measured with independent chains).
+inline constexpr int kFmaChainsAvx512 = 16, kFmaChainsAvx2 = 12;
+template <class Vec, int kLanes, int kChains>
+inline double sum_lanes(const Vec (&acc)[kChains]) {
   double s = 0.0;
   for (const Vec& x : acc)
     for (int l = 0; l < kLanes; ++l) s += double(x[l]);
@@ -114,29 +118,35 @@ inline double sum_lanes(const Vec (&acc)[kFmaChains]) {
 __attribute__((target("avx512f"))) inline double fma_loop_avx512(int64_t iters) {
   volatile float a_in = 1.000001f, b_in = 0.999999f;
   const __m512 a = _mm512_set1_ps(a_in), b = _mm512_set1_ps(b_in);
-  __m512 acc[kFmaChains];
-  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_ps(float(j + 1));
+  __m512 acc[kFmaChainsAvx512];
+  for (int j = 0; j < kFmaChainsAvx512; ++j) acc[j] = _mm512_set1_ps(float(j + 1));
   for (int64_t i = 0; i < iters; ++i)
     for (auto& x : acc) x = _mm512_fmadd_ps(x, a, b);
-  return sum_lanes<__m512, 16>(acc);
+  return sum_lanes<__m512, 16, kFmaChainsAvx512>(acc);
 }
 __attribute__((target("avx2,fma"))) inline double fma_loop_avx2(int64_t iters) {
   volatile float a_in = 1.000001f, b_in = 0.999999f;
   const __m256 a = _mm256_set1_ps(a_in), b = _mm256_set1_ps(b_in);
-  __m256 acc[kFmaChains];
-  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_set1_ps(float(j + 1));
+  __m256 acc[kFmaChainsAvx2];
+  for (int j = 0; j < kFmaChainsAvx2; ++j) acc[j] = _mm256_set1_ps(float(j + 1));
   for (int64_t i = 0; i < iters; ++i)
     for (auto& x : acc) x = _mm256_fmadd_ps(x, a, b);
-  return sum_lanes<__m256, 8>(acc);
+  return sum_lanes<__m256, 8, kFmaChainsAvx2>(acc);
 }
 // Measured anew at each call (about 0.1 s), the best of three passes: like the read, a shared
 // host's compute moves within a run, so a figure is compared with the peak measured around it.
+// The peak is that of the widest FMA the CPU kernels may use: AVX-512 where the CPU has it,
+// unless DSV4_CPU_ISA caps the kernels below it; then AVX2's (also for the sse2 and scalar caps,
+// which have no FMA path of their own to measure).
 inline double measure_fma_peak() {
   __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const char* cap = std::getenv("DSV4_CPU_ISA");
+  const std::string_view wanted = cap ? cap : "";
+  const bool capped = wanted == "avx2" || wanted == "sse2" || wanted == "scalar";
+  const bool avx512 = __builtin_cpu_supports("avx512f") && !capped;
   if (!avx512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0.0;
   const int64_t iters = 10'000'000;
-  const int lanes = avx512 ? 16 : 8;
+  const int lanes = avx512 ? 16 : 8, chains = avx512 ? kFmaChainsAvx512 : kFmaChainsAvx2;
   double best = 0.0;
   for (int pass = 0; pass < 3; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -146,7 +156,7 @@ inline double measure_fma_peak() {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (sink == 12345.0) return 0.0;  // keeps the loops alive
-    best = std::max(best, double(iters) * kFmaChains * lanes * 2 * omp_get_max_threads() / seconds);
+    best = std::max(best, double(iters) * chains * lanes * 2 * omp_get_max_threads() / seconds);
   }
   return best;
 }
