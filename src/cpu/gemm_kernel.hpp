@@ -14,10 +14,10 @@
 //    a shift, FP8 by bit operations in lane order on AVX-512 and through the fp16 converter
 //    elsewhere, FP4 by a 16-entry table permute).
 //  - larger m (prefill): blocks of W rows are decoded once into an L2-sized buffer, with the same
-//    decoders, and the same dot products run over the decoded values: on AVX-512 as tiles that
-//    broadcast activations over 32 weight rows, both operands in lane planes (run_strips: each
-//    lane's chain, then the horizontal sum's additions in its order); below AVX-512 as register
-//    tiles of A, k cut into slices whose lane-wise partial sums wait in memory
+//    decoders, and the same dot products run over the decoded values: on AVX-512 and AVX2 as
+//    tiles that broadcast activations over 2·kLanes weight rows, both operands in lane planes
+//    (run_strips: each lane's chain, then the horizontal sum's additions in its order); on SSE2
+//    as register tiles of A, k cut into slices whose lane-wise partial sums wait in memory
 //    (multiply_decoded_block).
 #pragma once
 
@@ -1052,7 +1052,7 @@ struct GemmKernel {
   }
 #endif
 
-  // ---- prefill below AVX-512: register tiles over decoded rows, blocked along k ----
+  // ---- prefill on SSE2: register tiles over decoded rows, blocked along k ----
   // A tile of kPanelRows activation rows × kTile weight rows needs kPanelRows + kTile vector loads
   // per kPanelRows·kTile FMAs. Streaming both operands over the whole of k made the loads come from
   // L2 and set the pace at about half the FMA peak; so k is cut into kDepth-long slices: a tile's
@@ -1271,7 +1271,7 @@ struct GemmKernel {
   // cost 8% of the time.)
   static void run_decoded(const GemmArgs& g) {
 #if defined(__x86_64__)
-    if constexpr (kAvx512) {
+    if constexpr (kStrips) {
       run_strips(g);
       return;
     }
@@ -1324,26 +1324,38 @@ struct GemmKernel {
   }
 
 #if defined(__x86_64__)
-  // ---- prefill on AVX-512: lane planes and broadcast tiles ----
+  // ---- prefill on AVX-512 and AVX2: lane planes and broadcast tiles ----
   // A lane-wise tile (panel_tile) loads a vector of activations or of weights for every two or
   // three FMAs; on the Intel host it ran at about 70% of the FMA peak even with everything in L1,
   // where a tile that broadcasts one activation to two vectors of weights ran at 88%. Its lanes
-  // are 16 outputs instead of 16 inputs, yet each output keeps the register path's bits: lane l
-  // of an output's lane-wise sum is the FMA chain over the lane-ordered inputs q = 16t + l, t
-  // ascending from +0, and the horizontal sum adds the 16 chains in a fixed tree (xsimd::hadd's:
-  // chains l and l + 8, then those sums 4 apart, then (0, 1) and (2, 3) of those, then the two).
-  // So both operands are laid out in planes, plane l holding the inputs of chain l (in_planes),
-  // a tile runs chain l for kPanel activation rows × kStripRows outputs, and adds the chains as
+  // are kLanes outputs instead of kLanes inputs, yet each output keeps the register path's bits:
+  // lane l of an output's lane-wise sum is the FMA chain over the lane-ordered inputs
+  // q = kLanes·t + l, t ascending from +0, and the horizontal sum adds the chains in a fixed tree
+  // (xsimd::hadd's; AVX-512: chains l and l + 8, then those sums 4 apart, then (0, 1) and (2, 3)
+  // of those, then the two; AVX2: chains l and l + 4, then (0, 1) and (2, 3), then the two). So
+  // both operands are laid out in planes, plane l holding the inputs of chain l (in_planes), a
+  // tile runs chain l for kPanel activation rows × kStripRows outputs, and adds the chains as
   // they come, in an order that closes the tree's sums (kTreeOrder): the same FMAs and the same
   // additions as the register path.
-  static constexpr int kPanel = 12;                  // activation rows per tile: 24 accumulators
+  static constexpr bool kStrips = kAvx512 || kAvx2;
+  // Activation rows per tile: 2·kPanel accumulators, two vectors of weights and a broadcast in
+  // the 32 (AVX-512) or 16 (AVX2) vector registers.
+  static constexpr int kPanel = kAvx512 ? 12 : 6;
   static constexpr int64_t kStripRows = 2 * kLanes;  // weight rows per tile
-  static constexpr std::array<int, 16> kTreeOrder = {0, 8,  4, 12, 1, 9,  5, 13,
-                                                     2, 10, 6, 14, 3, 11, 7, 15};
+  // The horizontal sum's tree (AVX-512 and AVX2 only): its depth, and the planes in an order
+  // whose pairs close its sums as they come.
+  static constexpr int kTreeLevels = kLanes == 16 ? 4 : 3;
+  static constexpr std::array<int, kLanes> kTreeOrder = [] {
+    std::array<int, kLanes> order{};
+    constexpr int k16[16] = {0, 8, 4, 12, 1, 9, 5, 13, 2, 10, 6, 14, 3, 11, 7, 15};
+    constexpr int k8[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    for (int64_t s = 0; s < kLanes; ++s) order[size_t(s)] = kLanes == 16 ? k16[s] : k8[s];
+    return order;
+  }();
 
-  // Where lane-ordered input q = 16t + l of row r lies in a plane layout of groups of R rows (the
-  // activation panels: R = kPanel; the weight strips: R = kStripRows): per group, plane l holds
-  // step t of its R rows together, steps in order.
+  // Where lane-ordered input q = kLanes·t + l of row r lies in a plane layout of groups of R rows
+  // (the activation panels: R = kPanel; the weight strips: R = kStripRows): per group, plane l
+  // holds step t of its R rows together, steps in order.
   template <int64_t R>
   static int64_t in_planes(int64_t r, int64_t t, int64_t l, int64_t kv) {
     return r / R * R * kv + (l * (kv / kLanes) + t) * R + r % R;
@@ -1379,23 +1391,69 @@ struct GemmKernel {
     }
   }
 
+  // v[r] lane c to v[c] lane r for 8 vectors of 8: 32-bit, then 64-bit interleaves within
+  // 128-bit lanes, then 128-bit lane swaps (24 shuffles).
+  [[gnu::always_inline]] static inline void transpose8(__m256 (&v)[8]) {
+    __m256 a[8], b[8];
+    for (int k = 0; k < 4; ++k) {
+      a[2 * k] = _mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]);
+      a[2 * k + 1] = _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]);
+    }
+    // b[4h + c], 128-bit lane L: rows 4h .. 4h + 3 of column 4L + c.
+    for (int h = 0; h < 2; ++h)
+      for (int u = 0; u < 2; ++u) {
+        b[4 * h + 2 * u] =
+            _mm256_shuffle_ps(a[4 * h + u], a[4 * h + u + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        b[4 * h + 2 * u + 1] =
+            _mm256_shuffle_ps(a[4 * h + u], a[4 * h + u + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+    for (int c = 0; c < 4; ++c) {
+      v[c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x20);
+      v[4 + c] = _mm256_permute2f128_ps(b[c], b[4 + c], 0x31);
+    }
+  }
+  // The kLanes × kLanes transpose of this ISA: v[r] lane c to v[c] lane r.
+  [[gnu::always_inline]] static inline void transpose_lanes(Batch (&v)[kLanes]) {
+    if constexpr (kAvx512) {
+      __m512 x[16];
+      for (int r = 0; r < 16; ++r) x[r] = v[r];
+      transpose16(x);
+      for (int r = 0; r < 16; ++r) v[r] = Batch(x[r]);
+    } else {
+      __m256 x[8];
+      for (int r = 0; r < 8; ++r) x[r] = v[r];
+      transpose8(x);
+      for (int r = 0; r < 8; ++r) v[r] = Batch(x[r]);
+    }
+  }
+
   // Activation rows [i0, i0 + kPanel) in planes at `panel` (in_planes<kPanel>), rows past m as
   // zeros: each group of lane_stride vectors in lane order (lane_order_group), then transposed.
   static void pack_panel(const GemmArgs& g, int64_t i0, int64_t kv, float* panel) {
     const int64_t stride = lane_stride(g.w.format), group = stride * kLanes;
     const int64_t rows = std::min<int64_t>(kPanel, g.m - i0);
-    alignas(64) float lanes[16][4 * 16] = {};  // per row, one group's vectors
+    alignas(64) float lanes[kLanes][4 * kLanes] = {};  // per row, one group's vectors
     for (int64_t first = 0; first < kv; first += group) {
       for (int64_t r = 0; r < rows; ++r)
         lane_order_group(g.a + (i0 + r) * g.lda + first, stride, lanes[r], kLanes);
       for (int64_t j = 0; j < stride; ++j) {
-        __m512 v[16];
-        for (int r = 0; r < 16; ++r) v[r] = _mm512_load_ps(lanes[r] + j * kLanes);
-        transpose16(v);
+        Batch v[kLanes];
+        for (int r = 0; r < kLanes; ++r) v[r] = Batch::load_aligned(lanes[r] + j * kLanes);
+        transpose_lanes(v);
         const int64_t t = first / kLanes + j;
-        for (int l = 0; l < 16; ++l)
-          _mm512_mask_storeu_ps(panel + in_planes<kPanel>(0, t, l, kv), (1u << kPanel) - 1, v[l]);
+        for (int l = 0; l < kLanes; ++l)
+          store_panel_step(v[l], panel + in_planes<kPanel>(0, t, l, kv));
       }
+    }
+  }
+
+  // Lanes [0, kPanel) of v at dst (the panel's step: kPanel floats, the next step right after).
+  [[gnu::always_inline]] static inline void store_panel_step(Batch v, float* dst) {
+    if constexpr (kAvx512) {
+      _mm512_mask_storeu_ps(dst, (1u << kPanel) - 1, v);
+    } else {
+      const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32(kPanel), lanes), v);
     }
   }
 
@@ -1411,8 +1469,8 @@ struct GemmKernel {
     const int64_t padded = (nj + kStripRows - 1) / kStripRows * kStripRows;
     for (int64_t c0 = 0; c0 < padded; c0 += kLanes) {
       const int64_t rows = std::clamp<int64_t>(nj - c0, 0, kLanes);
-      StoredRow stored[16];
-      const uint8_t* scales[16] = {};
+      StoredRow stored[kLanes];
+      const uint8_t* scales[kLanes] = {};
       bool transposed = true;
       for (int64_t r = 0; r < rows; ++r) {
         stored[r] = w.stored_row(j0 + c0 + r);
@@ -1425,16 +1483,18 @@ struct GemmKernel {
       const auto plane = [rows_at, steps](int64_t t, int64_t l) {
         return rows_at + (l * steps + t) * kStripRows;
       };
-      alignas(64) float segments[16][128] = {};  // rows past nj stay zero
+      alignas(64) float segments[kLanes][128] = {};  // rows past nj stay zero
       for (int64_t p0 = 0; p0 < kv; p0 += segment) {
         const int64_t p1 = std::min(kv, p0 + segment);
-        if (w.format == WeightFormat::kFp8Block) {
-          fp8_strip_unit(stored, scales, rows, p0, plane);
-          continue;
+        if constexpr (kAvx512) {
+          if (w.format == WeightFormat::kFp8Block) {
+            fp8_strip_unit(stored, scales, rows, p0, plane);
+            continue;
+          }
+          if (w.format == WeightFormat::kFp4Block && transposed &&
+              fp4_strip_unit(stored, scales, rows, p0, (p1 - p0) / kLanes, plane))
+            continue;
         }
-        if (w.format == WeightFormat::kFp4Block && transposed &&
-            fp4_strip_unit(stored, scales, rows, p0, (p1 - p0) / kLanes, plane))
-          continue;
         if (w.format == WeightFormat::kF32 || w.format == WeightFormat::kBF16) {
           plain_strip_segment(w.format, stored, rows, p0, p1, plane);
           continue;
@@ -1443,10 +1503,10 @@ struct GemmKernel {
           decode_segment(w.format, stored[r], scales[r], p0, p1,
                          [&](int64_t p) { return segments[r] + (p - p0); });
         for (int64_t j = 0; j < (p1 - p0) / kLanes; ++j) {
-          __m512 v[16];
-          for (int r = 0; r < 16; ++r) v[r] = _mm512_load_ps(segments[r] + j * kLanes);
-          transpose16(v);
-          for (int l = 0; l < 16; ++l) _mm512_store_ps(plane(p0 / kLanes + j, l), v[l]);
+          Batch v[kLanes];
+          for (int r = 0; r < kLanes; ++r) v[r] = Batch::load_aligned(segments[r] + j * kLanes);
+          transpose_lanes(v);
+          for (int l = 0; l < kLanes; ++l) v[l].store_aligned(plane(p0 / kLanes + j, l));
         }
       }
     }
@@ -1459,16 +1519,16 @@ struct GemmKernel {
   static void plain_strip_segment(WeightFormat format, const StoredRow* stored, int64_t rows,
                                   int64_t p0, int64_t p1, const Plane& plane) {
     for (int64_t p = p0; p < p1; p += kLanes) {
-      __m512 v[16];
-      for (int r = 0; r < 16; ++r) {
+      Batch v[kLanes];
+      for (int r = 0; r < kLanes; ++r) {
         if (r >= rows)
-          v[r] = _mm512_setzero_ps();
+          v[r] = Batch(0.0f);
         else
           v[r] = format == WeightFormat::kF32 ? load_f32(stored[r].at(p * 4))
                                               : load_bf16(stored[r].at(p * 2));
       }
-      transpose16(v);
-      for (int l = 0; l < 16; ++l) _mm512_store_ps(plane(p / kLanes, l), v[l]);
+      transpose_lanes(v);
+      for (int l = 0; l < kLanes; ++l) v[l].store_aligned(plane(p / kLanes, l));
     }
   }
 
@@ -1549,12 +1609,13 @@ struct GemmKernel {
 
   // Chains of panel rows [0, MR) × the strip's rows over all planes (`steps` each), added in the
   // tree's order as they come: sums[r][v] holds the horizontal sums of outputs (r, strip rows
-  // 16v .. 16v + 15). Plane kTreeOrder[s] closes the tree levels where s has its low bits set.
+  // kLanes·v .. kLanes·v + kLanes - 1). Plane kTreeOrder[s] closes the tree levels where s has
+  // its low bits set.
   template <int MR>
   static void strip_tile(const float* panel, const float* strip, int64_t steps,
                          Batch (&sums)[MR][2]) {
-    Batch pending[4][MR][2];
-    for (int s = 0; s < 16; ++s) {
+    Batch pending[kTreeLevels][MR][2];
+    for (int s = 0; s < kLanes; ++s) {
       const float* ap = panel + kTreeOrder[s] * steps * kPanel;  // the plane's first step
       const float* wp = strip + kTreeOrder[s] * steps * kStripRows;
       Batch acc[MR][2];
@@ -1572,7 +1633,8 @@ struct GemmKernel {
         for (int r = 0; r < MR; ++r)
           for (int v = 0; v < 2; ++v) acc[r][v] = pending[level][r][v] + acc[r][v];
       for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < 2; ++v) (level == 4 ? sums : pending[level])[r][v] = acc[r][v];
+        for (int v = 0; v < 2; ++v)
+          (level == kTreeLevels ? sums : pending[level])[r][v] = acc[r][v];
     }
   }
 
@@ -1597,8 +1659,9 @@ struct GemmKernel {
       });
   }
 
-  // run_decoded on AVX-512: the activations in panels once per call, then per block of W rows
-  // (about 512 KiB decoded, in L2 while every panel passes over it) the strips and their tiles.
+  // run_decoded on AVX-512 and AVX2: the activations in panels once per call, then per block of W
+  // rows (about 512 KiB decoded, in L2 while every panel passes over it) the strips and their
+  // tiles.
   static void run_strips(const GemmArgs& g) {
     const int64_t kv = vector_inputs(g), block = decoded_block_rows(g, kStripRows);
     const int64_t panels = (g.m + kPanel - 1) / kPanel;
