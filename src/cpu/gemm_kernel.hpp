@@ -1458,12 +1458,13 @@ struct GemmKernel {
   }
 
   // W rows [j0, j0 + nj) decoded as decode_rows decodes them, in planes at `out`
-  // (in_planes<kStripRows>), the last strip filled up with zero rows; 16 rows at a time, one
-  // segment of codes of each. FP8 units and FP4 units of transposed rows are transposed as codes
-  // (fp8_strip_unit, fp4_strip_unit: a fraction of the shuffles of transposing the decoded
-  // floats), F32 and BF16 vectors transposed as loaded (plain_strip_segment); the other segments
-  // (FP4 rows as stored, FP4 scale codes out of fp4_strip_unit's range) are decoded row by row
-  // (decode_segment, into L1) and each of their vectors transposed.
+  // (in_planes<kStripRows>), the last strip filled up with zero rows; kLanes rows at a time, one
+  // segment of codes of each. FP4 units of transposed rows, and on AVX-512 FP8 units, are
+  // transposed as codes (fp4_strip_unit, fp8_strip_unit: a fraction of the shuffles of
+  // transposing the decoded floats), F32 and BF16 vectors transposed as loaded
+  // (plain_strip_segment); the other segments (FP8 on AVX2, FP4 rows as stored, FP4 scale codes
+  // out of fp4_strip_unit's range) are decoded row by row (decode_segment, into L1) and each of
+  // their vectors transposed.
   static void decode_strips(const WeightView& w, int64_t j0, int64_t nj, int64_t kv, float* out) {
     const int64_t segment = segment_inputs(w.format);
     const int64_t padded = (nj + kStripRows - 1) / kStripRows * kStripRows;
@@ -1491,10 +1492,10 @@ struct GemmKernel {
             fp8_strip_unit(stored, scales, rows, p0, plane);
             continue;
           }
-          if (w.format == WeightFormat::kFp4Block && transposed &&
-              fp4_strip_unit(stored, scales, rows, p0, (p1 - p0) / kLanes, plane))
-            continue;
         }
+        if (w.format == WeightFormat::kFp4Block && transposed &&
+            fp4_strip_unit(stored, scales, rows, p0, (p1 - p0) / kLanes, plane))
+          continue;
         if (w.format == WeightFormat::kF32 || w.format == WeightFormat::kBF16) {
           plain_strip_segment(w.format, stored, rows, p0, p1, plane);
           continue;
@@ -1577,6 +1578,14 @@ struct GemmKernel {
   template <class Plane>
   static bool fp4_strip_unit(const StoredRow* stored, const uint8_t* const* scales, int64_t rows,
                              int64_t p0, int64_t vectors, const Plane& plane) {
+    if constexpr (kAvx512)
+      return fp4_strip_unit_avx512(stored, scales, rows, p0, vectors, plane);
+    else
+      return fp4_strip_unit_avx2(stored, scales, rows, p0, vectors, plane);
+  }
+  template <class Plane>
+  static bool fp4_strip_unit_avx512(const StoredRow* stored, const uint8_t* const* scales,
+                                    int64_t rows, int64_t p0, int64_t vectors, const Plane& plane) {
     constexpr __mmask16 kAll = 0xFFFF;
     alignas(64) uint32_t codes[16];
     for (int r = 0; r < 16; ++r) {
@@ -1604,6 +1613,62 @@ struct GemmKernel {
         (lo * scale[B]).store_aligned(plane(p0 / kLanes + 2 * B, l));
         (hi * scale[B]).store_aligned(plane(p0 / kLanes + 2 * B + 1, l));
       });
+    return true;
+  }
+
+  // fp4_strip_unit on AVX2, for 8 rows. There the register path's vector at lane-order step
+  // 4B + 2h of a unit holds, in lane l, the low nibbles of byte B of the unit's word 8h + l, and
+  // the next step the high ones (load_fp4_pair on a transposed unit). So the rows' units are
+  // transposed as 32-bit words (two 8 × 8 transposes: vector w holds word w of every row), and
+  // each word's byte B yields the two steps' vectors across the rows: the magnitude from AVX2's
+  // 8-entry permute, the sign from bit 3, times the rows' scales (as on AVX-512, only where every
+  // scale code lies in [2, 252], so that the products are the table's values whatever FTZ/DAZ
+  // say).
+  template <class Plane>
+  static bool fp4_strip_unit_avx2(const StoredRow* stored, const uint8_t* const* scales,
+                                  int64_t rows, int64_t p0, int64_t vectors, const Plane& plane) {
+    alignas(32) uint32_t codes[8];
+    for (int r = 0; r < 8; ++r) {
+      codes[r] = 0x7F7F7F7Fu;  // a scale of 1 for absent rows and for blocks past kv
+      if (r < rows) std::memcpy(&codes[r], scales[r] + p0 / 32, size_t(vectors / 4));
+    }
+    const __m256i code_bytes = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes));
+    const __m256i in_range = _mm256_and_si256(
+        _mm256_cmpeq_epi8(_mm256_max_epu8(code_bytes, _mm256_set1_epi8(2)), code_bytes),
+        _mm256_cmpeq_epi8(_mm256_min_epu8(code_bytes, _mm256_set1_epi8(char(252))), code_bytes));
+    if (_mm256_movemask_epi8(in_range) != -1) return false;
+    Batch scale[4];  // block b's scales: code byte b of each row as a float's exponent field
+    for (int b = 0; b < 4; ++b)
+      scale[b] = Batch(_mm256_castsi256_ps(_mm256_slli_epi32(
+          _mm256_and_si256(_mm256_srli_epi32(code_bytes, 8 * b), _mm256_set1_epi32(0xFF)), 23)));
+    __m256 words[2][8];  // words[h][l]: word 8h + l of each row's unit
+    for (int r = 0; r < 8; ++r) {
+      if (r >= rows) {
+        words[0][r] = words[1][r] = _mm256_setzero_ps();
+        continue;
+      }
+      __builtin_prefetch(stored[r].at(p0 / 2 + 2048), 0, 2);
+      const auto* unit = reinterpret_cast<const float*>(stored[r].at(p0 / 2));
+      words[0][r] = _mm256_loadu_ps(unit);
+      words[1][r] = _mm256_loadu_ps(unit + 8);
+    }
+    transpose8(words[0]);
+    transpose8(words[1]);
+    const __m256 magnitudes = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    const __m256i sign_bit = _mm256_set1_epi32(int32_t(0x80000000u));
+    // The value of the nibble in bits 0-3 of each word (bits above are ignored).
+    const auto value = [&](__m256i nibble) {
+      const __m256 magnitude = _mm256_permutevar8x32_ps(magnitudes, nibble);
+      return _mm256_xor_ps(magnitude, _mm256_castsi256_ps(_mm256_and_si256(
+                                          _mm256_slli_epi32(nibble, 28), sign_bit)));
+    };
+    for (int w = 0; w < 16; ++w)
+      for (int b = 0; b < 4 && 4 * b < vectors; ++b) {
+        const __m256i byte = _mm256_srli_epi32(_mm256_castps_si256(words[w / 8][w % 8]), 8 * b);
+        const int64_t step = p0 / kLanes + 4 * b + 2 * (w / 8);
+        (Batch(value(byte)) * scale[b]).store_aligned(plane(step, w % 8));
+        (Batch(value(_mm256_srli_epi32(byte, 4))) * scale[b]).store_aligned(plane(step + 1, w % 8));
+      }
     return true;
   }
 
